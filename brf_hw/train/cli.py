@@ -1,0 +1,68 @@
+"""Command-line front end shared by the scripts in ``training/``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..neurons import NEURON_KINDS, SURROGATES
+from .tasks import TASKS
+from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--task", choices=sorted(TASKS), default="ecg")
+    g.add_argument("--neuron", choices=NEURON_KINDS, default="brf")
+    g.add_argument("--epochs", type=int, help="default: the paper's (ecg 400, (ps)mnist 300)")
+    g.add_argument("--batch-size", type=int, help="default: the paper's (ecg 16, (ps)mnist 256)")
+    g.add_argument("--lr", type=float, help="Adam learning rate, decayed linearly to 0 (default 0.1)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--surrogate", choices=sorted(SURROGATES), default="double_gaussian")
+    g.add_argument("--mask-prob", type=float, default=0.0, help="fraction of recurrent weights pruned")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm (off by default, as the paper)")
+    g.add_argument("--train-limit", type=int, help="train on the first N sequences of each shuffled epoch")
+    g.add_argument("--eval-limit", type=int, help="evaluate on the first N validation / test sequences")
+    g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
+    g.add_argument("--run-dir", help="where checkpoints and logs go (default runs/TASK-NEURON-seedS)")
+    g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    g.add_argument("--data-dir", help="data directory (default: $BRF_HW_DATA or ~/.cache/brf_hw/data)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        task=args.task, neuron=args.neuron, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, device=args.device, surrogate=args.surrogate,
+        mask_prob=args.mask_prob, grad_clip=args.grad_clip, train_limit=args.train_limit,
+        eval_limit=args.eval_limit, eval_test=not args.no_test_eval,
+        run_dir=args.run_dir or f"runs/{args.task}-{args.neuron}-seed{args.seed}",
+        data_dir=args.data_dir, progress=not args.no_progress,
+    )
+
+
+def train_float(args: argparse.Namespace) -> dict:
+    """Train (or resume) a float network, then report the best-validation model on the test set."""
+    trainer = Trainer(config_from_args(args))
+    if args.resume:
+        trainer.resume()
+        print(f"resumed {trainer.run_dir / 'last.pt'} at epoch {trainer.epoch}")
+    print(f"{trainer.cfg.task} {trainer.cfg.neuron} {trainer.model_config.inputs}-"
+          f"{trainer.model_config.hidden}-{trainer.model_config.outputs}, "
+          f"{trainer.model.parameter_count()} parameters, {trainer.cfg.epochs} epochs, run dir {trainer.run_dir}")
+    try:
+        trainer.fit()
+    except TrainingDiverged as exc:
+        sys.exit(f"training stopped: {exc}")
+    best, ckpt = load_checkpoint_model(trainer.run_dir / "best.pt", str(trainer.device))
+    test = trainer.evaluate("test", best)
+    summary = {"task": trainer.cfg.task, "neuron": trainer.cfg.neuron, "best_epoch": ckpt["epoch"],
+               "parameters": best.parameter_count(), **{f"test_{k}": v for k, v in test.items()}}
+    (Path(trainer.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    annotated = f", annotated steps {test['acc_annotated']:.2f}%" if "acc_annotated" in test else ""
+    print(f"best model (epoch {ckpt['epoch']}): test accuracy {test['acc']:.2f}%{annotated}, "
+          f"SOPs {test['sops']:.1f} ({test['sops_per_step']:.2f}/step), {summary['parameters']} parameters")
+    return summary

@@ -1,0 +1,92 @@
+"""The paper's tasks: data, network shape, loss mode and training defaults, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple
+
+import torch
+
+from ..data import ecg, mnist
+from ..neurons import NeuronConfig
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor  # [T, B, inputs] float
+    target: torch.Tensor  # [T, B] per-step labels, or [B] one label per sequence
+    annotated: torch.Tensor | None  # [T, B] bool for per-step tasks, else None
+
+
+# Loss modes. per_step: a label per step, NLL summed over steps, predict argmax o[t] per step.
+# every_step: one label per sequence, NLL on every step, predict argmax of the time-mean of o.
+# label_last: one label per sequence, NLL and prediction on the last step only.
+LOSS_MODES = ("per_step", "every_step", "label_last")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    inputs: int
+    hidden: int
+    outputs: int
+    loss_mode: str
+    epochs: int
+    batch_size: int
+    lr: float
+    omega_init: tuple[float, float]
+    b_offset_init: tuple[float, float]
+    tau_o_init: tuple[float, float]
+    alif_tau_m_init: tuple[float, float] = (20.0, 5.0)
+    alif_tau_adp_init: tuple[float, float] = (200.0, 50.0)
+    eval_batch_size: int = 256
+    extra: dict = field(default_factory=dict)
+
+    def neuron_config(self, kind: str, surrogate: str = "double_gaussian") -> NeuronConfig:
+        return NeuronConfig(
+            kind=kind,
+            omega_init=self.omega_init,
+            b_offset_init=self.b_offset_init,
+            tau_m_init=self.alif_tau_m_init,
+            tau_adp_init=self.alif_tau_adp_init,
+            surrogate=surrogate,
+        )
+
+
+TASKS: dict[str, TaskSpec] = {
+    "ecg": TaskSpec("ecg", 4, 36, 6, "per_step", epochs=400, batch_size=16, lr=0.1,
+                    omega_init=(3.0, 5.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0),
+                    alif_tau_m_init=(20.0, 0.5), alif_tau_adp_init=(7.0, 0.2), eval_batch_size=141),
+    "smnist": TaskSpec("smnist", 1, 256, 10, "label_last", epochs=300, batch_size=256, lr=0.1,
+                       omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 5.0)),
+    "psmnist": TaskSpec("psmnist", 1, 256, 10, "every_step", epochs=300, batch_size=256, lr=0.1,
+                        omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0)),
+}
+
+
+class TaskData:
+    """The three splits of a task and a batch iterator over each."""
+
+    def __init__(self, spec: TaskSpec, data_dir=None):
+        self.spec = spec
+        if spec.name == "ecg":
+            self.splits = ecg.load_ecg(data_dir)
+        elif spec.name in ("smnist", "psmnist"):
+            self.splits = mnist.load_mnist(data_dir, permuted=spec.name == "psmnist")
+        else:
+            raise ValueError(f"no loader for task {spec.name!r}")
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def batches(self, split: str, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None, limit: int | None = None) -> Iterator[Batch]:
+        data = self.splits[split]
+        n = len(data) if limit is None else min(limit, len(data))
+        order = torch.randperm(len(data), generator=generator)[:n] if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            yield self._batch(data.subset(order[start : start + batch_size]))
+
+    def _batch(self, part) -> Batch:
+        if isinstance(part, ecg.ECGSplit):
+            return Batch(part.inputs.transpose(0, 1), part.labels.t(), part.annotated.t())
+        return Batch(mnist.as_sequences(part.images), part.labels, None)

@@ -1,0 +1,235 @@
+"""The training core shared by every CLI in ``training/``.
+
+Adam, learning rate decayed linearly to zero over the epochs, best model by validation loss.
+Every epoch writes ``last.pt`` (everything needed to resume) and, when validation improves,
+``best.pt``; metrics go to ``metrics.csv`` and TensorBoard. A non-finite loss stops training
+with ``TrainingDiverged`` before the optimiser touches the weights, so ``last.pt`` stays good.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ..model import RSNN, ModelConfig, build_model
+from .metrics import Tally, per_step_loss, sequence_loss
+from .tasks import TASKS, TaskData, TaskSpec
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    task: str = "ecg"
+    neuron: str = "brf"
+    epochs: int | None = None  # None: the task's paper default
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    surrogate: str = "double_gaussian"
+    mask_prob: float = 0.0
+    grad_clip: float | None = None
+    train_limit: int | None = None  # use only the first N training sequences per epoch
+    eval_limit: int | None = None  # evaluate on the first N val / test sequences
+    eval_test: bool = True
+    run_dir: str = "runs/default"
+    data_dir: str | None = None
+    progress: bool = True
+
+    def resolved(self) -> "TrainConfig":
+        spec = TASKS[self.task]
+        return TrainConfig(**{**asdict(self),
+                              "epochs": self.epochs or spec.epochs,
+                              "batch_size": self.batch_size or spec.batch_size,
+                              "lr": self.lr if self.lr is not None else spec.lr})
+
+
+def model_config_for(spec: TaskSpec, cfg: TrainConfig) -> ModelConfig:
+    return ModelConfig(spec.inputs, spec.hidden, spec.outputs,
+                       neuron=spec.neuron_config(cfg.neuron, cfg.surrogate),
+                       tau_o_init=spec.tau_o_init, mask_prob=cfg.mask_prob)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: TaskData | None = None):
+        self.cfg = cfg.resolved()
+        self.spec = TASKS[self.cfg.task]
+        self.device = resolve_device(self.cfg.device)
+        self.data = data or TaskData(self.spec, self.cfg.data_dir)
+        self.model_config = model_config_for(self.spec, self.cfg)
+        self.model = build_model(self.model_config, seed=self.cfg.seed).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        epochs = self.cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0 - e / epochs)
+        self.shuffle = torch.Generator().manual_seed(self.cfg.seed)
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.history: list[dict] = []
+        self.run_dir = Path(self.cfg.run_dir)
+
+    # ----------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict:
+        return {
+            "format": "brf_hw.checkpoint/1",
+            "train_config": asdict(self.cfg),
+            "model_config": self.model_config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "shuffle_rng": self.shuffle.get_state(),
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "history": self.history,
+        }
+
+    def resume(self, path: str | Path | None = None) -> None:
+        path = Path(path) if path else self.run_dir / "last.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        if ckpt.get("format") != "brf_hw.checkpoint/1":
+            raise ValueError(f"{path} is not a brf_hw training checkpoint")
+        if ckpt["model_config"] != self.model_config.to_dict():
+            raise ValueError(f"{path} holds a different network ({ckpt['model_config']})")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.shuffle.set_state(ckpt["shuffle_rng"])
+        self.epoch = ckpt["epoch"]
+        self.best_val_loss = ckpt["best_val_loss"]
+        self.history = ckpt["history"]
+
+    def _save(self, name: str) -> None:
+        tmp = self.run_dir / (name + ".tmp")
+        torch.save(self.checkpoint(), tmp)
+        tmp.replace(self.run_dir / name)  # atomic: a crash never leaves a half-written checkpoint
+
+    # ----------------------------------------------------------------- epochs
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        tally = Tally()
+        mode = self.spec.loss_mode
+        batches = self.data.batches("train", self.cfg.batch_size, shuffle=True,
+                                    generator=self.shuffle, limit=self.cfg.train_limit)
+        total = math.ceil(min(self.cfg.train_limit or 10**12, self.data.size("train")) / self.cfg.batch_size)
+        bar = tqdm(batches, total=total, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                   disable=not self.cfg.progress, leave=False)
+        for batch in bar:
+            batch = self._to_device(batch)
+            out = self.model(batch.x)
+            loss = sequence_loss(out.outputs, batch, mode)
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDiverged(
+                    f"loss became {loss.detach().item()} in epoch {self.epoch + 1}; weights were not updated. "
+                    f"The last good state is {self.run_dir / 'last.pt'} (epoch {self.epoch}). "
+                    f"Try a lower --lr or --grad-clip."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.model.constrain_()
+            value = per_step_loss(loss.detach(), batch.x.shape[0], mode)
+            tally.add(out.outputs.detach(), out.spikes_per_step.detach(), batch, mode, value)
+            bar.set_postfix(loss=f"{value:.4f}")
+        self.scheduler.step()
+        return tally.summary()
+
+    @torch.no_grad()
+    def evaluate(self, split: str, model: RSNN | None = None) -> dict[str, float]:
+        model = model or self.model
+        model.eval()
+        tally = Tally()
+        mode = self.spec.loss_mode
+        for batch in self.data.batches(split, self.spec.eval_batch_size, limit=self.cfg.eval_limit):
+            batch = self._to_device(batch)
+            out = model(batch.x)
+            loss = sequence_loss(out.outputs, batch, mode)
+            tally.add(out.outputs, out.spikes_per_step, batch, mode, per_step_loss(loss, batch.x.shape[0], mode))
+        return tally.summary()
+
+    def _to_device(self, batch):
+        return type(batch)(*(t.to(self.device) if t is not None else None for t in batch))
+
+    # ----------------------------------------------------------------- the run
+    def fit(self) -> list[dict]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(
+            {"train": asdict(self.cfg), "model": self.model_config.to_dict(),
+             "parameters": self.model.parameter_count()}, indent=2))
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        try:
+            while self.epoch < self.cfg.epochs:
+                row = self._run_epoch()
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+                writer.flush()
+                self._log(row)
+        finally:
+            writer.close()
+        return self.history
+
+    def _run_epoch(self) -> dict:
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        train = self.train_epoch()
+        seconds = time.perf_counter() - start
+        val = self.evaluate("val")
+        test = self.evaluate("test") if self.cfg.eval_test else {}
+        self.epoch += 1
+        row = {"epoch": self.epoch, "lr": lr, "epoch_seconds": seconds,
+               "parameters": self.model.parameter_count()}
+        row.update({f"train_{k}": v for k, v in train.items()})
+        row.update({f"val_{k}": v for k, v in val.items()})
+        row.update({f"test_{k}": v for k, v in test.items()})
+        self.history.append(row)
+        improved = val["loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = val["loss"]
+        self._save("last.pt")
+        if improved:
+            self._save("best.pt")
+        return row
+
+    def _log(self, row: dict) -> None:
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        test = f" test {row['test_acc']:.2f}% SOPs {row['test_sops']:.0f}" if "test_acc" in row else ""
+        tqdm.write(f"epoch {row['epoch']:4d}  {row['epoch_seconds']:.1f}s  train {row['train_loss']:.4f} "
+                   f"{row['train_acc']:.2f}%  val {row['val_loss']:.4f} {row['val_acc']:.2f}%{test}")
+
+
+def load_checkpoint_model(path: str | Path, device: str = "cpu") -> tuple[RSNN, dict]:
+    """Rebuild the network stored in a training checkpoint (best.pt or last.pt)."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("format") != "brf_hw.checkpoint/1":
+        raise ValueError(f"{path} is not a brf_hw training checkpoint")
+    model = RSNN(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt

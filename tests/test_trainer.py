@@ -1,0 +1,88 @@
+"""The training core on real ECG sequences: learning, logs, checkpoints, resume, NaN handling."""
+
+import csv
+
+import pytest
+import torch
+
+from brf_hw.train import TASKS, TaskData, TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
+from brf_hw.train.metrics import Tally, sequence_loss
+from brf_hw.train.tasks import Batch
+
+
+@pytest.fixture(scope="module")
+def ecg_data():
+    return TaskData(TASKS["ecg"])
+
+
+def quick(tmp_path, **kw):
+    base = dict(task="ecg", epochs=2, batch_size=8, train_limit=8, eval_limit=4,
+                run_dir=str(tmp_path), progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_per_step_loss_and_accuracy_by_hand():
+    outputs = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]]])  # T=2, B=1, C=2
+    batch = Batch(None, torch.tensor([[0], [0]]), torch.tensor([[True], [False]]))
+    expected = -torch.log_softmax(outputs[0, 0], -1)[0] - torch.log_softmax(outputs[1, 0], -1)[0]
+    assert sequence_loss(outputs, batch, "per_step").item() == pytest.approx(expected.item())
+    tally = Tally()
+    tally.add(outputs, torch.tensor([[3.0], [1.0]]), batch, "per_step", 0.5)
+    s = tally.summary()
+    assert (s["acc"], s["acc_annotated"], s["sops"], s["sops_per_step"]) == (50.0, 100.0, 4.0, 2.0)
+    seq = Batch(None, torch.tensor([1]), None)
+    assert sequence_loss(outputs, seq, "label_last").item() == pytest.approx(
+        -torch.log_softmax(outputs[1, 0], -1)[1].item())
+
+
+def test_training_learns_and_logs(tmp_path, ecg_data):
+    # The network is silent at init (loss exactly ln 6); a high learning rate makes six steps enough
+    # to bring it to spiking and fitting.
+    trainer = Trainer(quick(tmp_path, epochs=3, train_limit=32, batch_size=16, lr=1.0), ecg_data)
+    before = trainer.evaluate("val")["loss"]
+    history = trainer.fit()
+    assert history[-1]["val_loss"] < before - 0.02
+    assert history[-1]["train_sops"] > 0
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"test_acc", "test_acc_annotated", "test_sops", "test_sops_per_step", "parameters"} <= set(rows[0])
+    assert float(rows[1]["lr"]) == pytest.approx(1.0 * (1 - 1 / 3))  # linear decay to zero
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    best, ckpt = load_checkpoint_model(tmp_path / "best.pt")
+    assert ckpt["best_val_loss"] == min(r["val_loss"] for r in history)
+
+
+def test_resume_continues_exactly(tmp_path, ecg_data):
+    straight = Trainer(quick(tmp_path / "a"), ecg_data)
+    straight.fit()
+    first = Trainer(quick(tmp_path / "b", epochs=2), ecg_data)
+    first.cfg.epochs = 1  # stop after one epoch, as an interrupted run would
+    first.fit()
+    resumed = Trainer(quick(tmp_path / "b"), ecg_data)
+    resumed.resume()
+    assert resumed.epoch == 1
+    resumed.fit()
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_another_network(tmp_path, ecg_data):
+    Trainer(quick(tmp_path, epochs=1), ecg_data).fit()
+    with pytest.raises(ValueError, match="different network"):
+        Trainer(quick(tmp_path, neuron="alif"), ecg_data).resume()
+    with pytest.raises(FileNotFoundError):
+        Trainer(quick(tmp_path / "none"), ecg_data).resume()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, ecg_data):
+    trainer = Trainer(quick(tmp_path, epochs=2), ecg_data)
+    trainer.cfg.epochs = 1
+    trainer.fit()
+    good = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    trainer.cfg.epochs = 2
+    with torch.no_grad():
+        trainer.model.readout.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        trainer.fit()
+    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(good[k], kept[k]) for k in good)
