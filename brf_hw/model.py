@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from . import kernels
 from .neurons.modules import LIReadout, NeuronConfig, hidden_layer
 
 
@@ -44,8 +45,17 @@ class RSNNOutput(NamedTuple):
 
 
 class RSNN(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """``kernel`` picks the BPTT implementation (see ``brf_hw.kernels``); ``tbptt`` > 0 truncates
+    BPTT: the hidden state is detached every ``tbptt`` steps."""
+
+    def __init__(self, config: ModelConfig, kernel: str = "auto", tbptt: int = 0):
         super().__init__()
+        if kernel not in kernels.KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; choose one of {kernels.KERNELS}")
+        if tbptt < 0:
+            raise ValueError(f"tbptt must be >= 0, got {tbptt}")
+        self.kernel = kernel
+        self.tbptt = tbptt
         if not 0.0 <= config.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {config.mask_prob}")
         self.config = config
@@ -85,17 +95,26 @@ class RSNN(nn.Module):
         return result
 
     def forward(self, x: torch.Tensor, record: bool = False) -> RSNNOutput:
-        """Reference BPTT loop: one Python iteration per time step, autograd does the rest."""
         if x.dim() != 3 or x.shape[-1] != self.config.inputs:
             raise ValueError(f"expected x of shape [T, B, {self.config.inputs}], got {tuple(x.shape)}")
-        steps, batch, _ = x.shape
         x = x.to(self.synapses.weight.dtype)
+        if kernels.choose(self.kernel, self.config.neuron.kind, x.device) == "fused":
+            outputs, z, u, v, q = kernels.fused_sequence(self, x, self.tbptt)
+            traces = {"u": u, "v": v, "q": q, "z": z} if record else None
+            return RSNNOutput(outputs, z.sum(-1), traces)
+        return self.reference_forward(x, record)
+
+    def reference_forward(self, x: torch.Tensor, record: bool = False) -> RSNNOutput:
+        """Reference BPTT loop: one Python iteration per time step, autograd does the rest."""
+        steps, batch, _ = x.shape
         input_current = x @ self.input_weight.t()  # all steps at once; only the recurrence loops
         w_rec_t = self.recurrent_weight.t()
         state = self.hidden.initial_state(batch, x)
         spikes = []
         traces: dict[str, list] = {name: [] for name in state._fields} if record else {}
         for t in range(steps):
+            if self.tbptt and t and t % self.tbptt == 0:
+                state = type(state)(*(s.detach() for s in state))
             state = self.hidden(input_current[t] + state.z @ w_rec_t, state)
             spikes.append(state.z)
             for name in traces:
@@ -116,10 +135,10 @@ class RSNN(nn.Module):
         return torch.stack(outs)
 
 
-def build_model(config: ModelConfig, seed: int | None = None) -> RSNN:
+def build_model(config: ModelConfig, seed: int | None = None, **options) -> RSNN:
     """Build an RSNN; with a seed, initialisation is reproducible and independent of global RNG use."""
     if seed is None:
-        return RSNN(config)
+        return RSNN(config, **options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return RSNN(config)
+        return RSNN(config, **options)

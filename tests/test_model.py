@@ -60,7 +60,7 @@ def test_bptt_gradients_match_finite_differences(kind):
     """With a smooth stand-in for the step function, the BPTT gradient of a short sequence is the
     true derivative, so it must agree with central finite differences in float64."""
     torch.manual_seed(0)
-    model = build_model(small(kind), seed=2).double()
+    model = build_model(small(kind), seed=2, kernel="reference").double()
     model.hidden.spike = lambda x: torch.sigmoid(4.0 * x)
     x = (torch.rand(25, 2, 3) < 0.4).double() * 40.0
     names = [n for n, _ in model.named_parameters()]

@@ -24,6 +24,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--surrogate", choices=sorted(SURROGATES), default="double_gaussian")
     g.add_argument("--mask-prob", type=float, default=0.0, help="fraction of recurrent weights pruned")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (off by default, as the paper)")
+    g.add_argument("--kernel", choices=["auto", "fused", "reference"], default="auto",
+                   help="BPTT implementation: fused whole-sequence kernel where available (auto), "
+                        "insist on it (fused), or the plain autograd loop (reference)")
+    g.add_argument("--tbptt", type=int, default=0, help="truncate BPTT every N steps (0: full BPTT)")
     g.add_argument("--train-limit", type=int, help="train on the first N sequences of each shuffled epoch")
     g.add_argument("--eval-limit", type=int, help="evaluate on the first N validation / test sequences")
     g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
@@ -37,7 +41,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         task=args.task, neuron=args.neuron, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, device=args.device, surrogate=args.surrogate,
-        mask_prob=args.mask_prob, grad_clip=args.grad_clip, train_limit=args.train_limit,
+        mask_prob=args.mask_prob, grad_clip=args.grad_clip, kernel=args.kernel, tbptt=args.tbptt,
+        train_limit=args.train_limit,
         eval_limit=args.eval_limit, eval_test=not args.no_test_eval,
         run_dir=args.run_dir or f"runs/{args.task}-{args.neuron}-seed{args.seed}",
         data_dir=args.data_dir, progress=not args.no_progress,
@@ -57,7 +62,7 @@ def train_float(args: argparse.Namespace) -> dict:
         trainer.fit()
     except TrainingDiverged as exc:
         sys.exit(f"training stopped: {exc}")
-    best, ckpt = load_checkpoint_model(trainer.run_dir / "best.pt", str(trainer.device))
+    best, ckpt = load_checkpoint_model(trainer.run_dir / "best.pt", str(trainer.device), trainer.cfg.kernel)
     test = trainer.evaluate("test", best)
     summary = {"task": trainer.cfg.task, "neuron": trainer.cfg.neuron, "best_epoch": ckpt["epoch"],
                "parameters": best.parameter_count(), **{f"test_{k}": v for k, v in test.items()}}

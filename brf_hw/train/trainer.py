@@ -40,6 +40,8 @@ class TrainConfig:
     surrogate: str = "double_gaussian"
     mask_prob: float = 0.0
     grad_clip: float | None = None
+    kernel: str = "auto"  # BPTT implementation: auto, fused or reference
+    tbptt: int = 0  # truncate BPTT every N steps (0: full BPTT)
     train_limit: int | None = None  # use only the first N training sequences per epoch
     eval_limit: int | None = None  # evaluate on the first N val / test sequences
     eval_test: bool = True
@@ -76,7 +78,8 @@ class Trainer:
         self.device = resolve_device(self.cfg.device)
         self.data = data or TaskData(self.spec, self.cfg.data_dir)
         self.model_config = model_config_for(self.spec, self.cfg)
-        self.model = build_model(self.model_config, seed=self.cfg.seed).to(self.device)
+        self.model = build_model(self.model_config, seed=self.cfg.seed,
+                                 kernel=self.cfg.kernel, tbptt=self.cfg.tbptt).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         epochs = self.cfg.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0 - e / epochs)
@@ -225,11 +228,11 @@ class Trainer:
                    f"{row['train_acc']:.2f}%  val {row['val_loss']:.4f} {row['val_acc']:.2f}%{test}")
 
 
-def load_checkpoint_model(path: str | Path, device: str = "cpu") -> tuple[RSNN, dict]:
+def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "auto") -> tuple[RSNN, dict]:
     """Rebuild the network stored in a training checkpoint (best.pt or last.pt)."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     if ckpt.get("format") != "brf_hw.checkpoint/1":
         raise ValueError(f"{path} is not a brf_hw training checkpoint")
-    model = RSNN(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+    model = RSNN(ModelConfig.from_dict(ckpt["model_config"]), kernel=kernel).to(device)
     model.load_state_dict(ckpt["model"])
     return model, ckpt

@@ -1,0 +1,80 @@
+"""Fused whole-sequence BPTT kernels and their selection.
+
+``--kernel auto`` takes the fused kernel where one exists for the neuron type and device, else
+the reference autograd loop; ``fused`` insists (an error names what is missing); ``reference``
+always runs the plain loop, which stays the ground truth the kernels are tested against.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..neurons.functional import p_omega
+
+KERNELS = ("auto", "fused", "reference")
+FUSED_KINDS = ("brf", "rf")
+
+_warned: set[str] = set()
+
+
+def _cpu_backend():
+    try:
+        from . import fused
+    except ImportError as exc:  # numba missing or broken
+        return None, f"the CPU kernel needs numba ({exc})"
+    return fused, None
+
+
+def unavailable_reason(kind: str, device: torch.device) -> str | None:
+    """Why the fused kernel cannot run this network here, or None if it can."""
+    if kind not in FUSED_KINDS:
+        return f"no fused kernel for {kind!r} neurons (fused: {', '.join(FUSED_KINDS)})"
+    if device.type == "cpu":
+        return _cpu_backend()[1]
+    if device.type == "cuda":
+        from . import gpu
+
+        return gpu.unavailable_reason()
+    return f"no fused kernel for device {device.type!r}"
+
+
+def choose(requested: str, kind: str, device: torch.device) -> str:
+    if requested not in KERNELS:
+        raise ValueError(f"unknown kernel {requested!r}; choose one of {KERNELS}")
+    if requested == "reference":
+        return "reference"
+    reason = unavailable_reason(kind, device)
+    if reason is None:
+        return "fused"
+    if requested == "fused":
+        raise RuntimeError(f"--kernel fused: {reason}")
+    if kind in FUSED_KINDS and reason not in _warned:  # a missing tool, not a design choice: say so once
+        _warned.add(reason)
+        warnings.warn(f"falling back to the reference BPTT loop: {reason}", RuntimeWarning, stacklevel=3)
+    return "reference"
+
+
+def fused_sequence(model, x: torch.Tensor, tbptt: int):
+    """Hidden spikes and states, then LI potentials, for a whole sequence in two fused calls.
+    Returns (outputs, z, u, v, q)."""
+    hidden = model.hidden
+    cfg = hidden.config
+    if cfg.kind == "brf":
+        b0, refractory = p_omega(hidden.omega, cfg.dt) - hidden.b_offset, True
+    else:
+        b0, refractory = -hidden.b_offset, False
+    i_in = x @ model.input_weight.t()
+    args = (i_in, model.recurrent_weight, hidden.omega, b0, cfg.dt, cfg.theta, cfg.gamma,
+            refractory, cfg.surrogate, tbptt)
+    if x.device.type == "cuda":
+        from . import gpu
+
+        resonator, li = gpu.FusedResonatorGPU, gpu.FusedLIGPU
+    else:
+        fused = _cpu_backend()[0]
+        resonator, li = fused.FusedResonatorCPU, fused.FusedLICPU
+    z, u, v, q = resonator.apply(*args)
+    outputs = li.apply(model.readout(z), model.output.alpha)
+    return outputs, z, u, v, q

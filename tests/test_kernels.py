@@ -1,0 +1,110 @@
+"""Fused BPTT kernels against the reference autograd loop: identical forward, equal gradients."""
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from brf_hw import kernels
+from brf_hw.model import ModelConfig, build_model
+from brf_hw.neurons import NeuronConfig
+
+
+def pair(kind, inputs, hidden, outputs, seed, weight_scale, surrogate="double_gaussian", tbptt=0,
+         dtype=torch.float64):
+    cfg = ModelConfig(inputs, hidden, outputs,
+                      neuron=NeuronConfig(kind=kind, omega_init=(5.0, 60.0), surrogate=surrogate))
+    fused = build_model(cfg, seed=seed, kernel="fused", tbptt=tbptt).to(dtype)
+    with torch.no_grad():
+        fused.synapses.weight.mul_(weight_scale)
+    reference = build_model(cfg, seed=seed, kernel="reference", tbptt=tbptt).to(dtype)
+    reference.load_state_dict(fused.state_dict())
+    return fused, reference
+
+
+def compare(fused, reference, x, rtol=1e-5):
+    outs = []
+    for model in (fused, reference):
+        out = model(x, record=True)
+        # a loss that reaches every output and every spike, as training losses do
+        loss = (out.outputs * torch.linspace(-1, 1, out.outputs.shape[-1], dtype=x.dtype)).sum()
+        loss = loss + 0.1 * (out.outputs**2).sum() + 0.01 * out.spikes_per_step.sum()
+        outs.append((out, torch.autograd.grad(loss, list(model.parameters()))))
+    (fo, fg), (ro, rg) = outs
+    assert torch.equal(fo.traces["z"], ro.traces["z"]), "forward spikes differ"
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-12, atol=1e-12)
+    for name in ("u", "v", "q"):
+        torch.testing.assert_close(fo.traces[name], ro.traces[name], rtol=1e-12, atol=1e-12)
+    for (name, _), a, b in zip(fused.named_parameters(), fg, rg):
+        scale = b.abs().max().clamp_min(1e-12)
+        assert ((a - b).abs().max() / scale) <= rtol, f"gradient of {name} differs"
+    return fo
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["brf", "rf"]),
+    batch=st.integers(1, 4),
+    inputs=st.integers(1, 3),
+    hidden=st.integers(1, 9),
+    outputs=st.integers(1, 3),
+    steps=st.integers(1, 80),
+    weight_scale=st.sampled_from([0.0, 1.0, 40.0, 400.0]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    tbptt=st.sampled_from([0, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_equals_reference_on_random_networks(kind, batch, inputs, hidden, outputs, steps,
+                                                    weight_scale, surrogate, tbptt, seed):
+    fused, reference = pair(kind, inputs, hidden, outputs, seed, weight_scale, surrogate, tbptt)
+    x = (torch.rand(steps, batch, inputs, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+    compare(fused, reference, x)
+
+
+def test_long_sequence_single_neuron():
+    fused, reference = pair("brf", 2, 1, 2, seed=5, weight_scale=80.0)
+    x = (torch.rand(3000, 1, 2, generator=torch.Generator().manual_seed(0)) < 0.1).double()
+    out = compare(fused, reference, x)
+    assert 0 < out.spikes_per_step.sum() < 3000
+
+
+def test_all_silent_and_always_spiking():
+    silent, ref = pair("brf", 3, 6, 2, seed=1, weight_scale=0.0)
+    x = torch.ones(50, 2, 3, dtype=torch.float64)
+    assert compare(silent, ref, x).spikes_per_step.sum() == 0
+    loud, ref = pair("rf", 3, 6, 2, seed=1, weight_scale=1.0)
+    with torch.no_grad():
+        for m in (loud, ref):
+            m.synapses.weight.fill_(500.0)
+    assert torch.all(compare(loud, ref, x[:5]).spikes_per_step == 6)
+
+
+def test_real_ecg_batch_float32(ecg_splits):
+    x = ecg_splits["test"].inputs[:8].transpose(0, 1)
+    fused, reference = pair("brf", 4, 36, 6, seed=0, weight_scale=40.0, dtype=torch.float32)
+    fo, ro = fused(x), reference(x)
+    assert fo.spikes_per_step.sum() > 100
+    assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_selection_and_fallback(monkeypatch):
+    cpu = torch.device("cpu")
+    assert kernels.choose("auto", "brf", cpu) == "fused"
+    assert kernels.choose("auto", "alif", cpu) == "reference"
+    assert kernels.choose("reference", "brf", cpu) == "reference"
+    with pytest.raises(RuntimeError, match="no fused kernel for 'bhrf'"):
+        kernels.choose("fused", "bhrf", cpu)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        build_model(ModelConfig(1, 2, 1), kernel="fast")
+    monkeypatch.setattr(kernels, "_cpu_backend", lambda: (None, "the CPU kernel needs numba (test)"))
+    monkeypatch.setattr(kernels, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="falling back to the reference BPTT loop"):
+        assert kernels.choose("auto", "brf", cpu) == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning is given once, not per batch
+        assert kernels.choose("auto", "brf", cpu) == "reference"
+    with pytest.raises(RuntimeError, match="needs numba"):
+        kernels.choose("fused", "brf", cpu)
