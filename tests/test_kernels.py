@@ -108,3 +108,45 @@ def test_kernel_selection_and_fallback(monkeypatch):
         assert kernels.choose("auto", "brf", cpu) == "reference"
     with pytest.raises(RuntimeError, match="needs numba"):
         kernels.choose("fused", "brf", cpu)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    refractory=st.booleans(),
+    batch=st.integers(1, 18),  # past one 16-row program block
+    hidden=st.integers(1, 20),
+    steps=st.integers(1, 20),
+    tbptt=st.sampled_from([0, 4]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    seed=st.integers(0, 2**16),
+)
+def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt, surrogate, seed):
+    """The GPU (Triton) kernels against the CPU kernels in float64; on a machine without a GPU they
+    run in Triton's interpreter (TRITON_INTERPRET=1, set in conftest)."""
+    pytest.importorskip("triton")
+    from brf_hw.kernels import fused, gpu
+
+    if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no GPU and the Triton interpreter is off")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator().manual_seed(seed)
+    shape = (steps, batch, hidden)
+    tensors = [torch.randn(shape, generator=g, dtype=torch.float64) * 80,
+               torch.randn(hidden, hidden, generator=g, dtype=torch.float64) * 30,
+               torch.rand(hidden, generator=g, dtype=torch.float64) * 60 + 5,
+               -torch.rand(hidden, generator=g, dtype=torch.float64),
+               torch.rand(2, generator=g, dtype=torch.float64) * 0.5 + 0.5]
+    weights = torch.randn(hidden, 2, generator=g, dtype=torch.float64)
+    results = []
+    for resonator, li, dev in ((gpu.FusedResonatorGPU, gpu.FusedLIGPU, device),
+                               (fused.FusedResonatorCPU, fused.FusedLICPU, "cpu")):
+        leaves = [t.to(dev).requires_grad_() for t in tensors]
+        z, u, v, q = resonator.apply(*leaves[:4], 0.01, 1.0, 0.9, refractory, surrogate, tbptt)
+        o = li.apply(z @ weights.to(dev), leaves[4])
+        loss = (o**2).sum() + (z * torch.linspace(-1, 1, hidden, dtype=torch.float64, device=dev)).sum()
+        grads = torch.autograd.grad(loss, leaves)
+        results.append([t.detach().cpu() for t in (z, u, v, q, o, *grads)])
+    (z1, *rest1), (z2, *rest2) = results
+    assert torch.equal(z1, z2)
+    for a, b in zip(rest1, rest2):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
