@@ -56,6 +56,7 @@ class RSNN(nn.Module):
             raise ValueError(f"tbptt must be >= 0, got {tbptt}")
         self.kernel = kernel
         self.tbptt = tbptt
+        self.fixed = None  # a FixedSpec switches the forward to the integer (QAT) network
         if not 0.0 <= config.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {config.mask_prob}")
         self.config = config
@@ -97,6 +98,12 @@ class RSNN(nn.Module):
     def forward(self, x: torch.Tensor, record: bool = False) -> RSNNOutput:
         if x.dim() != 3 or x.shape[-1] != self.config.inputs:
             raise ValueError(f"expected x of shape [T, B, {self.config.inputs}], got {tuple(x.shape)}")
+        if self.fixed is not None:
+            from .fixed.qat import qat_forward
+
+            outputs, z, u, v, q = qat_forward(self, x, self.fixed)
+            traces = {"u": u, "v": v, "q": q, "z": z} if record else None
+            return RSNNOutput(outputs, z.sum(-1), traces)
         x = x.to(self.synapses.weight.dtype)
         if kernels.choose(self.kernel, self.config.neuron.kind, x.device) == "fused":
             outputs, z, u, v, q = kernels.fused_sequence(self, x, self.tbptt)

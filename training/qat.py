@@ -1,20 +1,24 @@
-"""The main job: train a BRF network on a paper task and report its test accuracy.
+"""The main job: train a BRF network, make it fixed-point, export the integer artifact.
 
-    python training/qat.py --task ecg
+    python training/qat.py --task ecg                       # float (paper settings) -> QAT -> export
+    python training/qat.py --init runs/ecg-brf-seed0/float/best.pt --weight-bits 4
 
-Fixed-point quantization-aware fine-tuning, integer evaluation and export will extend this
-flow; until they exist it trains the float network with the paper's settings.
+Float training (or --init), quantization-aware fine-tuning with straight-through estimators,
+integer evaluation by the golden model (the accuracy printed is the hardware's), export of one
+versioned .npz artifact.
 """
 
 import argparse
 
-from brf_hw.train.cli import add_train_arguments, train_float
+from brf_hw.train.cli import add_train_arguments
+from brf_hw.train.qat_flow import add_qat_arguments, run_qat
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser)
-    train_float(parser.parse_args())
+    add_qat_arguments(parser)
+    run_qat(parser.parse_args())
 
 
 if __name__ == "__main__":

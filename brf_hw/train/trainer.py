@@ -41,6 +41,7 @@ class TrainConfig:
     mask_prob: float = 0.0
     grad_clip: float | None = None
     kernel: str = "auto"  # BPTT implementation: auto, fused or reference
+    fixed: dict | None = None  # a FixedSpec (as a dict): train the integer network (QAT)
     tbptt: int = 0  # truncate BPTT every N steps (0: full BPTT)
     train_limit: int | None = None  # use only the first N training sequences per epoch
     eval_limit: int | None = None  # evaluate on the first N val / test sequences
@@ -71,8 +72,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def apply_fixed(model: RSNN, fixed: dict | None) -> RSNN:
+    if fixed is not None:
+        from ..fixed.spec import FixedSpec
+
+        model.fixed = FixedSpec.from_dict(fixed)
+    return model
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: TaskData | None = None):
+    """``init_state``: start from these weights (a float model's state dict) instead of random."""
+
+    def __init__(self, cfg: TrainConfig, data: TaskData | None = None, init_state: dict | None = None):
         self.cfg = cfg.resolved()
         self.spec = TASKS[self.cfg.task]
         self.device = resolve_device(self.cfg.device)
@@ -80,6 +91,9 @@ class Trainer:
         self.model_config = model_config_for(self.spec, self.cfg)
         self.model = build_model(self.model_config, seed=self.cfg.seed,
                                  kernel=self.cfg.kernel, tbptt=self.cfg.tbptt).to(self.device)
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
+        apply_fixed(self.model, self.cfg.fixed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         epochs = self.cfg.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0 - e / epochs)
@@ -235,4 +249,5 @@ def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "
         raise ValueError(f"{path} is not a brf_hw training checkpoint")
     model = RSNN(ModelConfig.from_dict(ckpt["model_config"]), kernel=kernel).to(device)
     model.load_state_dict(ckpt["model"])
+    apply_fixed(model, ckpt["train_config"].get("fixed"))
     return model, ckpt

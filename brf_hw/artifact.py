@@ -1,0 +1,140 @@
+"""The exported integer network: one versioned .npz file.
+
+It holds the integer arrays and a JSON ``manifest`` entry: format version, fixed-point formats
+(fxpmath notation too), shapes, dtypes, the scalar constants, the float dt/theta/gamma they came
+from, the task, the accuracy the integer network achieved, and the SHA-256 of the arrays.
+``load_artifact`` checks all of it and names the offending field when something is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .fixed.formats import Format
+from .fixed.spec import FixedSpec, IntNetwork
+
+FORMAT_VERSION = "brf-hw-artifact/1"
+ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, outputs O)
+    "w_in": ("weight", ("H", "I")),
+    "w_rec": ("weight", ("H", "H")),
+    "w_out": ("out_weight", ("O", "H")),
+    "d": ("coef", ("H",)),
+    "c": ("coef", ("H",)),
+    "alpha": ("coef", ("O",)),
+}
+SCALARS = {"dtq": "coef", "gamma": "coef", "theta": "state"}
+
+
+class ArtifactError(ValueError):
+    """The artifact is malformed or inconsistent; the message names the field."""
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def save_artifact(path: str | Path, net: IntNetwork, *, task: str, dt: float, theta: float, gamma: float,
+                  metrics: dict | None = None, extra: dict | None = None) -> Path:
+    arrays = {name: np.ascontiguousarray(getattr(net, name), dtype=np.int64) for name in ARRAYS}
+    n_in, n_hid, n_out = net.shape
+    manifest = {
+        "format": FORMAT_VERSION,
+        "task": task,
+        "neuron": "brf",
+        "shape": {"inputs": n_in, "hidden": n_hid, "outputs": n_out},
+        "spec": net.spec.to_dict(),
+        "arrays": {name: {"dtype": "int64", "shape": list(a.shape), "format": ARRAYS[name][0]}
+                   for name, a in arrays.items()},
+        "scalars": {name: int(getattr(net, name)) for name in SCALARS},
+        "float_constants": {"dt": dt, "theta": theta, "gamma": gamma},
+        "metrics": metrics or {},
+        "sha256": arrays_digest(arrays),
+        **(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, manifest=np.array(json.dumps(manifest, indent=1)), **arrays)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _require(mapping: dict, key: str, where: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise ArtifactError(f"{where}.{key} is missing")
+    return mapping[key]
+
+
+def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
+    """Load and validate an artifact; returns the integer network and the manifest."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            contents = {k: data[k] for k in data.files}
+    except Exception as exc:  # zip / npy errors of every kind
+        raise ArtifactError(f"{path} is not a readable .npz artifact ({exc})") from exc
+    if "manifest" not in contents:
+        raise ArtifactError(f"{path}: manifest is missing")
+    try:
+        manifest = json.loads(str(contents.pop("manifest")))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: manifest is not valid JSON ({exc})") from exc
+    version = _require(manifest, "format", "manifest")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"manifest.format is {version!r}; this brf-hw reads {FORMAT_VERSION!r}")
+    shape = _require(manifest, "shape", "manifest")
+    dims = {}
+    for key, letter in (("inputs", "I"), ("hidden", "H"), ("outputs", "O")):
+        value = _require(shape, key, "manifest.shape")
+        if not isinstance(value, int) or value < 1:
+            raise ArtifactError(f"manifest.shape.{key} must be a positive integer, got {value!r}")
+        dims[letter] = value
+    try:
+        spec_dict = _require(manifest, "spec", "manifest")
+        spec = FixedSpec.from_dict({name: _require(spec_dict, name, "manifest.spec")
+                                    for name in ("weight", "out_weight", "coef", "state", "output")})
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
+        raise ArtifactError(f"manifest.spec is invalid ({exc})") from exc
+    arrays = {}
+    for name, (fmt_name, dim_names) in ARRAYS.items():
+        if name not in contents:
+            raise ArtifactError(f"array {name} is missing")
+        a = contents[name]
+        expected = tuple(dims[d] for d in dim_names)
+        if a.dtype != np.int64:
+            raise ArtifactError(f"array {name} has dtype {a.dtype}, expected int64")
+        if a.shape != expected:
+            raise ArtifactError(f"array {name} has shape {a.shape}, expected {expected} from manifest.shape")
+        _check_range(a, getattr(spec, fmt_name), f"array {name}")
+        arrays[name] = a
+    digest = _require(manifest, "sha256", "manifest")
+    if digest != arrays_digest(arrays):
+        raise ArtifactError("manifest.sha256 does not match the arrays: the file was altered or corrupted")
+    scalars = _require(manifest, "scalars", "manifest")
+    values = {}
+    for name, fmt_name in SCALARS.items():
+        value = _require(scalars, name, "manifest.scalars")
+        if not isinstance(value, int):
+            raise ArtifactError(f"manifest.scalars.{name} must be an integer, got {value!r}")
+        _check_range(np.array(value), getattr(spec, fmt_name), f"manifest.scalars.{name}")
+        values[name] = value
+    if np.any(arrays["c"] < 0) or np.any(arrays["c"] >= spec.coef.scale):
+        raise ArtifactError("array c (dt*omega) must lie in [0, 1): omega at or past the divergence boundary")
+    return IntNetwork(spec=spec, **arrays, **values), manifest
+
+
+def _check_range(a: np.ndarray, fmt: Format, what: str) -> None:
+    if a.size and (a.min() < fmt.min_int or a.max() > fmt.max_int):
+        raise ArtifactError(f"{what} has values in [{a.min()}, {a.max()}], outside {fmt.describe()} "
+                            f"[{fmt.min_int}, {fmt.max_int}]")

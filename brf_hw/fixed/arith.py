@@ -1,0 +1,57 @@
+"""The integer BRF step and LI readout: THE definition of the fixed-point arithmetic.
+
+Everything is int64 and works alike on scalars (inside the numba QAT kernel) and on numpy arrays
+(the golden model); the hardware generator builds the same operations with the same shifts and
+bounds from ``FixedSpec``. Per hidden neuron and step, with the accumulated synaptic input
+acc = sum of active weights (weight format, fraction bits wf), state format (sf fraction bits,
+bounds lo..hi) and coefficient format (cf fraction bits, bounds clo..chi):
+
+    cur  = rshift(acc, wf - sf)                        align the synaptic current to the state
+    e    = sat_c(d - rshift(dtq * q, sf))              damping factor incl. smooth reset, 1+dt*b
+    u'   = sat_s(rshift(e*u - c*v, cf) + cur)          c = dt*omega
+    v'   = sat_s(rshift(e*v + c*u, cf))               (both use the OLD u, v)
+    z    = [u' - theta - q > 0]                        threshold raised by the OLD q
+    q'   = sat_s(rshift(gamma*q, cf) + z * 2^sf)
+
+and per output neuron, with acc_o = sum of active output weights (fraction bits owf):
+
+    o'   = sat_o(rshift(alpha*o, cf) + rshift(acc_o, owf - of))
+
+rshift(x, s) = (x + 2^(s-1)) >> s for s > 0 (round half up), x << -s for s < 0.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def rshift(x, s):
+    if s > 0:
+        return (x + (1 << (s - 1))) >> s
+    if s < 0:
+        return x << (-s)
+    return x
+
+
+@numba.njit(cache=True)
+def sat(x, lo, hi):
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+@numba.njit(cache=True)
+def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
+    cur = rshift(acc, wshift)
+    e = sat(d - rshift(dtq * q, sf), clo, chi)
+    u_new = sat(rshift(e * u - c * v, cf) + cur, lo, hi)
+    v_new = sat(rshift(e * v + c * u, cf), lo, hi)
+    # z = [u' - theta - q > 0] = sign bit of (theta + q - u'): one expression for scalars and arrays
+    z = ((theta + q - u_new) >> 63) & 1
+    q_new = sat(rshift(gamma * q, cf) + (z << sf), lo, hi)
+    return u_new, v_new, q_new, z
+
+
+@numba.njit(cache=True)
+def li_step(acc_o, o, alpha, olo, ohi, cf, owshift):
+    return sat(rshift(alpha * o, cf) + rshift(acc_o, owshift), olo, ohi)

@@ -1,0 +1,85 @@
+"""Golden model: the integer BRF network in numpy, batched over sequences, bit-exact with the
+hardware. Runs ``fixed.arith`` on arrays; weights, constants and formats come from an artifact.
+
+    python -m brf_hw.golden ARTIFACT.npz [--data-dir DIR]      # ECG test-set accuracy and SOPs
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from .fixed.arith import brf_step, li_step
+from .fixed.spec import IntNetwork
+
+
+class GoldenResult(NamedTuple):
+    spikes: np.ndarray  # [T, B, H] hidden spikes (0/1)
+    outputs: np.ndarray  # [T, B, O] LI potentials, output format integers
+    predictions: np.ndarray  # [T, B] argmax of the outputs (lowest index wins ties)
+    traces: dict[str, np.ndarray] | None  # u, v, q [T, B, H] when asked for
+
+
+def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
+    """x [T, B, inputs] integer inputs (spikes) -> per-step spikes, potentials, predictions."""
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != net.shape[0]:
+        raise ValueError(f"expected x of shape [T, B, {net.shape[0]}], got {x.shape}")
+    if not np.array_equal(x, np.round(x)):
+        raise ValueError("the golden model takes integer inputs (spikes)")
+    x = x.astype(np.int64)
+    steps, batch, _ = x.shape
+    n_hidden, n_out = net.shape[1], net.shape[2]
+    u = np.zeros((batch, n_hidden), np.int64)
+    v, q, z = u.copy(), u.copy(), u.copy()
+    o = np.zeros((batch, n_out), np.int64)
+    consts, li_consts = net.step_constants(), net.li_constants()
+    input_acc = x @ net.w_in.T  # [T, B, H]: the input synapses do not depend on the state
+    spikes = np.empty((steps, batch, n_hidden), np.int64)
+    outputs = np.empty((steps, batch, n_out), np.int64)
+    traces = {k: np.empty_like(spikes) for k in "uvq"} if record else None
+    for t in range(steps):
+        acc = input_acc[t] + z @ net.w_rec.T
+        u, v, q, z = brf_step(acc, u, v, q, net.d, net.c, *consts)
+        o = li_step(z @ net.w_out.T, o, net.alpha, *li_consts)
+        spikes[t], outputs[t] = z, o
+        if record:
+            traces["u"][t], traces["v"][t], traces["q"][t] = u, v, q
+    return GoldenResult(spikes, outputs, outputs.argmax(-1), traces)
+
+
+def ecg_metrics(result: GoldenResult, labels: np.ndarray, annotated: np.ndarray) -> dict[str, float]:
+    """labels, annotated: [T, B]. Accuracy the paper's way and on annotated steps; SOPs."""
+    hit = result.predictions == labels
+    batch = labels.shape[1]
+    return {"acc": 100.0 * hit.mean(), "acc_annotated": 100.0 * hit[annotated].mean(),
+            "sops": float(result.spikes.sum()) / batch,
+            "sops_per_step": float(result.spikes.sum()) / (batch * labels.shape[0])}
+
+
+def main(argv=None) -> None:
+    from .artifact import load_artifact
+    from .data import load_ecg
+
+    parser = argparse.ArgumentParser(description="Evaluate an integer BRF artifact on the ECG test set.")
+    parser.add_argument("artifact")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    net, manifest = load_artifact(args.artifact)
+    test = load_ecg(args.data_dir)["test"]
+    start = time.perf_counter()
+    result = run(net, test.inputs.numpy().transpose(1, 0, 2))
+    seconds = time.perf_counter() - start
+    m = ecg_metrics(result, test.labels.numpy().T, test.annotated.numpy().T)
+    print(f"{args.artifact}: {manifest['task']} {net.shape[0]}-{net.shape[1]}-{net.shape[2]}, "
+          f"{net.spec.describe()}")
+    print(f"ECG test: accuracy {m['acc']:.2f}% (annotated steps {m['acc_annotated']:.2f}%), "
+          f"SOPs {m['sops']:.1f} ({m['sops_per_step']:.2f}/step), {seconds:.2f} s for "
+          f"{result.spikes.shape[1]} sequences")
+
+
+if __name__ == "__main__":
+    main()

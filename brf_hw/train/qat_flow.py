@@ -1,0 +1,104 @@
+"""The whole fixed-point flow behind ``training/qat.py``: float training (or --init), integer
+formats, quantization-aware fine-tuning, integer evaluation, export, and a golden re-check of the
+exported file so the accuracy printed is the hardware's."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import golden
+from ..artifact import load_artifact, save_artifact
+from ..fixed.qat import to_int_network
+from ..fixed.spec import spec_for_model
+from .cli import config_from_args
+from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
+
+
+def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("fixed point")
+    g.add_argument("--init", help="start from this float checkpoint instead of training one")
+    g.add_argument("--qat-epochs", type=int, default=30, help="quantization-aware fine-tuning epochs")
+    g.add_argument("--qat-lr", type=float, default=0.01, help="QAT learning rate (linear decay to 0)")
+    g.add_argument("--weight-bits", type=int, default=8, help="input and recurrent weights")
+    g.add_argument("--weight-frac", type=int, help="weight fraction bits (default: fit the largest weight)")
+    g.add_argument("--out-weight-bits", type=int, help="output weights (default: --weight-bits)")
+    g.add_argument("--state-bits", type=int, default=16, help="u, v, q (5 integer bits)")
+    g.add_argument("--coef-bits", type=int, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
+    g.add_argument("--output-bits", type=int, default=16, help="LI potentials (7 integer bits)")
+    g.add_argument("--artifact", help="where to write the integer network (default RUN_DIR/brf_TASK.npz)")
+
+
+def _integer_eval(net, data, split: str) -> dict:
+    part = data.splits[split]
+    result = golden.run(net, part.inputs.numpy().transpose(1, 0, 2))
+    return golden.ecg_metrics(result, part.labels.numpy().T, part.annotated.numpy().T), result
+
+
+def run_qat(args: argparse.Namespace) -> dict:
+    if args.task != "ecg" or args.neuron != "brf":
+        raise SystemExit("the fixed-point flow covers BRF networks on spike inputs: --task ecg --neuron brf")
+    base = config_from_args(args)
+    root = Path(base.run_dir)
+    float_cfg = dataclasses.replace(base, run_dir=str(root / "float"))
+    if args.init:
+        float_model, _ = load_checkpoint_model(args.init, kernel=base.kernel)
+        data = None
+    else:
+        trainer = Trainer(float_cfg)
+        data = trainer.data
+        if args.resume and (root / "float" / "last.pt").exists():
+            trainer.resume()
+        print(f"float training: {trainer.cfg.epochs} epochs -> {trainer.run_dir}")
+        try:
+            trainer.fit()
+        except TrainingDiverged as exc:
+            raise SystemExit(f"float training stopped: {exc}")
+        float_model, _ = load_checkpoint_model(root / "float" / "best.pt", kernel=base.kernel)
+    spec = spec_for_model(float_model, args.weight_bits, args.out_weight_bits, args.state_bits,
+                          args.coef_bits, args.output_bits, args.weight_frac)
+    print(f"formats: {spec.describe()}")
+
+    qat_cfg = dataclasses.replace(base, run_dir=str(root / "qat"), epochs=args.qat_epochs, lr=args.qat_lr,
+                                  fixed=spec.to_dict(), device="cpu")
+    qat = Trainer(qat_cfg, data, init_state=float_model.state_dict())
+    float_test = qat.evaluate("test", float_model)
+    ptq, _ = _integer_eval(to_int_network(float_model, spec), qat.data, "test")
+    print(f"float model: test {float_test['acc']:.2f}%, SOPs {float_test['sops']:.0f}; "
+          f"post-training rounding: {ptq['acc']:.2f}%, SOPs {ptq['sops']:.0f}")
+    if args.resume and (root / "qat" / "last.pt").exists():
+        qat.resume()
+    try:
+        qat.fit()
+    except TrainingDiverged as exc:
+        raise SystemExit(f"quantization-aware training stopped: {exc}")
+    best, ckpt = load_checkpoint_model(root / "qat" / "best.pt")
+
+    net = to_int_network(best, spec)
+    test, result = _integer_eval(net, qat.data, "test")
+    val, _ = _integer_eval(net, qat.data, "val")
+    path = Path(args.artifact or root / f"brf_{args.task}.npz")
+    cfg = best.config.neuron
+    metrics = {"test_acc": test["acc"], "test_acc_annotated": test["acc_annotated"], "test_sops": test["sops"],
+               "test_sops_per_step": test["sops_per_step"], "val_acc": val["acc"],
+               "float_test_acc": float_test["acc"], "ptq_test_acc": ptq["acc"], "qat_best_epoch": ckpt["epoch"]}
+    save_artifact(path, net, task=args.task, dt=cfg.dt, theta=cfg.theta, gamma=cfg.gamma, metrics=metrics)
+    reloaded, _ = load_artifact(path)
+    again = golden.run(reloaded, qat.data.splits["test"].inputs.numpy().transpose(1, 0, 2))
+    if not (np.array_equal(again.spikes, result.spikes) and np.array_equal(again.outputs, result.outputs)):
+        raise RuntimeError(f"{path}: the reloaded artifact does not reproduce the integer evaluation")
+    with torch.no_grad():  # the QAT model's own integer forward must agree with the golden model
+        x = qat.data.splits["test"].inputs.transpose(0, 1)
+        own = best(x)
+    if not np.array_equal(own.outputs.numpy() * spec.output.scale, result.outputs):
+        raise RuntimeError("QAT integer forward and golden model disagree")
+    (root / "qat_summary.json").write_text(json.dumps({"artifact": str(path), **metrics}, indent=2))
+    print(f"integer network (golden model, exported {path}): test accuracy {test['acc']:.2f}% "
+          f"(annotated steps {test['acc_annotated']:.2f}%), SOPs {test['sops']:.1f} "
+          f"({test['sops_per_step']:.2f}/step)")
+    return metrics
