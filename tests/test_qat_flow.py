@@ -1,0 +1,45 @@
+"""The fixed-point flow end to end on real ECG data (short): QAT, export, golden re-check, CLI."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from brf_hw import golden
+from brf_hw.artifact import load_artifact
+from brf_hw.train import TrainConfig, Trainer
+from brf_hw.train.cli import add_train_arguments
+from brf_hw.train.qat_flow import add_qat_arguments, run_qat
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    add_qat_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_splits, capsys):
+    float_run = Trainer(TrainConfig(task="ecg", epochs=2, batch_size=16, train_limit=32, lr=1.0, eval_limit=4,
+                                    run_dir=str(tmp_path / "float"), progress=False))
+    float_run.fit()
+    args = parse(["--init", str(tmp_path / "float" / "best.pt"), "--qat-epochs", "1", "--train-limit", "16",
+                  "--weight-bits", "6", "--run-dir", str(tmp_path / "qat"), "--no-progress"])
+    metrics = run_qat(args)
+    artifact = tmp_path / "qat" / "brf_ecg.npz"
+    net, manifest = load_artifact(artifact)
+    assert net.spec.weight.bits == 6 and manifest["metrics"]["test_acc"] == pytest.approx(metrics["test_acc"])
+    test = ecg_splits["test"]
+    result = golden.run(net, test.inputs.numpy().transpose(1, 0, 2))
+    m = golden.ecg_metrics(result, test.labels.numpy().T, test.annotated.numpy().T)
+    assert m["acc"] == pytest.approx(metrics["test_acc"]) and m["sops"] == pytest.approx(metrics["test_sops"])
+    assert json.loads((tmp_path / "qat" / "qat_summary.json").read_text())["artifact"] == str(artifact)
+    capsys.readouterr()
+    golden.main([str(artifact)])
+    assert f"accuracy {m['acc']:.2f}%" in capsys.readouterr().out
+
+
+def test_qat_flow_refuses_other_neurons(tmp_path):
+    with pytest.raises(SystemExit, match="BRF"):
+        run_qat(parse(["--neuron", "alif", "--run-dir", str(tmp_path)]))

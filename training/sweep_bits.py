@@ -1,0 +1,71 @@
+"""Bit-width sweep: quantization-aware fine-tuning from one float checkpoint at several weight
+(and state) widths; accuracy and SOPs of each integer network, a CSV, a Markdown table and a plot.
+
+    python training/sweep_bits.py --init runs/ecg-brf-seed0/float/best.pt --bits 4 5 6 8 10 12 \
+        --state-bits-list 12 14 16 --qat-epochs 30
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from brf_hw.train.cli import add_train_arguments  # noqa: E402
+from brf_hw.train.qat_flow import add_qat_arguments, run_qat  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(parser)
+    add_qat_arguments(parser)
+    parser.add_argument("--bits", type=int, nargs="+", default=[4, 5, 6, 8, 10, 12], help="weight widths")
+    parser.add_argument("--state-bits-list", type=int, nargs="*", default=[],
+                        help="state widths to sweep at --weight-bits")
+    parser.add_argument("--out", default="runs/sweep", help="folder for runs, CSV, table and plot")
+    args = parser.parse_args()
+    if not args.init:
+        parser.error("--init FLOAT_CHECKPOINT is required: every setting starts from the same float model")
+    out = Path(args.out)
+    settings = [(b, args.state_bits) for b in args.bits]
+    settings += [(args.weight_bits, s) for s in args.state_bits_list if (args.weight_bits, s) not in settings]
+    rows = []
+    for weight_bits, state_bits in settings:
+        run = argparse.Namespace(**{**vars(args), "weight_bits": weight_bits, "state_bits": state_bits,
+                                    "run_dir": str(out / f"w{weight_bits}_s{state_bits}"), "artifact": None})
+        print(f"=== weight bits {weight_bits}, state bits {state_bits}")
+        m = run_qat(run)
+        rows.append({"weight_bits": weight_bits, "state_bits": state_bits, "float_acc": m["float_test_acc"],
+                     "ptq_acc": m["ptq_test_acc"], "qat_acc": m["test_acc"],
+                     "qat_acc_annotated": m["test_acc_annotated"], "sops": m["test_sops"]})
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = ["| weight bits | state bits | post-training rounding | QAT (integer) | QAT, annotated steps | SOPs |",
+             "|---|---|---|---|---|---|"]
+    table += [f"| {r['weight_bits']} | {r['state_bits']} | {r['ptq_acc']:.2f} % | {r['qat_acc']:.2f} % | "
+              f"{r['qat_acc_annotated']:.2f} % | {r['sops']:.0f} |" for r in rows]
+    (out / "sweep.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    weight_rows = [r for r in rows if r["state_bits"] == args.state_bits]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bits = [r["weight_bits"] for r in weight_rows]
+    ax.plot(bits, [r["qat_acc"] for r in weight_rows], "o-", label="QAT, integer network")
+    ax.plot(bits, [r["ptq_acc"] for r in weight_rows], "s--", label="post-training rounding")
+    ax.axhline(rows[0]["float_acc"], color="gray", linestyle=":", label="float")
+    ax.set_xlabel("weight bits")
+    ax.set_ylabel("ECG test accuracy (%)")
+    ax.set_title(f"BRF 4-36-6, {args.state_bits}-bit state")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=120)
+    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+
+
+if __name__ == "__main__":
+    main()
