@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export BRF_HW_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup run test test-slow
+.PHONY: setup run test test-slow rtl
 setup:
 	bash scripts/setup.sh
 
@@ -17,3 +17,7 @@ test: setup
 # Slow tests only (full-length training checks).
 test-slow: setup
 	$(PY) -m pytest -m slow
+
+# Regenerate the committed Verilog from the shipped ECG artifact (a test checks it is current).
+rtl: setup
+	$(PY) -m brf_hw.generate --neurons 36 --out rtl

@@ -1,0 +1,112 @@
+"""Generate the BRF-RSNN accelerator's Verilog from an integer artifact.
+
+    python -m brf_hw.generate --neurons 36 [--inputs 4 --outputs 6 --artifact PATH --lanes P --out rtl/]
+
+Writes OUT/brf_rsnn.v (memories initialised inside), OUT/brf_rsnn_mem_*.hex (the same memory
+images, for inspection or other flows) and OUT/brf_rsnn.json (ports, widths, formats, latency and
+cycles per step). Without --artifact the ECG network shipped with brf-hw is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .artifact import load_artifact
+from .hw.core import BRFAccelerator
+from .hw.layout import memory_images
+
+TOP = "brf_rsnn"
+
+
+def default_artifact() -> Path:
+    return Path(str(resources.files("brf_hw") / "artifacts" / "ecg_brf_w8.npz"))
+
+
+def cycle_model(inputs_active: int, hidden_active_prev: int, hidden_active: int, chunks: int) -> int:
+    """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
+    payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
+    accept 1, ACC (sources * chunks + 2, or 1 when silent), UPDATE chunks + 2,
+    READOUT (spikes + 2, or 1 when silent), LI 1."""
+    sources = inputs_active + hidden_active_prev
+    acc = sources * chunks + 2 if sources else 1
+    readout = hidden_active + 2 if hidden_active else 1
+    return 1 + acc + chunks + 2 + readout + 1
+
+
+def _fields(layout) -> dict:
+    """Payload fields as {name: {"offset": bit, "width": bits}} (Verilog: inp__payload, out__payload)."""
+    return {name: {"offset": field.offset, "width": field.width} for name, field in layout}
+
+
+def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
+    net, spec = dut.net, dut.net.spec
+    n_in, n_hid, n_out = net.shape
+    return {
+        "top": TOP,
+        "artifact": {"file": artifact.name, "sha256": manifest["sha256"], "task": manifest.get("task"),
+                     "metrics": manifest.get("metrics", {})},
+        "shape": {"inputs": n_in, "hidden": n_hid, "outputs": n_out},
+        "lanes": dut.lanes,
+        "chunks": dut.chunks,
+        "formats": spec.to_dict(),
+        "ports": {
+            "clk": "input, rising edge", "rst": "input, synchronous, active high",
+            "inp": {"valid": "input", "ready": "output", "payload": _fields(dut.input_layout)},
+            "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
+        },
+        "cycles_per_step": {
+            "formula": "(active inputs + previous hidden spikes) * chunks + 2 [if any] + chunks + hidden spikes "
+                       "+ 2 [if any] + 4, plus 1 cycle to hand over the output beat",
+            "silent_step": cycle_model(0, 0, 0, dut.chunks),
+            "every_source_active": cycle_model(n_in, n_hid, n_hid, dut.chunks),
+        },
+        "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
+    }
+
+
+def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None]) -> dict:
+    net, manifest = load_artifact(artifact)
+    actual = dict(zip(("inputs", "neurons", "outputs"), net.shape))
+    for key, wanted in expect.items():
+        if wanted is not None and wanted != actual[key]:
+            raise SystemExit(f"--{key} {wanted} does not match the artifact {artifact.name}, which has "
+                             f"{actual[key]} {key} (shape {net.shape[0]}-{net.shape[1]}-{net.shape[2]})")
+    dut = BRFAccelerator(net, lanes=lanes)
+    text = verilog.convert(dut, name=TOP, emit_src=False)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{TOP}.v").write_text(text)
+    images = memory_images(net, lanes)
+    widths = {"synapses": lanes * net.spec.weight.bits, "constants": 2 * lanes * net.spec.coef.bits,
+              "outputs": net.shape[2] * net.spec.out_weight.bits}
+    for name in widths:
+        digits = (widths[name] + 3) // 4
+        (out / f"{TOP}_mem_{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in getattr(images, name)))
+    info = describe(dut, artifact, manifest)
+    (out / f"{TOP}.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--neurons", type=int, help="hidden neurons (must match the artifact)")
+    parser.add_argument("--inputs", type=int, help="input channels (must match the artifact)")
+    parser.add_argument("--outputs", type=int, help="output neurons (must match the artifact)")
+    parser.add_argument("--artifact", type=Path, help="integer network (default: the shipped ECG network)")
+    parser.add_argument("--lanes", type=int, default=1, help="neurons updated in parallel (1..neurons)")
+    parser.add_argument("--out", type=Path, default=Path("rtl"), help="output folder (default rtl/)")
+    args = parser.parse_args(argv)
+    artifact = args.artifact or default_artifact()
+    info = generate(artifact, args.lanes, args.out,
+                    {"neurons": args.neurons, "inputs": args.inputs, "outputs": args.outputs})
+    s = info["shape"]
+    print(f"wrote {args.out}/{TOP}.v for {s['inputs']}-{s['hidden']}-{s['outputs']}, lanes {info['lanes']}, "
+          f"{info['cycles_per_step']['silent_step']} cycles for a silent step")
+
+
+if __name__ == "__main__":
+    main()

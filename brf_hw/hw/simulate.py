@@ -1,0 +1,73 @@
+"""Run the accelerator in Amaranth's simulator: stream input beats in, collect output beats.
+
+Random gaps on the input's valid and stalls on the output's ready exercise the handshakes; they
+may change timing, never values. Used by the tests and for cycle counts.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from ..fixed.spec import IntNetwork
+from .core import BRFAccelerator
+
+
+class HardwareRun(NamedTuple):
+    spikes: np.ndarray  # [T, H]
+    outputs: np.ndarray  # [T, O]
+    labels: np.ndarray  # [T]
+    cycles: np.ndarray  # [T] cycles the accelerator spent on each step
+
+
+def _bits(row) -> int:
+    return int(sum(int(b) << i for i, b in enumerate(row)))
+
+
+def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1,
+             gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, vcd: str | None = None) -> HardwareRun:
+    """x [T, inputs] spikes of one stream (sequences back to back; ``first`` marks their starts,
+    default: step 0 only)."""
+    steps = x.shape[0]
+    if first is None:
+        first = np.zeros(steps, bool)
+        first[0] = True
+    dut = BRFAccelerator(net, lanes=lanes)
+    rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    n_hid, n_out = net.shape[1], net.shape[2]
+    got = []
+
+    async def producer(ctx):
+        for t in range(steps):
+            while gap_prob and rng_in.random() < gap_prob:
+                await ctx.tick()
+            ctx.set(dut.inp.payload, {"spikes": _bits(x[t]), "first": int(first[t])})
+            ctx.set(dut.inp.valid, 1)
+            await ctx.tick().until(dut.inp.ready)
+            ctx.set(dut.inp.valid, 0)
+
+    async def consumer(ctx):
+        for _ in range(steps):
+            while stall_prob and rng_out.random() < stall_prob:
+                ctx.set(dut.out.ready, 0)
+                await ctx.tick()
+            ctx.set(dut.out.ready, 1)
+            payload, = await ctx.tick().sample(dut.out.payload).until(dut.out.valid)
+            ctx.set(dut.out.ready, 0)
+            got.append(([int(payload.potentials[k]) for k in range(n_out)], int(payload.label),
+                         int(payload.spikes), int(payload.cycles)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    spikes = np.array([[(g[2] >> h) & 1 for h in range(n_hid)] for g in got], dtype=np.int64)
+    return HardwareRun(spikes, np.array([g[0] for g in got], np.int64), np.array([g[1] for g in got]),
+                       np.array([g[3] for g in got]))

@@ -1,0 +1,118 @@
+"""The accelerator in Amaranth's simulator against the golden model, bit for bit, every step;
+the generator CLI; the committed rtl/ copy."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brf_hw import golden
+from brf_hw.artifact import load_artifact
+from brf_hw.fixed import FixedSpec, Format
+from brf_hw.fixed.qat import to_int_network
+from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main
+from brf_hw.hw.simulate import simulate
+from brf_hw.model import ModelConfig, build_model
+from brf_hw.neurons import NeuronConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ecg_net():
+    return load_artifact(default_artifact())[0]
+
+
+def check(net, x, first=None, **kw):
+    """Hardware == golden on a stream (sequences back to back, restarted where ``first``)."""
+    hw = simulate(net, x, first, **kw)
+    if first is None:
+        first = np.zeros(len(x), bool)
+        first[0] = True
+    starts = list(np.flatnonzero(first)) + [len(x)]
+    for a, b in zip(starts[:-1], starts[1:]):
+        gold = golden.run(net, x[a:b, None, :])
+        assert np.array_equal(hw.spikes[a:b], gold.spikes[:, 0]), f"spikes differ in steps {a}..{b}"
+        assert np.array_equal(hw.outputs[a:b], gold.outputs[:, 0]), f"potentials differ in steps {a}..{b}"
+        assert np.array_equal(hw.labels[a:b], gold.predictions[:, 0])
+    return hw
+
+
+def test_shipped_artifact_is_the_ecg_network(ecg_net):
+    net, manifest = load_artifact(default_artifact())
+    assert net.shape == (4, 36, 6) and net.spec.weight.bits == 8
+    assert manifest["task"] == "ecg" and manifest["metrics"]["test_acc"] > 80
+
+
+@pytest.mark.parametrize("lanes", [1, 5, 36])
+def test_real_ecg_sequences_with_backpressure(ecg_net, ecg_splits, lanes):
+    test = ecg_splits["test"].inputs.numpy().astype(np.int64)
+    steps = 150 if lanes == 1 else 300
+    x = np.concatenate([test[0, :steps], test[1, :steps]])  # two sequences back to back
+    first = np.zeros(len(x), bool)
+    first[[0, steps]] = True
+    hw = check(ecg_net, x, first, lanes=lanes, gap_prob=0.3, stall_prob=0.3, seed=lanes)
+    assert hw.spikes.sum() > 50
+
+
+def test_reset_in_the_middle_of_a_sequence(ecg_net, ecg_splits):
+    x = ecg_splits["test"].inputs[2, :240].numpy().astype(np.int64)
+    first = np.zeros(len(x), bool)
+    first[[0, 97]] = True  # the state is cleared at step 97 as if a new sequence began
+    check(ecg_net, x, first, lanes=4)
+
+
+def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
+    x = ecg_splits["test"].inputs[3, :200].numpy().astype(np.int64)
+    for lanes in (1, 6):
+        hw = simulate(ecg_net, x, lanes=lanes)
+        chunks = -(-36 // lanes)
+        prev = np.concatenate([[0], hw.spikes[:-1].sum(1)])
+        expected = [cycle_model(int(x[t].sum()), int(prev[t]), int(hw.spikes[t].sum()), chunks)
+                    for t in range(len(x))]
+        assert hw.cycles.tolist() == expected
+        assert hw.cycles.min() == cycle_model(0, 0, 0, chunks)  # silent steps cost only the sweeps
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_networks_with_saturation(seed):
+    rng = np.random.default_rng(seed)
+    n_in, n_hid, n_out = int(rng.integers(1, 6)), int(rng.integers(1, 14)), int(rng.integers(1, 5))
+    cfg = ModelConfig(n_in, n_hid, n_out, neuron=NeuronConfig(omega_init=(3.0, 90.0)))
+    model = build_model(cfg, seed=seed)
+    with torch.no_grad():
+        model.synapses.weight.mul_(float(rng.choice([50.0, 400.0, 3000.0])))
+        model.readout.weight.mul_(float(rng.choice([5.0, 500.0])))
+    wb = int(rng.integers(3, 10))
+    spec = FixedSpec(weight=Format(wb, wb - 3), out_weight=Format(wb, wb - 5),
+                     coef=Format(int(rng.integers(10, 18)), int(rng.integers(8, 10))),
+                     state=Format(int(rng.integers(8, 17)), 5), output=Format(int(rng.integers(6, 14)), 2))
+    net = to_int_network(model, spec)
+    x = (rng.random((60, n_in)) < 0.4).astype(np.int64)
+    check(net, x, lanes=int(rng.integers(1, n_hid + 1)), gap_prob=0.2, stall_prob=0.2, seed=seed)
+
+
+def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
+    generate_main(["--neurons", "36", "--lanes", "2", "--out", str(tmp_path)])
+    verilog = (tmp_path / "brf_rsnn.v").read_text()
+    assert "module brf_rsnn" in verilog and "out__payload" in verilog
+    assert str(REPO) not in verilog and "/home/" not in verilog  # no machine paths
+    info = json.loads((tmp_path / "brf_rsnn.json").read_text())
+    assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36
+    assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
+    syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
+    assert len(syn) == (4 + 36) * 18
+    with pytest.raises(SystemExit, match="--neurons 64 does not match"):
+        generate_main(["--neurons", "64", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--inputs 3 does not match"):
+        generate_main(["--inputs", "3", "--out", str(tmp_path)])
+
+
+def test_committed_rtl_is_what_the_generator_emits(tmp_path):
+    committed = REPO / "rtl"
+    info = json.loads((committed / "brf_rsnn.json").read_text())
+    generate(default_artifact(), info["lanes"], tmp_path, {})
+    for path in sorted(committed.glob("brf_rsnn*")):
+        assert path.read_text() == (tmp_path / path.name).read_text(), f"rtl/{path.name} is stale: run make rtl"
