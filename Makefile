@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export BRF_HW_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup run test test-slow rtl
+.PHONY: setup run test test-slow rtl sim sim-full synth
 setup:
 	bash scripts/setup.sh
 
@@ -10,9 +10,9 @@ setup:
 run: setup
 	$(PY) training/qat.py --task ecg
 
-# The default (fast) test suite.
+# The default test suite (no slow, no RTL-simulation tests).
 test: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not sim"
 
 # Slow tests only (full-length training checks).
 test-slow: setup
@@ -21,3 +21,16 @@ test-slow: setup
 # Regenerate the committed Verilog from the shipped ECG artifact (a test checks it is current).
 rtl: setup
 	$(PY) -m brf_hw.generate --neurons 36 --out rtl
+
+# cocotb: the generated Verilog against the golden model under Icarus and Verilator (quick set).
+sim: setup
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py
+
+# All 141 ECG test sequences under Verilator; prints the accuracy measured from the RTL outputs.
+SIM ?= verilator
+sim-full: setup
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full
+
+# Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1 and 6.
+synth: setup
+	$(PY) -m brf_hw.synth --lanes 1 6

