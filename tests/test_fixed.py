@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from brf_hw import golden
 from brf_hw.fixed import FixedSpec, Format, spec_for_model
 from brf_hw.fixed.arith import brf_step, li_step, rshift
-from brf_hw.fixed.formats import frac_for
+from brf_hw.fixed.formats import frac_for, frac_min_error
 from brf_hw.fixed.qat import fake_quant, quantized_parameters, to_int_network
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
@@ -28,6 +28,14 @@ def test_format_rounding_and_saturation_by_hand():
     assert (fx.n_word, fx.n_frac, fx.signed) == (8, 2, True)
     assert (fx.upper, fx.lower) == (f.max_value, f.min_value)
     assert frac_for(0.9, 8) == 7 and frac_for(1.0, 8) == 6 and frac_for(3.0, 4) == 1
+
+
+def test_fraction_bits_trade_clipping_for_resolution():
+    # one outlier at 1.0 among many small weights: 4-bit Q0.3 clips it to 0.875 but halves the grid
+    values = np.concatenate([[1.0], np.full(50, 0.1)])
+    assert frac_for(1.0, 4) == 2 and frac_min_error(values, 4) == 3
+    assert frac_min_error(np.full(5, 0.9), 8) == frac_for(0.9, 8)  # nothing to gain from clipping
+    assert frac_min_error(np.zeros(3), 8) == 7
 
 
 def test_rshift_rounds_half_up():

@@ -18,6 +18,22 @@ from brf_hw.train.cli import add_train_arguments  # noqa: E402
 from brf_hw.train.qat_flow import add_qat_arguments, run_qat  # noqa: E402
 
 
+def plot_sweep(rows: list[dict], state_bits: int, path: Path) -> None:
+    weight_rows = sorted((r for r in rows if int(r["state_bits"]) == state_bits), key=lambda r: int(r["weight_bits"]))
+    bits = [int(r["weight_bits"]) for r in weight_rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(bits, [float(r["qat_acc"]) for r in weight_rows], "o-", label="QAT, integer network")
+    ax.plot(bits, [float(r["ptq_acc"]) for r in weight_rows], "s--", label="post-training rounding")
+    ax.axhline(float(rows[0]["float_acc"]), color="gray", linestyle=":", label="float")
+    ax.set_xlabel("weight bits")
+    ax.set_ylabel("ECG test accuracy (%)")
+    ax.set_title(f"BRF 4-36-6, {state_bits}-bit state")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser)
@@ -26,7 +42,12 @@ def main() -> None:
     parser.add_argument("--state-bits-list", type=int, nargs="*", default=[],
                         help="state widths to sweep at --weight-bits")
     parser.add_argument("--out", default="runs/sweep", help="folder for runs, CSV, table and plot")
+    parser.add_argument("--plot-only", action="store_true", help="redraw OUT/sweep.png from OUT/sweep.csv")
     args = parser.parse_args()
+    if args.plot_only:
+        with open(Path(args.out) / "sweep.csv") as f:
+            plot_sweep(list(csv.DictReader(f)), args.state_bits, Path(args.out) / "sweep.png")
+        return
     if not args.init:
         parser.error("--init FLOAT_CHECKPOINT is required: every setting starts from the same float model")
     out = Path(args.out)
@@ -51,19 +72,7 @@ def main() -> None:
               f"{r['qat_acc_annotated']:.2f} % | {r['sops']:.0f} |" for r in rows]
     (out / "sweep.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
-    weight_rows = [r for r in rows if r["state_bits"] == args.state_bits]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bits = [r["weight_bits"] for r in weight_rows]
-    ax.plot(bits, [r["qat_acc"] for r in weight_rows], "o-", label="QAT, integer network")
-    ax.plot(bits, [r["ptq_acc"] for r in weight_rows], "s--", label="post-training rounding")
-    ax.axhline(rows[0]["float_acc"], color="gray", linestyle=":", label="float")
-    ax.set_xlabel("weight bits")
-    ax.set_ylabel("ECG test accuracy (%)")
-    ax.set_title(f"BRF 4-36-6, {args.state_bits}-bit state")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
+    plot_sweep(rows, args.state_bits, out / "sweep.png")
     print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
 
 

@@ -81,3 +81,18 @@ def frac_for(max_abs: float, bits: int) -> int:
     if max_abs <= 0:
         return bits - 1
     return int(bits - 1 - np.ceil(np.log2(max_abs * (1 + 2.0**-bits))))
+
+
+def frac_min_error(values, bits: int, extra: int = 4) -> int:
+    """Fraction bits with the least squared quantization error over ``values``, clipping included.
+    Starts from the format that fits the largest |value| and tries up to ``extra`` more fraction
+    bits: a few saturated outliers are often cheaper than a coarse grid for everything else."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0 or not np.any(x):
+        return bits - 1
+    first = frac_for(float(np.abs(x).max()), bits)
+    errors = []
+    for frac in range(first, first + extra + 1):
+        fmt = Format(bits, frac)
+        errors.append(float(((fmt.to_float(fmt.quantize(x)) - x) ** 2).sum()))
+    return first + int(np.argmin(errors))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import Format, frac_for
+from .formats import Format, frac_min_error
 
 STATE_INT_BITS = 5  # u, v, q in [-32, 32): threshold 1 plus refractory build-up with headroom
 OUTPUT_INT_BITS = 7  # o in [-128, 128)
@@ -63,21 +63,21 @@ class FixedSpec:
 def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = None, state_bits: int = 16,
                    coef_bits: int = 16, output_bits: int = 16, weight_frac: int | None = None,
                    out_weight_frac: int | None = None) -> FixedSpec:
-    """Formats for a trained float model: weight fraction bits chosen (unless given) so the largest
-    |dt*W| just fits; fixed integer ranges for state, output and coefficients."""
+    """Formats for a trained float model: weight fraction bits chosen (unless given) for the least
+    quantization error of dt*W (resp. (1-alpha)*W_out), clipping included; fixed integer ranges for
+    state, output and coefficients."""
     import torch
 
     with torch.no_grad():
         dt = model.config.neuron.dt
-        w = model.synapses.weight.detach().double()
-        w_max = float((dt * w).abs().max())
+        w = (dt * model.synapses.weight.detach().double()).numpy()
         alpha = model.output.alpha.detach().double()
-        w_out_max = float(((1 - alpha)[:, None] * model.readout.weight.detach().double()).abs().max())
+        w_out = ((1 - alpha)[:, None] * model.readout.weight.detach().double()).numpy()
     out_weight_bits = out_weight_bits or weight_bits
     return FixedSpec(
-        weight=Format(weight_bits, weight_frac if weight_frac is not None else frac_for(w_max, weight_bits)),
+        weight=Format(weight_bits, weight_frac if weight_frac is not None else frac_min_error(w, weight_bits)),
         out_weight=Format(out_weight_bits, out_weight_frac if out_weight_frac is not None
-                          else frac_for(w_out_max, out_weight_bits)),
+                          else frac_min_error(w_out, out_weight_bits)),
         coef=Format(coef_bits, coef_bits - 1 - COEF_INT_BITS),
         state=Format(state_bits, state_bits - 1 - STATE_INT_BITS),
         output=Format(output_bits, output_bits - 1 - OUTPUT_INT_BITS),

@@ -26,7 +26,7 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qat-epochs", type=int, default=30, help="quantization-aware fine-tuning epochs")
     g.add_argument("--qat-lr", type=float, default=0.01, help="QAT learning rate (linear decay to 0)")
     g.add_argument("--weight-bits", type=int, default=8, help="input and recurrent weights")
-    g.add_argument("--weight-frac", type=int, help="weight fraction bits (default: fit the largest weight)")
+    g.add_argument("--weight-frac", type=int, help="weight fraction bits (default: least quantization error, clipping included)")
     g.add_argument("--out-weight-bits", type=int, help="output weights (default: --weight-bits)")
     g.add_argument("--state-bits", type=int, default=16, help="u, v, q (5 integer bits)")
     g.add_argument("--coef-bits", type=int, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
