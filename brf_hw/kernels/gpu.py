@@ -60,11 +60,10 @@ if triton is not None:
         return out
 
     @triton.jit
-    def _resonator_fwd(i_in, w_t, omega_p, b0_p, u_out, v_out, q_out, z_out,
-                       T, B, H, dt, theta, gamma,
-                       REFRACTORY: tl.constexpr, BLOCK: tl.constexpr, H_PAD: tl.constexpr,
-                       K_TILE: tl.constexpr):
-        rb = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    def _block(pid, B, H, omega_p, b0_p, BLOCK: tl.constexpr, H_PAD: tl.constexpr):
+        """This program's rows (sequences) and columns (neurons), their masks and offsets into
+        [B, H] step slices, and the per-neuron omega and b0 as [1, H_PAD] rows."""
+        rb = pid * BLOCK + tl.arange(0, BLOCK)
         rh = tl.arange(0, H_PAD)
         mb = rb < B
         mh = rh < H
@@ -72,6 +71,14 @@ if triton is not None:
         off = rb[:, None] * H + rh[None, :]
         omega = tl.load(omega_p + rh, mask=mh, other=0.0)[None, :]
         b0 = tl.load(b0_p + rh, mask=mh, other=0.0)[None, :]
+        return rb, rh, mb, mh, m2, off, omega, b0
+
+    @triton.jit
+    def _resonator_fwd(i_in, w_t, omega_p, b0_p, u_out, v_out, q_out, z_out,
+                       T, B, H, dt, theta, gamma,
+                       REFRACTORY: tl.constexpr, BLOCK: tl.constexpr, H_PAD: tl.constexpr,
+                       K_TILE: tl.constexpr):
+        rb, rh, mb, mh, m2, off, omega, b0 = _block(tl.program_id(0), B, H, omega_p, b0_p, BLOCK, H_PAD)
         zero = tl.zeros([BLOCK, H_PAD], dtype=i_in.dtype.element_ty)
         u = zero
         v = zero
@@ -106,14 +113,7 @@ if triton is not None:
                        REFRACTORY: tl.constexpr, SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
                        H_PAD: tl.constexpr, K_TILE: tl.constexpr):
         pid = tl.program_id(0)
-        rb = pid * BLOCK + tl.arange(0, BLOCK)
-        rh = tl.arange(0, H_PAD)
-        mb = rb < B
-        mh = rh < H
-        m2 = mb[:, None] & mh[None, :]
-        off = rb[:, None] * H + rh[None, :]
-        omega = tl.load(omega_p + rh, mask=mh, other=0.0)[None, :]
-        b0 = tl.load(b0_p + rh, mask=mh, other=0.0)[None, :]
+        rb, rh, mb, mh, m2, off, omega, b0 = _block(pid, B, H, omega_p, b0_p, BLOCK, H_PAD)
         zero = tl.zeros([BLOCK, H_PAD], dtype=grad_z.dtype.element_ty)
         gu = zero
         gv = zero
