@@ -165,10 +165,7 @@ def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_d
     design = build(simulator, artifact, lanes, build_dir)
     x, first = ecg_stream(test.inputs.numpy(), range(len(test)))
     start = time.perf_counter()
-    try:
-        out = run_stream(design, x, first, "ecg_full")
-    except Mismatch:
-        raise
+    out = run_stream(design, x, first, "ecg_full")
     seconds = time.perf_counter() - start
     labels = test.labels.numpy().reshape(-1)
     annotated = test.annotated.numpy().reshape(-1)

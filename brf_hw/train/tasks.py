@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import torch
@@ -39,7 +39,6 @@ class TaskSpec:
     alif_tau_m_init: tuple[float, float] = (20.0, 5.0)
     alif_tau_adp_init: tuple[float, float] = (200.0, 50.0)
     eval_batch_size: int = 256
-    extra: dict = field(default_factory=dict)
 
     def neuron_config(self, kind: str, surrogate: str = "double_gaussian") -> NeuronConfig:
         return NeuronConfig(
