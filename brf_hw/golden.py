@@ -51,6 +51,17 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     return GoldenResult(spikes, outputs, outputs.argmax(-1), traces)
 
 
+def run_stream(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None) -> GoldenResult:
+    """One input stream x [T, inputs] of sequences back to back, the state cleared where ``first``
+    (default: step 0 only), as the accelerator's input beats carry it. Arrays are [T, ...]."""
+    if first is None:
+        first = np.eye(1, len(x), dtype=bool)[0]
+    starts = list(np.flatnonzero(first)) + [len(x)]
+    parts = [run(net, x[a:b, None, :]) for a, b in zip(starts[:-1], starts[1:])]
+    return GoldenResult(*(np.concatenate([getattr(p, f)[:, 0] for p in parts])
+                          for f in ("spikes", "outputs", "predictions")), None)
+
+
 def ecg_metrics(result: GoldenResult, labels: np.ndarray, annotated: np.ndarray) -> dict[str, float]:
     """labels, annotated: [T, B]. Accuracy the paper's way and on annotated steps; SOPs."""
     hit = result.predictions == labels
