@@ -31,6 +31,6 @@ SIM ?= verilator
 sim-full: setup
 	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full
 
-# Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1 and 6.
+# Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1, 2 and 4.
 synth: setup
-	$(PY) -m brf_hw.synth --lanes 1 6
+	$(PY) -m brf_hw.synth --lanes 1 2 4

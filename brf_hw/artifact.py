@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from .fixed.formats import Format
-from .fixed.spec import FixedSpec, IntNetwork
+from .fixed.spec import FORMAT_NAMES, FixedSpec, IntNetwork
 
-FORMAT_VERSION = "brf-hw-artifact/1"
+FORMAT_VERSION = "brf-hw-artifact/2"
+READABLE_VERSIONS = (FORMAT_VERSION, "brf-hw-artifact/1")  # 1: one format for input and recurrent weights
 ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, outputs O)
     "w_in": ("weight", ("H", "I")),
-    "w_rec": ("weight", ("H", "H")),
+    "w_rec": ("rec_weight", ("H", "H")),
     "w_out": ("out_weight", ("O", "H")),
     "d": ("coef", ("H",)),
     "c": ("coef", ("H",)),
@@ -89,8 +90,8 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: manifest is not valid JSON ({exc})") from exc
     version = _require(manifest, "format", "manifest")
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"manifest.format is {version!r}; this brf-hw reads {FORMAT_VERSION!r}")
+    if version not in READABLE_VERSIONS:
+        raise ArtifactError(f"manifest.format is {version!r}; this brf-hw reads {', '.join(READABLE_VERSIONS)}")
     shape = _require(manifest, "shape", "manifest")
     dims = {}
     for key, letter in (("inputs", "I"), ("hidden", "H"), ("outputs", "O")):
@@ -99,9 +100,10 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
             raise ArtifactError(f"manifest.shape.{key} must be a positive integer, got {value!r}")
         dims[letter] = value
     try:
-        spec_dict = _require(manifest, "spec", "manifest")
-        spec = FixedSpec.from_dict({name: _require(spec_dict, name, "manifest.spec")
-                                    for name in ("weight", "out_weight", "coef", "state", "output")})
+        spec_dict = dict(_require(manifest, "spec", "manifest"))
+        if version == "brf-hw-artifact/1" and "weight" in spec_dict:
+            spec_dict.setdefault("rec_weight", spec_dict["weight"])
+        spec = FixedSpec.from_dict({name: _require(spec_dict, name, "manifest.spec") for name in FORMAT_NAMES})
     except (TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, ArtifactError):
             raise

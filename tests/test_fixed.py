@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from brf_hw import golden
 from brf_hw.fixed import FixedSpec, Format, spec_for_model
+from brf_hw.fixed.spec import IntNetwork
 from brf_hw.fixed.arith import brf_step, li_step, rshift
 from brf_hw.fixed.formats import frac_for, frac_min_error
 from brf_hw.fixed.qat import fake_quant, quantized_parameters, to_int_network
@@ -41,6 +42,17 @@ def test_fraction_bits_trade_clipping_for_resolution():
 def test_rshift_rounds_half_up():
     assert [rshift(x, 2) for x in (5, 6, 7, -5, -6, -7, 2, -2)] == [1, 2, 2, -1, -1, -2, 1, 0]
     assert rshift(3, -4) == 48 and rshift(-9, 0) == -9
+
+
+def test_input_and_recurrent_weights_align_on_the_finer_fraction():
+    spec = FixedSpec(weight=Format(8, 6), rec_weight=Format(6, 8), out_weight=Format(8, 5))
+    assert (spec.acc_frac, spec.in_align, spec.rec_align) == (8, 2, 0)
+    assert spec.synapse_bits == 10 and spec.acc_bits(40) == 16  # 8+2 bits, 41 terms -> 6 more
+    assert spec.weight_shift == 8 - spec.state.frac
+    net_like = IntNetwork(spec=spec, w_in=np.array([[3, -128]]), w_rec=np.array([[-32]]), w_out=np.zeros((1, 1), int),
+                          d=np.zeros(1, int), c=np.zeros(1, int), alpha=np.zeros(1, int), dtq=0, gamma=0, theta=0)
+    w_in, w_rec = net_like.aligned_weights()
+    assert w_in.tolist() == [[12, -512]] and w_rec.tolist() == [[-32]]  # 3/64 = 12/256, -32/256
 
 
 def test_integer_brf_step_by_hand():
@@ -105,12 +117,16 @@ def test_qat_equals_golden_on_real_ecg(ecg_splits):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), weight_bits=st.integers(3, 12), state_bits=st.integers(9, 18),
        coef_bits=st.integers(10, 18), output_bits=st.integers(6, 16), weight_scale=st.sampled_from([1.0, 30.0, 300.0]),
-       hidden=st.integers(1, 10), steps=st.integers(1, 60), batch=st.integers(1, 3))
+       hidden=st.integers(1, 10), steps=st.integers(1, 60), batch=st.integers(1, 3),
+       rec_bits=st.integers(3, 12), rec_frac_offset=st.integers(-3, 3))
 def test_qat_equals_golden_on_random_networks(seed, weight_bits, state_bits, coef_bits, output_bits,
-                                              weight_scale, hidden, steps, batch):
-    """Includes saturation corners: large weights with narrow states saturate u, v, q and o."""
+                                              weight_scale, hidden, steps, batch, rec_bits, rec_frac_offset):
+    """Includes saturation corners: large weights with narrow states saturate u, v, q and o;
+    recurrent weights in their own format, finer or coarser than the input weights'."""
     model = network(seed, weight_scale, hidden)
-    spec = FixedSpec(weight=Format(weight_bits, weight_bits - 2), out_weight=Format(weight_bits, weight_bits - 4),
+    spec = FixedSpec(weight=Format(weight_bits, weight_bits - 2),
+                     rec_weight=Format(rec_bits, weight_bits - 2 + rec_frac_offset),
+                     out_weight=Format(weight_bits, weight_bits - 4),
                      coef=Format(coef_bits, coef_bits - 2), state=Format(state_bits, state_bits - 6),
                      output=Format(output_bits, output_bits - 8))
     x = (np.random.default_rng(seed).random((steps, batch, 4)) < 0.3).astype(np.float64)
@@ -121,7 +137,7 @@ def test_saturation_corner_is_reached_and_still_exact():
     model = network(3, weight_scale=2000.0)
     with torch.no_grad():
         model.readout.weight.copy_(torch.sign(model.readout.weight) * 150.0)
-    spec = FixedSpec(weight=Format(6, 2), out_weight=Format(6, 2), coef=Format(12, 10),
+    spec = FixedSpec(weight=Format(6, 2), rec_weight=Format(6, 2), out_weight=Format(6, 2), coef=Format(12, 10),
                      state=Format(8, 4), output=Format(8, 4))
     x = np.ones((40, 2, 4))
     gold = assert_qat_equals_golden(model, spec, x)
@@ -139,7 +155,7 @@ def test_wide_formats_track_the_float_network(ecg_splits):
     x = ecg_splits["test"].inputs[:4].transpose(0, 1)
     with torch.no_grad():
         ref = model(x).spikes_per_step
-    spec = FixedSpec(weight=Format(16, 15), out_weight=Format(16, 12), coef=Format(26, 24),
+    spec = FixedSpec(weight=Format(16, 15), rec_weight=Format(16, 15), out_weight=Format(16, 12), coef=Format(26, 24),
                      state=Format(28, 22), output=Format(24, 16))
     gold = golden.run(to_int_network(model, spec), x.numpy())
     assert ref.sum() > 300
@@ -149,7 +165,7 @@ def test_wide_formats_track_the_float_network(ecg_splits):
 def test_ste_gradients_match_the_float_network_with_wide_formats(ecg_splits):
     model = network(2, hidden=8, inputs=4, outputs=3, weight_scale=40.0).double()
     x = ecg_splits["test"].inputs[:2, :300].transpose(0, 1).double()
-    spec = FixedSpec(weight=Format(24, 22), out_weight=Format(24, 20), coef=Format(30, 28),
+    spec = FixedSpec(weight=Format(24, 22), rec_weight=Format(24, 23), out_weight=Format(24, 20), coef=Format(30, 28),
                      state=Format(30, 24), output=Format(30, 22))
     grads, spikes = [], []
     for fixed in (None, spec):

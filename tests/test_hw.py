@@ -66,10 +66,10 @@ def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
         hw = simulate(ecg_net, x, lanes=lanes)
         chunks = -(-36 // lanes)
         prev = np.concatenate([[0], hw.spikes[:-1].sum(1)])
-        expected = [cycle_model(int(x[t].sum()), int(prev[t]), int(hw.spikes[t].sum()), chunks)
-                    for t in range(len(x))]
+        expected = [cycle_model(int(x[t].sum()) + int(prev[t]), chunks, 6) for t in range(len(x))]
         assert hw.cycles.tolist() == expected
-        assert hw.cycles.min() == cycle_model(0, 0, 0, chunks)  # silent steps cost only the sweeps
+        assert hw.cycles.min() == cycle_model(0, chunks, 6)  # silent steps cost only the sweeps
+        assert len(set(hw.cycles.tolist())) > 3  # and each active source one cycle more
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -82,7 +82,9 @@ def test_random_networks_with_saturation(seed):
         model.synapses.weight.mul_(float(rng.choice([50.0, 400.0, 3000.0])))
         model.readout.weight.mul_(float(rng.choice([5.0, 500.0])))
     wb = int(rng.integers(3, 10))
-    spec = FixedSpec(weight=Format(wb, wb - 3), out_weight=Format(wb, wb - 5),
+    rb = int(rng.integers(3, 10))
+    spec = FixedSpec(weight=Format(wb, wb - 3), rec_weight=Format(rb, wb - 3 + int(rng.integers(-2, 3))),
+                     out_weight=Format(wb, wb - 5),
                      coef=Format(int(rng.integers(10, 18)), int(rng.integers(8, 10))),
                      state=Format(int(rng.integers(8, 17)), 5), output=Format(int(rng.integers(6, 14)), 2))
     net = to_int_network(model, spec)
@@ -99,7 +101,7 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36
     assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
     syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
-    assert len(syn) == (4 + 36) * 18
+    assert len(syn) == 4 + 36 and len(syn[0]) == 36 * 8 // 4  # one row of all weights per source
     with pytest.raises(SystemExit, match="--neurons 64 does not match"):
         generate_main(["--neurons", "64", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--inputs 3 does not match"):

@@ -62,7 +62,7 @@ def test_random_network_with_saturation(simulator, tmp_path):
     with torch.no_grad():
         model.synapses.weight.mul_(2000.0)
         model.readout.weight.copy_(torch.sign(model.readout.weight) * 300.0)
-    spec = FixedSpec(weight=Format(6, 2), out_weight=Format(6, 2), coef=Format(12, 10),
+    spec = FixedSpec(weight=Format(6, 2), rec_weight=Format(5, 3), out_weight=Format(6, 2), coef=Format(12, 10),
                      state=Format(9, 4), output=Format(8, 4))
     artifact = save_artifact(tmp_path / "random.npz", to_int_network(model, spec), task="random",
                              dt=0.01, theta=1.0, gamma=0.9)

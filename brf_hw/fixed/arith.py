@@ -3,7 +3,7 @@
 Everything is int64 and works alike on scalars (inside the numba QAT kernel) and on numpy arrays
 (the golden model); the hardware generator builds the same operations with the same shifts and
 bounds from ``FixedSpec``. Per hidden neuron and step, with the accumulated synaptic input
-acc = sum of active weights (weight format, fraction bits wf), state format (sf fraction bits,
+acc = sum of active weights (aligned to the accumulator's fraction bits wf), state format (sf fraction bits,
 bounds lo..hi) and coefficient format (cf fraction bits, bounds clo..chi):
 
     cur  = rshift(acc, wf - sf)                        align the synaptic current to the state

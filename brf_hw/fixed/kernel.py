@@ -15,7 +15,8 @@ from .arith import brf_step, li_step
 
 @numba.njit(parallel=True, cache=True)
 def brf_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
-    """acc_in [T, B, H]: input-synapse sums (weight format). Returns u, v, q, z, each [T, B, H]."""
+    """acc_in [T, B, H]: input-synapse sums, w_rec: recurrent weights, both aligned to the
+    accumulator's fraction (``FixedSpec.acc_frac``). Returns u, v, q, z, each [T, B, H]."""
     steps, batch, n = acc_in.shape
     u_out = np.empty((steps, batch, n), np.int64)
     v_out = np.empty_like(u_out)

@@ -54,7 +54,7 @@ def quantized_parameters(model, spec: FixedSpec) -> QuantParams:
     alpha = decay(model.output.tau_o.double())
     return QuantParams(
         w_in=fake_quant(dt * weight[:, :n_in], spec.weight),
-        w_rec=fake_quant(dt * weight[:, n_in:] * model.recurrent_mask.double(), spec.weight),
+        w_rec=fake_quant(dt * weight[:, n_in:] * model.recurrent_mask.double(), spec.rec_weight),
         w_out=fake_quant((1.0 - alpha)[:, None] * model.readout.weight.double(), spec.out_weight),
         d=fake_quant(1.0 + dt * (p_omega(omega, dt) - model.hidden.b_offset.double()), spec.coef),
         c=fake_quant(dt * omega, spec.coef),
@@ -135,13 +135,14 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     if not torch.equal(x, torch.round(x)):
         raise ValueError("the fixed-point network takes integer inputs (spikes); got fractional values")
     p = quantized_parameters(model, spec)
-    wf, cf = spec.weight.scale, spec.coef.scale
+    cf = spec.coef.scale
     # effective float parameters on the quantization grid: what the STE backward differentiates
-    w_in_eff, w_rec_eff = p.w_in / (wf * dt), p.w_rec / (wf * dt)
+    w_in_eff, w_rec_eff = p.w_in / (spec.weight.scale * dt), p.w_rec / (spec.rec_weight.scale * dt)
     omega_eff = p.c / (cf * dt)
     b0_eff = (p.d / cf - 1.0) / dt
     i_in = x @ w_in_eff.t()
-    acc_in = _ints(x) @ _ints(p.w_in).T  # exact integer input sums, [T, B, H]
+    # exact integer input sums on the accumulator's fraction, [T, B, H]
+    acc_in = _ints(x) @ (_ints(p.w_in) << spec.in_align).T
     dtq, gamma, theta = scalar_constants(model, spec)
     s, c = spec.state, spec.coef
     constants = (dtq, gamma, theta, s.min_int, s.max_int, c.min_int, c.max_int, c.frac, s.frac,
@@ -149,7 +150,8 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     float_consts = {"dt": dt, "theta": theta / s.scale, "gamma": gamma / c.scale,
                     "surrogate": cfg.surrogate, "tbptt": model.tbptt, "state_frac": s.frac}
     z, u, v, q = QATResonator.apply(i_in, w_rec_eff, omega_eff, b0_eff, np.ascontiguousarray(acc_in),
-                                    _ints(p.w_rec), _ints(p.d), _ints(p.c), constants, float_consts)
+                                    _ints(p.w_rec) << spec.rec_align, _ints(p.d), _ints(p.c), constants,
+                                    float_consts)
     y = z @ (p.w_out / spec.out_weight.scale).t()
     acc_o = np.ascontiguousarray(z.detach().numpy().astype(np.int64) @ _ints(p.w_out).T)
     o_consts = (spec.output.min_int, spec.output.max_int, c.frac, spec.out_weight_shift)

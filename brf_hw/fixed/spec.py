@@ -1,12 +1,17 @@
 """FixedSpec: the formats of every quantity in the integer BRF network.
 
 Quantities and formats (see ``arith`` for the step itself):
-  weight      dt*W_in, dt*W_rec: the increment of u per input / recurrent spike
+  weight      dt*W_in: the increment of u per input spike
+  rec_weight  dt*W_rec: the increment of u per recurrent spike (its own format: recurrent weights
+              are several times smaller than input weights, and at 4 bits one shared format
+              rounds most of them to zero)
   out_weight  (1-alpha)*W_out: the increment of the LI potential per hidden spike
   coef        d = 1 + dt*(p(omega) - b_offset), c = dt*omega, dt, gamma, alpha
   state       u, v, q (q >= 0), and theta
   output      o, the LI potentials
-Accumulators are exact: acc_bits() wide enough for any sum of fan-in weights, no saturation.
+Synaptic accumulation: both kinds of weight are aligned (shifted left) to the finer of the two
+fractions, acc_frac; the accumulator is wide enough for any sum of fan-in weights (no saturation)
+and is shifted to the state format once per step.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from .formats import Format, frac_min_error
 STATE_INT_BITS = 5  # u, v, q in [-32, 32): threshold 1 plus refractory build-up with headroom
 OUTPUT_INT_BITS = 7  # o in [-128, 128)
 COEF_INT_BITS = 1  # coefficients in [-2, 2): d, gamma, alpha < 1, c = dt*omega < 1
+FORMAT_NAMES = ("weight", "rec_weight", "out_weight", "coef", "state", "output")
 
 
 @dataclass(frozen=True)
 class FixedSpec:
     weight: Format
+    rec_weight: Format
     out_weight: Format
     coef: Format = Format(16, 16 - 1 - COEF_INT_BITS)
     state: Format = Format(16, 16 - 1 - STATE_INT_BITS)
@@ -36,46 +43,71 @@ class FixedSpec:
             raise ValueError("state and coefficient formats need at least one fraction bit")
 
     @property
+    def acc_frac(self) -> int:
+        return max(self.weight.frac, self.rec_weight.frac)
+
+    @property
+    def in_align(self) -> int:
+        """Left shift of an input weight onto the accumulator's fraction."""
+        return self.acc_frac - self.weight.frac
+
+    @property
+    def rec_align(self) -> int:
+        return self.acc_frac - self.rec_weight.frac
+
+    @property
+    def synapse_bits(self) -> int:
+        """Width of an aligned weight (input or recurrent)."""
+        return max(self.weight.bits + self.in_align, self.rec_weight.bits + self.rec_align)
+
+    @property
     def weight_shift(self) -> int:
-        """Right shift that aligns an input accumulator to the state format (negative: left)."""
-        return self.weight.frac - self.state.frac
+        """Right shift that aligns the synaptic accumulator to the state format (negative: left)."""
+        return self.acc_frac - self.state.frac
 
     @property
     def out_weight_shift(self) -> int:
         return self.out_weight.frac - self.output.frac
 
-    def acc_bits(self, fan_in: int, fmt: Format | None = None) -> int:
-        fmt = fmt or self.weight
-        return fmt.bits + max(1, math.ceil(math.log2(fan_in + 1)))
+    def acc_bits(self, fan_in: int) -> int:
+        return self.synapse_bits + max(1, math.ceil(math.log2(fan_in + 1)))
+
+    def out_acc_bits(self, fan_in: int) -> int:
+        return self.out_weight.bits + max(1, math.ceil(math.log2(fan_in + 1)))
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name).to_dict() for name in ("weight", "out_weight", "coef", "state", "output")}
+        return {name: getattr(self, name).to_dict() for name in FORMAT_NAMES}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FixedSpec":
         return cls(**{name: Format.from_dict(v) for name, v in d.items()})
 
     def describe(self) -> str:
-        return ", ".join(f"{n} {getattr(self, n).describe()}"
-                         for n in ("weight", "out_weight", "coef", "state", "output"))
+        return ", ".join(f"{n} {getattr(self, n).describe()}" for n in FORMAT_NAMES)
 
 
 def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = None, state_bits: int = 16,
                    coef_bits: int = 16, output_bits: int = 16, weight_frac: int | None = None,
-                   out_weight_frac: int | None = None) -> FixedSpec:
+                   out_weight_frac: int | None = None, rec_weight_bits: int | None = None,
+                   rec_weight_frac: int | None = None) -> FixedSpec:
     """Formats for a trained float model: weight fraction bits chosen (unless given) for the least
-    quantization error of dt*W (resp. (1-alpha)*W_out), clipping included; fixed integer ranges for
-    state, output and coefficients."""
+    quantization error of dt*W_in, dt*W_rec (resp. (1-alpha)*W_out), each on its own, clipping
+    included; fixed integer ranges for state, output and coefficients."""
     import torch
 
     with torch.no_grad():
         dt = model.config.neuron.dt
         w = (dt * model.synapses.weight.detach().double()).numpy()
+        n_in = model.config.inputs
+        w_in, w_rec = w[:, :n_in], w[:, n_in:]
         alpha = model.output.alpha.detach().double()
         w_out = ((1 - alpha)[:, None] * model.readout.weight.detach().double()).numpy()
     out_weight_bits = out_weight_bits or weight_bits
+    rec_weight_bits = rec_weight_bits or weight_bits
     return FixedSpec(
-        weight=Format(weight_bits, weight_frac if weight_frac is not None else frac_min_error(w, weight_bits)),
+        weight=Format(weight_bits, weight_frac if weight_frac is not None else frac_min_error(w_in, weight_bits)),
+        rec_weight=Format(rec_weight_bits, rec_weight_frac if rec_weight_frac is not None
+                          else frac_min_error(w_rec, rec_weight_bits)),
         out_weight=Format(out_weight_bits, out_weight_frac if out_weight_frac is not None
                           else frac_min_error(w_out, out_weight_bits)),
         coef=Format(coef_bits, coef_bits - 1 - COEF_INT_BITS),
@@ -90,7 +122,7 @@ class IntNetwork:
 
     spec: FixedSpec
     w_in: np.ndarray  # [H, I] weight format
-    w_rec: np.ndarray  # [H, H] weight format
+    w_rec: np.ndarray  # [H, H] rec_weight format
     w_out: np.ndarray  # [O, H] out_weight format
     d: np.ndarray  # [H] coef
     c: np.ndarray  # [H] coef
@@ -102,6 +134,10 @@ class IntNetwork:
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.w_in.shape[1], self.w_in.shape[0], self.w_out.shape[0]
+
+    def aligned_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """w_in, w_rec shifted onto the accumulator's fraction (what the synapse memory holds)."""
+        return self.w_in << self.spec.in_align, self.w_rec << self.spec.rec_align
 
     def step_constants(self) -> tuple:
         """The scalar arguments of ``arith.brf_step`` after (acc, u, v, q, d, c)."""

@@ -3,26 +3,29 @@
 Per time step: one input beat (the step's input spikes, and ``first`` to clear the state at a
 sequence start) -> one output beat (LI potentials, argmax label, hidden spikes, cycles used).
 
-Phases, each a sweep over the C = ceil(H/P) chunks of P lanes:
-  ACC      for every active source (input spike, or hidden spike of the previous step, lowest
-           index first): add its weight row onto the accumulators, C cycles per source.
-           Silent sources cost nothing: cycles grow with spikes, not synapses.
-  UPDATE   the integer BRF step for P neurons per cycle (``fixed_ops.brf_update``).
-  READOUT  for every new hidden spike: add its output-weight row onto the output accumulators.
-  LI       all LI potentials at once; then OUTPUT holds the beat until it is taken.
-State lives in rings of C rows (row = P lanes) that rotate once per processed chunk, so the
-current chunk is always row 0 and no wide multiplexers are needed; every sweep is a whole turn.
+Phases of a step (cycle counts in ``cycle_model``):
+  ACC     one cycle per active source (input spike, or hidden spike of the previous step, lowest
+          index first): its whole weight row, one synapse-memory word, is added onto all hidden
+          accumulators at once. Silent sources cost nothing: cycles grow with spikes, not synapses.
+  UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
+          C = ceil(H/P) chunks of neurons, one chunk per cycle. u, v, q live in a state memory
+          (read a chunk, write it back 6 cycles later); new spikes are added onto the output
+          accumulators as they leave the pipeline, so the readout costs no extra cycles.
+  LI      the O output potentials one after another through one multiplier (select, multiply,
+          round and saturate, compare for the argmax).
+Then OUTPUT holds the beat until it is taken. The hidden state is cleared without touching the
+memory: while ``fresh`` is set (after reset, or from a beat with ``first``) UPDATE reads zeros.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..fixed.spec import IntNetwork
-from .fixed_ops import brf_update, li_update
+from . import fixed_ops as ops
 from .layout import memory_images
 
 CYCLE_COUNTER_BITS = 16
@@ -34,6 +37,10 @@ def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
         with m.If(vector[i]):
             m.d.comb += index.eq(i)
     return index
+
+
+def _field(word, index: int, width: int):
+    return word.word_select(index, width).as_signed()
 
 
 class BRFAccelerator(wiring.Component):
@@ -57,127 +64,166 @@ class BRFAccelerator(wiring.Component):
         net, spec, img = self.net, self.net.spec, self.images
         n_in, n_hid, n_out = net.shape
         P, C = self.lanes, self.chunks
-        wb, cb, sb, ob, owb = (spec.weight.bits, spec.coef.bits, spec.state.bits, spec.output.bits,
+        wb, cb, sb, ob, owb = (spec.synapse_bits, spec.coef.bits, spec.state.bits, spec.output.bits,
                                spec.out_weight.bits)
         acc_bits = spec.acc_bits(n_in + n_hid)
-        out_acc_bits = spec.acc_bits(n_hid, spec.out_weight)
+        out_acc_bits = spec.out_acc_bits(n_hid)
 
-        m.submodules.synapses = syn = Memory(shape=unsigned(P * wb), depth=len(img.synapses), init=img.synapses)
-        m.submodules.constants = const = Memory(shape=unsigned(2 * P * cb), depth=C, init=img.constants)
-        m.submodules.out_weights = outw = Memory(shape=unsigned(n_out * owb), depth=n_hid, init=img.outputs)
-        syn_rd, const_rd, outw_rd = syn.read_port(), const.read_port(), outw.read_port()
+        # block RAM even where a memory is small: a ROM or RAM in logic costs the LUTs we save for
+        # the datapath (Yosys reads these attributes; simulators ignore them)
+        block = {"ram_style": "block", "rom_style": "block"}
+        m.submodules.synapses = syn = Memory(shape=unsigned(C * P * wb), depth=n_in + n_hid, init=img.synapses,
+                                             attrs=block)
+        m.submodules.constants = const = Memory(shape=unsigned(2 * P * cb), depth=C, init=img.constants, attrs=block)
+        m.submodules.out_weights = outw = Memory(shape=unsigned(P * n_out * owb), depth=C, init=img.outputs,
+                                                 attrs=block)
+        m.submodules.state = state = Memory(shape=unsigned(3 * P * sb), depth=C, init=[], attrs=block)
+        syn_rd, const_rd, outw_rd, state_rd = syn.read_port(), const.read_port(), outw.read_port(), state.read_port()
+        state_wr = state.write_port()
 
-        def ring(name, width):
-            return [Signal(P * width, name=f"{name}_{r}") for r in range(C)]
+        def reg(expr, name):
+            """A pipeline register: takes ``expr`` every cycle."""
+            r = Signal(expr.shape(), name=name)
+            m.d.sync += r.eq(expr)
+            return r
 
-        acc_ring, u_ring, v_ring, q_ring = ring("acc", acc_bits), ring("u", sb), ring("v", sb), ring("q", sb)
-        z_ring = ring("z", 1)
+        cycles = Signal(CYCLE_COUNTER_BITS)
+        fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
-        def rotate(rows, new_row):
-            return [rows[r].eq(rows[r + 1]) for r in range(C - 1)] + [rows[C - 1].eq(new_row)]
-
-        def lane(row, p, width):
-            return row.word_select(p, width).as_signed()
-
-        z_flat = Cat(*z_ring)[:n_hid]
-        o = [Signal(signed(ob), name=f"o_{k}") for k in range(n_out)]
-        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{k}") for k in range(n_out)]
-
+        # --- ACC: one source row per cycle onto all accumulators -----------------------------------
+        acc = [Signal(signed(acc_bits), name=f"acc_{h}") for h in range(C * P)]
         mask = Signal(n_in + n_hid)  # sources still to be accumulated
         source = _lowest_set_bit(m, mask, "source")
-        chunk = Signal(range(max(2, C)))
-        stage1 = Signal()  # a memory word requested last cycle is on the read port now
-        issuing = Signal()
-        cycles = Signal(CYCLE_COUNTER_BITS)
-        m.d.comb += [syn_rd.addr.eq(source * C + chunk), const_rd.addr.eq(chunk), outw_rd.addr.eq(source)]
+        fetched = Signal()  # the synapse read port holds the row of the source taken last cycle
+        m.d.comb += syn_rd.addr.eq(source)
+        # registered before the adders (the block RAM's clock-to-output is most of a cycle)
+        row, adding = reg(syn_rd.data, "synapse_row"), reg(fetched, "adding")
+        with m.If(adding):  # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
+            m.d.sync += [a.eq((a + _field(row, h, wb))[:acc_bits]) for h, a in enumerate(acc)]
 
-        # argmax: strictly greater replaces, so the lowest index wins ties (as numpy's argmax)
+        # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
+        issuing = Signal()
+        chunk = Signal(range(max(2, C)))
+        m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
+        valid1, chunk1 = reg(issuing, "valid_s1"), reg(chunk, "chunk_s1")
+        acc1 = [reg(Array(acc[k * P + p] for k in range(C))[chunk], f"acc_s1_{p}") for p in range(P)]
+        # stage 1: state and constants arrive from memory (registered before any arithmetic: the
+        # block RAM's clock-to-output is most of a cycle)
+        old = [[Mux(fresh, 0, _field(state_rd.data, i * P + p, sb)) for p in range(P)] for i in range(3)]
+        u2, v2, q2 = ([reg(x, f"{n}_s2_{p}") for p, x in enumerate(xs)] for n, xs in zip("uvq", old))
+        d2 = [reg(_field(const_rd.data, p, cb), f"d_s2_{p}") for p in range(P)]
+        c2 = [reg(_field(const_rd.data, P + p, cb), f"c_s2_{p}") for p in range(P)]
+        acc2 = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
+        valid2, chunk2 = reg(valid1, "valid_s2"), reg(chunk1, "chunk_s2")
+        # stage 2: dt * q, the smooth reset's share of the damping
+        q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(q2)]
+        u3, v3, q3, d3, c3, acc3 = ([reg(x, f"{n}_s3_{p}") for p, x in enumerate(xs)]
+                                    for n, xs in zip(("u", "v", "q", "d", "c", "acc"), (u2, v2, q2, d2, c2, acc2)))
+        valid3, chunk3 = reg(valid2, "valid_s3"), reg(chunk2, "chunk_s3")
+        # stage 3: damping factor
+        e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]), f"e_s4_{p}") for p in range(P)]
+        u4, v4, q4, c4, acc4 = ([reg(x, f"{n}_s4_{p}") for p, x in enumerate(xs)]
+                                for n, xs in zip(("u", "v", "q", "c", "acc"), (u3, v3, q3, c3, acc3)))
+        valid4, chunk4 = reg(valid3, "valid_s4"), reg(chunk3, "chunk_s4")
+        # stage 4: the rotation's products
+        e_u5 = [reg(e4[p] * u4[p], f"e_u_s5_{p}") for p in range(P)]
+        c_v5 = [reg(c4[p] * v4[p], f"c_v_s5_{p}") for p in range(P)]
+        e_v5 = [reg(e4[p] * v4[p], f"e_v_s5_{p}") for p in range(P)]
+        c_u5 = [reg(c4[p] * u4[p], f"c_u_s5_{p}") for p in range(P)]
+        q_g5 = [reg(q4[p] * net.gamma, f"q_g_s5_{p}") for p in range(P)]
+        th_q5 = [reg(q4[p] + net.theta, f"th_q_s5_{p}") for p in range(P)]
+        acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
+        valid5, chunk5 = reg(valid4, "valid_s5"), reg(chunk4, "chunk_s5")
+        # stage 5: new u, v (the output-weight word of this chunk arrives meanwhile)
+        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
+        v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
+        q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
+        valid6, chunk6 = reg(valid5, "valid_s6"), reg(chunk5, "chunk_s6")
+        m.d.comb += outw_rd.addr.eq(chunk4)
+        out_row6 = reg(outw_rd.data, "out_row_s6")  # registered, as the synapse row
+        # stage 6: spike, new q, write-back, readout
+        z6 = [ops.spike(th_q6[p], u6[p]) for p in range(P)]
+        q_new6 = [ops.next_q(spec, q_g6[p], z6[p]) for p in range(P)]
+        m.d.comb += [state_wr.addr.eq(chunk6), state_wr.en.eq(valid6),
+                     state_wr.data.eq(Cat(*(x.as_signed()[:sb] for x in u6 + v6 + q_new6)))]
+        # spikes: a ring of C rows of P lanes that turns once per step, so row 0 is always the
+        # chunk leaving the pipeline; after the step it holds the new spike vector in order
+        z_ring = [Signal(P, name=f"z_{k}") for k in range(C)]
+        z_flat = Cat(*z_ring)[:n_hid]
+        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}") for j in range(n_out)]
+        with m.If(valid6):
+            m.d.sync += [z_ring[k].eq(z_ring[k + 1]) for k in range(C - 1)] + [z_ring[C - 1].eq(Cat(*z6))]
+            for j in range(n_out):
+                row = sum(Mux(z6[p], _field(out_row6, p * n_out + j, owb), 0) for p in range(P))
+                m.d.sync += acc_o[j].eq(acc_o[j] + row)
+        pipeline_busy = issuing | valid1 | valid2 | valid3 | valid4 | valid5 | valid6
+
+        # --- LI: one output per cycle through one multiplier, then a running argmax -------------------
+        o = [Signal(signed(ob), name=f"o_{j}") for j in range(n_out)]
+        alpha = Array(Const(int(a), signed(cb)) for a in net.alpha)
+        li_issuing = Signal()
+        li_index = Signal(range(max(2, n_out)))
+        o_sel, alpha_sel = reg(Array(o)[li_index], "o_sel"), reg(alpha[li_index], "alpha_sel")
+        acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel"),
+                                           reg(li_index, "li_index_sel"))
+        o_alpha_a, acc_o_a = reg(o_sel * alpha_sel, "o_alpha_a"), reg(acc_o_sel, "acc_o_a")
+        valid_a, index_a = reg(valid_sel, "li_valid_a"), reg(index_sel, "li_index_a")
+        o_new = ops.li_update(spec, acc_o_a, o_alpha_a)
+        o_b, valid_b, index_b = reg(o_new, "o_b"), reg(valid_a, "li_valid_b"), reg(index_a, "li_index_b")
+        with m.If(valid_a):
+            m.d.sync += Array(o)[index_a].eq(o_new)
         label = Signal.like(self.out.payload.label)
-        best = [Signal(signed(ob), name=f"best_{k}") for k in range(n_out)]
-        best_idx = [Signal.like(label, name=f"best_idx_{k}") for k in range(n_out)]
-        m.d.comb += [best[0].eq(o[0]), best_idx[0].eq(0)]
-        for k in range(1, n_out):
-            m.d.comb += [best[k].eq(Mux(o[k] > best[k - 1], o[k], best[k - 1])),
-                         best_idx[k].eq(Mux(o[k] > best[k - 1], k, best_idx[k - 1]))]
-        m.d.comb += label.eq(best_idx[n_out - 1])
+        best = Signal(signed(ob))
+        with m.If(valid_b & ((index_b == 0) | (o_b > best))):  # strictly greater: lowest index wins ties
+            m.d.sync += [best.eq(o_b), label.eq(index_b)]
+        li_busy = li_issuing | valid_sel | valid_a | valid_b
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
                 with m.If(self.inp.valid):
                     first = self.inp.payload.first
-                    m.d.sync += [mask.eq(Cat(self.inp.payload.spikes, Mux(first, 0, z_flat))),
-                                 chunk.eq(0), stage1.eq(0), cycles.eq(1)]
-                    m.d.sync += [a.eq(0) for a in acc_o]
+                    m.d.sync += [mask.eq(Cat(self.inp.payload.spikes, Mux(first, 0, z_flat))), cycles.eq(1)]
+                    m.d.sync += [a.eq(0) for a in acc + acc_o]
                     with m.If(first):
-                        m.d.sync += [r.eq(0) for r in u_ring + v_ring + q_ring + z_ring + o]
+                        m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o]
                     m.next = "ACC"
 
             with m.State("ACC"):
                 m.d.sync += cycles.eq(cycles + 1)
+                m.d.sync += fetched.eq(mask != 0)
                 with m.If(mask != 0):
-                    m.d.sync += stage1.eq(1)
-                    with m.If(chunk == C - 1):
-                        m.d.sync += [chunk.eq(0), mask.eq(mask & (mask - 1))]
-                    with m.Else():
-                        m.d.sync += chunk.eq(chunk + 1)
-                with m.Else():
-                    m.d.sync += stage1.eq(0)
-                    with m.If(~stage1):
-                        m.d.sync += [issuing.eq(1), chunk.eq(0)]
-                        m.next = "UPDATE"
-                with m.If(stage1):
-                    # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
-                    summed = Cat(*((lane(acc_ring[0], p, acc_bits) + lane(syn_rd.data, p, wb))[:acc_bits]
-                                   for p in range(P)))
-                    m.d.sync += rotate(acc_ring, summed)
+                    m.d.sync += mask.eq(mask & (mask - 1))
+                with m.Elif(~fetched):  # the last row is added this cycle, before UPDATE reads the sums
+                    m.d.sync += [issuing.eq(1), chunk.eq(0)]
+                    m.next = "UPDATE"
 
             with m.State("UPDATE"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(issuing):
-                    m.d.sync += stage1.eq(1)
                     with m.If(chunk == C - 1):
                         m.d.sync += [issuing.eq(0), chunk.eq(0)]
                     with m.Else():
                         m.d.sync += chunk.eq(chunk + 1)
-                with m.Else():
-                    m.d.sync += stage1.eq(0)
-                with m.If(stage1):
-                    lanes = [brf_update(spec, net.dtq, net.gamma, net.theta,
-                                        lane(acc_ring[0], p, acc_bits), lane(u_ring[0], p, sb),
-                                        lane(v_ring[0], p, sb), lane(q_ring[0], p, sb),
-                                        lane(const_rd.data, p, cb), lane(const_rd.data, P + p, cb))
-                             for p in range(P)]
-                    m.d.sync += rotate(u_ring, Cat(*(l[0].as_signed()[:sb] for l in lanes)))
-                    m.d.sync += rotate(v_ring, Cat(*(l[1].as_signed()[:sb] for l in lanes)))
-                    m.d.sync += rotate(q_ring, Cat(*(l[2].as_signed()[:sb] for l in lanes)))
-                    m.d.sync += rotate(z_ring, Cat(*(l[3] for l in lanes)))
-                    m.d.sync += rotate(acc_ring, 0)
-                with m.If(~issuing & ~stage1):
-                    m.d.sync += mask.eq(z_flat)
-                    m.next = "READOUT"
-
-            with m.State("READOUT"):
-                m.d.sync += cycles.eq(cycles + 1)
-                m.d.sync += [stage1.eq(mask != 0)]
-                with m.If(mask != 0):
-                    m.d.sync += mask.eq(mask & (mask - 1))
-                with m.If(stage1):
-                    m.d.sync += [acc_o[k].eq(acc_o[k] + lane(outw_rd.data, k, owb)) for k in range(n_out)]
-                with m.Elif(mask == 0):
+                with m.If(~pipeline_busy):
+                    m.d.sync += [fresh.eq(0), li_issuing.eq(1), li_index.eq(0)]
                     m.next = "LI"
 
             with m.State("LI"):
                 m.d.sync += cycles.eq(cycles + 1)
-                m.d.sync += [o[k].eq(li_update(spec, acc_o[k], o[k], int(net.alpha[k])).as_signed()[:ob])
-                             for k in range(n_out)]
-                m.next = "OUTPUT"
+                with m.If(li_issuing):
+                    with m.If(li_index == n_out - 1):
+                        m.d.sync += li_issuing.eq(0)
+                    with m.Else():
+                        m.d.sync += li_index.eq(li_index + 1)
+                with m.If(~li_busy):
+                    m.next = "OUTPUT"
 
             with m.State("OUTPUT"):
                 payload = self.out.payload
                 m.d.comb += [self.out.valid.eq(1), payload.label.eq(label), payload.spikes.eq(z_flat),
                              payload.cycles.eq(cycles)]
-                m.d.comb += [payload.potentials[k].eq(o[k]) for k in range(n_out)]
+                m.d.comb += [payload.potentials[j].eq(o[j]) for j in range(n_out)]
                 with m.If(self.out.ready):
                     m.next = "IDLE"
         return m

@@ -1,5 +1,13 @@
 """The fixed-point primitives of ``fixed.arith`` on Amaranth values: same shifts, same rounding,
-same bounds, taken from the FixedSpec. Amaranth widens + and * exactly, so no intermediate wraps."""
+same bounds, taken from the FixedSpec. Amaranth widens + and * exactly, so no intermediate wraps.
+
+The BRF step is cut into the terms of ``arith.brf_step`` so the accelerator can put pipeline
+registers between them; chaining the terms gives exactly ``arith.brf_step``:
+
+    e  = damping(spec, d, q * dtq)
+    u' = next_u(spec, e * u, c * v, acc)      v' = next_v(spec, e * v, c * u)
+    z  = spike(theta + q, u')                 q' = next_q(spec, q * gamma, z)
+"""
 
 from __future__ import annotations
 
@@ -18,20 +26,36 @@ def rshift(x: Value, s: int) -> Value:
 
 
 def saturate(x: Value, fmt: Format) -> Value:
-    return Mux(x > fmt.max_int, fmt.max_int, Mux(x < fmt.min_int, fmt.min_int, x))
+    """Clamp a signed value to ``fmt``'s two's-complement range. x fits iff the bits from the
+    format's sign bit up are all equal; testing that is a few LUTs, where two comparisons
+    against the bounds would be two carry chains as wide as x."""
+    x = x.as_signed()
+    if len(x) <= fmt.bits:
+        return x
+    top = x[fmt.bits - 1:]
+    fits = top.all() | ~top.any()
+    return Mux(fits, x[:fmt.bits].as_signed(), Mux(x[-1], fmt.min_int, fmt.max_int))
 
 
-def brf_update(spec, dtq: int, gamma: int, theta: int, acc, u, v, q, d, c):
-    """One neuron's step, ``arith.brf_step`` term for term. Returns (u', v', q', z)."""
-    s, cf = spec.state, spec.coef
-    cur = rshift(acc, spec.weight_shift)
-    e = saturate(d - rshift(q * dtq, s.frac), cf)
-    u_new = saturate(rshift(e * u - c * v, cf.frac) + cur, s)
-    v_new = saturate(rshift(e * v + c * u, cf.frac), s)
-    z = (theta + q - u_new) < 0
-    q_new = saturate(rshift(q * gamma, cf.frac) + Mux(z, 1 << s.frac, 0), s)
-    return u_new, v_new, q_new, z
+def damping(spec, d, q_dt):
+    return saturate(d - rshift(q_dt, spec.state.frac), spec.coef)
 
 
-def li_update(spec, acc_o, o, alpha: int):
-    return saturate(rshift(o * alpha, spec.coef.frac) + rshift(acc_o, spec.out_weight_shift), spec.output)
+def next_u(spec, e_u, c_v, acc):
+    return saturate(rshift(e_u - c_v, spec.coef.frac) + rshift(acc, spec.weight_shift), spec.state)
+
+
+def next_v(spec, e_v, c_u):
+    return saturate(rshift(e_v + c_u, spec.coef.frac), spec.state)
+
+
+def spike(theta_plus_q, u_new):
+    return (theta_plus_q - u_new) < 0
+
+
+def next_q(spec, q_gamma, z):
+    return saturate(rshift(q_gamma, spec.coef.frac) + Mux(z, 1 << spec.state.frac, 0), spec.state)
+
+
+def li_update(spec, acc_o, o_alpha):
+    return saturate(rshift(o_alpha, spec.coef.frac) + rshift(acc_o, spec.out_weight_shift), spec.output)

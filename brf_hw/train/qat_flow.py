@@ -26,7 +26,10 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qat-epochs", type=int, default=30, help="quantization-aware fine-tuning epochs")
     g.add_argument("--qat-lr", type=float, default=0.01, help="QAT learning rate (linear decay to 0)")
     g.add_argument("--weight-bits", type=int, default=8, help="input and recurrent weights")
-    g.add_argument("--weight-frac", type=int, help="weight fraction bits (default: least quantization error, clipping included)")
+    g.add_argument("--weight-frac", type=int, help="input weight fraction bits (default: least quantization error, "
+                                                  "clipping included)")
+    g.add_argument("--rec-weight-bits", type=int, help="recurrent weights (default: --weight-bits)")
+    g.add_argument("--rec-weight-frac", type=int, help="recurrent weight fraction bits (default: least error)")
     g.add_argument("--out-weight-bits", type=int, help="output weights (default: --weight-bits)")
     g.add_argument("--state-bits", type=int, default=16, help="u, v, q (5 integer bits)")
     g.add_argument("--coef-bits", type=int, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
@@ -61,7 +64,8 @@ def run_qat(args: argparse.Namespace) -> dict:
             raise SystemExit(f"float training stopped: {exc}")
         float_model, _ = load_checkpoint_model(root / "float" / "best.pt", kernel=base.kernel)
     spec = spec_for_model(float_model, args.weight_bits, args.out_weight_bits, args.state_bits,
-                          args.coef_bits, args.output_bits, args.weight_frac)
+                          args.coef_bits, args.output_bits, args.weight_frac,
+                          rec_weight_bits=args.rec_weight_bits, rec_weight_frac=args.rec_weight_frac)
     print(f"formats: {spec.describe()}")
 
     qat_cfg = dataclasses.replace(base, run_dir=str(root / "qat"), epochs=args.qat_epochs, lr=args.qat_lr,
