@@ -152,20 +152,39 @@ def ecg_stream(inputs: np.ndarray, sequences, steps: int | None = None):
     return np.concatenate(xs).astype(np.int64), first
 
 
-def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None) -> dict:
+def _run_group(simulator: str, lanes: int, build_dir: Path, artifact: Path, inputs: np.ndarray,
+               sequences: list[int], name: str) -> dict:
+    design = build(simulator, artifact, lanes, build_dir)
+    x, first = ecg_stream(inputs, sequences)
+    return run_stream(design, x, first, name)
+
+
+def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None, jobs: int = 1) -> dict:
+    """All 141 ECG test sequences through the RTL; with jobs > 1 the sequences are split into that
+    many contiguous groups, each simulated by its own process on its own build (the simulators are
+    single-threaded)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from brf_hw.data import load_ecg
 
     test = load_ecg(data_dir)["test"]
-    design = build(simulator, artifact, lanes, build_dir)
-    x, first = ecg_stream(test.inputs.numpy(), range(len(test)))
+    inputs = test.inputs.numpy()
+    groups = [list(g) for g in np.array_split(np.arange(len(test)), max(1, jobs)) if len(g)]
     start = time.perf_counter()
-    out = run_stream(design, x, first, "ecg_full")
+    if len(groups) == 1:
+        outs = [_run_group(simulator, lanes, build_dir, artifact, inputs, groups[0], "ecg_full")]
+    else:
+        with ProcessPoolExecutor(len(groups)) as pool:
+            futures = [pool.submit(_run_group, simulator, lanes, build_dir / f"job{i}", artifact, inputs, g,
+                                   f"ecg_full_{i}") for i, g in enumerate(groups)]
+            outs = [f.result() for f in futures]
     seconds = time.perf_counter() - start
+    out = {k: np.concatenate([o[k] for o in outs]) for k in ("labels", "golden_labels", "spikes", "cycles")}
     labels = test.labels.numpy().reshape(-1)
     annotated = test.annotated.numpy().reshape(-1)
     hit = out["labels"] == labels
     golden_acc = 100.0 * (out["golden_labels"] == labels).mean()
-    return {"steps": len(x), "seconds": seconds, "rtl_acc": 100.0 * hit.mean(),
+    return {"steps": len(labels), "seconds": seconds, "rtl_acc": 100.0 * hit.mean(),
             "rtl_acc_annotated": 100.0 * hit[annotated].mean(), "golden_acc": golden_acc,
             "sops": float(out["spikes"].sum()) / len(test), "mean_cycles": float(out["cycles"].mean())}
 
@@ -178,10 +197,11 @@ def main() -> None:
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "sim")
     parser.add_argument("--data-dir")
+    parser.add_argument("--jobs", type=int, default=1, help="simulate groups of sequences in parallel processes")
     args = parser.parse_args()
     artifact = args.artifact or default_artifact()
     try:
-        r = full_ecg(args.sim, args.lanes, args.build_dir / args.sim, artifact, args.data_dir)
+        r = full_ecg(args.sim, args.lanes, args.build_dir / args.sim, artifact, args.data_dir, args.jobs)
     except (SimulatorMissing, Mismatch) as exc:
         sys.exit(f"FAILED: {exc}")
     print(f"{args.sim}: {r['steps']} steps of 141 ECG test sequences, every step equal to the golden model "
