@@ -10,14 +10,14 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [32:0] \$101 ;
   wire [33:0] \$102 ;
   wire [33:0] \$103 ;
-  wire [20:0] \$104 ;
+  wire [17:0] \$104 ;
   wire [34:0] \$105 ;
   wire \$106 ;
   wire [32:0] \$107 ;
   wire [33:0] \$108 ;
   wire [33:0] \$109 ;
   wire \$11 ;
-  wire [20:0] \$110 ;
+  wire [17:0] \$110 ;
   wire [34:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -25,13 +25,13 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [32:0] \$115 ;
   wire [33:0] \$116 ;
   wire [33:0] \$117 ;
-  wire [20:0] \$118 ;
+  wire [17:0] \$118 ;
   wire [34:0] \$119 ;
   wire [10:0] \$12 ;
   wire [32:0] \$120 ;
   wire [33:0] \$121 ;
   wire [33:0] \$122 ;
-  wire [20:0] \$123 ;
+  wire [17:0] \$123 ;
   wire [34:0] \$124 ;
   wire [15:0] \$125 ;
   wire [15:0] \$126 ;
@@ -175,57 +175,57 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
-  reg [287:0] \$253 ;
+  reg [323:0] \$253 ;
   reg \$254 ;
-  reg [13:0] \$255 ;
-  reg [13:0] \$256 ;
-  reg [13:0] \$257 ;
-  reg [13:0] \$258 ;
-  reg [13:0] \$259 ;
+  reg [14:0] \$255 ;
+  reg [14:0] \$256 ;
+  reg [14:0] \$257 ;
+  reg [14:0] \$258 ;
+  reg [14:0] \$259 ;
   wire \$26 ;
-  reg [13:0] \$260 ;
-  reg [13:0] \$261 ;
-  reg [13:0] \$262 ;
-  reg [13:0] \$263 ;
-  reg [13:0] \$264 ;
-  reg [13:0] \$265 ;
-  reg [13:0] \$266 ;
-  reg [13:0] \$267 ;
-  reg [13:0] \$268 ;
-  reg [13:0] \$269 ;
+  reg [14:0] \$260 ;
+  reg [14:0] \$261 ;
+  reg [14:0] \$262 ;
+  reg [14:0] \$263 ;
+  reg [14:0] \$264 ;
+  reg [14:0] \$265 ;
+  reg [14:0] \$266 ;
+  reg [14:0] \$267 ;
+  reg [14:0] \$268 ;
+  reg [14:0] \$269 ;
   wire [10:0] \$27 ;
-  reg [13:0] \$270 ;
-  reg [13:0] \$271 ;
-  reg [13:0] \$272 ;
-  reg [13:0] \$273 ;
-  reg [13:0] \$274 ;
-  reg [13:0] \$275 ;
-  reg [13:0] \$276 ;
-  reg [13:0] \$277 ;
-  reg [13:0] \$278 ;
-  reg [13:0] \$279 ;
+  reg [14:0] \$270 ;
+  reg [14:0] \$271 ;
+  reg [14:0] \$272 ;
+  reg [14:0] \$273 ;
+  reg [14:0] \$274 ;
+  reg [14:0] \$275 ;
+  reg [14:0] \$276 ;
+  reg [14:0] \$277 ;
+  reg [14:0] \$278 ;
+  reg [14:0] \$279 ;
   wire [31:0] \$28 ;
-  reg [13:0] \$280 ;
-  reg [13:0] \$281 ;
-  reg [13:0] \$282 ;
-  reg [13:0] \$283 ;
-  reg [13:0] \$284 ;
-  reg [13:0] \$285 ;
-  reg [13:0] \$286 ;
-  reg [13:0] \$287 ;
-  reg [13:0] \$288 ;
-  reg [13:0] \$289 ;
+  reg [14:0] \$280 ;
+  reg [14:0] \$281 ;
+  reg [14:0] \$282 ;
+  reg [14:0] \$283 ;
+  reg [14:0] \$284 ;
+  reg [14:0] \$285 ;
+  reg [14:0] \$286 ;
+  reg [14:0] \$287 ;
+  reg [14:0] \$288 ;
+  reg [14:0] \$289 ;
   wire [15:0] \$29 ;
-  reg [13:0] \$290 ;
+  reg [14:0] \$290 ;
   reg \$291 ;
   reg [5:0] \$292 ;
-  reg [13:0] \$293 ;
+  reg [14:0] \$293 ;
   reg [15:0] \$294 ;
   reg [15:0] \$295 ;
   reg [15:0] \$296 ;
   reg [15:0] \$297 ;
   reg [15:0] \$298 ;
-  reg [13:0] \$299 ;
+  reg [14:0] \$299 ;
   wire [17:0] \$3 ;
   wire [15:0] \$30 ;
   reg \$300 ;
@@ -236,7 +236,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] \$305 ;
   reg [15:0] \$306 ;
   reg [15:0] \$307 ;
-  reg [13:0] \$308 ;
+  reg [14:0] \$308 ;
   reg \$309 ;
   wire \$31 ;
   reg [5:0] \$310 ;
@@ -245,7 +245,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] \$313 ;
   reg [15:0] \$314 ;
   reg [15:0] \$315 ;
-  reg [13:0] \$316 ;
+  reg [14:0] \$316 ;
   reg \$317 ;
   reg [5:0] \$318 ;
   reg [31:0] \$319 ;
@@ -255,7 +255,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [31:0] \$322 ;
   reg [29:0] \$323 ;
   reg [16:0] \$324 ;
-  reg [13:0] \$325 ;
+  reg [14:0] \$325 ;
   reg \$326 ;
   reg [5:0] \$327 ;
   reg [15:0] \$328 ;
@@ -293,7 +293,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$357 ;
   reg \$358 ;
   reg \$359 ;
-  wire [14:0] \$36 ;
+  wire [15:0] \$36 ;
   reg \$360 ;
   reg \$361 ;
   reg \$362 ;
@@ -304,7 +304,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$367 ;
   reg \$368 ;
   reg \$369 ;
-  wire [14:0] \$37 ;
+  wire [15:0] \$37 ;
   reg \$370 ;
   reg [13:0] \$371 ;
   reg [13:0] \$372 ;
@@ -315,7 +315,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] \$377 ;
   reg [15:0] \$378 ;
   reg [13:0] \$379 ;
-  wire [14:0] \$38 ;
+  wire [15:0] \$38 ;
   reg \$380 ;
   reg [2:0] \$381 ;
   reg [31:0] \$382 ;
@@ -326,7 +326,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$387 ;
   reg [2:0] \$388 ;
   reg [15:0] \$389 ;
-  wire [14:0] \$39 ;
+  wire [15:0] \$39 ;
   reg [15:0] \$390 ;
   reg [15:0] \$391 ;
   reg [15:0] \$392 ;
@@ -338,48 +338,48 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] \$398 ;
   reg \$399 ;
   wire \$4 ;
-  wire [14:0] \$40 ;
+  wire [15:0] \$40 ;
   reg [2:0] \$400 ;
   reg \$401 ;
   reg \$402 ;
   reg [5:0] \$403 ;
   reg \$404 ;
   reg [2:0] \$405 ;
-  wire [14:0] \$41 ;
-  wire [14:0] \$42 ;
-  wire [14:0] \$43 ;
-  wire [14:0] \$44 ;
-  wire [14:0] \$45 ;
-  wire [14:0] \$46 ;
-  wire [14:0] \$47 ;
-  wire [14:0] \$48 ;
-  wire [14:0] \$49 ;
+  wire [15:0] \$41 ;
+  wire [15:0] \$42 ;
+  wire [15:0] \$43 ;
+  wire [15:0] \$44 ;
+  wire [15:0] \$45 ;
+  wire [15:0] \$46 ;
+  wire [15:0] \$47 ;
+  wire [15:0] \$48 ;
+  wire [15:0] \$49 ;
   wire [10:0] \$5 ;
-  wire [14:0] \$50 ;
-  wire [14:0] \$51 ;
-  wire [14:0] \$52 ;
-  wire [14:0] \$53 ;
-  wire [14:0] \$54 ;
-  wire [14:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [14:0] \$58 ;
-  wire [14:0] \$59 ;
+  wire [15:0] \$50 ;
+  wire [15:0] \$51 ;
+  wire [15:0] \$52 ;
+  wire [15:0] \$53 ;
+  wire [15:0] \$54 ;
+  wire [15:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire [15:0] \$57 ;
+  wire [15:0] \$58 ;
+  wire [15:0] \$59 ;
   wire [31:0] \$6 ;
-  wire [14:0] \$60 ;
-  wire [14:0] \$61 ;
-  wire [14:0] \$62 ;
-  wire [14:0] \$63 ;
-  wire [14:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [14:0] \$66 ;
-  wire [14:0] \$67 ;
-  wire [14:0] \$68 ;
-  wire [14:0] \$69 ;
+  wire [15:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire [15:0] \$66 ;
+  wire [15:0] \$67 ;
+  wire [15:0] \$68 ;
+  wire [15:0] \$69 ;
   wire \$7 ;
-  wire [14:0] \$70 ;
-  wire [14:0] \$71 ;
-  reg [13:0] \$72 ;
+  wire [15:0] \$70 ;
+  wire [15:0] \$71 ;
+  reg [14:0] \$72 ;
   wire [15:0] \$73 ;
   wire [15:0] \$74 ;
   wire [15:0] \$75 ;
@@ -414,46 +414,46 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* init = 6'h00 *)
   wire [5:0] \$signature__addr$13 ;
   reg [5:0] \$signature__addr$14  = 6'h00;
-  wire [287:0] \$signature__data ;
+  wire [323:0] \$signature__data ;
   wire [47:0] \$signature__data$116 ;
   wire [31:0] \$signature__data$120 ;
   wire [47:0] \$signature__data$151 ;
-  reg [13:0] acc_0 = 14'h0000;
-  reg [13:0] acc_1 = 14'h0000;
-  reg [13:0] acc_10 = 14'h0000;
-  reg [13:0] acc_11 = 14'h0000;
-  reg [13:0] acc_12 = 14'h0000;
-  reg [13:0] acc_13 = 14'h0000;
-  reg [13:0] acc_14 = 14'h0000;
-  reg [13:0] acc_15 = 14'h0000;
-  reg [13:0] acc_16 = 14'h0000;
-  reg [13:0] acc_17 = 14'h0000;
-  reg [13:0] acc_18 = 14'h0000;
-  reg [13:0] acc_19 = 14'h0000;
-  reg [13:0] acc_2 = 14'h0000;
-  reg [13:0] acc_20 = 14'h0000;
-  reg [13:0] acc_21 = 14'h0000;
-  reg [13:0] acc_22 = 14'h0000;
-  reg [13:0] acc_23 = 14'h0000;
-  reg [13:0] acc_24 = 14'h0000;
-  reg [13:0] acc_25 = 14'h0000;
-  reg [13:0] acc_26 = 14'h0000;
-  reg [13:0] acc_27 = 14'h0000;
-  reg [13:0] acc_28 = 14'h0000;
-  reg [13:0] acc_29 = 14'h0000;
-  reg [13:0] acc_3 = 14'h0000;
-  reg [13:0] acc_30 = 14'h0000;
-  reg [13:0] acc_31 = 14'h0000;
-  reg [13:0] acc_32 = 14'h0000;
-  reg [13:0] acc_33 = 14'h0000;
-  reg [13:0] acc_34 = 14'h0000;
-  reg [13:0] acc_35 = 14'h0000;
-  reg [13:0] acc_4 = 14'h0000;
-  reg [13:0] acc_5 = 14'h0000;
-  reg [13:0] acc_6 = 14'h0000;
-  reg [13:0] acc_7 = 14'h0000;
-  reg [13:0] acc_8 = 14'h0000;
-  reg [13:0] acc_9 = 14'h0000;
+  reg [14:0] acc_0 = 15'h0000;
+  reg [14:0] acc_1 = 15'h0000;
+  reg [14:0] acc_10 = 15'h0000;
+  reg [14:0] acc_11 = 15'h0000;
+  reg [14:0] acc_12 = 15'h0000;
+  reg [14:0] acc_13 = 15'h0000;
+  reg [14:0] acc_14 = 15'h0000;
+  reg [14:0] acc_15 = 15'h0000;
+  reg [14:0] acc_16 = 15'h0000;
+  reg [14:0] acc_17 = 15'h0000;
+  reg [14:0] acc_18 = 15'h0000;
+  reg [14:0] acc_19 = 15'h0000;
+  reg [14:0] acc_2 = 15'h0000;
+  reg [14:0] acc_20 = 15'h0000;
+  reg [14:0] acc_21 = 15'h0000;
+  reg [14:0] acc_22 = 15'h0000;
+  reg [14:0] acc_23 = 15'h0000;
+  reg [14:0] acc_24 = 15'h0000;
+  reg [14:0] acc_25 = 15'h0000;
+  reg [14:0] acc_26 = 15'h0000;
+  reg [14:0] acc_27 = 15'h0000;
+  reg [14:0] acc_28 = 15'h0000;
+  reg [14:0] acc_29 = 15'h0000;
+  reg [14:0] acc_3 = 15'h0000;
+  reg [14:0] acc_30 = 15'h0000;
+  reg [14:0] acc_31 = 15'h0000;
+  reg [14:0] acc_32 = 15'h0000;
+  reg [14:0] acc_33 = 15'h0000;
+  reg [14:0] acc_34 = 15'h0000;
+  reg [14:0] acc_35 = 15'h0000;
+  reg [14:0] acc_4 = 15'h0000;
+  reg [14:0] acc_5 = 15'h0000;
+  reg [14:0] acc_6 = 15'h0000;
+  reg [14:0] acc_7 = 15'h0000;
+  reg [14:0] acc_8 = 15'h0000;
+  reg [14:0] acc_9 = 15'h0000;
   reg [13:0] acc_o_0 = 14'h0000;
   reg [13:0] acc_o_1 = 14'h0000;
   reg [13:0] acc_o_2 = 14'h0000;
@@ -462,11 +462,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [13:0] acc_o_5 = 14'h0000;
   reg [13:0] acc_o_a = 14'h0000;
   reg [13:0] acc_o_sel = 14'h0000;
-  reg [13:0] acc_s1_0 = 14'h0000;
-  reg [13:0] acc_s2_0 = 14'h0000;
-  reg [13:0] acc_s3_0 = 14'h0000;
-  reg [13:0] acc_s4_0 = 14'h0000;
-  reg [13:0] acc_s5_0 = 14'h0000;
+  reg [14:0] acc_s1_0 = 15'h0000;
+  reg [14:0] acc_s2_0 = 15'h0000;
+  reg [14:0] acc_s3_0 = 15'h0000;
+  reg [14:0] acc_s4_0 = 15'h0000;
+  reg [14:0] acc_s5_0 = 15'h0000;
   reg adding = 1'h0;
   reg [15:0] alpha_sel = 16'h0000;
   reg [15:0] best = 16'h0000;
@@ -553,7 +553,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [5:0] state_wr__addr = 6'h00;
   wire [47:0] state_wr__data;
   reg state_wr__en = 1'h0;
-  reg [287:0] synapse_row = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [323:0] synapse_row = 324'h000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [16:0] th_q_s5_0 = 17'h00000;
   reg [16:0] th_q_s6_0 = 17'h00000;
   reg [15:0] u_s2_0 = 16'h0000;
@@ -611,42 +611,42 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* rom_style = "block" *)
   reg [31:0] constants [35:0];
   initial begin
-    constants[0] = 32'd79642307;
-    constants[1] = 32'd16203770;
-    constants[2] = 32'd67583873;
-    constants[3] = 32'd9453413;
-    constants[4] = 32'd16376;
-    constants[5] = 32'd31407774;
-    constants[6] = 32'd29638242;
-    constants[7] = 32'd54542120;
-    constants[8] = 32'd57360259;
-    constants[9] = 32'd18693987;
-    constants[10] = 32'd17317770;
-    constants[11] = 32'd80756618;
-    constants[12] = 32'd123747460;
-    constants[13] = 32'd69681035;
-    constants[14] = 32'd31539135;
-    constants[15] = 32'd49888853;
-    constants[16] = 32'd73482097;
-    constants[17] = 32'd16400081;
-    constants[18] = 32'd16596891;
-    constants[19] = 32'd20463543;
-    constants[20] = 32'd9584536;
-    constants[21] = 32'd10371024;
-    constants[22] = 32'd18169811;
-    constants[23] = 32'd16359;
-    constants[24] = 32'd27934625;
-    constants[25] = 32'd17907692;
-    constants[26] = 32'd16064;
-    constants[27] = 32'd30424843;
-    constants[28] = 32'd36257778;
-    constants[29] = 32'd28393125;
-    constants[30] = 32'd45367281;
-    constants[31] = 32'd24264547;
-    constants[32] = 32'd40452065;
-    constants[33] = 32'd34815972;
-    constants[34] = 32'd77282614;
-    constants[35] = 32'd16465866;
+    constants[0] = 32'd79445711;
+    constants[1] = 32'd15745020;
+    constants[2] = 32'd67190661;
+    constants[3] = 32'd9846632;
+    constants[4] = 32'd16383;
+    constants[5] = 32'd30817935;
+    constants[6] = 32'd30031456;
+    constants[7] = 32'd54279980;
+    constants[8] = 32'd57556866;
+    constants[9] = 32'd19152738;
+    constants[10] = 32'd17579919;
+    constants[11] = 32'd80691082;
+    constants[12] = 32'd123747457;
+    constants[13] = 32'd69418884;
+    constants[14] = 32'd32325571;
+    constants[15] = 32'd49954400;
+    constants[16] = 32'd73219955;
+    constants[17] = 32'd16465622;
+    constants[18] = 32'd16465823;
+    constants[19] = 32'd20398009;
+    constants[20] = 32'd9977745;
+    constants[21] = 32'd10174414;
+    constants[22] = 32'd18563024;
+    constants[23] = 32'd16381;
+    constants[24] = 32'd27475866;
+    constants[25] = 32'd18104314;
+    constants[26] = 32'd16062;
+    constants[27] = 32'd29572874;
+    constants[28] = 32'd36192240;
+    constants[29] = 32'd27803306;
+    constants[30] = 32'd45498353;
+    constants[31] = 32'd24067938;
+    constants[32] = 32'd39862237;
+    constants[33] = 32'd35078107;
+    constants[34] = 32'd77086017;
+    constants[35] = 32'd16400324;
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
@@ -659,40 +659,40 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   initial begin
     out_weights[0] = 48'hf90afcf3f9f9;
     out_weights[1] = 48'h0a02fff3f102;
-    out_weights[2] = 48'h05f8fef5fbfc;
+    out_weights[2] = 48'h05f8fef5fcfd;
     out_weights[3] = 48'h07080f0f06ff;
-    out_weights[4] = 48'h03efd1a6dc25;
-    out_weights[5] = 48'h14f9050d0c12;
-    out_weights[6] = 48'h07070c020300;
+    out_weights[4] = 48'h04efd1a5db26;
+    out_weights[5] = 48'h14f9050d0b12;
+    out_weights[6] = 48'h06070c020300;
     out_weights[7] = 48'h05fe0b0e100d;
     out_weights[8] = 48'h0a03040e040a;
-    out_weights[9] = 48'h0bff01f3faff;
+    out_weights[9] = 48'h0bfe01f3fa00;
     out_weights[10] = 48'h0a04efebeefe;
     out_weights[11] = 48'h050304150e00;
-    out_weights[12] = 48'h0601fd0a1e06;
+    out_weights[12] = 48'h0601fd0a1d06;
     out_weights[13] = 48'h05fcf5f60706;
     out_weights[14] = 48'hfefa0bf9ee00;
-    out_weights[15] = 48'h03020107fc09;
-    out_weights[16] = 48'hfc01050c04f8;
-    out_weights[17] = 48'h0500ff0ff514;
-    out_weights[18] = 48'hff0401fefc17;
-    out_weights[19] = 48'h0301fbfdfdfd;
-    out_weights[20] = 48'h020203080309;
-    out_weights[21] = 48'h05fcfcf60908;
-    out_weights[22] = 48'h030001fc05ff;
-    out_weights[23] = 48'hff05080406fc;
-    out_weights[24] = 48'hfc0805fefcfc;
+    out_weights[15] = 48'h03020107fb09;
+    out_weights[16] = 48'hfc01050c04f7;
+    out_weights[17] = 48'h0500fe0ff714;
+    out_weights[18] = 48'hfe0401fefc17;
+    out_weights[19] = 48'h0300fbfefcfd;
+    out_weights[20] = 48'h020203080409;
+    out_weights[21] = 48'h05fcfcf60808;
+    out_weights[22] = 48'h020001fc05ff;
+    out_weights[23] = 48'hff05080306fc;
+    out_weights[24] = 48'hfc0805fefbfc;
     out_weights[25] = 48'h0202fefe01fa;
     out_weights[26] = 48'h04faf8f9050a;
-    out_weights[27] = 48'h0dfb060e0e03;
+    out_weights[27] = 48'h0dfb060e0e04;
     out_weights[28] = 48'h0401f7f402ff;
     out_weights[29] = 48'hfe04040f0f02;
-    out_weights[30] = 48'h03fffcfa0004;
-    out_weights[31] = 48'h02fdff020402;
-    out_weights[32] = 48'hfb07070304ff;
+    out_weights[30] = 48'h03fffcfbff04;
+    out_weights[31] = 48'h02fdff030402;
+    out_weights[32] = 48'hfc07070304ff;
     out_weights[33] = 48'hf9fbf7020604;
-    out_weights[34] = 48'h0709050709f4;
-    out_weights[35] = 48'hfefbf8f2060a;
+    out_weights[34] = 48'h0609040609f4;
+    out_weights[35] = 48'hfefcf8f2060a;
   end
   reg [47:0] _1_;
   always @(posedge clk) begin
@@ -751,50 +751,50 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$signature__data$116  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
-  reg [287:0] synapses [39:0];
+  reg [323:0] synapses [39:0];
   initial begin
-    synapses[0] = 288'hee24efff06c001ef0c10080603f600f50200ef141510fa3306f0041013f70f45eeff00fd;
-    synapses[1] = 288'hfaf9f002c2d20fd80b01fefcfaf2fcf6f6f9e8f51300e9223df6e8e604fa08411ae2030b;
-    synapses[2] = 288'hfd20ed08f4b005e8fa0803ff02fdf7f700fe1ef20a05fd173514fffc0af81a42e601030d;
-    synapses[3] = 288'h0403daf621cdffe50303fafefbf0fcf9eff1da101fe8e7170305e308050c184714dcfe06;
-    synapses[4] = 288'hfafcfa04feea02fd0308060c03f80105020b01f3f900120807fff0f809fc07ec03050408;
-    synapses[5] = 288'hfb02fb01fffbf90000f90205ff0402fc04fbfdfcf8fd0606fc0f03fe00fef8fcfe03050f;
-    synapses[6] = 288'hfef90f070fecff01fffdfdfffb05f3fd07f5fc01f40900f90e0b11fef5f7e9f60f0aff03;
-    synapses[7] = 288'h020108030505fc0e00fc000103fa000406fff4faff020e00050b0405feff020609010009;
-    synapses[8] = 288'h05f5060af1fe0a12fa0008060dfa090b12070c030202f0fffa0b14f9fef6f4211006fe0b;
-    synapses[9] = 288'h0123fafcf3f8070009f6f305fb08050d051109030b02e101130ad8fe060a14fd0d0a00f1;
-    synapses[10] = 288'h0af9fd1400e701fd06f609070bf80308060a030b0bfc0e04fef0e80409100702100c02e7;
-    synapses[11] = 288'hf708fc08f60204f70702fd0bfe09030108050a051907fef30ff4e8f6131107f8fa000bd9;
-    synapses[12] = 288'hf8fcfd04f80906010300050700f4fe03f707f70002fcfff408010a12fbf5f1f9fbf00107;
-    synapses[13] = 288'h04ff05080b03ff050605fcfefa030002fc0100040308f90af3050f0503fafcf5040b03ff;
-    synapses[14] = 288'h040804ff09010603f50103ff0100fb02f9fef9fe0b000009ff0d06fff3030bee06fb0109;
-    synapses[15] = 288'h0005fe05f503faf803fcfd05fcfcfa040606ff080704f3fd03fe05f60107040912fe03ee;
-    synapses[16] = 288'hfd1412fa00eb00fc0208fbf5fbfbeef70112f3000703fb1501f605f8ff00fbf8f301f1ef;
-    synapses[17] = 288'h00050501fd0203fbfdfb040101ff0504050df9fffbff0907fcee0600ff07f10306fc0500;
-    synapses[18] = 288'h06fff4f101090205fd000503fe02fe0d0af405080507ea10ff03010106f5f0fdfd03050d;
-    synapses[19] = 288'hfffaf809f4060110fa12020702010803f7f9ed032d08f2fef6fbfcfa02fff8dd02fe0305;
-    synapses[20] = 288'h05fbf2fe08fc03f8f1fd000d01f4fbfded02090bf9eaff030200f9fe010d0211fef40dfb;
-    synapses[21] = 288'h080000fffcfe050903fcfa030f090b0cfffa1bf608f80004f8f8fb0afef4ee01fa0afd13;
-    synapses[22] = 288'h0d00ff08f10705fb03f7020307ff0106f90c07f605fd0f03fdf9ee07f9070cfcfcfefa0a;
-    synapses[23] = 288'h0200ed050906fc110b03fefb01f106061000f10cfd0b0403fe08f70906faf9e400f90a0b;
-    synapses[24] = 288'h0b00fcfc070b0309f402fc0203f3090801010d00fb000e0ffe0002ff01fcf3140104f9f6;
-    synapses[25] = 288'h0104ff02000f0608fc06fff806f7fe05f7020c020200060beaf6f607f6fc06000401faf6;
-    synapses[26] = 288'h02fbff05070504f6fe00fc03fe10fe03fffd02ef03060c0501fdf107f5ef09000805020f;
-    synapses[27] = 288'h060b02fd010308ff01fb05ff0c0704fc04f8010f00fc1cfffe1007fffb08f9e800120105;
-    synapses[28] = 288'hf9000102fafbf808faf90a050602fdf8f800fe0708f50a04040eff01fefefeeffef00815;
-    synapses[29] = 288'hfe090301ff03fefa000007020607fef701fa010900ff12ff05090a01fdfef8e0fbfd0210;
-    synapses[30] = 288'h040a0504fef80604fd18fffb03fc09020202f4f90c01f2faf3eb000aff05f7cefd05ff08;
-    synapses[31] = 288'hfe0c0504fcfc04020df906fe05f80005040008050707f2fb0600f504100413ebfe0604f4;
-    synapses[32] = 288'hfb02fd04090f011105ff01fa00030105fd050303f90006010c07010204f608f9030c0202;
-    synapses[33] = 288'hff020600ffec19020c0707ff0bfc05fa040009ee11f504fafcf80408050900d6fdf802e0;
-    synapses[34] = 288'h0207fb00fb14fe07fdfb02010005000000050204fafe06f8050510020104f90e0601fb05;
-    synapses[35] = 288'h0402fe0806f9fbfb070202fc03fc0403fdfa021102080607fe00000508fd0412050002ea;
-    synapses[36] = 288'h0002070b07f1fdfd05fa050702fc02fdf90107041200fefd10eff30700f903e905060308;
-    synapses[37] = 288'h0cff0808031400f8030b07fbff0902fe040507f0ff0404f408fc0a0200050200f302f900;
-    synapses[38] = 288'h002b04fefb05f8f20405fb01fb0bf5ff0702f2fd060bfd0e05050c0d080106e2e802fb0a;
-    synapses[39] = 288'h0e04fd060b0803090904fff80200030606fe0804f90302130401f801f100f5070604fcf9;
+    synapses[0] = 324'hee123bdfe0660005de0c088200c037b001ea02003bc2815083e866067801020137b83c8aee7f801fc;
+    synapses[1] = 324'hfa7c3c004c26903db00b00bf9f8fa78bf1ecf67c3a1ea14003a4443d7b3a1cc047d820821a7100c16;
+    synapses[2] = 324'hfd103b410f458015d0fa0400dfe027ebe1ee007f87de40a02bf42e340a3fdf80a7c06884e60080c1a;
+    synapses[3] = 324'h0401b69ec2166bfdca0301be9fcfb783f1f2ef78b6c201f7439c2e0302b8c10050606090146e3f80c;
+    synapses[4] = 324'hfa7e7e807fe75009f90283c181803fc004090205c05e5f8800481006ffbbff009fdc1dd702824120f;
+    synapses[5] = 324'hfa80fea03ff7dbe400007c40a09fe81c07f7047dff3f9f87e8180dfb8780dfcfffefe3f8fe01c141e;
+    synapses[6] = 324'hfe7cc3c0d0f75ffa02ff7eff7fefb027cdf9077aff201f384ffff30e05443fdf5fb7a3ec0f04ffc05;
+    synapses[7] = 324'h018081e060482fee1d007e7fe03037d40008067fbcff3ff80c38010485c120afdff8080b0980c0013;
+    synapses[8] = 324'h04fa81a15f1ff42a24fa000200c0d7d026151183c320602013bffdfa0544ff3fefb3d0420f82ff816;
+    synapses[9] = 324'h0091febf8f3fbc1bff08fb3ce09fb040141b0588424070b81384021305363fd0585053fb0c85401e2;
+    synapses[10] = 324'h0a7c7f2280073405f9067b0260e0b7c00e0f0684c0e170afdc3a08fe7839e09090801c051086009cf;
+    synapses[11] = 324'hf7043f010f600c11ee07813f615fe0480a01080282a0b1903bf7e50f79f9feb130881bf0fa0002db1;
+    synapses[12] = 324'hf87e7f408f78481a0302804120efffa3f806f783bdc01027dfffe7088082823fbfa7c5f2fb77c060e;
+    synapses[13] = 324'h04ff412110b01ffe0a0582ff3fdfa8180004fc808000803043e414f302c3c0903fcff1ea038580dfe;
+    synapses[14] = 324'h048440ffe0900c1605f48080dff00fffea04f97f3e5fd0bffffe12fe86c17fdf28182fdb067d40613;
+    synapses[15] = 324'h0002ff60af481bebef037dff60bfbfdfea0906037fc0f07027cdfa037f013eb018381012127ec0bdd;
+    synapses[16] = 324'hfd0a447f30075401f702843efe9fb7dbbbee01093cc0006817ec2a017ac15f1ff803ebf0f380bc5de;
+    synapses[17] = 324'h008281203fc80c0bf6fcfd81002017f8160905867e5fefb7fc240efcf741600ff03fc205067e01200;
+    synapses[18] = 324'h067fbd1e301044060afc8041406fe013fa1b0afa0160f0583ba621ff0140402067a7c3fafd018141b;
+    synapses[19] = 324'hff7d3e012f48300621fa090080f0200c1e06f6fcfb4062d047c9fdf6fd7f1f301ff7e3ba01ff40c0b;
+    synapses[20] = 324'h04fd7cbfc07fe40deff17e4001b01fa7effbed0102416f9f53fc0701803e7fc018680820fefa033f5;
+    synapses[21] = 324'h0800001fffc7f01412037dfea050f0482c18fefd06fec087c00008f8fbfea14fef9fb804fa053f227;
+    synapses[22] = 324'h0d003fc11f103815f6037b80a07077fc060cf90601dec057e83a07fdfcbb80df883c31f8fc7f3e813;
+    synapses[23] = 324'h01807b40a08833f2220a81ff9f701f88160c107ffc419fd0581005fe83fdc12067d3e5c800fc82615;
+    synapses[24] = 324'h0a807f1f8078540a13f400ff204037982410010083201fb7fc381efe80409fd017dfce2701823e5ec;
+    synapses[25] = 324'h01827fa03000781a11fc033fbf0067b7f80af70103005027fc1816eafb7d60ef67dc17fe0400be9ec;
+    synapses[26] = 324'h01fd7fe09078280fecfe803f006fe07ff805fffe409dd038342e0b017efc20ef5f782600080280a1f;
+    synapses[27] = 324'h0585809f90081423ff017d415fd0c83c11f704fc4061efffe471fefe0801bfefa83fe7cf00890040a;
+    synapses[28] = 324'hf90040204f9fdbe010fa7cc280b06817f3f0f87fff60e08fa828090406ffa02fefeff7dffe7842229;
+    synapses[29] = 324'hfe8480c01fe817f9f4007fc1c040583bf9ef017cc041200ff847fd058482a03fd7f3e1bffbfe80821;
+    synapses[30] = 324'h048541408fefc01808fc8c3fbf5037e0240301813cff20c80bc9f5f37540015fe82bdd9bfd027fc10;
+    synapses[31] = 324'hfd8641409fc7e410040dfc819fb05fc7fe0904004200906837c7f706803d408100204fd6fe03013e8;
+    synapses[32] = 324'hfb817f2090987c0222057f805f40081c060afd0240c05f88041a030b8380404047b021f10305c0804;
+    synapses[33] = 324'hff00c1600ff76064030c0341dfe0afdc15f50400425db117a811f5fcfbc0e100584801abfdfc009c1;
+    synapses[34] = 324'h02037ebfffb8a7fa0efcfd80801ff827fe00000280807faff41bf005028420400823e41c06007ea0a;
+    synapses[35] = 324'h0400ffa0f05fcbeff50700c09f7037e01006fd7d00a2102044180efe007fe0c087ec102204ffc0bd5;
+    synapses[36] = 324'hff8101c1606f8ff3fb057d4140e027e009fbf88081c0811ffff9fa0ff77ca0e007cc0fd2048300a10;
+    synapses[37] = 324'h0cff41e10030a001ef030541df7ff04407fc0402c1de0ff02011e8087dc26050002c0800f3013e200;
+    synapses[38] = 324'h0095811fdfb02be3e40402bea02fb057d5ff0780fcbfa0605bf41b0502c321b080081bc3e8813ea13;
+    synapses[39] = 324'h0e81ff60c0b8440c1108823fdef028000c0c06ff02207f881c06260400be203f1803d40c06027f1f2;
   end
-  reg [287:0] _3_;
+  reg [323:0] _3_;
   always @(posedge clk) begin
     _3_ <= synapses[source];
   end
@@ -830,42 +830,42 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$33  = fsm_state == 2'h2;
   assign \$34  = fsm_state == 2'h3;
   assign \$35  = fsm_state == 3'h4;
-  assign \$36  = $signed(acc_0) + $signed(synapse_row[7:0]);
-  assign \$37  = $signed(acc_1) + $signed(synapse_row[15:8]);
-  assign \$38  = $signed(acc_2) + $signed(synapse_row[23:16]);
-  assign \$39  = $signed(acc_3) + $signed(synapse_row[31:24]);
-  assign \$40  = $signed(acc_4) + $signed(synapse_row[39:32]);
-  assign \$41  = $signed(acc_5) + $signed(synapse_row[47:40]);
-  assign \$42  = $signed(acc_6) + $signed(synapse_row[55:48]);
-  assign \$43  = $signed(acc_7) + $signed(synapse_row[63:56]);
-  assign \$44  = $signed(acc_8) + $signed(synapse_row[71:64]);
-  assign \$45  = $signed(acc_9) + $signed(synapse_row[79:72]);
-  assign \$46  = $signed(acc_10) + $signed(synapse_row[87:80]);
-  assign \$47  = $signed(acc_11) + $signed(synapse_row[95:88]);
-  assign \$48  = $signed(acc_12) + $signed(synapse_row[103:96]);
-  assign \$49  = $signed(acc_13) + $signed(synapse_row[111:104]);
-  assign \$50  = $signed(acc_14) + $signed(synapse_row[119:112]);
-  assign \$51  = $signed(acc_15) + $signed(synapse_row[127:120]);
-  assign \$52  = $signed(acc_16) + $signed(synapse_row[135:128]);
-  assign \$53  = $signed(acc_17) + $signed(synapse_row[143:136]);
-  assign \$54  = $signed(acc_18) + $signed(synapse_row[151:144]);
-  assign \$55  = $signed(acc_19) + $signed(synapse_row[159:152]);
-  assign \$56  = $signed(acc_20) + $signed(synapse_row[167:160]);
-  assign \$57  = $signed(acc_21) + $signed(synapse_row[175:168]);
-  assign \$58  = $signed(acc_22) + $signed(synapse_row[183:176]);
-  assign \$59  = $signed(acc_23) + $signed(synapse_row[191:184]);
-  assign \$60  = $signed(acc_24) + $signed(synapse_row[199:192]);
-  assign \$61  = $signed(acc_25) + $signed(synapse_row[207:200]);
-  assign \$62  = $signed(acc_26) + $signed(synapse_row[215:208]);
-  assign \$63  = $signed(acc_27) + $signed(synapse_row[223:216]);
-  assign \$64  = $signed(acc_28) + $signed(synapse_row[231:224]);
-  assign \$65  = $signed(acc_29) + $signed(synapse_row[239:232]);
-  assign \$66  = $signed(acc_30) + $signed(synapse_row[247:240]);
-  assign \$67  = $signed(acc_31) + $signed(synapse_row[255:248]);
-  assign \$68  = $signed(acc_32) + $signed(synapse_row[263:256]);
-  assign \$69  = $signed(acc_33) + $signed(synapse_row[271:264]);
-  assign \$70  = $signed(acc_34) + $signed(synapse_row[279:272]);
-  assign \$71  = $signed(acc_35) + $signed(synapse_row[287:280]);
+  assign \$36  = $signed(acc_0) + $signed(synapse_row[8:0]);
+  assign \$37  = $signed(acc_1) + $signed(synapse_row[17:9]);
+  assign \$38  = $signed(acc_2) + $signed(synapse_row[26:18]);
+  assign \$39  = $signed(acc_3) + $signed(synapse_row[35:27]);
+  assign \$40  = $signed(acc_4) + $signed(synapse_row[44:36]);
+  assign \$41  = $signed(acc_5) + $signed(synapse_row[53:45]);
+  assign \$42  = $signed(acc_6) + $signed(synapse_row[62:54]);
+  assign \$43  = $signed(acc_7) + $signed(synapse_row[71:63]);
+  assign \$44  = $signed(acc_8) + $signed(synapse_row[80:72]);
+  assign \$45  = $signed(acc_9) + $signed(synapse_row[89:81]);
+  assign \$46  = $signed(acc_10) + $signed(synapse_row[98:90]);
+  assign \$47  = $signed(acc_11) + $signed(synapse_row[107:99]);
+  assign \$48  = $signed(acc_12) + $signed(synapse_row[116:108]);
+  assign \$49  = $signed(acc_13) + $signed(synapse_row[125:117]);
+  assign \$50  = $signed(acc_14) + $signed(synapse_row[134:126]);
+  assign \$51  = $signed(acc_15) + $signed(synapse_row[143:135]);
+  assign \$52  = $signed(acc_16) + $signed(synapse_row[152:144]);
+  assign \$53  = $signed(acc_17) + $signed(synapse_row[161:153]);
+  assign \$54  = $signed(acc_18) + $signed(synapse_row[170:162]);
+  assign \$55  = $signed(acc_19) + $signed(synapse_row[179:171]);
+  assign \$56  = $signed(acc_20) + $signed(synapse_row[188:180]);
+  assign \$57  = $signed(acc_21) + $signed(synapse_row[197:189]);
+  assign \$58  = $signed(acc_22) + $signed(synapse_row[206:198]);
+  assign \$59  = $signed(acc_23) + $signed(synapse_row[215:207]);
+  assign \$60  = $signed(acc_24) + $signed(synapse_row[224:216]);
+  assign \$61  = $signed(acc_25) + $signed(synapse_row[233:225]);
+  assign \$62  = $signed(acc_26) + $signed(synapse_row[242:234]);
+  assign \$63  = $signed(acc_27) + $signed(synapse_row[251:243]);
+  assign \$64  = $signed(acc_28) + $signed(synapse_row[260:252]);
+  assign \$65  = $signed(acc_29) + $signed(synapse_row[269:261]);
+  assign \$66  = $signed(acc_30) + $signed(synapse_row[278:270]);
+  assign \$67  = $signed(acc_31) + $signed(synapse_row[287:279]);
+  assign \$68  = $signed(acc_32) + $signed(synapse_row[296:288]);
+  assign \$69  = $signed(acc_33) + $signed(synapse_row[305:297]);
+  assign \$70  = $signed(acc_34) + $signed(synapse_row[314:306]);
+  assign \$71  = $signed(acc_35) + $signed(synapse_row[323:315]);
   assign \$73  = fresh ? 16'h0000 : \$signature__data$116 [15:0];
   assign \$74  = fresh ? 16'h0000 : \$signature__data$116 [31:16];
   assign \$75  = fresh ? 16'h0000 : \$signature__data$116 [47:32];
@@ -1319,7 +1319,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     li_index <= \$405 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = 14'h0000;
+    \$72  = 15'h0000;
     casez (\$signature__addr$11 )
       6'h00:
           \$72  = acc_0;
@@ -1418,17 +1418,17 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     \$178  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$178  = 16'h3d47;
+          \$178  = 16'h3d3d;
       3'h1:
-          \$178  = 16'h3af2;
+          \$178  = 16'h3af7;
       3'h2:
-          \$178  = 16'h3c0a;
+          \$178  = 16'h3c0c;
       3'h3:
-          \$178  = 16'h3e02;
+          \$178  = 16'h3e04;
       3'h4:
           \$178  = 16'h3e2b;
       3'h5:
-          \$178  = 16'h3c82;
+          \$178  = 16'h3c83;
     endcase
   end
   always @* begin
@@ -1627,7 +1627,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$253  = \$signature__data ;
     if (rst) begin
-      \$253  = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$253  = 324'h000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -1641,576 +1641,576 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$255  = acc_0;
     if (adding) begin
-      \$255  = \$36 [13:0];
+      \$255  = \$36 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$255  = 14'h0000;
+            \$255  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$255  = 14'h0000;
+      \$255  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$256  = acc_1;
     if (adding) begin
-      \$256  = \$37 [13:0];
+      \$256  = \$37 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$256  = 14'h0000;
+            \$256  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$256  = 14'h0000;
+      \$256  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$257  = acc_2;
     if (adding) begin
-      \$257  = \$38 [13:0];
+      \$257  = \$38 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$257  = 14'h0000;
+            \$257  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$257  = 14'h0000;
+      \$257  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$258  = acc_3;
     if (adding) begin
-      \$258  = \$39 [13:0];
+      \$258  = \$39 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$258  = 14'h0000;
+            \$258  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$258  = 14'h0000;
+      \$258  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$259  = acc_4;
     if (adding) begin
-      \$259  = \$40 [13:0];
+      \$259  = \$40 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$259  = 14'h0000;
+            \$259  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$259  = 14'h0000;
+      \$259  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$260  = acc_5;
     if (adding) begin
-      \$260  = \$41 [13:0];
+      \$260  = \$41 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$260  = 14'h0000;
+            \$260  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$260  = 14'h0000;
+      \$260  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$261  = acc_6;
     if (adding) begin
-      \$261  = \$42 [13:0];
+      \$261  = \$42 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$261  = 14'h0000;
+            \$261  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$261  = 14'h0000;
+      \$261  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$262  = acc_7;
     if (adding) begin
-      \$262  = \$43 [13:0];
+      \$262  = \$43 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$262  = 14'h0000;
+            \$262  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$262  = 14'h0000;
+      \$262  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$263  = acc_8;
     if (adding) begin
-      \$263  = \$44 [13:0];
+      \$263  = \$44 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$263  = 14'h0000;
+            \$263  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$263  = 14'h0000;
+      \$263  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$264  = acc_9;
     if (adding) begin
-      \$264  = \$45 [13:0];
+      \$264  = \$45 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$264  = 14'h0000;
+            \$264  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$264  = 14'h0000;
+      \$264  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$265  = acc_10;
     if (adding) begin
-      \$265  = \$46 [13:0];
+      \$265  = \$46 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$265  = 14'h0000;
+            \$265  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$265  = 14'h0000;
+      \$265  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$266  = acc_11;
     if (adding) begin
-      \$266  = \$47 [13:0];
+      \$266  = \$47 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$266  = 14'h0000;
+            \$266  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$266  = 14'h0000;
+      \$266  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$267  = acc_12;
     if (adding) begin
-      \$267  = \$48 [13:0];
+      \$267  = \$48 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$267  = 14'h0000;
+            \$267  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$267  = 14'h0000;
+      \$267  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$268  = acc_13;
     if (adding) begin
-      \$268  = \$49 [13:0];
+      \$268  = \$49 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$268  = 14'h0000;
+            \$268  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$268  = 14'h0000;
+      \$268  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$269  = acc_14;
     if (adding) begin
-      \$269  = \$50 [13:0];
+      \$269  = \$50 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$269  = 14'h0000;
+            \$269  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$269  = 14'h0000;
+      \$269  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$270  = acc_15;
     if (adding) begin
-      \$270  = \$51 [13:0];
+      \$270  = \$51 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$270  = 14'h0000;
+            \$270  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$270  = 14'h0000;
+      \$270  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$271  = acc_16;
     if (adding) begin
-      \$271  = \$52 [13:0];
+      \$271  = \$52 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$271  = 14'h0000;
+            \$271  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$271  = 14'h0000;
+      \$271  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$272  = acc_17;
     if (adding) begin
-      \$272  = \$53 [13:0];
+      \$272  = \$53 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$272  = 14'h0000;
+            \$272  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$272  = 14'h0000;
+      \$272  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$273  = acc_18;
     if (adding) begin
-      \$273  = \$54 [13:0];
+      \$273  = \$54 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$273  = 14'h0000;
+            \$273  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$273  = 14'h0000;
+      \$273  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$274  = acc_19;
     if (adding) begin
-      \$274  = \$55 [13:0];
+      \$274  = \$55 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$274  = 14'h0000;
+            \$274  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$274  = 14'h0000;
+      \$274  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$275  = acc_20;
     if (adding) begin
-      \$275  = \$56 [13:0];
+      \$275  = \$56 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$275  = 14'h0000;
+            \$275  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$275  = 14'h0000;
+      \$275  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$276  = acc_21;
     if (adding) begin
-      \$276  = \$57 [13:0];
+      \$276  = \$57 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$276  = 14'h0000;
+            \$276  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$276  = 14'h0000;
+      \$276  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$277  = acc_22;
     if (adding) begin
-      \$277  = \$58 [13:0];
+      \$277  = \$58 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$277  = 14'h0000;
+            \$277  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$277  = 14'h0000;
+      \$277  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$278  = acc_23;
     if (adding) begin
-      \$278  = \$59 [13:0];
+      \$278  = \$59 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$278  = 14'h0000;
+            \$278  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$278  = 14'h0000;
+      \$278  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$279  = acc_24;
     if (adding) begin
-      \$279  = \$60 [13:0];
+      \$279  = \$60 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$279  = 14'h0000;
+            \$279  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$279  = 14'h0000;
+      \$279  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$280  = acc_25;
     if (adding) begin
-      \$280  = \$61 [13:0];
+      \$280  = \$61 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$280  = 14'h0000;
+            \$280  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$280  = 14'h0000;
+      \$280  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$281  = acc_26;
     if (adding) begin
-      \$281  = \$62 [13:0];
+      \$281  = \$62 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$281  = 14'h0000;
+            \$281  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$281  = 14'h0000;
+      \$281  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$282  = acc_27;
     if (adding) begin
-      \$282  = \$63 [13:0];
+      \$282  = \$63 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$282  = 14'h0000;
+            \$282  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$282  = 14'h0000;
+      \$282  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$283  = acc_28;
     if (adding) begin
-      \$283  = \$64 [13:0];
+      \$283  = \$64 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$283  = 14'h0000;
+            \$283  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$283  = 14'h0000;
+      \$283  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$284  = acc_29;
     if (adding) begin
-      \$284  = \$65 [13:0];
+      \$284  = \$65 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$284  = 14'h0000;
+            \$284  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$284  = 14'h0000;
+      \$284  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$285  = acc_30;
     if (adding) begin
-      \$285  = \$66 [13:0];
+      \$285  = \$66 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$285  = 14'h0000;
+            \$285  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$285  = 14'h0000;
+      \$285  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$286  = acc_31;
     if (adding) begin
-      \$286  = \$67 [13:0];
+      \$286  = \$67 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$286  = 14'h0000;
+            \$286  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$286  = 14'h0000;
+      \$286  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$287  = acc_32;
     if (adding) begin
-      \$287  = \$68 [13:0];
+      \$287  = \$68 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$287  = 14'h0000;
+            \$287  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$287  = 14'h0000;
+      \$287  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$288  = acc_33;
     if (adding) begin
-      \$288  = \$69 [13:0];
+      \$288  = \$69 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$288  = 14'h0000;
+            \$288  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$288  = 14'h0000;
+      \$288  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$289  = acc_34;
     if (adding) begin
-      \$289  = \$70 [13:0];
+      \$289  = \$70 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$289  = 14'h0000;
+            \$289  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$289  = 14'h0000;
+      \$289  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$290  = acc_35;
     if (adding) begin
-      \$290  = \$71 [13:0];
+      \$290  = \$71 [14:0];
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$290  = 14'h0000;
+            \$290  = 15'h0000;
           end
     endcase
     if (rst) begin
-      \$290  = 14'h0000;
+      \$290  = 15'h0000;
     end
   end
   always @* begin
@@ -2231,7 +2231,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$293  = \$72 ;
     if (rst) begin
-      \$293  = 14'h0000;
+      \$293  = 15'h0000;
     end
   end
   always @* begin
@@ -2273,7 +2273,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$299  = acc_s1_0;
     if (rst) begin
-      \$299  = 14'h0000;
+      \$299  = 15'h0000;
     end
   end
   always @* begin
@@ -2336,7 +2336,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$308  = acc_s2_0;
     if (rst) begin
-      \$308  = 14'h0000;
+      \$308  = 15'h0000;
     end
   end
   always @* begin
@@ -2392,7 +2392,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$316  = acc_s3_0;
     if (rst) begin
-      \$316  = 14'h0000;
+      \$316  = 15'h0000;
     end
   end
   always @* begin
@@ -2455,7 +2455,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$325  = acc_s4_0;
     if (rst) begin
-      \$325  = 14'h0000;
+      \$325  = 15'h0000;
     end
   end
   always @* begin
@@ -3460,13 +3460,13 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$88  = { \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24:10] };
   assign \$91  = { \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24:10] };
   assign \$103  = { \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33:14] };
-  assign \$104  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$104  = { acc_s5_0, 3'h0 };
   assign \$109  = { \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33:14] };
-  assign \$110  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$110  = { acc_s5_0, 3'h0 };
   assign \$117  = { \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33:14] };
-  assign \$118  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$118  = { acc_s5_0, 3'h0 };
   assign \$122  = { \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33:14] };
-  assign \$123  = { acc_s5_0[13], acc_s5_0[13], acc_s5_0[13], acc_s5_0, 4'h0 };
+  assign \$123  = { acc_s5_0, 3'h0 };
   assign \$129  = { \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33:14] };
   assign \$133  = { \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33:14] };
   assign \$139  = { \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33:14] };

@@ -101,7 +101,8 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36
     assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
     syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
-    assert len(syn) == 4 + 36 and len(syn[0]) == 36 * 8 // 4  # one row of all weights per source
+    bits = load_artifact(default_artifact())[0].spec.synapse_bits  # aligned input / recurrent weights
+    assert len(syn) == 4 + 36 and len(syn[0]) == -(-36 * bits // 4)  # one row of all weights per source
     with pytest.raises(SystemExit, match="--neurons 64 does not match"):
         generate_main(["--neurons", "64", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--inputs 3 does not match"):
