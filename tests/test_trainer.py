@@ -52,6 +52,16 @@ def test_training_learns_and_logs(tmp_path, ecg_data):
     assert ckpt["best_val_loss"] == min(r["val_loss"] for r in history)
 
 
+def test_spike_penalty_trades_spikes_for_loss(tmp_path, ecg_data):
+    runs = {}
+    for penalty in (0.0, 0.05):
+        trainer = Trainer(quick(tmp_path / str(penalty), epochs=3, train_limit=32, batch_size=16, lr=1.0,
+                                spike_penalty=penalty), ecg_data)
+        runs[penalty] = trainer.fit()[-1]
+    assert runs[0.0]["val_sops"] > 50
+    assert 0 < runs[0.05]["val_sops"] < 0.7 * runs[0.0]["val_sops"]
+
+
 def test_resume_continues_exactly(tmp_path, ecg_data):
     straight = Trainer(quick(tmp_path / "a"), ecg_data)
     straight.fit()

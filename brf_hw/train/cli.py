@@ -28,6 +28,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="BPTT implementation: fused whole-sequence kernel where available (auto), "
                         "insist on it (fused), or the plain autograd loop (reference)")
     g.add_argument("--tbptt", type=int, default=0, help="truncate BPTT every N steps (0: full BPTT)")
+    g.add_argument("--spike-penalty", type=float, default=0.0,
+                   help="loss term per hidden spike of a sequence, trading accuracy for fewer SOPs (default 0)")
     g.add_argument("--train-limit", type=int, help="train on the first N sequences of each shuffled epoch")
     g.add_argument("--eval-limit", type=int, help="evaluate on the first N validation / test sequences")
     g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
@@ -42,6 +44,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         task=args.task, neuron=args.neuron, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, device=args.device, surrogate=args.surrogate,
         mask_prob=args.mask_prob, grad_clip=args.grad_clip, kernel=args.kernel, tbptt=args.tbptt,
+        spike_penalty=args.spike_penalty,
         train_limit=args.train_limit,
         eval_limit=args.eval_limit, eval_test=not args.no_test_eval,
         run_dir=args.run_dir or f"runs/{args.task}-{args.neuron}-seed{args.seed}",

@@ -43,6 +43,7 @@ class TrainConfig:
     kernel: str = "auto"  # BPTT implementation: auto, fused or reference
     fixed: dict | None = None  # a FixedSpec (as a dict): train the integer network (QAT)
     tbptt: int = 0  # truncate BPTT every N steps (0: full BPTT)
+    spike_penalty: float = 0.0  # added to the loss per hidden spike of a sequence (fewer SOPs)
     train_limit: int | None = None  # use only the first N training sequences per epoch
     eval_limit: int | None = None  # evaluate on the first N val / test sequences
     eval_test: bool = True
@@ -153,7 +154,10 @@ class Trainer:
         for batch in bar:
             batch = self._to_device(batch)
             out = self.model(batch.x)
-            loss = sequence_loss(out.outputs, batch, mode)
+            task_loss = sequence_loss(out.outputs, batch, mode)
+            loss = task_loss
+            if self.cfg.spike_penalty:  # spikes per sequence, mean over the batch: the SOP count
+                loss = loss + self.cfg.spike_penalty * out.spikes_per_step.sum(0).mean()
             if not torch.isfinite(loss.detach()):
                 raise TrainingDiverged(
                     f"loss became {loss.detach().item()} in epoch {self.epoch + 1}; weights were not updated. "
@@ -166,7 +170,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.model.constrain_()
-            value = per_step_loss(loss.detach(), batch.x.shape[0], mode)
+            value = per_step_loss(task_loss.detach(), batch.x.shape[0], mode)  # comparable across penalties
             tally.add(out.outputs.detach(), out.spikes_per_step.detach(), batch, mode, value)
             bar.set_postfix(loss=f"{value:.4f}")
         self.scheduler.step()
