@@ -71,6 +71,7 @@ def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bo
     from cocotb_tools.runner import get_runner
 
     require(simulator)
+    build_dir = Path(build_dir).resolve()  # the simulator runs in the case's folder: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
     info = generate(artifact, lanes, build_dir / "rtl", {})
     runner = get_runner(simulator)

@@ -7,7 +7,7 @@ from typing import Iterator, NamedTuple
 
 import torch
 
-from ..data import ecg, mnist
+from ..data import ecg, mnist, shd
 from ..neurons import NeuronConfig
 
 
@@ -59,6 +59,8 @@ TASKS: dict[str, TaskSpec] = {
                        omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 5.0)),
     "psmnist": TaskSpec("psmnist", 1, 256, 10, "every_step", epochs=300, batch_size=256, lr=0.1,
                         omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0)),
+    "shd": TaskSpec("shd", shd.CHANNELS, 128, shd.CLASSES, "every_step", epochs=20, batch_size=32, lr=0.075,
+                    omega_init=(5.0, 10.0), b_offset_init=(2.0, 3.0), tau_o_init=(20.0, 5.0)),
 }
 
 
@@ -71,6 +73,8 @@ class TaskData:
             self.splits = ecg.load_ecg(data_dir)
         elif spec.name in ("smnist", "psmnist"):
             self.splits = mnist.load_mnist(data_dir, permuted=spec.name == "psmnist")
+        elif spec.name == "shd":
+            self.splits = shd.load_shd(data_dir)
         else:
             raise ValueError(f"no loader for task {spec.name!r}")
 
@@ -88,4 +92,6 @@ class TaskData:
     def _batch(self, part) -> Batch:
         if isinstance(part, ecg.ECGSplit):
             return Batch(part.inputs.transpose(0, 1), part.labels.t(), part.annotated.t())
+        if isinstance(part, shd.SHDSplit):
+            return Batch(part.as_sequences(), part.labels, None)
         return Batch(mnist.as_sequences(part.images), part.labels, None)
