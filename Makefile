@@ -26,12 +26,13 @@ rtl: setup
 sim: setup
 	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py
 
-# All 141 ECG test sequences (SIM=verilator|icarus, JOBS=N parallel processes); prints the accuracy
-# measured from the RTL outputs.
+# All 141 ECG test sequences (SIM=verilator|icarus, JOBS=N parallel processes, LANES=P); prints the
+# accuracy measured from the RTL outputs.
 SIM ?= verilator
 JOBS ?= 1
+LANES ?= 1
 sim-full: setup
-	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full --jobs $(JOBS)
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full --jobs $(JOBS) --lanes $(LANES)
 
 # Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1, 2 and 4.
 synth: setup

@@ -194,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", choices=sorted(INSTALL_HINT), default="verilator")
     parser.add_argument("--set", choices=["full"], default="full")
-    parser.add_argument("--lanes", type=int, default=6)
+    parser.add_argument("--lanes", type=int, default=1, help="default 1: the committed rtl/ configuration")
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "sim")
     parser.add_argument("--data-dir")
