@@ -39,7 +39,15 @@ def check(net, x, first=None, **kw):
 def test_shipped_artifact_is_the_ecg_network(ecg_net):
     net, manifest = load_artifact(default_artifact())
     assert net.shape == (4, 36, 6) and net.spec.weight.bits == 8
-    assert manifest["task"] == "ecg" and manifest["metrics"]["test_acc"] > 80
+    assert manifest["task"] == "ecg" and manifest["metrics"]["test_acc"] > 85
+
+
+def test_shipped_4_bit_network_runs_on_the_accelerator(ecg_splits):
+    net, manifest = load_artifact(default_artifact().with_name("ecg_brf_w4.npz"))
+    assert net.shape == (4, 36, 6) and {net.spec.weight.bits, net.spec.rec_weight.bits, net.spec.out_weight.bits} == {4}
+    assert manifest["metrics"]["test_acc"] > 85
+    x = ecg_splits["test"].inputs[6, :150].numpy().astype(np.int64)
+    assert check(net, x, lanes=3, gap_prob=0.2, stall_prob=0.2, seed=4).spikes.sum() > 50
 
 
 @pytest.mark.parametrize("lanes", [1, 5, 36])
