@@ -60,7 +60,9 @@ def _run(cmd: list[str], log: Path) -> None:
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}); see {log}")
+        errors = [line.strip() for line in log.read_text().splitlines() if line.startswith("ERROR")]
+        reason = f": {errors[0]}" if errors else ""
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}){reason}; see {log}")
 
 
 def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float) -> dict:
