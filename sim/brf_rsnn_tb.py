@@ -94,7 +94,7 @@ async def stream_matches_golden(dut):
     gap, stall = meta["gap_prob"], meta["stall_prob"]
 
     await settle_combinational(dut)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
     dut.rst.value = 1
     dut.inp__valid.value = 0
     dut.out__ready.value = 0
