@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from amaranth.hdl import ClockDomain, Module
+from amaranth.sim import Simulator
 
 from brf_hw import golden
 from brf_hw.artifact import load_artifact
 from brf_hw.fixed import FixedSpec, Format
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main
+from brf_hw.hw.core import BRFAccelerator
 from brf_hw.hw.simulate import simulate
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
@@ -66,6 +69,47 @@ def test_reset_in_the_middle_of_a_sequence(ecg_net, ecg_splits):
     first = np.zeros(len(x), bool)
     first[[0, 97]] = True  # the state is cleared at step 97 as if a new sequence began
     check(ecg_net, x, first, lanes=4)
+
+
+def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_splits):
+    """rst asserted while a step is being computed: that step is dropped, and the stream goes on
+    as a new sequence from a zero state, though the state memory still holds the old values."""
+    x = ecg_splits["test"].inputs[7, :120].numpy().astype(np.int64)
+    cut = 70  # beat `cut` is taken, then rst hits during its UPDATE sweep
+    dut = BRFAccelerator(ecg_net, lanes=2)
+    top = Module()
+    top.domains.sync = domain = ClockDomain()
+    top.submodules.dut = dut
+    got = []
+
+    async def testbench(ctx):
+        for t in range(len(x)):
+            ctx.set(dut.inp.payload, {"spikes": int(sum(int(b) << i for i, b in enumerate(x[t]))),
+                                      "first": int(t == 0)})
+            ctx.set(dut.inp.valid, 1)
+            await ctx.tick().until(dut.inp.ready)
+            ctx.set(dut.inp.valid, 0)
+            if t == cut:
+                await ctx.tick().repeat(12)  # accepted, accumulated, a few chunks into UPDATE
+                ctx.set(domain.rst, 1)
+                await ctx.tick()
+                ctx.set(domain.rst, 0)
+                continue
+            ctx.set(dut.out.ready, 1)
+            payload, = await ctx.tick().sample(dut.out.payload).until(dut.out.valid)
+            ctx.set(dut.out.ready, 0)
+            got.append([int(payload.potentials[k]) for k in range(6)] + [int(payload.spikes)])
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    before = golden.run_stream(ecg_net, x[:cut])
+    after = golden.run_stream(ecg_net, x[cut + 1:])  # a fresh sequence from the step after the cut
+    expected = [list(o) + [int(sum(int(b) << h for h, b in enumerate(z)))]
+                for part in (before, after) for o, z in zip(part.outputs, part.spikes)]
+    assert got == expected
+    assert after.spikes.sum() > 20
 
 
 def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
