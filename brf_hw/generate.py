@@ -18,7 +18,6 @@ from amaranth.back import verilog
 
 from .artifact import load_artifact
 from .hw.core import BRFAccelerator
-from .hw.layout import memory_images
 
 TOP = "brf_rsnn"
 
@@ -30,7 +29,8 @@ def default_artifact() -> Path:
 def cycle_model(sources_active: int, chunks: int, outputs: int) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (active inputs + previous hidden spikes) + 2 (1 when there are none), UPDATE chunks + 7, LI outputs + 4.
+    accept 1, ACC (active inputs + previous hidden spikes) + 2 (1 when there are none),
+    UPDATE chunks + 7, LI outputs + 4.
     The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
     acc = sources_active + 2 if sources_active else 1
     return 1 + acc + (chunks + 7) + (outputs + 4)
@@ -78,11 +78,9 @@ def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None
     text = verilog.convert(dut, name=TOP, emit_src=False)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP}.v").write_text(text)
-    images = memory_images(net, lanes)
-    widths = {"synapses": images.chunks * lanes * net.spec.synapse_bits, "constants": 2 * lanes * net.spec.coef.bits,
-              "outputs": lanes * net.shape[2] * net.spec.out_weight.bits}
-    for name in widths:
-        digits = (widths[name] + 3) // 4
+    images = dut.images
+    for name, width in images.widths.items():
+        digits = (width + 3) // 4
         (out / f"{TOP}_mem_{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in getattr(images, name)))
     info = describe(dut, artifact, manifest)
     (out / f"{TOP}.json").write_text(json.dumps(info, indent=2) + "\n")

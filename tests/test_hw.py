@@ -16,6 +16,7 @@ from brf_hw.fixed import FixedSpec, Format
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main
 from brf_hw.hw.core import BRFAccelerator
+from brf_hw.hw.layout import pack
 from brf_hw.hw.simulate import simulate
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
@@ -84,8 +85,7 @@ def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_split
 
     async def testbench(ctx):
         for t in range(len(x)):
-            ctx.set(dut.inp.payload, {"spikes": int(sum(int(b) << i for i, b in enumerate(x[t]))),
-                                      "first": int(t == 0)})
+            ctx.set(dut.inp.payload, {"spikes": pack(x[t], 1), "first": int(t == 0)})
             ctx.set(dut.inp.valid, 1)
             await ctx.tick().until(dut.inp.ready)
             ctx.set(dut.inp.valid, 0)
@@ -106,7 +106,7 @@ def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_split
     sim.run()
     before = golden.run_stream(ecg_net, x[:cut])
     after = golden.run_stream(ecg_net, x[cut + 1:])  # a fresh sequence from the step after the cut
-    expected = [list(o) + [int(sum(int(b) << h for h, b in enumerate(z)))]
+    expected = [list(o) + [pack(z, 1)]
                 for part in (before, after) for o, z in zip(part.outputs, part.spikes)]
     assert got == expected
     assert after.spikes.sum() > 20

@@ -45,8 +45,8 @@ class SHDSplit:
     def subset(self, index) -> "SHDSplit":
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         lengths = self.offsets[index + 1] - self.offsets[index]
-        picks = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]) if len(index) else \
-            np.zeros(0, np.int64)
+        picks = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]
+                               + [np.zeros(0, np.int64)])
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return SHDSplit(offsets, self.steps[picks], self.units[picks], self.labels[torch.from_numpy(index)])
 
@@ -97,9 +97,9 @@ def read_shd_file(path: Path) -> SHDSplit:
         offsets.append(offsets[-1] + len(cell))
     if len(labels) and (labels.min() < 0 or labels.max() >= CLASSES):
         raise DataError(f"{path}: labels outside 0..{CLASSES - 1}")
-    empty = np.zeros(0, np.int16)
-    return SHDSplit(np.asarray(offsets, np.int64), np.concatenate(all_steps) if all_steps else empty,
-                    np.concatenate(all_units) if all_units else empty, torch.from_numpy(labels.astype(np.int64)))
+    empty = [np.zeros(0, np.int16)]
+    return SHDSplit(np.asarray(offsets, np.int64), np.concatenate(all_steps + empty), np.concatenate(all_units + empty),
+                    torch.from_numpy(labels.astype(np.int64)))
 
 
 def load_shd(data_dir_: str | None = None) -> dict[str, SHDSplit]:

@@ -141,8 +141,8 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     omega_eff = p.c / (cf * dt)
     b0_eff = (p.d / cf - 1.0) / dt
     i_in = x @ w_in_eff.t()
-    # exact integer input sums on the accumulator's fraction, [T, B, H]
-    acc_in = _ints(x) @ (_ints(p.w_in) << spec.in_align).T
+    w_in_int, w_rec_int = spec.align(_ints(p.w_in), _ints(p.w_rec))  # on the accumulator's fraction
+    acc_in = _ints(x) @ w_in_int.T  # exact integer input sums, [T, B, H]
     dtq, gamma, theta = scalar_constants(model, spec)
     s, c = spec.state, spec.coef
     constants = (dtq, gamma, theta, s.min_int, s.max_int, c.min_int, c.max_int, c.frac, s.frac,
@@ -150,8 +150,7 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     float_consts = {"dt": dt, "theta": theta / s.scale, "gamma": gamma / c.scale,
                     "surrogate": cfg.surrogate, "tbptt": model.tbptt, "state_frac": s.frac}
     z, u, v, q = QATResonator.apply(i_in, w_rec_eff, omega_eff, b0_eff, np.ascontiguousarray(acc_in),
-                                    _ints(p.w_rec) << spec.rec_align, _ints(p.d), _ints(p.c), constants,
-                                    float_consts)
+                                    w_rec_int, _ints(p.d), _ints(p.c), constants, float_consts)
     y = z @ (p.w_out / spec.out_weight.scale).t()
     acc_o = np.ascontiguousarray(z.detach().numpy().astype(np.int64) @ _ints(p.w_out).T)
     o_consts = (spec.output.min_int, spec.output.max_int, c.frac, spec.out_weight_shift)

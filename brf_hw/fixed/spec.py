@@ -29,6 +29,11 @@ COEF_INT_BITS = 1  # coefficients in [-2, 2): d, gamma, alpha < 1, c = dt*omega 
 FORMAT_NAMES = ("weight", "rec_weight", "out_weight", "coef", "state", "output")
 
 
+def _sum_bits(term_bits: int, terms: int) -> int:
+    """Width that holds any sum of ``terms`` signed values of ``term_bits`` bits."""
+    return term_bits + max(1, math.ceil(math.log2(terms + 1)))
+
+
 @dataclass(frozen=True)
 class FixedSpec:
     weight: Format
@@ -69,11 +74,15 @@ class FixedSpec:
     def out_weight_shift(self) -> int:
         return self.out_weight.frac - self.output.frac
 
+    def align(self, w_in, w_rec):
+        """Integer input and recurrent weights shifted onto the accumulator's fraction."""
+        return w_in << self.in_align, w_rec << self.rec_align
+
     def acc_bits(self, fan_in: int) -> int:
-        return self.synapse_bits + max(1, math.ceil(math.log2(fan_in + 1)))
+        return _sum_bits(self.synapse_bits, fan_in)
 
     def out_acc_bits(self, fan_in: int) -> int:
-        return self.out_weight.bits + max(1, math.ceil(math.log2(fan_in + 1)))
+        return _sum_bits(self.out_weight.bits, fan_in)
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name).to_dict() for name in FORMAT_NAMES}
@@ -137,7 +146,7 @@ class IntNetwork:
 
     def aligned_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """w_in, w_rec shifted onto the accumulator's fraction (what the synapse memory holds)."""
-        return self.w_in << self.spec.in_align, self.w_rec << self.spec.rec_align
+        return self.spec.align(self.w_in, self.w_rec)
 
     def step_constants(self) -> tuple:
         """The scalar arguments of ``arith.brf_step`` after (acc, u, v, q, d, c)."""

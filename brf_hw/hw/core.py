@@ -72,10 +72,12 @@ class BRFAccelerator(wiring.Component):
         # block RAM even where a memory is small: a ROM or RAM in logic costs the LUTs we save for
         # the datapath (Yosys reads these attributes; simulators ignore them)
         block = {"ram_style": "block", "rom_style": "block"}
-        m.submodules.synapses = syn = Memory(shape=unsigned(C * P * wb), depth=n_in + n_hid, init=img.synapses,
-                                             attrs=block)
-        m.submodules.constants = const = Memory(shape=unsigned(2 * P * cb), depth=C, init=img.constants, attrs=block)
-        m.submodules.out_weights = outw = Memory(shape=unsigned(P * n_out * owb), depth=C, init=img.outputs,
+        width = img.widths
+        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=n_in + n_hid,
+                                             init=img.synapses, attrs=block)
+        m.submodules.constants = const = Memory(shape=unsigned(width["constants"]), depth=C, init=img.constants,
+                                                attrs=block)
+        m.submodules.out_weights = outw = Memory(shape=unsigned(width["outputs"]), depth=C, init=img.outputs,
                                                  attrs=block)
         m.submodules.state = state = Memory(shape=unsigned(3 * P * sb), depth=C, init=[], attrs=block)
         syn_rd, const_rd, outw_rd, state_rd = syn.read_port(), const.read_port(), outw.read_port(), state.read_port()

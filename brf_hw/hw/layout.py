@@ -36,6 +36,7 @@ class MemoryImages:
     synapses: list[int]
     constants: list[int]
     outputs: list[int]
+    widths: dict[str, int]  # word width of each memory, by the names above
 
 
 def memory_images(net: IntNetwork, lanes: int) -> MemoryImages:
@@ -53,4 +54,6 @@ def memory_images(net: IntNetwork, lanes: int) -> MemoryImages:
                  for k in range(chunks)]
     w_out = np.pad(net.w_out.T, ((0, pad), (0, 0)))  # [C*P, O]
     outputs = [pack(w_out[k * lanes:(k + 1) * lanes].reshape(-1), spec.out_weight.bits) for k in range(chunks)]
-    return MemoryImages(lanes, chunks, synapses, constants, outputs)
+    widths = {"synapses": chunks * lanes * spec.synapse_bits, "constants": 2 * lanes * spec.coef.bits,
+              "outputs": lanes * n_out * spec.out_weight.bits}
+    return MemoryImages(lanes, chunks, synapses, constants, outputs, widths)

@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 
 from ..fixed.spec import IntNetwork
 from .core import BRFAccelerator
+from .layout import pack
 
 
 class HardwareRun(NamedTuple):
@@ -20,10 +21,6 @@ class HardwareRun(NamedTuple):
     outputs: np.ndarray  # [T, O]
     labels: np.ndarray  # [T]
     cycles: np.ndarray  # [T] cycles the accelerator spent on each step
-
-
-def _bits(row) -> int:
-    return int(sum(int(b) << i for i, b in enumerate(row)))
 
 
 def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1,
@@ -43,7 +40,7 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
         for t in range(steps):
             while gap_prob and rng_in.random() < gap_prob:
                 await ctx.tick()
-            ctx.set(dut.inp.payload, {"spikes": _bits(x[t]), "first": int(first[t])})
+            ctx.set(dut.inp.payload, {"spikes": pack(x[t], 1), "first": int(first[t])})
             ctx.set(dut.inp.valid, 1)
             await ctx.tick().until(dut.inp.ready)
             ctx.set(dut.inp.valid, 0)
