@@ -114,6 +114,23 @@ def test_qat_equals_golden_on_real_ecg(ecg_splits):
     assert gold.spikes.sum() > 1000
 
 
+def test_state_range_trades_fraction_bits(ecg_splits):
+    """--state-frac 8 gives u, v, q the range [-128, 128): a strongly driven state that saturates at
+    the default's [-32, 32) stays exact, at a coarser step, and QAT still equals the golden model."""
+    model = network(0, hidden=36, inputs=4, outputs=6, weight_scale=40.0)
+    with torch.no_grad():
+        model.synapses.weight[0, :4] = -190.0  # every input spike pushes u of neuron 0 down by 1.9
+        model.hidden.omega_param[0] = 1.0  # slowly: u keeps falling between input spikes
+    assert spec_for_model(model, 8).state == Format(16, 10)
+    wide = spec_for_model(model, 8, state_frac=8)
+    assert wide.state == Format(16, 8) and wide.state.max_value == pytest.approx(128 - 2**-8)
+    x = ecg_splits["test"].inputs[:4].numpy().transpose(1, 0, 2)
+    narrow_u = assert_qat_equals_golden(model, spec_for_model(model, 8), x).traces["u"]
+    wide_u = assert_qat_equals_golden(model, wide, x).traces["u"]
+    assert narrow_u.min() == -32 * 2**10  # saturated
+    assert wide_u.min() / 2**8 < -32
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), weight_bits=st.integers(3, 12), state_bits=st.integers(9, 18),
        coef_bits=st.integers(10, 18), output_bits=st.integers(6, 16), weight_scale=st.sampled_from([1.0, 30.0, 300.0]),

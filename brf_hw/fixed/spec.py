@@ -98,10 +98,11 @@ class FixedSpec:
 def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = None, state_bits: int = 16,
                    coef_bits: int = 16, output_bits: int = 16, weight_frac: int | None = None,
                    out_weight_frac: int | None = None, rec_weight_bits: int | None = None,
-                   rec_weight_frac: int | None = None) -> FixedSpec:
+                   rec_weight_frac: int | None = None, state_frac: int | None = None) -> FixedSpec:
     """Formats for a trained float model: weight fraction bits chosen (unless given) for the least
     quantization error of dt*W_in, dt*W_rec (resp. (1-alpha)*W_out), each on its own, clipping
-    included; fixed integer ranges for state, output and coefficients."""
+    included; fixed integer ranges for output and coefficients, and for the state unless
+    ``state_frac`` says otherwise."""
     import torch
 
     with torch.no_grad():
@@ -120,7 +121,7 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
         out_weight=Format(out_weight_bits, out_weight_frac if out_weight_frac is not None
                           else frac_min_error(w_out, out_weight_bits)),
         coef=Format(coef_bits, coef_bits - 1 - COEF_INT_BITS),
-        state=Format(state_bits, state_bits - 1 - STATE_INT_BITS),
+        state=Format(state_bits, state_frac if state_frac is not None else state_bits - 1 - STATE_INT_BITS),
         output=Format(output_bits, output_bits - 1 - OUTPUT_INT_BITS),
     )
 

@@ -31,7 +31,8 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rec-weight-bits", type=int, help="recurrent weights (default: --weight-bits)")
     g.add_argument("--rec-weight-frac", type=int, help="recurrent weight fraction bits (default: least error)")
     g.add_argument("--out-weight-bits", type=int, help="output weights (default: --weight-bits)")
-    g.add_argument("--state-bits", type=int, default=16, help="u, v, q (5 integer bits)")
+    g.add_argument("--state-bits", type=int, default=16, help="u, v, q")
+    g.add_argument("--state-frac", type=int, help="fraction bits of u, v, q (default: --state-bits - 6)")
     g.add_argument("--coef-bits", type=int, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
     g.add_argument("--output-bits", type=int, default=16, help="LI potentials (7 integer bits)")
     g.add_argument("--artifact", help="where to write the integer network (default RUN_DIR/brf_TASK.npz)")
@@ -65,7 +66,8 @@ def run_qat(args: argparse.Namespace) -> dict:
         float_model, _ = load_checkpoint_model(root / "float" / "best.pt", kernel=base.kernel)
     spec = spec_for_model(float_model, args.weight_bits, args.out_weight_bits, args.state_bits,
                           args.coef_bits, args.output_bits, args.weight_frac,
-                          rec_weight_bits=args.rec_weight_bits, rec_weight_frac=args.rec_weight_frac)
+                          rec_weight_bits=args.rec_weight_bits, rec_weight_frac=args.rec_weight_frac,
+                          state_frac=args.state_frac)
     print(f"formats: {spec.describe()}")
 
     qat_cfg = dataclasses.replace(base, run_dir=str(root / "qat"), epochs=args.qat_epochs, lr=args.qat_lr,
