@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from brf_hw import golden
@@ -33,10 +34,23 @@ def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_
     result = golden.run(net, test.inputs.numpy().transpose(1, 0, 2))
     m = golden.ecg_metrics(result, test.labels.numpy().T, test.annotated.numpy().T)
     assert m["acc"] == pytest.approx(metrics["test_acc"]) and m["sops"] == pytest.approx(metrics["test_sops"])
+    assert manifest["metrics"]["test_acc_ci95"] == pytest.approx([m["acc_ci_low"], m["acc_ci_high"]])
+    assert m["acc_ci_low"] <= m["acc"] <= m["acc_ci_high"]
     assert json.loads((tmp_path / "qat" / "qat_summary.json").read_text())["artifact"] == str(artifact)
     capsys.readouterr()
     golden.main([str(artifact)])
     assert f"accuracy {m['acc']:.2f}%" in capsys.readouterr().out
+
+
+def test_bootstrap_interval_by_hand():
+    assert golden.bootstrap_interval(np.full(50, 80.0)) == (80.0, 80.0)  # no spread, no uncertainty
+    # half the sequences all right, half all wrong: the mean's standard error is 50/sqrt(n)
+    n = 400
+    low, high = golden.bootstrap_interval(np.repeat([0.0, 100.0], n // 2))
+    half_width = 1.96 * 50 / np.sqrt(n)
+    assert low == pytest.approx(50 - half_width, abs=0.6) and high == pytest.approx(50 + half_width, abs=0.6)
+    wide = golden.bootstrap_interval(np.repeat([0.0, 100.0], n // 2), level=0.99)
+    assert wide[0] < low and wide[1] > high
 
 
 def test_qat_flow_refuses_other_neurons(tmp_path):

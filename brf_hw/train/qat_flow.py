@@ -90,7 +90,8 @@ def run_qat(args: argparse.Namespace) -> dict:
     val, _ = _integer_eval(net, qat.data, "val")
     path = Path(args.artifact or root / f"brf_{args.task}.npz")
     cfg = best.config.neuron
-    metrics = {"test_acc": test["acc"], "test_acc_annotated": test["acc_annotated"], "test_sops": test["sops"],
+    metrics = {"test_acc": test["acc"], "test_acc_ci95": [test["acc_ci_low"], test["acc_ci_high"]],
+               "test_acc_annotated": test["acc_annotated"], "test_sops": test["sops"],
                "test_sops_per_step": test["sops_per_step"], "val_acc": val["acc"],
                "float_test_acc": float_test["acc"], "ptq_test_acc": ptq["acc"], "qat_best_epoch": ckpt["epoch"]}
     save_artifact(path, net, task=args.task, dt=cfg.dt, theta=cfg.theta, gamma=cfg.gamma, metrics=metrics)
@@ -105,6 +106,7 @@ def run_qat(args: argparse.Namespace) -> dict:
         raise RuntimeError("QAT integer forward and golden model disagree")
     (root / "qat_summary.json").write_text(json.dumps({"artifact": str(path), **metrics}, indent=2))
     print(f"integer network (golden model, exported {path}): test accuracy {test['acc']:.2f}% "
-          f"(annotated steps {test['acc_annotated']:.2f}%), SOPs {test['sops']:.1f} "
+          f"(95% interval over sequences {test['acc_ci_low']:.2f}-{test['acc_ci_high']:.2f}; "
+          f"annotated steps {test['acc_annotated']:.2f}%), SOPs {test['sops']:.1f} "
           f"({test['sops_per_step']:.2f}/step)")
     return metrics
