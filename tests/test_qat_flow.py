@@ -2,6 +2,9 @@
 
 import argparse
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_splits, capsys):
+def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_splits, capsys, monkeypatch):
     float_run = Trainer(TrainConfig(task="ecg", epochs=2, batch_size=16, train_limit=32, lr=1.0, eval_limit=4,
                                     run_dir=str(tmp_path / "float"), progress=False))
     float_run.fit()
@@ -40,6 +43,13 @@ def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_
     capsys.readouterr()
     golden.main([str(artifact)])
     assert f"accuracy {m['acc']:.2f}%" in capsys.readouterr().out
+
+    # the run comparison recomputes the same integer numbers from the artifact
+    monkeypatch.setattr(sys, "argv", ["compare_runs.py", str(tmp_path / "qat"), "--out", str(tmp_path / "cmp")])
+    runpy.run_path(str(Path(__file__).parents[1] / "training" / "compare_runs.py"), run_name="__main__")
+    table = (tmp_path / "cmp.md").read_text()
+    assert f"| qat | {metrics['float_test_acc']:.2f} % | {m['acc']:.2f} % | {m['acc_ci_low']:.2f}-" in table
+    assert (tmp_path / "cmp.png").stat().st_size > 0
 
 
 def test_bootstrap_interval_by_hand():
