@@ -52,14 +52,14 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 
 
 def test_missing_file_is_downloaded_and_verified(tmp_path):
-    source = Path(data_dir()) / ECG_FILES["test"].relpath
+    source = Path(data_dir()).resolve() / ECG_FILES["test"].relpath  # a file URI needs an absolute path
     remote = RemoteFile(ECG_FILES["test"].relpath, ECG_FILES["test"].sha256, (source.as_uri(),))
     path = fetch(remote, tmp_path)
     assert path == tmp_path / "qtdb" / "QTDB_test.mat" and path.read_bytes() == source.read_bytes()
 
 
 def test_download_with_wrong_checksum_is_refused(tmp_path):
-    source = Path(data_dir()) / MNIST_FILES["t10k-labels-idx1-ubyte.gz"].relpath
+    source = Path(data_dir()).resolve() / MNIST_FILES["t10k-labels-idx1-ubyte.gz"].relpath
     remote = RemoteFile("mnist/x.gz", "0" * 64, (source.as_uri(),))
     with pytest.raises(DataError, match="SHA-256"):
         fetch(remote, tmp_path)
