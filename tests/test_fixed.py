@@ -121,11 +121,11 @@ def test_state_range_trades_fraction_bits(ecg_splits):
     with torch.no_grad():
         model.synapses.weight[0, :4] = -190.0  # every input spike pushes u of neuron 0 down by 1.9
         model.hidden.omega_param[0] = 1.0  # slowly: u keeps falling between input spikes
-    assert spec_for_model(model, 8).state == Format(16, 9)  # the default, Q6.9
+    assert spec_for_model(model, 8).state == Format(16, 10)  # the default, Q5.10
     wide = spec_for_model(model, 8, state_frac=8)
     assert wide.state == Format(16, 8) and wide.state.max_value == pytest.approx(128 - 2**-8)
     x = ecg_splits["test"].inputs[:4].numpy().transpose(1, 0, 2)
-    narrow_u = assert_qat_equals_golden(model, spec_for_model(model, 8, state_frac=10), x).traces["u"]
+    narrow_u = assert_qat_equals_golden(model, spec_for_model(model, 8), x).traces["u"]
     wide_u = assert_qat_equals_golden(model, wide, x).traces["u"]
     assert narrow_u.min() == -32 * 2**10  # saturated
     assert wide_u.min() / 2**8 < -32

@@ -23,10 +23,10 @@ import numpy as np
 
 from .formats import Format, frac_min_error
 
-# u, v, q in [-64, 64): threshold 1 plus refractory build-up (q < 1/(1-gamma) = 10) fit in far less,
-# but trained float networks drive some neurons' u and v to hundreds; saturating them at +-32 cost
-# validation loss in 7 of 9 seeds against +-64 (README, "state format"), and one fraction bit less is free.
-STATE_INT_BITS = 6
+# u, v, q in [-32, 32): threshold 1 plus refractory build-up (q < 1/(1-gamma) = 10) with headroom.
+# Trained float networks drive a few neurons' u, v to hundreds, which saturate here; Q6.9 instead
+# measured no different over 11 seeds (README, "state format"), so the finer step stays the default.
+STATE_INT_BITS = 5
 OUTPUT_INT_BITS = 7  # o in [-128, 128)
 COEF_INT_BITS = 1  # coefficients in [-2, 2): d, gamma, alpha < 1, c = dt*omega < 1
 FORMAT_NAMES = ("weight", "rec_weight", "out_weight", "coef", "state", "output")
