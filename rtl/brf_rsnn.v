@@ -611,42 +611,42 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* rom_style = "block" *)
   reg [31:0] constants [35:0];
   initial begin
-    constants[0] = 32'd79445711;
-    constants[1] = 32'd15745020;
-    constants[2] = 32'd67190661;
-    constants[3] = 32'd9846632;
-    constants[4] = 32'd16383;
-    constants[5] = 32'd30817935;
-    constants[6] = 32'd30031456;
-    constants[7] = 32'd54279980;
-    constants[8] = 32'd57556866;
-    constants[9] = 32'd19152738;
-    constants[10] = 32'd17579919;
-    constants[11] = 32'd80691082;
-    constants[12] = 32'd123747457;
-    constants[13] = 32'd69418884;
-    constants[14] = 32'd32325571;
-    constants[15] = 32'd49954400;
-    constants[16] = 32'd73219955;
-    constants[17] = 32'd16465622;
-    constants[18] = 32'd16465823;
-    constants[19] = 32'd20398009;
-    constants[20] = 32'd9977745;
-    constants[21] = 32'd10174414;
-    constants[22] = 32'd18563024;
-    constants[23] = 32'd16381;
-    constants[24] = 32'd27475866;
-    constants[25] = 32'd18104314;
-    constants[26] = 32'd16062;
-    constants[27] = 32'd29572874;
-    constants[28] = 32'd36192240;
-    constants[29] = 32'd27803306;
-    constants[30] = 32'd45498353;
-    constants[31] = 32'd24067938;
-    constants[32] = 32'd39862237;
-    constants[33] = 32'd35078107;
-    constants[34] = 32'd77086017;
-    constants[35] = 32'd16400324;
+    constants[0] = 32'd34749967;
+    constants[1] = 32'd11550536;
+    constants[2] = 32'd14171989;
+    constants[3] = 32'd22691803;
+    constants[4] = 32'd24264534;
+    constants[5] = 32'd59129531;
+    constants[6] = 32'd78593840;
+    constants[7] = 32'd4800483;
+    constants[8] = 32'd16237;
+    constants[9] = 32'd2113412;
+    constants[10] = 32'd3555207;
+    constants[11] = 32'd106380586;
+    constants[12] = 32'd51068305;
+    constants[13] = 32'd66011026;
+    constants[14] = 32'd15810507;
+    constants[15] = 32'd41959361;
+    constants[16] = 32'd37699536;
+    constants[17] = 32'd40844993;
+    constants[18] = 32'd16123;
+    constants[19] = 32'd17252271;
+    constants[20] = 32'd16138145;
+    constants[21] = 32'd28917752;
+    constants[22] = 32'd36585378;
+    constants[23] = 32'd14958573;
+    constants[24] = 32'd89997053;
+    constants[25] = 32'd12336892;
+    constants[26] = 32'd18825119;
+    constants[27] = 32'd11943890;
+    constants[28] = 32'd15810269;
+    constants[29] = 32'd9715682;
+    constants[30] = 32'd16366;
+    constants[31] = 32'd27541463;
+    constants[32] = 32'd28327667;
+    constants[33] = 32'd17121210;
+    constants[34] = 32'd56639329;
+    constants[35] = 32'd37371797;
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
@@ -657,42 +657,42 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
   initial begin
-    out_weights[0] = 48'hf90afcf3f9f9;
-    out_weights[1] = 48'h0a02fff3f102;
-    out_weights[2] = 48'h05f8fef5fcfd;
-    out_weights[3] = 48'h07080f0f06ff;
-    out_weights[4] = 48'h04efd1a5db26;
-    out_weights[5] = 48'h14f9050d0b12;
-    out_weights[6] = 48'h06070c020300;
-    out_weights[7] = 48'h05fe0b0e100d;
-    out_weights[8] = 48'h0a03040e040a;
-    out_weights[9] = 48'h0bfe01f3fa00;
-    out_weights[10] = 48'h0a04efebeefe;
-    out_weights[11] = 48'h050304150e00;
-    out_weights[12] = 48'h0601fd0a1d06;
-    out_weights[13] = 48'h05fcf5f60706;
-    out_weights[14] = 48'hfefa0bf9ee00;
-    out_weights[15] = 48'h03020107fb09;
-    out_weights[16] = 48'hfc01050c04f7;
-    out_weights[17] = 48'h0500fe0ff714;
-    out_weights[18] = 48'hfe0401fefc17;
-    out_weights[19] = 48'h0300fbfefcfd;
-    out_weights[20] = 48'h020203080409;
-    out_weights[21] = 48'h05fcfcf60808;
-    out_weights[22] = 48'h020001fc05ff;
-    out_weights[23] = 48'hff05080306fc;
-    out_weights[24] = 48'hfc0805fefbfc;
-    out_weights[25] = 48'h0202fefe01fa;
-    out_weights[26] = 48'h04faf8f9050a;
-    out_weights[27] = 48'h0dfb060e0e04;
-    out_weights[28] = 48'h0401f7f402ff;
-    out_weights[29] = 48'hfe04040f0f02;
-    out_weights[30] = 48'h03fffcfbff04;
-    out_weights[31] = 48'h02fdff030402;
-    out_weights[32] = 48'hfc07070304ff;
-    out_weights[33] = 48'hf9fbf7020604;
-    out_weights[34] = 48'h0609040609f4;
-    out_weights[35] = 48'hfefcf8f2060a;
+    out_weights[0] = 48'h02e605fff5fa;
+    out_weights[1] = 48'hfef5c5e4eb06;
+    out_weights[2] = 48'hfc1101fcf707;
+    out_weights[3] = 48'hfd0d03fef6f5;
+    out_weights[4] = 48'h00ffe8120cfd;
+    out_weights[5] = 48'hfa04edf4fa06;
+    out_weights[6] = 48'hfbf60c0d06fc;
+    out_weights[7] = 48'h0405fdf8f4f6;
+    out_weights[8] = 48'hffeac7cdf60d;
+    out_weights[9] = 48'hfcf6f0e9fa06;
+    out_weights[10] = 48'hff08fcfdf6f8;
+    out_weights[11] = 48'h0100f9f60ef3;
+    out_weights[12] = 48'hfef6f20703f6;
+    out_weights[13] = 48'hfee6fe0d0001;
+    out_weights[14] = 48'h02f9f0f30608;
+    out_weights[15] = 48'h02fff605f405;
+    out_weights[16] = 48'h0103fbf3faff;
+    out_weights[17] = 48'h00fafb04f9ff;
+    out_weights[18] = 48'h02faffeffa05;
+    out_weights[19] = 48'hff0503fcf80a;
+    out_weights[20] = 48'hffedf90102fe;
+    out_weights[21] = 48'h0706eeecf7fa;
+    out_weights[22] = 48'hfaf2e6d4f80a;
+    out_weights[23] = 48'hf60301fe0408;
+    out_weights[24] = 48'hfdf8c4ff0a05;
+    out_weights[25] = 48'h02fde41901fc;
+    out_weights[26] = 48'h0306f8eff8ff;
+    out_weights[27] = 48'hfcf2edcffd07;
+    out_weights[28] = 48'hf6f8f5fcfff3;
+    out_weights[29] = 48'hfdf8dc0afeff;
+    out_weights[30] = 48'h00080209ffef;
+    out_weights[31] = 48'hfe02010304ff;
+    out_weights[32] = 48'h07048902f8fd;
+    out_weights[33] = 48'h0706fa02ff01;
+    out_weights[34] = 48'h0d01fadd040d;
+    out_weights[35] = 48'h0002f1f20a00;
   end
   reg [47:0] _1_;
   always @(posedge clk) begin
@@ -753,46 +753,46 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* rom_style = "block" *)
   reg [323:0] synapses [39:0];
   initial begin
-    synapses[0] = 324'hee123bdfe0660005de0c088200c037b001ea02003bc2815083e866067801020137b83c8aee7f801fc;
-    synapses[1] = 324'hfa7c3c004c26903db00b00bf9f8fa78bf1ecf67c3a1ea14003a4443d7b3a1cc047d820821a7100c16;
-    synapses[2] = 324'hfd103b410f458015d0fa0400dfe027ebe1ee007f87de40a02bf42e340a3fdf80a7c06884e60080c1a;
-    synapses[3] = 324'h0401b69ec2166bfdca0301be9fcfb783f1f2ef78b6c201f7439c2e0302b8c10050606090146e3f80c;
-    synapses[4] = 324'hfa7e7e807fe75009f90283c181803fc004090205c05e5f8800481006ffbbff009fdc1dd702824120f;
-    synapses[5] = 324'hfa80fea03ff7dbe400007c40a09fe81c07f7047dff3f9f87e8180dfb8780dfcfffefe3f8fe01c141e;
-    synapses[6] = 324'hfe7cc3c0d0f75ffa02ff7eff7fefb027cdf9077aff201f384ffff30e05443fdf5fb7a3ec0f04ffc05;
-    synapses[7] = 324'h018081e060482fee1d007e7fe03037d40008067fbcff3ff80c38010485c120afdff8080b0980c0013;
-    synapses[8] = 324'h04fa81a15f1ff42a24fa000200c0d7d026151183c320602013bffdfa0544ff3fefb3d0420f82ff816;
-    synapses[9] = 324'h0091febf8f3fbc1bff08fb3ce09fb040141b0588424070b81384021305363fd0585053fb0c85401e2;
-    synapses[10] = 324'h0a7c7f2280073405f9067b0260e0b7c00e0f0684c0e170afdc3a08fe7839e09090801c051086009cf;
-    synapses[11] = 324'hf7043f010f600c11ee07813f615fe0480a01080282a0b1903bf7e50f79f9feb130881bf0fa0002db1;
-    synapses[12] = 324'hf87e7f408f78481a0302804120efffa3f806f783bdc01027dfffe7088082823fbfa7c5f2fb77c060e;
-    synapses[13] = 324'h04ff412110b01ffe0a0582ff3fdfa8180004fc808000803043e414f302c3c0903fcff1ea038580dfe;
-    synapses[14] = 324'h048440ffe0900c1605f48080dff00fffea04f97f3e5fd0bffffe12fe86c17fdf28182fdb067d40613;
-    synapses[15] = 324'h0002ff60af481bebef037dff60bfbfdfea0906037fc0f07027cdfa037f013eb018381012127ec0bdd;
-    synapses[16] = 324'hfd0a447f30075401f702843efe9fb7dbbbee01093cc0006817ec2a017ac15f1ff803ebf0f380bc5de;
-    synapses[17] = 324'h008281203fc80c0bf6fcfd81002017f8160905867e5fefb7fc240efcf741600ff03fc205067e01200;
-    synapses[18] = 324'h067fbd1e301044060afc8041406fe013fa1b0afa0160f0583ba621ff0140402067a7c3fafd018141b;
-    synapses[19] = 324'hff7d3e012f48300621fa090080f0200c1e06f6fcfb4062d047c9fdf6fd7f1f301ff7e3ba01ff40c0b;
-    synapses[20] = 324'h04fd7cbfc07fe40deff17e4001b01fa7effbed0102416f9f53fc0701803e7fc018680820fefa033f5;
-    synapses[21] = 324'h0800001fffc7f01412037dfea050f0482c18fefd06fec087c00008f8fbfea14fef9fb804fa053f227;
-    synapses[22] = 324'h0d003fc11f103815f6037b80a07077fc060cf90601dec057e83a07fdfcbb80df883c31f8fc7f3e813;
-    synapses[23] = 324'h01807b40a08833f2220a81ff9f701f88160c107ffc419fd0581005fe83fdc12067d3e5c800fc82615;
-    synapses[24] = 324'h0a807f1f8078540a13f400ff204037982410010083201fb7fc381efe80409fd017dfce2701823e5ec;
-    synapses[25] = 324'h01827fa03000781a11fc033fbf0067b7f80af70103005027fc1816eafb7d60ef67dc17fe0400be9ec;
-    synapses[26] = 324'h01fd7fe09078280fecfe803f006fe07ff805fffe409dd038342e0b017efc20ef5f782600080280a1f;
-    synapses[27] = 324'h0585809f90081423ff017d415fd0c83c11f704fc4061efffe471fefe0801bfefa83fe7cf00890040a;
-    synapses[28] = 324'hf90040204f9fdbe010fa7cc280b06817f3f0f87fff60e08fa828090406ffa02fefeff7dffe7842229;
-    synapses[29] = 324'hfe8480c01fe817f9f4007fc1c040583bf9ef017cc041200ff847fd058482a03fd7f3e1bffbfe80821;
-    synapses[30] = 324'h048541408fefc01808fc8c3fbf5037e0240301813cff20c80bc9f5f37540015fe82bdd9bfd027fc10;
-    synapses[31] = 324'hfd8641409fc7e410040dfc819fb05fc7fe0904004200906837c7f706803d408100204fd6fe03013e8;
-    synapses[32] = 324'hfb817f2090987c0222057f805f40081c060afd0240c05f88041a030b8380404047b021f10305c0804;
-    synapses[33] = 324'hff00c1600ff76064030c0341dfe0afdc15f50400425db117a811f5fcfbc0e100584801abfdfc009c1;
-    synapses[34] = 324'h02037ebfffb8a7fa0efcfd80801ff827fe00000280807faff41bf005028420400823e41c06007ea0a;
-    synapses[35] = 324'h0400ffa0f05fcbeff50700c09f7037e01006fd7d00a2102044180efe007fe0c087ec102204ffc0bd5;
-    synapses[36] = 324'hff8101c1606f8ff3fb057d4140e027e009fbf88081c0811ffff9fa0ff77ca0e007cc0fd2048300a10;
-    synapses[37] = 324'h0cff41e10030a001ef030541df7ff04407fc0402c1de0ff02011e8087dc26050002c0800f3013e200;
-    synapses[38] = 324'h0095811fdfb02be3e40402bea02fb057d5ff0780fcbfa0605bf41b0502c321b080081bc3e8813ea13;
-    synapses[39] = 324'h0e81ff60c0b8440c1108823fdef028000c0c06ff02207f881c06260400be203f1803d40c06027f1f2;
+    synapses[0] = 324'hea7d3edf6f17e82004f97bbd40c00753900ef91d94814ef7a8640c2f7f3fc22020586c440202ba00c;
+    synapses[1] = 324'hf577035c2f57dbf80ef77d07020f47bbcc2aeb180c5eafa7f03c220e7ebfc46f2030c822fd7d3b40a;
+    synapses[2] = 324'hec78bc8400901bf40efa793bc00f77d00006061f92832ef7c05c162304bfc2c050585c2403033f404;
+    synapses[3] = 324'h030002420f0003ec16037e3e00200763e014f119891d0ec768780e11773ede4fa0114420ff7dba018;
+    synapses[4] = 324'hf57d42bfbf87bbf009f97781e09067b7dc2510807e604fb8046829088a3f7fe0702fc5e400058182c;
+    synapses[5] = 324'h0582c0c0d077d01dfd098540dfe050801df5f2f8fde0ef880bfc04078280402f3807e805fa7c033ef;
+    synapses[6] = 324'h09047e9e904817f7fa00047f403ff01fe1f4fdfabf006fb80bf6000b7eff1f0057fbbfef02037f7f7;
+    synapses[7] = 324'h05833e7f00183fedfefe81fe810ff863cbfcfdfbbe605f4ff7f9fd017efe5f70883be3fa05803f201;
+    synapses[8] = 324'he4003ddff07827e9fa01fcfd01f0308fe5fdfd8241bd706ff7d20005837fde800fc44e190a027fdee;
+    synapses[9] = 324'h06fc7ea010004007fdfcfd7e3fafdfd3b5fdf50b411f2effbc2a00f5ff3dbca0300c7e0205803d7f2;
+    synapses[10] = 324'hfb7c41013fa007e41f0485fd40c028077e040483819f8f204ffff50302c1a00fe057ee070283c2612;
+    synapses[11] = 324'h050400ff80683ff5f602823f0010202bd804fe7d7d7fd03810000505007f7f506037cfee01803fbf8;
+    synapses[12] = 324'h077d80c0cf8003f3fd02fcc08100401403ff0702424080183c25fc0300c060a018480a03040280a07;
+    synapses[13] = 324'h0a8040c08ff00c1c0e087dc1201067a413f2008040a1efcfd803f50c7d82c01fd7f401ff0079411ea;
+    synapses[14] = 324'hf684bf9f4037e7edff00fffe40d04fffd3fc0181c2000010102c0b0e840100300823e1fa0886c2408;
+    synapses[15] = 324'hed034001cf579c09ebf87dfe21ffc003e2000881420020c7c41c132a80fd608fa033dffeff06bde04;
+    synapses[16] = 324'hfaff86018fb027f1f0fe7ec180c00fa40e18fe7cb8604ed00036240804bfa040303befebff7f80c29;
+    synapses[17] = 324'hfe78fb9e8ff7d4120dff7e41bf608ffbe0070d05025f7090303002fb007f1ef017effbf2fe86bfa0b;
+    synapses[18] = 324'hfe8300406fc83fe803fd860080b0b7e0420705013da13fe857d1f1078140bedfc81bfffcfe00415cc;
+    synapses[19] = 324'h0100bf8050080817f708837f9f60500853fc0571fd2001183bec0e067f803ff01fd808050382001f0;
+    synapses[20] = 324'h0d77fe1feed7e82401f882c2601f67641a07feff426050606fefeb0afc80a060507833fbff7ebedf9;
+    synapses[21] = 324'hf978fcc080c00403fa0283bcbf4fdfbff1fc0811c4e08f08800dfaff0140dde018103601fb0301007;
+    synapses[22] = 324'hfa80c1bf203020180105083c7f90080029fd0696ff403fa7e3edf8ff7e81fc0fe7e42fff00823ebf9;
+    synapses[23] = 324'hf583fd9cc04007f5fdfcfcff1fd07827a7f207fbff006f60081ffe03ff803f604ffbdfee060580605;
+    synapses[24] = 324'hee0402dfaf803ff202fff40320b077bfda090a85ffbfcfd7d02e0efe05828140981c05f7040501e17;
+    synapses[25] = 324'hfd01c2614ff7ebfffc068340823fd0200e0000fe409f1077dc01e80a00c0801fd827fc09fe7d7fa11;
+    synapses[26] = 324'hf87c02600057ec2a080f7c021ea0586401f9fe723b3fd087fc1a080800809edfd7b7f606fd7ec03e8;
+    synapses[27] = 324'hfc837fde506013f61001fdbe60a0683fb600fff97d204f6fd01800ff00ff3f606823cc03058141407;
+    synapses[28] = 324'h0a7cfedf7fb833f40cf77fc181503fb3ddff04fd3b3f90403801ff0780bea0301ff038060a0242e07;
+    synapses[29] = 324'h04f9814100001ffe010080423f2fe0241a0b027fc2008fdfefe1fffe810140fff85fdbfe02feff5ef;
+    synapses[30] = 324'h000541801ffffffc0700063fe0800ffc2ff900fffdbfa08007cfef028000ff5fbfdfe604027d80605;
+    synapses[31] = 324'h0a01c1e0e000002bff10fc4080eff7e4160e037ebea03fc82be8040781029ffff01423fefafa81dfd;
+    synapses[32] = 324'hfa7f3f1f70302ffe2afc78c02020b867ec01fcfd4000af3fb7edf20d05407f6047d41e190a0040619;
+    synapses[33] = 324'h08817ebfd0181424160afcbf81cfe017f607fbfdbfa140f7f3d80d11ff41a00037ac040ffdf4c13fd;
+    synapses[34] = 324'h0f07c0dee04863f7fc0280ff80d0182ffffefaff7c60600813ea0d0e00009ee04843e7f804fe7fdfb;
+    synapses[35] = 324'hffff4040d087ec180c0bff3be01fb04beff804febba0aee0201de7fd0000de8fdfb02dfd007d80c06;
+    synapses[36] = 324'hf88081e1404fe80600060240bf4f981c07fffc02437fa03ff019f106ff81601fd0981607f67fffa0e;
+    synapses[37] = 324'hfd82c24050481ff7f7058381e14fa0002a0afa027f9fc0481bda1e047ec1e0cff05801fa01013f3eb;
+    synapses[38] = 324'hf907bd9ccfc0080201fb004240107fd3ebe6030180e01f1018301c0f7ffd205feff80808ff023e9d8;
+    synapses[39] = 324'h0b8140819007f811f40403ffe1bfe7c42ffb01f3bf1f60702403fdfcff40004047cfedffff7fbfc01;
   end
   reg [323:0] _3_;
   always @(posedge clk) begin
@@ -1418,17 +1418,17 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     \$178  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$178  = 16'h3d3d;
+          \$178  = 16'h3d52;
       3'h1:
-          \$178  = 16'h3af7;
+          \$178  = 16'h3be2;
       3'h2:
-          \$178  = 16'h3c0c;
+          \$178  = 16'h3983;
       3'h3:
-          \$178  = 16'h3e04;
+          \$178  = 16'h377e;
       3'h4:
-          \$178  = 16'h3e2b;
+          \$178  = 16'h3c1b;
       3'h5:
-          \$178  = 16'h3c83;
+          \$178  = 16'h3e08;
     endcase
   end
   always @* begin
