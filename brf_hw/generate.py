@@ -18,6 +18,7 @@ from amaranth.back import verilog
 
 from .artifact import load_artifact
 from .hw.core import BRFAccelerator
+from .hw.layout import geometry
 
 TOP = "brf_rsnn"
 
@@ -26,13 +27,13 @@ def default_artifact() -> Path:
     return Path(str(resources.files("brf_hw") / "artifacts" / "ecg_brf_w8.npz"))
 
 
-def cycle_model(sources_active: int, chunks: int, outputs: int) -> int:
+def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (active inputs + previous hidden spikes) + 2 (1 when there are none),
+    accept 1, ACC (active inputs + previous hidden spikes) * segments + 2 (1 when there are none),
     UPDATE chunks + 7, LI outputs + 4.
     The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
-    acc = sources_active + 2 if sources_active else 1
+    acc = sources_active * segments + 2 if sources_active else 1
     return 1 + acc + (chunks + 7) + (outputs + 4)
 
 
@@ -51,6 +52,7 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
         "shape": {"inputs": n_in, "hidden": n_hid, "outputs": n_out},
         "lanes": dut.lanes,
         "chunks": dut.chunks,
+        "segments": dut.segments,
         "formats": spec.to_dict(),
         "ports": {
             "clk": "input, rising edge", "rst": "input, synchronous, active high",
@@ -58,23 +60,28 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
             "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
         },
         "cycles_per_step": {
-            "formula": "active inputs + previous hidden spikes + 1 [if any] + chunks + outputs + 13, plus 1 "
-                       "cycle to hand over the output beat",
-            "silent_step": cycle_model(0, dut.chunks, n_out),
-            "every_source_active": cycle_model(n_in + n_hid, dut.chunks, n_out),
+            "formula": "(active inputs + previous hidden spikes) * segments + 1 [if any] + chunks + outputs + 13, "
+                       "plus 1 cycle to hand over the output beat",
+            "silent_step": cycle_model(0, dut.chunks, n_out, dut.segments),
+            "every_source_active": cycle_model(n_in + n_hid, dut.chunks, n_out, dut.segments),
         },
         "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
     }
 
 
-def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None]) -> dict:
+def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None],
+             segments: int | None = None) -> dict:
     net, manifest = load_artifact(artifact)
     actual = dict(zip(("inputs", "neurons", "outputs"), net.shape))
     for key, wanted in expect.items():
         if wanted is not None and wanted != actual[key]:
             raise SystemExit(f"--{key} {wanted} does not match the artifact {artifact.name}, which has "
                              f"{actual[key]} {key} (shape {net.shape[0]}-{net.shape[1]}-{net.shape[2]})")
-    dut = BRFAccelerator(net, lanes=lanes)
+    try:  # checked before the design exists, so a bad value leaves no half-built design behind
+        geometry(net.shape[1], lanes, segments)
+    except ValueError as exc:
+        raise SystemExit(f"{artifact.name}: {exc}") from None
+    dut = BRFAccelerator(net, lanes=lanes, segments=segments)
     text = verilog.convert(dut, name=TOP, emit_src=False)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP}.v").write_text(text)
@@ -94,13 +101,17 @@ def main(argv=None) -> None:
     parser.add_argument("--outputs", type=int, help="output neurons (must match the artifact)")
     parser.add_argument("--artifact", type=Path, help="integer network (default: the shipped ECG network)")
     parser.add_argument("--lanes", type=int, default=1, help="neurons updated in parallel (1..neurons)")
+    parser.add_argument("--segments", type=int,
+                        help="accumulator segments G: ceil(neurons/G) shared adders, G cycles per active source "
+                             "(default 2; 1 adds a whole weight row per cycle)")
     parser.add_argument("--out", type=Path, default=Path("rtl"), help="output folder (default rtl/)")
     args = parser.parse_args(argv)
     artifact = args.artifact or default_artifact()
     info = generate(artifact, args.lanes, args.out,
-                    {"neurons": args.neurons, "inputs": args.inputs, "outputs": args.outputs})
+                    {"neurons": args.neurons, "inputs": args.inputs, "outputs": args.outputs}, args.segments)
     s = info["shape"]
     print(f"wrote {args.out}/{TOP}.v for {s['inputs']}-{s['hidden']}-{s['outputs']}, lanes {info['lanes']}, "
+          f"segments {info['segments']}, "
           f"{info['cycles_per_step']['silent_step']} cycles for a silent step")
 
 

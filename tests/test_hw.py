@@ -54,14 +54,14 @@ def test_shipped_4_bit_network_runs_on_the_accelerator(ecg_splits):
     assert check(net, x, lanes=3, gap_prob=0.2, stall_prob=0.2, seed=4).spikes.sum() > 50
 
 
-@pytest.mark.parametrize("lanes", [1, 5, 36])
-def test_real_ecg_sequences_with_backpressure(ecg_net, ecg_splits, lanes):
+@pytest.mark.parametrize("lanes, segments", [(1, 1), (5, 1), (36, 1), (1, 2), (5, 3), (2, 36)])
+def test_real_ecg_sequences_with_backpressure(ecg_net, ecg_splits, lanes, segments):
     test = ecg_splits["test"].inputs.numpy().astype(np.int64)
     steps = 150 if lanes == 1 else 300
     x = np.concatenate([test[0, :steps], test[1, :steps]])  # two sequences back to back
     first = np.zeros(len(x), bool)
     first[[0, steps]] = True
-    hw = check(ecg_net, x, first, lanes=lanes, gap_prob=0.3, stall_prob=0.3, seed=lanes)
+    hw = check(ecg_net, x, first, lanes=lanes, segments=segments, gap_prob=0.3, stall_prob=0.3, seed=lanes)
     assert hw.spikes.sum() > 50
 
 
@@ -114,11 +114,11 @@ def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_split
 
 def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
     x = ecg_splits["test"].inputs[3, :200].numpy().astype(np.int64)
-    for lanes in (1, 6):
-        hw = simulate(ecg_net, x, lanes=lanes)
+    for lanes, segments in ((1, 1), (6, 1), (1, 3)):
+        hw = simulate(ecg_net, x, lanes=lanes, segments=segments)
         chunks = -(-36 // lanes)
         prev = np.concatenate([[0], hw.spikes[:-1].sum(1)])
-        expected = [cycle_model(int(x[t].sum()) + int(prev[t]), chunks, 6) for t in range(len(x))]
+        expected = [cycle_model(int(x[t].sum()) + int(prev[t]), chunks, 6, segments) for t in range(len(x))]
         assert hw.cycles.tolist() == expected
         assert hw.cycles.min() == cycle_model(0, chunks, 6)  # silent steps cost only the sweeps
         assert len(set(hw.cycles.tolist())) > 3  # and each active source one cycle more
@@ -141,7 +141,9 @@ def test_random_networks_with_saturation(seed):
                      state=Format(int(rng.integers(8, 17)), 5), output=Format(int(rng.integers(6, 14)), 2))
     net = to_int_network(model, spec)
     x = (rng.random((60, n_in)) < 0.4).astype(np.int64)
-    check(net, x, lanes=int(rng.integers(1, n_hid + 1)), gap_prob=0.2, stall_prob=0.2, seed=seed)
+    lanes = int(rng.integers(1, n_hid + 1))
+    segments = int(rng.integers(1, -(-n_hid // lanes) * lanes + 1))  # 1 .. every accumulator its own segment
+    check(net, x, lanes=lanes, segments=segments, gap_prob=0.2, stall_prob=0.2, seed=seed)
 
 
 def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
@@ -150,11 +152,23 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     assert "module brf_rsnn" in verilog and "out__payload" in verilog
     assert str(REPO) not in verilog and "/home/" not in verilog  # no machine paths
     info = json.loads((tmp_path / "brf_rsnn.json").read_text())
-    assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36
+    assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36 and info["segments"] == 2
     assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
     syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
     bits = load_artifact(default_artifact())[0].spec.synapse_bits  # aligned input / recurrent weights
+    assert len(syn) == 2 * (4 + 36) and len(syn[0]) == -(-18 * bits // 4)  # a source's row in two halves
+    generate_main(["--neurons", "36", "--segments", "1", "--out", str(tmp_path / "g1")])
+    syn = (tmp_path / "g1" / "brf_rsnn_mem_synapses.hex").read_text().split()
     assert len(syn) == 4 + 36 and len(syn[0]) == -(-36 * bits // 4)  # one row of all weights per source
+    generate_main(["--neurons", "36", "--segments", "4", "--out", str(tmp_path / "g4")])
+    info = json.loads((tmp_path / "g4" / "brf_rsnn.json").read_text())
+    syn = (tmp_path / "g4" / "brf_rsnn_mem_synapses.hex").read_text().split()
+    assert info["segments"] == 4 and len(syn) == 4 * (4 + 36) and len(syn[0]) == -(-9 * bits // 4)
+    generate_main(["--neurons", "36", "--segments", "3", "--out", str(tmp_path / "g3")])
+    syn = (tmp_path / "g3" / "brf_rsnn_mem_synapses.hex").read_text().split()
+    assert len(syn) == 4 * (4 + 36) and int(syn[3], 16) == 0  # stride 4: the 4th word of a source is unused
+    with pytest.raises(SystemExit, match="segments must be 1..36"):
+        generate_main(["--segments", "37", "--out", str(tmp_path / "bad")])
     with pytest.raises(SystemExit, match="--neurons 64 does not match"):
         generate_main(["--neurons", "64", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--inputs 3 does not match"):
@@ -164,6 +178,6 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
 def test_committed_rtl_is_what_the_generator_emits(tmp_path):
     committed = REPO / "rtl"
     info = json.loads((committed / "brf_rsnn.json").read_text())
-    generate(default_artifact(), info["lanes"], tmp_path, {})
+    generate(default_artifact(), info["lanes"], tmp_path, {}, info["segments"])
     for path in sorted(committed.glob("brf_rsnn*")):
         assert path.read_text() == (tmp_path / path.name).read_text(), f"rtl/{path.name} is stale: run make rtl"

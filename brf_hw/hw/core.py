@@ -4,9 +4,12 @@ Per time step: one input beat (the step's input spikes, and ``first`` to clear t
 sequence start) -> one output beat (LI potentials, argmax label, hidden spikes, cycles used).
 
 Phases of a step (cycle counts in ``cycle_model``):
-  ACC     one cycle per active source (input spike, or hidden spike of the previous step, lowest
-          index first): its whole weight row, one synapse-memory word, is added onto all hidden
-          accumulators at once. Silent sources cost nothing: cycles grow with spikes, not synapses.
+  ACC     G cycles per active source (input spike, or hidden spike of the previous step, lowest
+          index first): the accumulators form a ring of G segments that turns one segment per
+          cycle; the segment passing the A = ceil(H/G) shared adders gets its slice of the
+          source's weight row (one synapse-memory word). G = 1 adds a whole row per cycle;
+          larger G trades cycles for adders. Silent sources cost nothing: cycles grow with
+          spikes, not synapses.
   UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
           C = ceil(H/P) chunks of neurons, one chunk per cycle. u, v, q live in a state memory
           (read a chunk, write it back 6 cycles later); new spikes are added onto the output
@@ -44,10 +47,10 @@ def _field(word, index: int, width: int):
 
 
 class BRFAccelerator(wiring.Component):
-    def __init__(self, net: IntNetwork, lanes: int = 1):
+    def __init__(self, net: IntNetwork, lanes: int = 1, segments: int | None = None):
         self.net = net
-        self.images = memory_images(net, lanes)
-        self.lanes, self.chunks = lanes, self.images.chunks
+        self.images = memory_images(net, lanes, segments)
+        self.lanes, self.chunks, self.segments = lanes, self.images.chunks, self.images.segments
         n_in, n_hid, n_out = net.shape
         self.input_layout = data.StructLayout({"spikes": unsigned(n_in), "first": unsigned(1)})
         self.output_layout = data.StructLayout({
@@ -73,7 +76,8 @@ class BRFAccelerator(wiring.Component):
         # the datapath (Yosys reads these attributes; simulators ignore them)
         block = {"ram_style": "block", "rom_style": "block"}
         width = img.widths
-        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=n_in + n_hid,
+        G, A, stride = img.segments, img.segment_size, img.segment_stride
+        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=(n_in + n_hid) * stride,
                                              init=img.synapses, attrs=block)
         m.submodules.constants = const = Memory(shape=unsigned(width["constants"]), depth=C, init=img.constants,
                                                 attrs=block)
@@ -92,16 +96,21 @@ class BRFAccelerator(wiring.Component):
         cycles = Signal(CYCLE_COUNTER_BITS)
         fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
-        # --- ACC: one source row per cycle onto all accumulators -----------------------------------
-        acc = [Signal(signed(acc_bits), name=f"acc_{h}") for h in range(C * P)]
+        # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
+        acc = [Signal(signed(acc_bits), name=f"acc_{h}") for h in range(G * A)]
+        ring = [acc[g * A:(g + 1) * A] for g in range(G)]
         mask = Signal(n_in + n_hid)  # sources still to be accumulated
         source = _lowest_set_bit(m, mask, "source")
-        fetched = Signal()  # the synapse read port holds the row of the source taken last cycle
-        m.d.comb += syn_rd.addr.eq(source)
+        segment = Signal(max(1, (stride - 1).bit_length()))  # the row segment read this cycle
+        fetched = Signal()  # the synapse read port holds the segment taken last cycle
+        m.d.comb += syn_rd.addr.eq(Cat(segment, source) if G > 1 else source)
         # registered before the adders (the block RAM's clock-to-output is most of a cycle)
         row, adding = reg(syn_rd.data, "synapse_row"), reg(fetched, "adding")
-        with m.If(adding):  # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
-            m.d.sync += [a.eq((a + _field(row, h, wb))[:acc_bits]) for h, a in enumerate(acc)]
+        with m.If(adding):  # segments arrive in ring order, so after G adds the ring is home again
+            for g in range(G - 1):
+                m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
+            # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
+            m.d.sync += [a.eq((b + _field(row, k, wb))[:acc_bits]) for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
 
         # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
         issuing = Signal()
@@ -195,7 +204,12 @@ class BRFAccelerator(wiring.Component):
                 m.d.sync += cycles.eq(cycles + 1)
                 m.d.sync += fetched.eq(mask != 0)
                 with m.If(mask != 0):
-                    m.d.sync += mask.eq(mask & (mask - 1))
+                    with m.If(segment == G - 1):  # the source's last segment: on to the next source
+                        m.d.sync += mask.eq(mask & (mask - 1))
+                        if G > 1:
+                            m.d.sync += segment.eq(0)
+                    with m.Else():
+                        m.d.sync += segment.eq(segment + 1)
                 with m.Elif(~fetched):  # the last row is added this cycle, before UPDATE reads the sums
                     m.d.sync += [issuing.eq(1), chunk.eq(0)]
                     m.next = "UPDATE"

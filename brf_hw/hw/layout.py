@@ -4,9 +4,13 @@ generator, its memory-init files and the tests).
 Lanes: P neurons are updated per cycle, so hidden neuron h lives in chunk h // P, lane h % P;
 C = ceil(H / P) chunks, padded to C*P neurons (padding: zero weights and constants, never spikes).
 Words pack fields little-end first, each in two's complement.
-  synapse memory  depth I + H, word s = weights from source s onto all C*P neurons, aligned to
-                  the accumulator (sources 0..I-1: inputs, I..I+H-1: hidden neurons)
-                                                                    width C*P * synapse_bits
+Segments: the C*P accumulators form a ring of G segments of A = ceil(C*P / G) (padded to G*A);
+one segment of a source's row is added per cycle. A source's segments sit at a power-of-two
+stride S >= G, so the address is the source index with the segment index below it (no multiplier).
+  synapse memory  depth (I + H) * S, word s*S + g = weights from source s onto accumulators
+                  g*A .. g*A+A-1 (words s*S + G .. s*S + S-1 unused, zero), aligned to the
+                  accumulator (sources 0..I-1: inputs, I..I+H-1: hidden neurons)
+                                                                    width A * synapse_bits
   constant memory depth C, word k = d of lanes 0..P-1, then c of lanes 0..P-1  width 2*P*coef.bits
   output memory   depth C, word k = for lanes 0..P-1, the weights from hidden neuron k*P+p onto
                   outputs 0..O-1                                    width P*O * out_weight.bits
@@ -21,6 +25,10 @@ import numpy as np
 
 from ..fixed.spec import IntNetwork
 
+# Two segments halve the accumulator adders (the largest block of carry logic) for one more cycle
+# per active source: on the ECP5 at lanes 1, 3,088 -> 2,727 LUTs at the same Fmax (README).
+DEFAULT_SEGMENTS = 2
+
 
 def pack(fields, bits: int) -> int:
     word = 0
@@ -33,27 +41,44 @@ def pack(fields, bits: int) -> int:
 class MemoryImages:
     lanes: int
     chunks: int
+    segments: int
+    segment_size: int  # A: accumulators per segment
+    segment_stride: int  # S: synapse-memory words per source
     synapses: list[int]
     constants: list[int]
     outputs: list[int]
     widths: dict[str, int]  # word width of each memory, by the names above
 
 
-def memory_images(net: IntNetwork, lanes: int) -> MemoryImages:
+def geometry(hidden: int, lanes: int, segments: int | None = None) -> tuple[int, int]:
+    """(chunks, segments) for ``hidden`` neurons, or a ValueError naming the bad parameter.
+    ``segments`` None: DEFAULT_SEGMENTS, or fewer where there are fewer accumulators."""
+    if not 1 <= lanes <= hidden:
+        raise ValueError(f"lanes must be 1..{hidden} (hidden neurons), got {lanes}")
+    chunks = math.ceil(hidden / lanes)
+    if segments is None:
+        segments = min(DEFAULT_SEGMENTS, chunks * lanes)
+    if not 1 <= segments <= chunks * lanes:
+        raise ValueError(f"segments must be 1..{chunks * lanes} (accumulators), got {segments}")
+    return chunks, segments
+
+
+def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> MemoryImages:
     n_in, n_hid, n_out = net.shape
-    if not 1 <= lanes <= n_hid:
-        raise ValueError(f"lanes must be 1..{n_hid} (hidden neurons), got {lanes}")
-    chunks = math.ceil(n_hid / lanes)
+    chunks, segments = geometry(n_hid, lanes, segments)
     pad = chunks * lanes - n_hid
+    size = math.ceil(chunks * lanes / segments)
     spec = net.spec
     sources = np.concatenate(net.aligned_weights(), axis=1)  # [H, I+H]: column s = weights from s
-    sources = np.pad(sources, ((0, pad), (0, 0)))
-    synapses = [pack(sources[:, s], spec.synapse_bits) for s in range(n_in + n_hid)]
+    sources = np.pad(sources, ((0, segments * size - n_hid), (0, 0)))
+    stride = 1 << (segments - 1).bit_length()
+    synapses = [pack(sources[g * size:(g + 1) * size, s], spec.synapse_bits) if g < segments else 0
+                for s in range(n_in + n_hid) for g in range(stride)]
     d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
     constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
                  for k in range(chunks)]
     w_out = np.pad(net.w_out.T, ((0, pad), (0, 0)))  # [C*P, O]
     outputs = [pack(w_out[k * lanes:(k + 1) * lanes].reshape(-1), spec.out_weight.bits) for k in range(chunks)]
-    widths = {"synapses": chunks * lanes * spec.synapse_bits, "constants": 2 * lanes * spec.coef.bits,
+    widths = {"synapses": size * spec.synapse_bits, "constants": 2 * lanes * spec.coef.bits,
               "outputs": lanes * n_out * spec.out_weight.bits}
-    return MemoryImages(lanes, chunks, synapses, constants, outputs, widths)
+    return MemoryImages(lanes, chunks, segments, size, stride, synapses, constants, outputs, widths)

@@ -23,7 +23,7 @@ class HardwareRun(NamedTuple):
     cycles: np.ndarray  # [T] cycles the accelerator spent on each step
 
 
-def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1,
+def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1, segments: int | None = None,
              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, vcd: str | None = None) -> HardwareRun:
     """x [T, inputs] spikes of one stream (sequences back to back; ``first`` marks their starts,
     default: step 0 only)."""
@@ -31,7 +31,7 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
     if first is None:
         first = np.zeros(steps, bool)
         first[0] = True
-    dut = BRFAccelerator(net, lanes=lanes)
+    dut = BRFAccelerator(net, lanes=lanes, segments=segments)
     rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     n_hid, n_out = net.shape[1], net.shape[2]
     got = []
