@@ -75,6 +75,13 @@ def ecg_metrics(result: GoldenResult, labels: np.ndarray, annotated: np.ndarray)
             "sops_per_step": float(result.spikes.sum()) / (batch * labels.shape[0])}
 
 
+def evaluate_ecg(net: IntNetwork, split) -> tuple[dict[str, float], GoldenResult]:
+    """Run an ECG split (``data.ecg.ECGSplit``: inputs [B, T, I], labels and annotated [B, T])
+    through the integer network: its ``ecg_metrics`` and the run itself."""
+    result = run(net, split.inputs.numpy().transpose(1, 0, 2))
+    return ecg_metrics(result, split.labels.numpy().T, split.annotated.numpy().T), result
+
+
 def bootstrap_interval(per_sequence: np.ndarray, level: float = 0.95, resamples: int = 4000,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over sequences. Steps of one sequence are not
@@ -99,9 +106,8 @@ def main(argv=None) -> None:
     net, manifest = load_artifact(args.artifact)
     test = load_ecg(args.data_dir)["test"]
     start = time.perf_counter()
-    result = run(net, test.inputs.numpy().transpose(1, 0, 2))
+    m, result = evaluate_ecg(net, test)
     seconds = time.perf_counter() - start
-    m = ecg_metrics(result, test.labels.numpy().T, test.annotated.numpy().T)
     print(f"{args.artifact}: {manifest['task']} {net.shape[0]}-{net.shape[1]}-{net.shape[2]}, "
           f"{net.spec.describe()}")
     print(f"ECG test: accuracy {m['acc']:.2f}% (95% interval over sequences {m['acc_ci_low']:.2f}-"

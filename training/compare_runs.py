@@ -32,9 +32,7 @@ def run_row(run: Path, splits) -> dict:
     chosen = epochs[int(summary["qat_best_epoch"]) - 1]
     row = {"run": run.name, "float_acc": summary["float_test_acc"], "qat_val_loss": float(chosen["val_loss"])}
     for split in ("val", "test"):
-        part = splits[split]
-        m = golden.ecg_metrics(golden.run(net, part.inputs.numpy().transpose(1, 0, 2)),
-                               part.labels.numpy().T, part.annotated.numpy().T)
+        m, _ = golden.evaluate_ecg(net, splits[split])
         row.update({f"{split}_acc": m["acc"], f"{split}_sops": m["sops"]})
         if split == "test":
             row.update({"test_ci_low": m["acc_ci_low"], "test_ci_high": m["acc_ci_high"]})

@@ -38,12 +38,6 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--artifact", help="where to write the integer network (default RUN_DIR/brf_TASK.npz)")
 
 
-def _integer_eval(net, data, split: str) -> dict:
-    part = data.splits[split]
-    result = golden.run(net, part.inputs.numpy().transpose(1, 0, 2))
-    return golden.ecg_metrics(result, part.labels.numpy().T, part.annotated.numpy().T), result
-
-
 def run_qat(args: argparse.Namespace) -> dict:
     if args.task != "ecg" or args.neuron != "brf":
         raise SystemExit("the fixed-point flow covers BRF networks on spike inputs: --task ecg --neuron brf")
@@ -74,7 +68,7 @@ def run_qat(args: argparse.Namespace) -> dict:
                                   fixed=spec.to_dict(), device="cpu")
     qat = Trainer(qat_cfg, data, init_state=float_model.state_dict())
     float_test = qat.evaluate("test", float_model)
-    ptq, _ = _integer_eval(to_int_network(float_model, spec), qat.data, "test")
+    ptq, _ = golden.evaluate_ecg(to_int_network(float_model, spec), qat.data.splits["test"])
     print(f"float model: test {float_test['acc']:.2f}%, SOPs {float_test['sops']:.0f}; "
           f"post-training rounding: {ptq['acc']:.2f}%, SOPs {ptq['sops']:.0f}")
     if args.resume and (root / "qat" / "last.pt").exists():
@@ -86,8 +80,8 @@ def run_qat(args: argparse.Namespace) -> dict:
     best, ckpt = load_checkpoint_model(root / "qat" / "best.pt")
 
     net = to_int_network(best, spec)
-    test, result = _integer_eval(net, qat.data, "test")
-    val, _ = _integer_eval(net, qat.data, "val")
+    test, result = golden.evaluate_ecg(net, qat.data.splits["test"])
+    val, _ = golden.evaluate_ecg(net, qat.data.splits["val"])
     path = Path(args.artifact or root / f"brf_{args.task}.npz")
     cfg = best.config.neuron
     metrics = {"test_acc": test["acc"], "test_acc_ci95": [test["acc_ci_low"], test["acc_ci_high"]],
