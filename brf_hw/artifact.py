@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_util import UserError
 from .fixed.formats import Format
 from .fixed.spec import FORMAT_NAMES, FixedSpec, IntNetwork
 
@@ -31,7 +32,7 @@ ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, output
 SCALARS = {"dtq": "coef", "gamma": "coef", "theta": "state"}
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError, ValueError):
     """The artifact is malformed or inconsistent; the message names the field."""
 
 

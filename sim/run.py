@@ -28,6 +28,7 @@ sys.path[:0] = [str(SIM_DIR), str(REPO)]
 
 from brf_hw import golden  # noqa: E402
 from brf_hw.artifact import load_artifact  # noqa: E402
+from brf_hw.cli_util import POSITIVE_INT, UserError, run_main  # noqa: E402
 from brf_hw.fixed.spec import IntNetwork  # noqa: E402
 from brf_hw.generate import TOP, default_artifact, generate  # noqa: E402
 
@@ -39,7 +40,7 @@ INSTALL_HINT = {
 }
 
 
-class SimulatorMissing(RuntimeError):
+class SimulatorMissing(UserError, RuntimeError):
     pass
 
 
@@ -194,16 +195,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", choices=sorted(INSTALL_HINT), default="verilator")
     parser.add_argument("--set", choices=["full"], default="full")
-    parser.add_argument("--lanes", type=int, default=1, help="default 1: the committed rtl/ configuration")
+    parser.add_argument("--lanes", type=POSITIVE_INT, default=1, help="default 1: the committed rtl/ configuration")
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "sim")
     parser.add_argument("--data-dir")
-    parser.add_argument("--jobs", type=int, default=1, help="simulate groups of sequences in parallel processes")
+    parser.add_argument("--jobs", type=POSITIVE_INT, default=1, help="simulate groups of sequences in parallel processes")
     args = parser.parse_args()
     artifact = args.artifact or default_artifact()
     try:
         r = full_ecg(args.sim, args.lanes, args.build_dir / args.sim, artifact, args.data_dir, args.jobs)
-    except (SimulatorMissing, Mismatch) as exc:
+    except Mismatch as exc:
         sys.exit(f"FAILED: {exc}")
     print(f"{args.sim}: {r['steps']} steps of 141 ECG test sequences, every step equal to the golden model "
           f"({r['seconds']:.0f} s)")
@@ -214,4 +215,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "sim/run.py")

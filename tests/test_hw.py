@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from brf_hw import golden
 from brf_hw.artifact import load_artifact
+from brf_hw.cli_util import UserError
 from brf_hw.fixed import FixedSpec, Format
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main
@@ -167,11 +168,11 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     generate_main(["--neurons", "36", "--segments", "3", "--out", str(tmp_path / "g3")])
     syn = (tmp_path / "g3" / "brf_rsnn_mem_synapses.hex").read_text().split()
     assert len(syn) == 4 * (4 + 36) and int(syn[3], 16) == 0  # stride 4: the 4th word of a source is unused
-    with pytest.raises(SystemExit, match="segments must be 1..36"):
+    with pytest.raises(UserError, match="segments must be 1..36"):
         generate_main(["--segments", "37", "--out", str(tmp_path / "bad")])
-    with pytest.raises(SystemExit, match="--neurons 64 does not match"):
+    with pytest.raises(UserError, match="--neurons 64 does not match"):
         generate_main(["--neurons", "64", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--inputs 3 does not match"):
+    with pytest.raises(UserError, match="--inputs 3 does not match"):
         generate_main(["--inputs", "3", "--out", str(tmp_path)])
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from brf_hw import golden
 from brf_hw.artifact import load_artifact
+from brf_hw.cli_util import UserError
 from brf_hw.train import TrainConfig, Trainer
 from brf_hw.train.cli import add_train_arguments
 from brf_hw.train.qat_flow import add_qat_arguments, run_qat
@@ -64,5 +65,5 @@ def test_bootstrap_interval_by_hand():
 
 
 def test_qat_flow_refuses_other_neurons(tmp_path):
-    with pytest.raises(SystemExit, match="BRF"):
+    with pytest.raises(UserError, match="BRF"):
         run_qat(parse(["--neuron", "alif", "--run-dir", str(tmp_path)]))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from brf_hw.train import TASKS, TaskData, TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
+from brf_hw.train.trainer import CheckpointError
 from brf_hw.train.metrics import Tally, sequence_loss
 from brf_hw.train.tasks import Batch
 
@@ -78,9 +79,9 @@ def test_resume_continues_exactly(tmp_path, ecg_data):
 
 def test_resume_refuses_another_network(tmp_path, ecg_data):
     Trainer(quick(tmp_path, epochs=1), ecg_data).fit()
-    with pytest.raises(ValueError, match="different network"):
+    with pytest.raises(CheckpointError, match="different network"):
         Trainer(quick(tmp_path, neuron="alif"), ecg_data).resume()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         Trainer(quick(tmp_path / "none"), ecg_data).resume()
 
 
@@ -106,3 +107,36 @@ def test_five_paper_epochs_reach_most_of_the_papers_accuracy(tmp_path, ecg_data)
         trainer._run_epoch()
     assert trainer.history[-1]["test_acc"] > 78.0
     assert trainer.history[-1]["test_sops"] < 6308
+
+
+def test_nan_gradient_stops_before_the_update_and_keeps_finite_checkpoints(tmp_path, ecg_data):
+    trainer = Trainer(quick(tmp_path, epochs=3, batch_size=16, train_limit=16, lr=1e6), ecg_data)
+    with pytest.raises(TrainingDiverged, match=r"gradient of [\w.]+ has \d+ NaN or infinite value\(s\) in epoch 2"):
+        trainer.fit()  # lr 1e6: the first update blows u up, the next gradients are NaN
+    assert [row["epoch"] for row in trainer.history] == [1]
+    for name in ("last.pt", "best.pt"):
+        model, ckpt = load_checkpoint_model(tmp_path / name)  # loads: finite, omega inside the boundary
+        assert ckpt["epoch"] == 1
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_nonfinite_update_is_named_and_never_saved(tmp_path, ecg_data):
+    trainer = Trainer(quick(tmp_path, epochs=2), ecg_data)
+    trainer.cfg.epochs = 1
+    trainer.fit()
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    trainer.cfg.epochs = 2
+    trainer.optimizer.param_groups[0]["lr"] = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"parameter [\w.]+ has \d+ NaN or infinite value\(s\) in the update "
+                                               r"of epoch 2, batch 1.*last\.pt \(epoch 1\)"):
+        trainer.fit()
+    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(saved[k], kept[k]) for k in saved)
+
+
+def test_config_refuses_nonsense(tmp_path):
+    from brf_hw.cli_util import UserError
+
+    for bad in (dict(batch_size=0), dict(epochs=-1), dict(lr=float("nan")), dict(train_limit=0)):
+        with pytest.raises(UserError, match=next(iter(bad))):
+            quick(tmp_path, **bad).resolved()

@@ -19,12 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from brf_hw import golden  # noqa: E402
 from brf_hw.artifact import load_artifact  # noqa: E402
+from brf_hw.cli_util import UserError, run_main  # noqa: E402
 from brf_hw.data import load_ecg  # noqa: E402
 
 
 def run_row(run: Path, splits) -> dict:
     if not (run / "qat_summary.json").exists():
-        raise SystemExit(f"{run}: no qat_summary.json (not a qat.py run directory, or the run has not finished)")
+        raise UserError(f"{run}: no qat_summary.json (not a qat.py run directory, or the run has not finished)")
     summary = json.loads((run / "qat_summary.json").read_text())
     net, _ = load_artifact(summary["artifact"])
     with open(run / "qat" / "metrics.csv") as f:
@@ -84,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,6 +10,7 @@ versioned .npz artifact.
 
 import argparse
 
+from brf_hw.cli_util import run_main
 from brf_hw.train.cli import add_train_arguments
 from brf_hw.train.qat_flow import add_qat_arguments, run_qat
 
@@ -22,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from brf_hw.cli_util import WORD_BITS, run_main  # noqa: E402
 from brf_hw.train.cli import add_train_arguments  # noqa: E402
 from brf_hw.train.qat_flow import add_qat_arguments, run_qat  # noqa: E402
 
@@ -38,8 +39,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser)
     add_qat_arguments(parser)
-    parser.add_argument("--bits", type=int, nargs="+", default=[4, 5, 6, 8, 10, 12], help="weight widths")
-    parser.add_argument("--state-bits-list", type=int, nargs="*", default=[],
+    parser.add_argument("--bits", type=WORD_BITS, nargs="+", default=[4, 5, 6, 8, 10, 12], help="weight widths")
+    parser.add_argument("--state-bits-list", type=WORD_BITS, nargs="*", default=[],
                         help="state widths to sweep at --weight-bits")
     parser.add_argument("--out", default="runs/sweep", help="folder for runs, CSV, table and plot")
     parser.add_argument("--plot-only", action="store_true", help="redraw OUT/sweep.png from OUT/sweep.csv")
@@ -77,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

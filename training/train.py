@@ -5,6 +5,7 @@
 
 import argparse
 
+from brf_hw.cli_util import run_main
 from brf_hw.train.cli import add_train_arguments, train_float
 
 
@@ -15,4 +16,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

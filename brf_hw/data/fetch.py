@@ -11,11 +11,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cli_util import UserError
+
 ENV_VAR = "BRF_HW_DATA"
 DEFAULT_DIR = Path.home() / ".cache" / "brf_hw" / "data"
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data file is missing and cannot be fetched, or its checksum is wrong."""
 
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from fxpmath import Fxp
 
+from ..cli_util import UserError
+
+
+class FormatError(UserError, ValueError):
+    """A format that cannot exist, or a value that cannot be put into one (NaN, out of range)."""
+
 
 @dataclass(frozen=True)
 class Format:
@@ -22,7 +28,7 @@ class Format:
 
     def __post_init__(self):
         if not 2 <= self.bits <= 32:
-            raise ValueError(f"format word length must be 2..32 bits, got {self.bits}")
+            raise FormatError(f"format word length must be 2..32 bits, got {self.bits}")
 
     @property
     def min_int(self) -> int:
@@ -56,12 +62,12 @@ class Format:
         error naming ``what`` (for constants whose clipping would change the model's meaning)."""
         x = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(x)):
-            raise ValueError(f"{what}: NaN or inf cannot be quantized")
+            raise FormatError(f"{what}: NaN or inf cannot be quantized")
         ints = np.floor(x * self.scale + 0.5)
         over = (ints < self.min_int) | (ints > self.max_int)
         if strict and over.any():
             worst = x.flat[np.argmax(np.abs(x))]
-            raise ValueError(f"{what}: {int(over.sum())} value(s) outside {self.describe()} "
+            raise FormatError(f"{what}: {int(over.sum())} value(s) outside {self.describe()} "
                              f"range [{self.min_value:g}, {self.max_value:g}] (e.g. {worst:g})")
         return np.clip(ints, self.min_int, self.max_int).astype(np.int64)
 

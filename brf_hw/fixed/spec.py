@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import Format, frac_min_error
+from .formats import Format, FormatError, frac_min_error
 
 # u, v, q in [-32, 32): threshold 1 plus refractory build-up (q < 1/(1-gamma) = 10) with headroom.
 # Trained float networks drive a few neurons' u, v to hundreds, which saturate here; Q6.9 instead
@@ -48,7 +48,7 @@ class FixedSpec:
 
     def __post_init__(self):
         if self.state.frac < 1 or self.coef.frac < 1:
-            raise ValueError("state and coefficient formats need at least one fraction bit")
+            raise FormatError("state and coefficient formats need at least one fraction bit")
 
     @property
     def acc_frac(self) -> int:

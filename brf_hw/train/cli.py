@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_util import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, float_range
 from ..neurons import NEURON_KINDS, SURROGATES
 from .tasks import TASKS
 from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
@@ -16,27 +17,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--task", choices=sorted(TASKS), default="ecg")
     g.add_argument("--neuron", choices=NEURON_KINDS, default="brf")
-    g.add_argument("--epochs", type=int, help="default: the paper's (ecg 400, (ps)mnist 300, shd 20)")
-    g.add_argument("--batch-size", type=int, help="default: the paper's (ecg 16, (ps)mnist 256, shd 32)")
-    g.add_argument("--lr", type=float, help="Adam learning rate, decayed linearly to 0 (default 0.1)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--epochs", type=POSITIVE_INT, help="default: the paper's (ecg 400, (ps)mnist 300, shd 20)")
+    g.add_argument("--batch-size", type=POSITIVE_INT, help="default: the paper's (ecg 16, (ps)mnist 256, shd 32)")
+    g.add_argument("--lr", type=POSITIVE_FLOAT, help="Adam learning rate, decayed linearly to 0 (default 0.1)")
+    g.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     g.add_argument("--surrogate", choices=sorted(SURROGATES), default="double_gaussian")
-    g.add_argument("--mask-prob", type=float, default=0.0, help="fraction of recurrent weights pruned")
-    g.add_argument("--grad-clip", type=float, help="clip the gradient norm (off by default, as the paper)")
+    g.add_argument("--mask-prob", type=float_range(0.0, 1.0, high_open=True), default=0.0, help="fraction of recurrent weights pruned")
+    g.add_argument("--grad-clip", type=POSITIVE_FLOAT, help="clip the gradient norm (off by default, as the paper)")
     g.add_argument("--kernel", choices=["auto", "fused", "reference"], default="auto",
                    help="BPTT implementation: fused whole-sequence kernel where available (auto), "
                         "insist on it (fused), or the plain autograd loop (reference)")
-    g.add_argument("--tbptt", type=int, default=0, help="truncate BPTT every N steps (0: full BPTT)")
-    g.add_argument("--spike-penalty", type=float, default=0.0,
+    g.add_argument("--tbptt", type=NON_NEGATIVE_INT, default=0, help="truncate BPTT every N steps (0: full BPTT)")
+    g.add_argument("--spike-penalty", type=NON_NEGATIVE_FLOAT, default=0.0,
                    help="loss term per hidden spike of a sequence, trading accuracy for fewer SOPs (default 0)")
-    g.add_argument("--train-limit", type=int, help="train on the first N sequences of each shuffled epoch")
-    g.add_argument("--eval-limit", type=int, help="evaluate on the first N validation / test sequences")
+    g.add_argument("--train-limit", type=POSITIVE_INT, help="train on the first N sequences of each shuffled epoch")
+    g.add_argument("--eval-limit", type=POSITIVE_INT, help="evaluate on the first N validation / test sequences")
     g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
     g.add_argument("--run-dir", help="where checkpoints and logs go (default runs/TASK-NEURON-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     g.add_argument("--data-dir", help="data directory (default: $BRF_HW_DATA or ~/.cache/brf_hw/data)")
-    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no tqdm progress bars (they are off anyway when stderr is not a terminal)")
+    g.add_argument("--threads", type=POSITIVE_INT,
+                   help="CPU threads for torch and numba (default: brf_hw.threads' choice; results do not depend on it)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -52,8 +56,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's and numba's thread counts before anything is computed."""
+    from ..threads import set_threads
+
+    used = set_threads(getattr(args, "threads", None))
+    print(f"threads: {used}")
+
+
 def train_float(args: argparse.Namespace) -> dict:
     """Train (or resume) a float network, then report the best-validation model on the test set."""
+    apply_threads(args)
     trainer = Trainer(config_from_args(args))
     if args.resume:
         trainer.resume()
@@ -64,7 +77,7 @@ def train_float(args: argparse.Namespace) -> dict:
     try:
         trainer.fit()
     except TrainingDiverged as exc:
-        sys.exit(f"training stopped: {exc}")
+        sys.exit(f"training stopped: {exc}")  # exit code 1: the run failed, its checkpoints are good
     best, ckpt = load_checkpoint_model(trainer.run_dir / "best.pt", str(trainer.device), trainer.cfg.kernel)
     test = trainer.evaluate("test", best)
     summary = {"task": trainer.cfg.task, "neuron": trainer.cfg.neuron, "best_epoch": ckpt["epoch"],

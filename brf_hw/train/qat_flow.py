@@ -14,33 +14,35 @@ import torch
 
 from .. import golden
 from ..artifact import load_artifact, save_artifact
+from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS, UserError
 from ..fixed.qat import to_int_network
 from ..fixed.spec import spec_for_model
-from .cli import config_from_args
+from .cli import apply_threads, config_from_args
 from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
 
 
 def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("fixed point")
     g.add_argument("--init", help="start from this float checkpoint instead of training one")
-    g.add_argument("--qat-epochs", type=int, default=30, help="quantization-aware fine-tuning epochs")
-    g.add_argument("--qat-lr", type=float, default=0.01, help="QAT learning rate (linear decay to 0)")
-    g.add_argument("--weight-bits", type=int, default=8, help="input and recurrent weights")
+    g.add_argument("--qat-epochs", type=POSITIVE_INT, default=30, help="quantization-aware fine-tuning epochs")
+    g.add_argument("--qat-lr", type=POSITIVE_FLOAT, default=0.01, help="QAT learning rate (linear decay to 0)")
+    g.add_argument("--weight-bits", type=WORD_BITS, default=8, help="input and recurrent weights")
     g.add_argument("--weight-frac", type=int, help="input weight fraction bits (default: least quantization error, "
                                                   "clipping included)")
-    g.add_argument("--rec-weight-bits", type=int, help="recurrent weights (default: --weight-bits)")
+    g.add_argument("--rec-weight-bits", type=WORD_BITS, help="recurrent weights (default: --weight-bits)")
     g.add_argument("--rec-weight-frac", type=int, help="recurrent weight fraction bits (default: least error)")
-    g.add_argument("--out-weight-bits", type=int, help="output weights (default: --weight-bits)")
-    g.add_argument("--state-bits", type=int, default=16, help="u, v, q")
-    g.add_argument("--state-frac", type=int, help="fraction bits of u, v, q (default: --state-bits - 6, Q5.10 at 16 bits)")
-    g.add_argument("--coef-bits", type=int, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
-    g.add_argument("--output-bits", type=int, default=16, help="LI potentials (7 integer bits)")
+    g.add_argument("--out-weight-bits", type=WORD_BITS, help="output weights (default: --weight-bits)")
+    g.add_argument("--state-bits", type=WORD_BITS, default=16, help="u, v, q")
+    g.add_argument("--state-frac", type=NON_NEGATIVE_INT, help="fraction bits of u, v, q (default: --state-bits - 6, Q5.10 at 16 bits)")
+    g.add_argument("--coef-bits", type=WORD_BITS, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
+    g.add_argument("--output-bits", type=WORD_BITS, default=16, help="LI potentials (7 integer bits)")
     g.add_argument("--artifact", help="where to write the integer network (default RUN_DIR/brf_TASK.npz)")
 
 
 def run_qat(args: argparse.Namespace) -> dict:
     if args.task != "ecg" or args.neuron != "brf":
-        raise SystemExit("the fixed-point flow covers BRF networks on spike inputs: --task ecg --neuron brf")
+        raise UserError("the fixed-point flow covers BRF networks on spike inputs: --task ecg --neuron brf")
+    apply_threads(args)
     base = config_from_args(args)
     root = Path(base.run_dir)
     float_cfg = dataclasses.replace(base, run_dir=str(root / "float"))

@@ -3,7 +3,12 @@
 Adam, learning rate decayed linearly to zero over the epochs, best model by validation loss.
 Every epoch writes ``last.pt`` (everything needed to resume) and, when validation improves,
 ``best.pt``; metrics go to ``metrics.csv`` and TensorBoard. A non-finite loss stops training
-with ``TrainingDiverged`` before the optimiser touches the weights, so ``last.pt`` stays good.
+with ``TrainingDiverged`` before the optimiser touches the weights, and so does a NaN or infinite
+gradient or parameter (the message names the tensor and the step): ``last.pt`` and ``best.pt``
+only ever hold finite parameters. Checkpoints are written atomically, ``best.pt`` before
+``last.pt``, so a run killed at any moment resumes (``--resume``) from its last finished epoch and
+ends bit-identical to a run that was never interrupted; ``metrics.csv`` is rewritten from the
+checkpoint's history on resume, so it never holds an epoch twice or misses one.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,13 +25,23 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..cli_util import UserError
 from ..model import RSNN, ModelConfig, build_model
 from .metrics import Tally, per_step_loss, sequence_loss
 from .tasks import TASKS, TaskData, TaskSpec
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss, a gradient or a parameter became NaN or infinite."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint is missing, unreadable, or holds another network."""
+
+
+def progress_enabled(requested: bool) -> bool:
+    """tqdm bars only on a terminal: in a log (CI, nohup) every refresh would be a new line."""
+    return requested and sys.stderr.isatty()
 
 
 @dataclass
@@ -52,11 +68,20 @@ class TrainConfig:
     progress: bool = True
 
     def resolved(self) -> "TrainConfig":
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(sorted(TASKS))}")
         spec = TASKS[self.task]
-        return TrainConfig(**{**asdict(self),
-                              "epochs": self.epochs or spec.epochs,
-                              "batch_size": self.batch_size or spec.batch_size,
-                              "lr": self.lr if self.lr is not None else spec.lr})
+        cfg = TrainConfig(**{**asdict(self),
+                             "epochs": spec.epochs if self.epochs is None else self.epochs,
+                             "batch_size": spec.batch_size if self.batch_size is None else self.batch_size,
+                             "lr": self.lr if self.lr is not None else spec.lr})
+        for name in ("epochs", "batch_size", "train_limit", "eval_limit"):
+            value = getattr(cfg, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1, got {value}")
+        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+            raise UserError(f"lr must be a positive number, got {cfg.lr}")
+        return cfg
 
 
 def model_config_for(spec: TaskSpec, cfg: TrainConfig) -> ModelConfig:
@@ -69,8 +94,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
-    return torch.device(name)
+        raise UserError(f"--device {name} requested but torch sees no CUDA device")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name!r} is not a device torch knows (cpu, cuda, cuda:N, auto)") from exc
 
 
 def apply_fixed(model: RSNN, fixed: dict | None) -> RSNN:
@@ -121,13 +149,9 @@ class Trainer:
 
     def resume(self, path: str | Path | None = None) -> None:
         path = Path(path) if path else self.run_dir / "last.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        if ckpt.get("format") != "brf_hw.checkpoint/1":
-            raise ValueError(f"{path} is not a brf_hw training checkpoint")
+        ckpt = read_checkpoint(path, self.device)
         if ckpt["model_config"] != self.model_config.to_dict():
-            raise ValueError(f"{path} holds a different network ({ckpt['model_config']})")
+            raise CheckpointError(f"{path} holds a different network ({ckpt['model_config']})")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -137,6 +161,7 @@ class Trainer:
         self.history = ckpt["history"]
 
     def _save(self, name: str) -> None:
+        self._check_finite("parameter", self.model.named_parameters(), "the state to be saved as " + name)
         tmp = self.run_dir / (name + ".tmp")
         torch.save(self.checkpoint(), tmp)
         tmp.replace(self.run_dir / name)  # atomic: a crash never leaves a half-written checkpoint
@@ -150,8 +175,9 @@ class Trainer:
                                     generator=self.shuffle, limit=self.cfg.train_limit)
         total = math.ceil(min(self.cfg.train_limit or 10**12, self.data.size("train")) / self.cfg.batch_size)
         bar = tqdm(batches, total=total, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   disable=not self.cfg.progress, leave=False)
-        for batch in bar:
+                   disable=not progress_enabled(self.cfg.progress), leave=False)
+        for index, batch in enumerate(bar, 1):
+            where = f"epoch {self.epoch + 1}, batch {index}"
             batch = self._to_device(batch)
             out = self.model(batch.x)
             task_loss = sequence_loss(out.outputs, batch, mode)
@@ -159,22 +185,34 @@ class Trainer:
             if self.cfg.spike_penalty:  # spikes per sequence, mean over the batch: the SOP count
                 loss = loss + self.cfg.spike_penalty * out.spikes_per_step.sum(0).mean()
             if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(
-                    f"loss became {loss.detach().item()} in epoch {self.epoch + 1}; weights were not updated. "
-                    f"The last good state is {self.run_dir / 'last.pt'} (epoch {self.epoch}). "
-                    f"Try a lower --lr or --grad-clip."
-                )
+                raise self._diverged(f"loss became {loss.detach().item()} in {where}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._check_finite("gradient of", ((n, p.grad) for n, p in self.model.named_parameters()), where)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.model.constrain_()
+            # Adam on finite gradients stays finite unless it overflows; the omega projection
+            # cannot mend a NaN: say which tensor broke rather than train a silent network.
+            self._check_finite("parameter", self.model.named_parameters(), f"the update of {where}")
             value = per_step_loss(task_loss.detach(), batch.x.shape[0], mode)  # comparable across penalties
             tally.add(out.outputs.detach(), out.spikes_per_step.detach(), batch, mode, value)
             bar.set_postfix(loss=f"{value:.4f}")
         self.scheduler.step()
         return tally.summary()
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        kept = (f"the last good state is {self.run_dir / 'last.pt'} (epoch {self.epoch})" if self.epoch
+                else "no epoch had finished, so no checkpoint was written")
+        return TrainingDiverged(f"{what}; nothing of this epoch was saved: {kept}. "
+                                f"Try a lower --lr, or --grad-clip.")
+
+    def _check_finite(self, what: str, named_tensors, where: str) -> None:
+        for name, tensor in named_tensors:
+            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise self._diverged(f"{what} {name} has {bad} NaN or infinite value(s) in {where}")
 
     @torch.no_grad()
     def evaluate(self, split: str, model: RSNN | None = None) -> dict[str, float]:
@@ -198,7 +236,10 @@ class Trainer:
         (self.run_dir / "config.json").write_text(json.dumps(
             {"train": asdict(self.cfg), "model": self.model_config.to_dict(),
              "parameters": self.model.parameter_count()}, indent=2))
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        # resumed: drop events a killed run logged past its checkpoint, and rewrite metrics.csv
+        # from the checkpoint's history, so both hold each finished epoch exactly once
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1 if self.epoch else None)
+        self._rewrite_metrics()
         try:
             while self.epoch < self.cfg.epochs:
                 row = self._run_epoch()
@@ -225,12 +266,10 @@ class Trainer:
         row.update({f"val_{k}": v for k, v in val.items()})
         row.update({f"test_{k}": v for k, v in test.items()})
         self.history.append(row)
-        improved = val["loss"] < self.best_val_loss
-        if improved:
+        if val["loss"] < self.best_val_loss:
             self.best_val_loss = val["loss"]
+            self._save("best.pt")  # before last.pt: a kill in between redoes this epoch and this save
         self._save("last.pt")
-        if improved:
-            self._save("best.pt")
         return row
 
     def _log(self, row: dict) -> None:
@@ -241,17 +280,46 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self._print(row)
+
+    def _rewrite_metrics(self) -> None:
+        path = self.run_dir / "metrics.csv"
+        path.unlink(missing_ok=True)
+        if self.history:
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
+                writer.writeheader()
+                writer.writerows(self.history)
+            tmp.replace(path)
+
+    @staticmethod
+    def _print(row: dict) -> None:
         test = f" test {row['test_acc']:.2f}% SOPs {row['test_sops']:.0f}" if "test_acc" in row else ""
         tqdm.write(f"epoch {row['epoch']:4d}  {row['epoch_seconds']:.1f}s  train {row['train_loss']:.4f} "
                    f"{row['train_acc']:.2f}%  val {row['val_loss']:.4f} {row['val_acc']:.2f}%{test}")
 
 
+def read_checkpoint(path: str | Path, device="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torch raises many kinds for a truncated or foreign file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "brf_hw.checkpoint/1":
+        raise CheckpointError(f"{path} is not a brf_hw training checkpoint")
+    return ckpt
+
+
 def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "auto") -> tuple[RSNN, dict]:
     """Rebuild the network stored in a training checkpoint (best.pt or last.pt)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if ckpt.get("format") != "brf_hw.checkpoint/1":
-        raise ValueError(f"{path} is not a brf_hw training checkpoint")
-    model = RSNN(ModelConfig.from_dict(ckpt["model_config"]), kernel=kernel).to(device)
-    model.load_state_dict(ckpt["model"])
-    apply_fixed(model, ckpt["train_config"].get("fixed"))
+    ckpt = read_checkpoint(path, device)
+    try:
+        model = RSNN(ModelConfig.from_dict(ckpt["model_config"]), kernel=kernel).to(device)
+        model.load_state_dict(ckpt["model"])
+        apply_fixed(model, ckpt["train_config"].get("fixed"))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild its network ({exc})") from exc
     return model, ckpt

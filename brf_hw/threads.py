@@ -1,0 +1,73 @@
+"""CPU thread policy for training: one call, before anything is computed.
+
+``set_threads(n)`` gives the compiled kernels (numba) ``n`` worker threads and pins torch's
+intra-op pool to one thread; ``set_threads(None)`` picks ``n`` = the CPUs this process may run on
+(its affinity mask), capped by ``NUMBA_NUM_THREADS`` when that is set.
+
+Why torch gets one thread whatever ``n`` is:
+
+* Results. torch's CPU reductions and its GEMMs with a long reduction dimension (weight gradients
+  summed over time x batch, a mean over more than 32k elements) split the sum by thread count, so
+  their low bits change with ``torch.get_num_threads()``: training diverges after an epoch or two.
+  The fused kernels compute every cross-batch sum in one fixed order (``brf_hw.kernels``), so with
+  torch on one thread the numbers do not depend on ``n`` at all.
+* Speed. With the fused kernels torch only does O(T B H) elementwise work and small GEMMs; two
+  thread pools (torch's OpenMP and numba's) competing for the same cores oversubscribe them, which
+  on a busy machine cost 3x (fused) to 16x (reference loop) against one thread.
+
+The kernels split the batch into fixed blocks that idle threads take as they come (dynamic
+scheduling), so a busy machine costs about what one thread would instead of waiting at a barrier
+for a descheduled worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_state: dict[str, int] = {}
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """The default kernel thread count: every CPU this process may use, at most NUMBA_NUM_THREADS."""
+    n = available_cpus()
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env and env.strip().isdigit() and int(env) > 0:
+        n = min(n, int(env))
+    return n
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set the thread counts for this process; returns the kernel thread count used.
+
+    ``n`` (>= 1) worker threads for the numba kernels, capped at numba's pool size (which
+    ``NUMBA_NUM_THREADS`` fixes when numba starts); ``None`` picks :func:`default_threads`. torch's
+    intra-op pool gets one thread (see the module docstring): results do not depend on ``n``.
+    """
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    wanted = default_threads() if n is None else n
+    torch.set_num_threads(1)
+    try:
+        import numba
+    except ImportError:  # no numba: the reference loop runs on torch alone
+        used = 1
+    else:
+        used = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(used)
+    _state["threads"] = used
+    return used
+
+
+def current_threads() -> int | None:
+    """What the last :func:`set_threads` call chose (None before any call)."""
+    return _state.get("threads")
