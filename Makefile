@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export BRF_HW_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup run test test-slow rtl sim sim-full synth
+.PHONY: setup run test test-slow rtl sim sim-full sim-long fuzz synth
 setup:
 	bash scripts/setup.sh
 
@@ -33,6 +33,18 @@ JOBS ?= 1
 LANES ?= 1
 sim-full: setup
 	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full --jobs $(JOBS) --lanes $(LANES)
+
+# Random networks, golden model against the accelerator (Amaranth simulator; every 50th also under
+# Verilator). Not in CI: about 4 s per network per core. N networks, JOBS processes, from SEED.
+N ?= 1000
+SEED ?= 0
+fuzz: setup
+	$(PY) -m brf_hw.hw.fuzz --n $(N) --seed $(SEED) --jobs $(JOBS) --verilator-every 50
+
+# One ECG stream of STEPS steps without a reset through the golden model and Verilator.
+STEPS ?= 100000
+sim-long: setup
+	$(PY) sim/run.py --set long --steps $(STEPS) --sim $(SIM) --lanes $(LANES)
 
 # Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1, 2 and 4.
 synth: setup

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
-from .hw.core import BRFAccelerator
+from .hw.core import BRFAccelerator, cycle_model
 from .hw.layout import geometry
 
 TOP = "brf_rsnn"
@@ -26,16 +26,6 @@ TOP = "brf_rsnn"
 
 def default_artifact() -> Path:
     return Path(str(resources.files("brf_hw") / "artifacts" / "ecg_brf_w8.npz"))
-
-
-def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1) -> int:
-    """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
-    payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (active inputs + previous hidden spikes) * segments + 2 (1 when there are none),
-    UPDATE chunks + 7, LI outputs + 4.
-    The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
-    acc = sources_active * segments + 2 if sources_active else 1
-    return 1 + acc + (chunks + 7) + (outputs + 4)
 
 
 def _fields(layout) -> dict:

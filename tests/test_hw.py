@@ -182,3 +182,26 @@ def test_committed_rtl_is_what_the_generator_emits(tmp_path):
     generate(default_artifact(), info["lanes"], tmp_path, {}, info["segments"])
     for path in sorted(committed.glob("brf_rsnn*")):
         assert path.read_text() == (tmp_path / path.name).read_text(), f"rtl/{path.name} is stale: run make rtl"
+
+
+@pytest.mark.parametrize("seed", [1020, 1023, 1032])
+def test_fuzz_cases(seed):
+    """A few of ``make fuzz``'s random networks (any formats the spec accepts, corners, resets,
+    gaps, stalls): accelerator == golden model == cycle model. 1020: 26-bit weights; 1023: 43 neurons in 25 accumulator segments; 1032: 24 sequence starts."""
+    from brf_hw.hw.fuzz import check_amaranth, random_case
+
+    assert check_amaranth(random_case(seed)) is None
+
+
+def test_formats_too_wide_for_64_bit_arithmetic_are_refused():
+    from brf_hw.fixed.formats import FormatError
+    from brf_hw.hw.fuzz import random_case
+
+    spec = FixedSpec(weight=Format(8, 6), rec_weight=Format(8, 6), out_weight=Format(8, 6),
+                     coef=Format(32, 30), state=Format(32, 20))
+    assert spec.int64_widths(4, 36)["e*u - c*v"] == 65  # |e*u| + |c*v| < 2^63 needs 64 bits + sign
+    with pytest.raises(FormatError, match=r"e\*u - c\*v needs 65 bits"):
+        spec.check_int64(4, 36)
+    for seed in range(50):  # the fuzzer draws only from formats the check accepts
+        net = random_case(seed).net
+        assert max(net.spec.int64_widths(net.shape[0], net.shape[1]).values()) <= 63

@@ -87,6 +87,25 @@ class FixedSpec:
     def out_acc_bits(self, fan_in: int) -> int:
         return _sum_bits(self.out_weight.bits, fan_in)
 
+    def int64_widths(self, n_in: int, n_hid: int) -> dict[str, int]:
+        """Bits of each intermediate value of ``arith`` (sign included) for a network of this
+        fan-in: the golden model and the QAT kernel compute in int64, the hardware in exact widths,
+        so they agree only while every one of these fits in 64 bits."""
+        c, s, o = self.coef.bits, self.state.bits, self.output.bits
+        return {
+            "synaptic current (acc aligned to the state)": self.acc_bits(n_in + n_hid) + max(0, -self.weight_shift),
+            "e*u - c*v": c + s + 1,
+            "dt*q, gamma*q": c + s,
+            "alpha*o": c + o,
+            "output drive (acc_o aligned to the output)": self.out_acc_bits(n_hid) + max(0, -self.out_weight_shift),
+        }
+
+    def check_int64(self, n_in: int, n_hid: int) -> None:
+        for what, bits in self.int64_widths(n_in, n_hid).items():
+            if bits > 63:  # one bit of headroom for the rounding constant and the sums around it
+                raise FormatError(f"formats too wide for 64-bit integer arithmetic: {what} needs {bits} bits "
+                                  f"({self.describe()}); narrow the coefficient, state or output format")
+
     def to_dict(self) -> dict:
         return {name: getattr(self, name).to_dict() for name in FORMAT_NAMES}
 
@@ -143,6 +162,9 @@ class IntNetwork:
     dtq: int  # dt in coef
     gamma: int  # coef
     theta: int  # state
+
+    def __post_init__(self):
+        self.spec.check_int64(self.shape[0], self.shape[1])
 
     @property
     def shape(self) -> tuple[int, int, int]:

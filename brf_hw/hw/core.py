@@ -31,7 +31,24 @@ from ..fixed.spec import IntNetwork
 from . import fixed_ops as ops
 from .layout import memory_images
 
-CYCLE_COUNTER_BITS = 16
+MIN_CYCLE_COUNTER_BITS = 16
+
+
+def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1) -> int:
+    """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
+    payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
+    accept 1, ACC (active inputs + previous hidden spikes) * segments + 2 (1 when there are none),
+    UPDATE chunks + 7, LI outputs + 4.
+    The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
+    acc = sources_active * segments + 2 if sources_active else 1
+    return 1 + acc + (chunks + 7) + (outputs + 4)
+
+
+def cycle_counter_bits(n_in: int, n_hid: int, n_out: int, chunks: int, segments: int) -> int:
+    """Wide enough for the slowest possible step (every input and hidden neuron active), so the
+    per-step counter can never wrap; at least 16 bits. Output back-pressure is not counted (the
+    count stops when the beat is presented), so no stream length or stall can overflow it."""
+    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(n_in + n_hid, chunks, n_out, segments).bit_length())
 
 
 def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
@@ -57,7 +74,7 @@ class BRFAccelerator(wiring.Component):
             "potentials": data.ArrayLayout(signed(net.spec.output.bits), n_out),
             "label": unsigned(max(1, (n_out - 1).bit_length())),
             "spikes": unsigned(n_hid),
-            "cycles": unsigned(CYCLE_COUNTER_BITS),
+            "cycles": unsigned(cycle_counter_bits(n_in, n_hid, n_out, self.chunks, self.segments)),
         })
         super().__init__({"inp": In(stream.Signature(self.input_layout)),
                           "out": Out(stream.Signature(self.output_layout))})
@@ -93,7 +110,7 @@ class BRFAccelerator(wiring.Component):
             m.d.sync += r.eq(expr)
             return r
 
-        cycles = Signal(CYCLE_COUNTER_BITS)
+        cycles = Signal(len(self.out.payload.cycles))
         fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------

@@ -1,0 +1,250 @@
+"""Fuzzing the accelerator against the golden model: random integer networks drawn from everything
+an artifact may hold, streamed with random resets, gaps and stalls.
+
+    python -m brf_hw.hw.fuzz --n 1000 --jobs 2 --verilator-every 50     # make fuzz N=1000
+
+A case is a pure function of its seed (``random_case``): formats of any word length 2..32 that
+the spec accepts (every fraction the artifact loader accepts, 64-bit headroom included), weights,
+d, c, alpha and the scalars anywhere in their formats, with a share pinned to the format's
+corners (saturation), 1..64 hidden neurons, 1..200 steps, mid-stream resets, lanes and accumulator
+segments of any legal value (log-uniform; long steps get shorter sequences, see CYCLE_BUDGET). Each case runs in Amaranth's simulator and must equal the golden
+model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
+runs as Verilog under Verilator through cocotb. A failure prints the seed; ``--seed S --n 1``
+replays it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import golden
+from ..cli_util import NON_NEGATIVE_INT, POSITIVE_INT, run_main
+from ..fixed.formats import Format, FormatError
+from ..fixed.spec import FixedSpec, IntNetwork
+from .core import cycle_model
+from .layout import geometry
+from .simulate import simulate
+
+MAX_HIDDEN, MAX_STEPS = 64, 200
+CYCLE_BUDGET = 12_000  # simulated cycles per case, about 5 s
+
+
+class FuzzCase(NamedTuple):
+    seed: int
+    net: IntNetwork
+    x: np.ndarray  # [T, inputs] spikes
+    first: np.ndarray  # [T] sequence starts (step 0 and random resets)
+    lanes: int
+    segments: int
+    gap_prob: float
+    stall_prob: float
+
+    def describe(self) -> str:
+        n_in, n_hid, n_out = self.net.shape
+        return (f"seed {self.seed}: {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, {int(self.first.sum())} starts, "
+                f"lanes {self.lanes}, segments {self.segments}, {self.net.spec.describe()}")
+
+
+def _format(rng, low_bits: int, high_bits: int, frac_low, frac_high) -> Format:
+    bits = int(rng.integers(low_bits, high_bits + 1))
+    return Format(bits, int(rng.integers(frac_low(bits), frac_high(bits) + 1)))
+
+
+def random_spec(rng, n_in: int, n_hid: int) -> FixedSpec:
+    """Formats from the whole space the spec accepts; drawn again until the 64-bit check passes."""
+    while True:
+        wide = rng.random() < 0.25  # a quarter of the cases near the 32-bit limit
+        top = 32 if wide else 16
+        try:
+            spec = FixedSpec(
+                weight=_format(rng, 2, top, lambda b: b - 6, lambda b: b + 4),
+                rec_weight=_format(rng, 2, top, lambda b: b - 6, lambda b: b + 4),
+                out_weight=_format(rng, 2, top, lambda b: b - 6, lambda b: b + 4),
+                # coefficients hold values up to 1 (d, gamma, alpha): at least one integer bit
+                coef=_format(rng, 4, top, lambda b: 2, lambda b: b - 2),
+                # the state holds theta = 1 at least: frac <= bits - 2
+                state=_format(rng, 4, top, lambda b: 1, lambda b: b - 2),
+                output=_format(rng, 2, top, lambda b: 0, lambda b: b - 1),
+            )
+            spec.check_int64(n_in, n_hid)
+            return spec
+        except FormatError:
+            continue
+
+
+def _values(rng, fmt: Format, shape, corners: float, low: int | None = None, high: int | None = None):
+    """Uniform integers in [low, high] (default: the whole format), a share ``corners`` pinned to
+    the ends, where saturation and sign corners live."""
+    low = fmt.min_int if low is None else low
+    high = fmt.max_int if high is None else high
+    a = rng.integers(low, high + 1, size=shape, dtype=np.int64)
+    pin = rng.random(shape) < corners
+    return np.where(pin, np.where(rng.random(shape) < 0.5, low, high), a)
+
+
+def _log_uniform(rng, low: int, high: int) -> int:
+    """Integers in [low, high], small ones as likely as large ones per octave."""
+    return min(high, max(low, int(np.exp(rng.uniform(math.log(low), math.log(high + 1))))))
+
+
+def random_case(seed: int) -> FuzzCase:
+    rng = np.random.default_rng(seed)
+    n_in = int(rng.integers(1, 9))
+    n_hid = _log_uniform(rng, 1, MAX_HIDDEN)
+    n_out = int(rng.integers(1, 9))
+    spec = random_spec(rng, n_in, n_hid)
+    corners = float(rng.choice([0.0, 0.1, 0.5]))
+    cf, sf = spec.coef.frac, spec.state.frac
+    one = 1 << cf  # 1.0 in the coefficient format
+    if rng.random() < 0.5:  # plausible neurons: d near 1, small rotation, theta 1, gamma 0.9
+        d = np.clip(one - rng.integers(0, max(2, one // 8), n_hid), spec.coef.min_int, spec.coef.max_int)
+        c = rng.integers(0, max(1, one // 4), n_hid)
+        theta = min(1 << sf, spec.state.max_int)
+        gamma = min(int(0.9 * one), spec.coef.max_int)
+        dtq = int(rng.integers(0, max(1, one // 16)))
+    else:  # anywhere the artifact loader accepts
+        d = _values(rng, spec.coef, n_hid, corners)
+        c = _values(rng, spec.coef, n_hid, corners, 0, min(one - 1, spec.coef.max_int))
+        theta = int(_values(rng, spec.state, (), corners))
+        gamma = int(_values(rng, spec.coef, (), corners))
+        dtq = int(_values(rng, spec.coef, (), corners))
+    net = IntNetwork(
+        spec=spec,
+        w_in=_values(rng, spec.weight, (n_hid, n_in), corners),
+        w_rec=_values(rng, spec.rec_weight, (n_hid, n_hid), corners) * (rng.random((n_hid, n_hid)) < rng.random()),
+        w_out=_values(rng, spec.out_weight, (n_out, n_hid), corners),
+        d=d.astype(np.int64), c=c.astype(np.int64),
+        alpha=_values(rng, spec.coef, n_out, corners),
+        dtq=dtq, gamma=gamma, theta=theta)
+    lanes = _log_uniform(rng, 1, n_hid)
+    chunks, _ = geometry(n_hid, lanes)
+    segments = _log_uniform(rng, 1, chunks * lanes)
+    density = rng.uniform(0.0, 0.8)
+    # Amaranth's simulator runs 1-4 k cycles/s: a step with many active sources and many segments
+    # costs thousands of cycles, so the sequence is shortened to keep each case near CYCLE_BUDGET
+    per_step = cycle_model(round(density * n_in + 0.3 * n_hid), chunks, n_out, segments) + 1
+    steps = min(int(rng.integers(1, MAX_STEPS + 1)), max(1, CYCLE_BUDGET // per_step))
+    x = (rng.random((steps, n_in)) < density).astype(np.int64)
+    first = rng.random(steps) < rng.choice([0.0, 0.02, 0.2])
+    first[0] = True
+    return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
+                    float(rng.choice([0.0, 0.3])))
+
+
+def expected_cycles(case: FuzzCase, spikes: np.ndarray) -> np.ndarray:
+    """The cycle model per step: active inputs plus the previous step's hidden spikes (none after
+    a sequence start)."""
+    prev = np.concatenate([[0], spikes[:-1].sum(1)])
+    prev[case.first] = 0
+    chunks, _ = geometry(case.net.shape[1], case.lanes, case.segments)
+    return np.array([cycle_model(int(a) + int(p), chunks, case.net.shape[2], case.segments)
+                     for a, p in zip(case.x.sum(1), prev)])
+
+
+def check_amaranth(case: FuzzCase) -> str | None:
+    """None if the accelerator equals the golden model and the cycle model; else what differs."""
+    hw = simulate(case.net, case.x, case.first, lanes=case.lanes, segments=case.segments,
+                  gap_prob=case.gap_prob, stall_prob=case.stall_prob, seed=case.seed)
+    gold = golden.run_stream(case.net, case.x, case.first)
+    for name, got, want in (("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
+                            ("labels", hw.labels, gold.predictions), ("cycles", hw.cycles,
+                                                                       expected_cycles(case, gold.spikes))):
+        bad = np.flatnonzero((np.asarray(got) != np.asarray(want)).reshape(len(case.x), -1).any(1))
+        if len(bad):
+            t = int(bad[0])
+            return f"{name} differ first at step {t}: expected {np.asarray(want)[t]}, got {np.asarray(got)[t]}"
+    return None
+
+
+def _sim_runner():
+    """sim/run.py, the cocotb runner (a script folder beside the package, not part of it)."""
+    sim_dir = str(Path(__file__).resolve().parents[2] / "sim")
+    if sim_dir not in sys.path:
+        sys.path.insert(0, sim_dir)
+    import run
+
+    return run
+
+
+def check_verilator(case: FuzzCase, work: Path) -> str | None:
+    """The same case as generated Verilog under Verilator (cocotb, sim/run.py)."""
+    from ..artifact import save_artifact
+
+    simrun = _sim_runner()
+
+    artifact = work / f"fuzz_{case.seed}.npz"
+    save_artifact(artifact, case.net, task="fuzz", dt=0.0, theta=0.0, gamma=0.0)
+    design = simrun.build("verilator", artifact, case.lanes, work / f"v{case.seed}", segments=case.segments)
+    try:
+        simrun.run_stream(design, case.x, case.first, "fuzz", gap_prob=case.gap_prob,
+                          stall_prob=case.stall_prob, seed=case.seed)
+    except simrun.Mismatch as exc:
+        return str(exc)
+    return None
+
+
+def run_case(seed: int, verilator: bool, work: str) -> tuple[int, int, int, str | None, str]:
+    case = random_case(seed)
+    try:
+        problem = check_amaranth(case)
+        if problem is None and verilator:
+            problem = check_verilator(case, Path(work))
+            if problem:
+                problem = "Verilator: " + problem
+    except Exception as exc:  # a crash on some network is a finding like a mismatch: keep its seed
+        problem = f"crashed: {type(exc).__name__}: {exc}"
+    return seed, len(case.x), int(verilator), problem, case.describe()
+
+
+def fuzz(n: int, start: int = 0, jobs: int = 1, verilator_every: int = 0, progress: bool = True) -> dict:
+    seeds = range(start, start + n)
+    started = time.perf_counter()
+    steps = verilated = 0
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="fuzz_", dir=Path.cwd()) as work, \
+            ProcessPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run_case, s, bool(verilator_every) and (s - start) % verilator_every == 0, work)
+                   for s in seeds]
+        bar = tqdm(futures, total=n, desc="fuzz", disable=not (progress and sys.stderr.isatty()))
+        for future in bar:
+            seed, t, v, problem, described = future.result()
+            steps += t
+            verilated += v
+            if problem:
+                failures.append((seed, problem, described))
+                tqdm.write(f"MISMATCH {described}\n  {problem}")
+    return {"networks": n, "steps": steps, "verilator_networks": verilated, "mismatches": len(failures),
+            "first_failing_seed": min((f[0] for f in failures), default=None), "failures": failures,
+            "seconds": time.perf_counter() - started}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=POSITIVE_INT, default=100, help="random networks (default 100)")
+    parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="first seed (default 0)")
+    parser.add_argument("--jobs", type=POSITIVE_INT, default=1, help="parallel processes")
+    parser.add_argument("--verilator-every", type=NON_NEGATIVE_INT, default=0,
+                        help="also run every k-th network under Verilator (0: none)")
+    args = parser.parse_args(argv)
+    if args.verilator_every:
+        _sim_runner().require("verilator")
+    r = fuzz(args.n, args.seed, args.jobs, args.verilator_every)
+    print(f"fuzz: {r['networks']} networks, {r['steps']} steps ({r['verilator_networks']} networks also under "
+          f"Verilator), {r['mismatches']} mismatches, first failing seed {r['first_failing_seed']}, "
+          f"{r['seconds']:.0f} s")
+    if r["mismatches"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_main(main, "python -m brf_hw.hw.fuzz")
