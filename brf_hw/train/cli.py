@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def apply_threads(args: argparse.Namespace) -> None:
     """Set torch's and numba's thread counts before anything is computed."""
-    from ..threads import set_threads
+    from ..threads import available_cpus, set_threads
+    from .distributed import launched_size
 
-    used = set_threads(getattr(args, "threads", None))
+    wanted = getattr(args, "threads", None)
+    if wanted is None and launched_size() > 1:  # torchrun: the processes share the machine's CPUs
+        wanted = max(1, available_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", launched_size())))
+    used = set_threads(wanted)
     print(f"threads: {used}")
 
 
@@ -78,6 +83,8 @@ def train_float(args: argparse.Namespace) -> dict:
         trainer.fit()
     except TrainingDiverged as exc:
         sys.exit(f"training stopped: {exc}")  # exit code 1: the run failed, its checkpoints are good
+    if not trainer.world.is_main:
+        return {}
     best, ckpt = load_checkpoint_model(trainer.run_dir / "best.pt", str(trainer.device), trainer.cfg.kernel)
     test = trainer.evaluate("test", best)
     summary = {"task": trainer.cfg.task, "neuron": trainer.cfg.neuron, "best_epoch": ckpt["epoch"],

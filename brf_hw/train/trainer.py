@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..cli_util import UserError
 from ..model import RSNN, ModelConfig, build_model
+from . import distributed
 from .metrics import Tally, per_step_loss, sequence_loss
 from .tasks import TASKS, TaskData, TaskSpec
 
@@ -115,7 +116,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: TaskData | None = None, init_state: dict | None = None):
         self.cfg = cfg.resolved()
         self.spec = TASKS[self.cfg.task]
-        self.device = resolve_device(self.cfg.device)
+        self.device = distributed.local_device(resolve_device(self.cfg.device))
+        self.world = distributed.setup(self.device)  # torchrun: data parallel over processes
         self.data = data or TaskData(self.spec, self.cfg.data_dir)
         self.model_config = model_config_for(self.spec, self.cfg)
         self.model = build_model(self.model_config, seed=self.cfg.seed,
@@ -175,19 +177,30 @@ class Trainer:
                                     generator=self.shuffle, limit=self.cfg.train_limit)
         total = math.ceil(min(self.cfg.train_limit or 10**12, self.data.size("train")) / self.cfg.batch_size)
         bar = tqdm(batches, total=total, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   disable=not progress_enabled(self.cfg.progress), leave=False)
+                   disable=not (self.world.is_main and progress_enabled(self.cfg.progress)), leave=False)
         for index, batch in enumerate(bar, 1):
             where = f"epoch {self.epoch + 1}, batch {index}"
+            share = 1.0
+            if self.world.active:  # this process's slice of the global batch
+                batch, share = distributed.shard(batch, self.world)
             batch = self._to_device(batch)
-            out = self.model(batch.x)
-            task_loss = sequence_loss(out.outputs, batch, mode)
-            loss = task_loss
-            if self.cfg.spike_penalty:  # spikes per sequence, mean over the batch: the SOP count
-                loss = loss + self.cfg.spike_penalty * out.spikes_per_step.sum(0).mean()
-            if not torch.isfinite(loss.detach()):
-                raise self._diverged(f"loss became {loss.detach().item()} in {where}")
+            out = self.model(batch.x) if batch.x.shape[1] else None
+            if out is not None:
+                task_loss = sequence_loss(out.outputs, batch, mode)
+                loss = task_loss
+                if self.cfg.spike_penalty:  # spikes per sequence, mean over the batch: the SOP count
+                    loss = loss + self.cfg.spike_penalty * out.spikes_per_step.sum(0).mean()
+                loss = loss * share  # shares add up to 1: the summed gradients are the global batch's
+            global_loss = loss.detach() if out is not None else torch.zeros((), device=self.device)
+            if self.world.active:  # every process sees the same loss, so all stop together
+                global_loss = distributed.all_sum(global_loss.clone())
+            if not torch.isfinite(global_loss):
+                raise self._diverged(f"loss became {global_loss.item()} in {where}")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if out is not None:
+                loss.backward()
+            if self.world.active:
+                distributed.sum_gradients(self.model)
             self._check_finite("gradient of", ((n, p.grad) for n, p in self.model.named_parameters()), where)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -196,10 +209,13 @@ class Trainer:
             # Adam on finite gradients stays finite unless it overflows; the omega projection
             # cannot mend a NaN: say which tensor broke rather than train a silent network.
             self._check_finite("parameter", self.model.named_parameters(), f"the update of {where}")
-            value = per_step_loss(task_loss.detach(), batch.x.shape[0], mode)  # comparable across penalties
-            tally.add(out.outputs.detach(), out.spikes_per_step.detach(), batch, mode, value)
-            bar.set_postfix(loss=f"{value:.4f}")
+            if out is not None:
+                value = per_step_loss(task_loss.detach(), batch.x.shape[0], mode)  # comparable across penalties
+                tally.add(out.outputs.detach(), out.spikes_per_step.detach(), batch, mode, value)
+                bar.set_postfix(loss=f"{value:.4f}")
         self.scheduler.step()
+        if self.world.active:
+            tally = distributed.sum_tally(tally)
         return tally.summary()
 
     def _diverged(self, what: str) -> TrainingDiverged:
@@ -232,6 +248,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- the run
     def fit(self) -> list[dict]:
+        if not self.world.is_main:  # train in step with rank 0, which evaluates, saves and logs
+            while self.epoch < self.cfg.epochs:
+                self._run_epoch()
+            return self.history
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(
             {"train": asdict(self.cfg), "model": self.model_config.to_dict(),
@@ -257,6 +277,10 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train = self.train_epoch()
         seconds = time.perf_counter() - start
+        if not self.world.is_main:
+            self.epoch += 1
+            distributed.barrier(self.world)  # rank 0 evaluates and saves this epoch meanwhile
+            return {}
         val = self.evaluate("val")
         test = self.evaluate("test") if self.cfg.eval_test else {}
         self.epoch += 1
@@ -270,6 +294,7 @@ class Trainer:
             self.best_val_loss = val["loss"]
             self._save("best.pt")  # before last.pt: a kill in between redoes this epoch and this save
         self._save("last.pt")
+        distributed.barrier(self.world)
         return row
 
     def _log(self, row: dict) -> None:
