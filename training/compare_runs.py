@@ -40,6 +40,14 @@ def run_row(run: Path, splits) -> dict:
     return row
 
 
+def median_interval(values: np.ndarray, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of the median over runs (runs are the unit resampled)."""
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, len(values), (resamples, len(values)))], axis=1)
+    low, high = np.quantile(medians, [0.025, 0.975])
+    return float(low), float(high)
+
+
 def plot(rows: list[dict], target: float | None, path: Path) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
@@ -75,8 +83,14 @@ def main() -> None:
     table.append(f"\nfloat mean {np.mean([r['float_acc'] for r in rows]):.2f} %, integer mean "
                  f"{np.mean([r['test_acc'] for r in rows]):.2f} %, integer - float {diff.mean():+.2f} "
                  f"(sd {diff.std(ddof=1) if len(rows) > 1 else 0:.2f}) over {len(rows)} runs")
+    integer = np.array([r["test_acc"] for r in rows])
+    low, high = median_interval(integer)
+    table.append(f"integer median {np.median(integer):.2f} % (95 % interval of the median over runs {low:.2f}-"
+                 f"{high:.2f}), float median {np.median([r['float_acc'] for r in rows]):.2f} %")
     best = min(rows, key=lambda r: r["qat_val_loss"])
-    table.append(f"lowest validation loss: {best['run']}, test {best['test_acc']:.2f} %, {best['test_sops']:.0f} SOPs")
+    table.append(f"chosen by validation (lowest QAT validation loss, test set unseen): {best['run']}, test "
+                 f"{best['test_acc']:.2f} % ({best['test_ci_low']:.2f}-{best['test_ci_high']:.2f}), "
+                 f"{best['test_sops']:.0f} SOPs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
