@@ -215,14 +215,19 @@ def fuzz(n: int, start: int = 0, jobs: int = 1, verilator_every: int = 0, progre
             ProcessPoolExecutor(jobs) as pool:
         futures = [pool.submit(run_case, s, bool(verilator_every) and (s - start) % verilator_every == 0, work)
                    for s in seeds]
-        bar = tqdm(futures, total=n, desc="fuzz", disable=not (progress and sys.stderr.isatty()))
-        for future in bar:
+        on_terminal = progress and sys.stderr.isatty()
+        bar = tqdm(futures, total=n, desc="fuzz", disable=not on_terminal)
+        for done, future in enumerate(bar, 1):
             seed, t, v, problem, described = future.result()
             steps += t
             verilated += v
             if problem:
                 failures.append((seed, problem, described))
-                tqdm.write(f"MISMATCH {described}\n  {problem}")
+                tqdm.write(f"MISMATCH {described}\n  {problem}", file=sys.stdout)
+                sys.stdout.flush()
+            if progress and not on_terminal and (done % 50 == 0 or done == n):  # a log: a line now and then
+                print(f"fuzz: {done}/{n} networks, {steps} steps, {len(failures)} mismatches, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
     return {"networks": n, "steps": steps, "verilator_networks": verilated, "mismatches": len(failures),
             "first_failing_seed": min((f[0] for f in failures), default=None), "failures": failures,
             "seconds": time.perf_counter() - started}
