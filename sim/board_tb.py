@@ -217,16 +217,23 @@ async def sync_and_identify(dut, uart, case, nonce=0x33):
     return values
 
 
-@cocotb.test(skip=bool(BRIDGE))
-async def ecg_sequences_match_golden(dut):
+async def open_link(dut, nonce: int = 0x33):
+    """Reset the board, start the UART model, SYNC and IDENTIFY: (case, config, network, uart,
+    identity, how many step frames may be outstanding)."""
     case = _case()
     cfg = case["config"]
     net, _ = load_artifact(cfg["artifact"])
     await start(dut)
     uart = Uart(dut, cfg["divisor"], P.board_lengths(P.label_bits(net.shape[2]), cfg["identity"]["full_bits"]))
     uart.start()
-    ident = await sync_and_identify(dut, uart, case)
+    ident = await sync_and_identify(dut, uart, case, nonce=nonce)
     window = ident["fifo_depth"] // P.frame_bytes(net.shape[0]) - 8
+    return case, cfg, net, uart, ident, window
+
+
+@cocotb.test(skip=bool(BRIDGE))
+async def ecg_sequences_match_golden(dut):
+    case, cfg, net, uart, ident, window = await open_link(dut)
 
     x, first = case["x_label"], case["first_label"].astype(bool)
     gold = golden.run_stream(net, x, first)
@@ -275,14 +282,7 @@ async def ecg_sequences_match_golden(dut):
 
 @cocotb.test(skip=bool(BRIDGE))
 async def errors_resync_never_hang(dut):
-    case = _case()
-    cfg = case["config"]
-    net, _ = load_artifact(cfg["artifact"])
-    await start(dut)
-    uart = Uart(dut, cfg["divisor"], P.board_lengths(P.label_bits(net.shape[2]), cfg["identity"]["full_bits"]))
-    uart.start()
-    ident = await sync_and_identify(dut, uart, case, nonce=0x11)
-    window = ident["fifo_depth"] // P.frame_bytes(net.shape[0]) - 8
+    case, cfg, net, uart, ident, window = await open_link(dut, nonce=0x11)
     x = case["x_errors"]
     err = lambda code: (int(P.Reply.ERROR), int(code))  # noqa: E731
 
