@@ -11,13 +11,22 @@ Why torch gets one thread whatever ``n`` is:
   their low bits change with ``torch.get_num_threads()``: training diverges after an epoch or two.
   The fused kernels compute every cross-batch sum in one fixed order (``brf_hw.kernels``), so with
   torch on one thread the numbers do not depend on ``n`` at all.
-* Speed. With the fused kernels torch only does O(T B H) elementwise work and small GEMMs; two
+* Speed. With the fused kernels torch only computes the loss, the optimiser step and a few small
+  tensors; two
   thread pools (torch's OpenMP and numba's) competing for the same cores oversubscribe them, which
   on a busy machine cost 3x (fused) to 16x (reference loop) against one thread.
 
-The kernels split the batch into fixed blocks that idle threads take as they come (dynamic
-scheduling), so a busy machine costs about what one thread would instead of waiting at a barrier
-for a descheduled worker.
+A busy machine. numba's default OpenMP workers spin for a while after every parallel loop before
+they sleep; when all cores are taken, that spinning takes the CPU from the thread doing the work:
+on the 2-core machine at load ~4.5 an ECG epoch took 1.3 s with one thread and 2.2 s with two.
+(OMP_WAIT_POLICY=PASSIVE fixes it, but only if set before torch is imported: numba's OpenMP calls
+go to the runtime torch loaded.) ``set_threads`` therefore switches numba to its ``workqueue``
+threading layer, whose idle workers sleep, unless NUMBA_THREADING_LAYER is set or numba's pool has
+already started: two threads then cost what one does on a busy machine (1.16 s vs 1.31 s) and
+still use both cores of an idle one. The kernels also hand out their blocks of sequences one at a
+time, so a descheduled worker does not hold up the others. Hence the default: every CPU this
+process may use. (workqueue cannot run parallel kernels from two Python threads at once; training
+never does.)
 """
 
 from __future__ import annotations
@@ -56,14 +65,19 @@ def set_threads(n: int | None = None) -> int:
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     wanted = default_threads() if n is None else n
-    torch.set_num_threads(1)
     try:
         import numba
+        from numba.np.ufunc import parallel
     except ImportError:  # no numba: the reference loop runs on torch alone
         used = 1
     else:
+        if not os.environ.get("NUMBA_THREADING_LAYER") and not getattr(parallel, "_is_initialized", True):
+            numba.config.THREADING_LAYER = "workqueue"  # takes effect when the pool starts, just below
         used = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
         numba.set_num_threads(used)
+    # after numba: starting numba's OpenMP pool (where that layer is used) resets the OpenMP
+    # thread count that torch shares with it
+    torch.set_num_threads(1)
     _state["threads"] = used
     return used
 

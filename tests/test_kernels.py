@@ -150,3 +150,43 @@ def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt
     assert torch.equal(z1, z2)
     for a, b in zip(rest1, rest2):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["blas", "loops"])
+def test_both_recurrent_adjoints_equal_reference(blas):
+    """The recurrent adjoint W_rec^T gI runs through MKL's ?gemm where torch has MKL, else through
+    compiled loops: both against the reference, on blocks of sequences (batch 11: blocks of 2, the
+    last one short) and hidden sizes that are and are not multiples of the 8-row unrolling."""
+    from brf_hw.kernels import cpu_resonator
+
+    try:
+        cpu_resonator.use_blas(blas)
+        for hidden, seed in ((13, 1), (24, 2)):
+            fused, reference = pair("brf", 3, hidden, 4, seed=seed, weight_scale=40.0)
+            x = (torch.rand(40, 11, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+            assert compare(fused, reference, x).spikes_per_step.sum() > 0
+    finally:
+        cpu_resonator.use_blas(True)
+
+
+def test_input_gradient_and_loss_on_spikes_only():
+    """dL/dx (inputs that require a gradient) and a loss that does not reach the outputs (the
+    readout gets no gradient: the Function's grad_o is None)."""
+    fused, reference = pair("rf", 2, 7, 3, seed=4, weight_scale=40.0)
+    x = (torch.rand(30, 5, 2, generator=torch.Generator().manual_seed(4)) < 0.4).double()
+    grads = []
+    for model in (fused, reference):
+        xi = x.clone().requires_grad_()
+        out = model(xi)
+        loss = (out.outputs * torch.linspace(-1, 1, 3, dtype=x.dtype)).sum()
+        grads.append(torch.autograd.grad(loss, [xi, *model.parameters()]))
+        spikes = model(x).spikes_per_step
+        assert spikes.sum() > 0
+        grads.append(torch.autograd.grad((spikes**2).sum(), list(model.parameters()), allow_unused=True))
+    for a_set, b_set in ((grads[0], grads[2]), (grads[1], grads[3])):
+        for a, b in zip(a_set, b_set):
+            if b is None:
+                assert a is None or not a.any()
+                continue
+            a = torch.zeros_like(b) if a is None else a
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)

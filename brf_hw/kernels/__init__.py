@@ -57,24 +57,25 @@ def choose(requested: str, kind: str, device: torch.device) -> str:
 
 
 def fused_sequence(model, x: torch.Tensor, tbptt: int):
-    """Hidden spikes and states, then LI potentials, for a whole sequence in two fused calls.
-    Returns (outputs, z, u, v, q)."""
+    """Hidden spikes and states, then LI potentials, for a whole sequence: on the CPU one fused
+    call for the whole network (every weight gradient summed by the kernel in a fixed order), on
+    CUDA one for the hidden layer and one for the LI readout. Returns (outputs, z, u, v, q)."""
     hidden = model.hidden
     cfg = hidden.config
     if cfg.kind == "brf":
         b0, refractory = p_omega(hidden.omega, cfg.dt) - hidden.b_offset, True
     else:
         b0, refractory = -hidden.b_offset, False
-    i_in = x @ model.input_weight.t()
-    args = (i_in, model.recurrent_weight, hidden.omega, b0, cfg.dt, cfg.theta, cfg.gamma,
-            refractory, cfg.surrogate, tbptt)
-    if x.device.type == "cuda":
-        from . import gpu
-
-        resonator, li = gpu.FusedResonatorGPU, gpu.FusedLIGPU
-    else:
+    constants = (cfg.dt, cfg.theta, cfg.gamma, refractory, cfg.surrogate, tbptt)
+    if x.device.type != "cuda":
         fused = _cpu_backend()[0]
-        resonator, li = fused.FusedResonatorCPU, fused.FusedLICPU
-    z, u, v, q = resonator.apply(*args)
-    outputs = li.apply(model.readout(z), model.output.alpha)
+        outputs, z, u, v, q = fused.FusedNetworkCPU.apply(
+            x, model.input_weight, model.recurrent_weight, hidden.omega, b0, model.readout.weight,
+            model.output.alpha, *constants)
+        return outputs, z, u, v, q
+    from . import gpu
+
+    i_in = x @ model.input_weight.t()
+    z, u, v, q = gpu.FusedResonatorGPU.apply(i_in, model.recurrent_weight, hidden.omega, b0, *constants)
+    outputs = gpu.FusedLIGPU.apply(model.readout(z), model.output.alpha)
     return outputs, z, u, v, q

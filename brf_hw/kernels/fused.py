@@ -1,15 +1,99 @@
-"""autograd.Functions around the compiled kernels: the whole sequence in one forward call and one
-backward call, instead of T small autograd nodes per tensor operation."""
+"""autograd.Functions around the compiled CPU kernels: the whole sequence in one forward call and
+one backward call, instead of T small autograd nodes per tensor operation.
+
+``FusedNetworkCPU`` is what training runs: input projection, hidden layer, readout and LI output in
+one Function, so that every weight gradient (W_in, W_rec, W_out, omega, b0, alpha) is summed over
+time and batch by the kernel in a fixed order. torch's matmul would split those long sums (T x B
+terms) by its thread count and change their low bits with it. ``FusedResonatorCPU`` and
+``FusedLICPU`` are the hidden layer and the LI readout on their own (tests, tools).
+"""
 
 from __future__ import annotations
 
+import sys
+
+import numpy as np
 import torch
 
 from . import cpu_resonator as cpu
 
 
-def _np(t: torch.Tensor):
+def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
+
+
+
+
+class _Buffers:
+    """Reuses the big per-step state arrays (u, v, q, z: 4 x T x B x H) across batches.
+
+    Fresh memory costs a page fault per 4 KiB on first write: for an S-MNIST batch (4 x 205 MB)
+    that was ~0.7 s of CPU time, more than the forward's arithmetic. An array is handed out again
+    only once nothing but this pool refers to it (every tensor made from it has been freed), and
+    only arrays of the most recently requested shape are kept, at most ``keep`` of them."""
+
+    keep = 8
+
+    def __init__(self):
+        self.shape_key = None
+        self.free_list: list[np.ndarray] = []
+
+    def take(self, shape, dtype, count: int) -> list[np.ndarray]:
+        key = (tuple(shape), np.dtype(dtype))
+        if key != self.shape_key:
+            self.shape_key, self.free_list = key, []
+        idle = [a for a in self.free_list if sys.getrefcount(a) <= 3]  # the list, `a`, the call
+        taken = idle[:count]
+        while len(taken) < count:
+            fresh = np.empty(shape, dtype)
+            if len(self.free_list) < self.keep:
+                self.free_list.append(fresh)
+            taken.append(fresh)
+        return taken
+
+
+_buffers = _Buffers()
+
+
+class FusedNetworkCPU(torch.autograd.Function):
+    """(x [T,B,I], W_in [H,I], W_rec [H,H], omega, b0, W_out [O,H], alpha [O]) -> o [T,B,O], z, u,
+    v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly)."""
+
+    @staticmethod
+    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, refractory, surrogate, tbptt):
+        x_np = _np(x)
+        dtype = x_np.dtype
+        steps, batch, _ = x_np.shape
+        n, n_out = w_rec.shape[0], w_out.shape[0]
+        consts = cpu.constants(dtype, dt, theta, gamma)
+        u, v, q, z = _buffers.take((steps, batch, n), dtype, 4)
+        d, o = np.empty((steps, batch, n_out), dtype), np.empty((steps, batch, n_out), dtype)
+        cpu.network_forward(x_np, _np(w_in.t()), _np(w_rec.t()), _np(omega), _np(b0), _np(w_out.t()),
+                            _np(alpha), consts, refractory, u, v, q, z, d, o)
+        u, v, q, z, d, o = (torch.from_numpy(a) for a in (u, v, q, z, d, o))
+        ctx.save_for_backward(x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o)
+        ctx.constants = (consts, refractory, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.mark_non_differentiable(u, v, q)
+        ctx.set_materialize_grads(False)
+        return o, z, u, v, q
+
+    @staticmethod
+    def backward(ctx, grad_o, grad_z, _gu, _gv, _gq):
+        x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o = ctx.saved_tensors
+        consts, refractory, code, tbptt = ctx.constants
+        dtype = consts.dtype
+        if grad_o is None:
+            g_d, g_alpha = np.zeros(d.shape, dtype), np.zeros(alpha.shape, dtype)
+        else:
+            g_d, alpha_parts = cpu.li_backward(_np(grad_o), o.numpy(), d.numpy(), _np(alpha), consts)
+            g_alpha = cpu._sum_parts(alpha_parts)
+        g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
+            np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
+            v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, refractory,
+            code, tbptt, cpu.block_rows(u.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
+        grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
+        grads = (g_w_in, g_w_rec, g_omega, g_b0, g_w_out, g_alpha)
+        return (grad_x, *(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
 
 
 class FusedResonatorCPU(torch.autograd.Function):
@@ -27,11 +111,9 @@ class FusedResonatorCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_z, _gu, _gv, _gq):
         u, v, q, z, w_rec, omega, b0 = ctx.saved_tensors
-        dt, theta, gamma, refractory, code, tbptt = ctx.constants
-        g_i, g_w, g_omega, g_b0 = (torch.from_numpy(a) for a in cpu.resonator_backward(
-            _np(grad_z), _np(u), _np(v), _np(q), _np(z), _np(w_rec), _np(omega), _np(b0),
-            dt, theta, gamma, refractory, code, tbptt))
-        return g_i, g_w, g_omega, g_b0, None, None, None, None, None, None
+        grads = cpu.resonator_backward(_np(grad_z), u.numpy(), v.numpy(), q.numpy(), z.numpy(), _np(w_rec),
+                                       _np(omega), _np(b0), *ctx.constants)
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
 
 
 class FusedLICPU(torch.autograd.Function):
@@ -39,12 +121,14 @@ class FusedLICPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, alpha):
-        out = torch.from_numpy(cpu.li_forward(_np(drive), _np(alpha)))
+        consts = cpu.constants(_np(drive).dtype, 0.0, 0.0, 0.0)
+        out = torch.from_numpy(cpu.li_forward(_np(drive), _np(alpha), consts))
         ctx.save_for_backward(out, drive, alpha)
+        ctx.consts = consts
         return out
 
     @staticmethod
     def backward(ctx, grad_o):
         out, drive, alpha = ctx.saved_tensors
-        g_drive, g_alpha = cpu.li_backward(_np(grad_o), _np(out), _np(drive), _np(alpha))
-        return torch.from_numpy(g_drive), torch.from_numpy(g_alpha)
+        g_drive, parts = cpu.li_backward(_np(grad_o), _np(out), _np(drive), _np(alpha), ctx.consts)
+        return torch.from_numpy(g_drive), torch.from_numpy(cpu._sum_parts(parts))
