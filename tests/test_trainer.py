@@ -85,18 +85,27 @@ def test_resume_refuses_another_network(tmp_path, ecg_data):
         Trainer(quick(tmp_path / "none"), ecg_data).resume()
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, ecg_data):
+def one_good_epoch(tmp_path, ecg_data) -> tuple[Trainer, dict]:
+    """A trainer one epoch into a two-epoch run, and the weights its last.pt holds."""
     trainer = Trainer(quick(tmp_path, epochs=2), ecg_data)
     trainer.cfg.epochs = 1
     trainer.fit()
-    good = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
     trainer.cfg.epochs = 2
+    return trainer, torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+
+
+def assert_last_checkpoint_holds(tmp_path, weights: dict) -> None:
+    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(weights[k], kept[k]) for k in weights)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, ecg_data):
+    trainer, good = one_good_epoch(tmp_path, ecg_data)
     with torch.no_grad():
         trainer.model.output.tau_o.fill_(float("nan"))  # every potential, so the loss, becomes NaN
     with pytest.raises(TrainingDiverged, match="loss became nan"):
         trainer.fit()
-    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
-    assert all(torch.equal(good[k], kept[k]) for k in good)
+    assert_last_checkpoint_holds(tmp_path, good)
 
 
 @pytest.mark.slow
@@ -121,17 +130,12 @@ def test_nan_gradient_stops_before_the_update_and_keeps_finite_checkpoints(tmp_p
 
 
 def test_a_nonfinite_update_is_named_and_never_saved(tmp_path, ecg_data):
-    trainer = Trainer(quick(tmp_path, epochs=2), ecg_data)
-    trainer.cfg.epochs = 1
-    trainer.fit()
-    saved = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
-    trainer.cfg.epochs = 2
+    trainer, saved = one_good_epoch(tmp_path, ecg_data)
     trainer.optimizer.param_groups[0]["lr"] = float("inf")
     with pytest.raises(TrainingDiverged, match=r"parameter [\w.]+ has \d+ NaN or infinite value\(s\) in the update "
                                                r"of epoch 2, batch 1.*last\.pt \(epoch 1\)"):
         trainer.fit()
-    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
-    assert all(torch.equal(saved[k], kept[k]) for k in saved)
+    assert_last_checkpoint_holds(tmp_path, saved)
 
 
 def test_config_refuses_nonsense(tmp_path):
