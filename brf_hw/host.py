@@ -336,4 +336,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli_util import run_main
+
+    run_main(lambda: sys.exit(main()), "python -m brf_hw.host")

@@ -598,12 +598,13 @@ def test_board_tops_elaborate_into_build_plans(board, ecg_artifact, tmp_path, mo
 def test_build_checks_baud_rates_and_boards():
     from brf_hw.board.platforms import get_board
     from brf_hw.build import divisor_for
+    from brf_hw.cli_util import UserError
 
     assert divisor_for(12e6, 3_000_000) == 4 and divisor_for(12e6, 115_200) == 104
     assert divisor_for(75e6, 115_200) == 651
-    with pytest.raises(SystemExit, match="fewer than 3"):
+    with pytest.raises(UserError, match="fewer than 3"):
         divisor_for(12e6, 6_000_000)
-    with pytest.raises(SystemExit, match="off"):
+    with pytest.raises(UserError, match="off"):
         divisor_for(12e6, 2_000_000 - 200_000)
     with pytest.raises(ValueError, match="unknown board"):
         get_board("orangecrab")
