@@ -12,9 +12,9 @@ Why torch gets one thread whatever ``n`` is:
   The fused kernels compute every cross-batch sum in one fixed order (``brf_hw.kernels``), so with
   torch on one thread the numbers do not depend on ``n`` at all.
 * Speed. With the fused kernels torch only computes the loss, the optimiser step and a few small
-  tensors; two
-  thread pools (torch's OpenMP and numba's) competing for the same cores oversubscribe them, which
-  on a busy machine cost 3x (fused) to 16x (reference loop) against one thread.
+  tensors; two thread pools (torch's OpenMP and numba's) competing for the same cores
+  oversubscribe them, which on a busy machine cost 3x (fused) to 16x (reference loop) against
+  one thread.
 
 A busy machine. numba's default OpenMP workers spin for a while after every parallel loop before
 they sleep; when all cores are taken, that spinning takes the CPU from the thread doing the work:
@@ -22,11 +22,10 @@ on the 2-core machine at load ~4.5 an ECG epoch took 1.3 s with one thread and 2
 (OMP_WAIT_POLICY=PASSIVE fixes it, but only if set before torch is imported: numba's OpenMP calls
 go to the runtime torch loaded.) ``set_threads`` therefore switches numba to its ``workqueue``
 threading layer, whose idle workers sleep, unless NUMBA_THREADING_LAYER is set or numba's pool has
-already started: two threads then cost what one does on a busy machine (1.16 s vs 1.31 s) and
-still use both cores of an idle one. The kernels also hand out their blocks of sequences one at a
-time, so a descheduled worker does not hold up the others. Hence the default: every CPU this
-process may use. (workqueue cannot run parallel kernels from two Python threads at once; training
-never does.)
+already started; the kernels hand out their blocks of sequences one at a time, so a descheduled
+worker holds up no one. Measured at load ~4: 0.66 s with one thread and 0.66 s with two, while an
+idle machine still gets both cores. Hence the default: every CPU this process may use.
+(workqueue cannot run parallel kernels from two Python threads at once; training never does.)
 """
 
 from __future__ import annotations

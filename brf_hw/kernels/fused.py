@@ -22,8 +22,6 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-
-
 class _Buffers:
     """Reuses the big per-step state arrays (u, v, q, z: 4 x T x B x H) across batches.
 
@@ -86,7 +84,7 @@ class FusedNetworkCPU(torch.autograd.Function):
             g_d, g_alpha = np.zeros(d.shape, dtype), np.zeros(alpha.shape, dtype)
         else:
             g_d, alpha_parts = cpu.li_backward(_np(grad_o), o.numpy(), d.numpy(), _np(alpha), consts)
-            g_alpha = cpu._sum_parts(alpha_parts)
+            g_alpha = cpu.sum_parts(alpha_parts)
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
             np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
             v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, refractory,
@@ -131,4 +129,4 @@ class FusedLICPU(torch.autograd.Function):
     def backward(ctx, grad_o):
         out, drive, alpha = ctx.saved_tensors
         g_drive, parts = cpu.li_backward(_np(grad_o), _np(out), _np(drive), _np(alpha), ctx.consts)
-        return torch.from_numpy(g_drive), torch.from_numpy(cpu._sum_parts(parts))
+        return torch.from_numpy(g_drive), torch.from_numpy(cpu.sum_parts(parts))
