@@ -11,6 +11,7 @@ from pathlib import Path
 from ..cli_util import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, float_range
 from ..neurons import NEURON_KINDS, SURROGATES
 from .tasks import TASKS
+from .distributed import shutdown
 from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
 
 
@@ -79,6 +80,16 @@ def train_float(args: argparse.Namespace) -> dict:
     print(f"{trainer.cfg.task} {trainer.cfg.neuron} {trainer.model_config.inputs}-"
           f"{trainer.model_config.hidden}-{trainer.model_config.outputs}, "
           f"{trainer.model.parameter_count()} parameters, {trainer.cfg.epochs} epochs, run dir {trainer.run_dir}")
+    try:
+        summary = _fit_and_report(trainer)
+    except BaseException:
+        shutdown(wait=False)  # a peer that failed differently never reaches a barrier
+        raise
+    shutdown()
+    return summary
+
+
+def _fit_and_report(trainer: Trainer) -> dict:
     try:
         trainer.fit()
     except TrainingDiverged as exc:

@@ -95,6 +95,11 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group. Every process must, before it exits: a gloo group still alive at
+    interpreter teardown aborts the process ("terminate called without an active exception",
+    SIGABRT) when its worker threads are destroyed, which fails the whole torchrun job."""
     if dist.is_initialized():
+        if wait:  # after a normal run rank 0 may still be evaluating; after an error, no waiting
+            dist.barrier()
         dist.destroy_process_group()
