@@ -17,10 +17,11 @@ import numpy as np
 
 from .cli_util import UserError
 from .fixed.formats import Format
-from .fixed.spec import FORMAT_NAMES, FixedSpec, IntNetwork
+from .fixed.spec import FORMAT_NAMES, FixedSpec, IntNetwork, Readout
 
-FORMAT_VERSION = "brf-hw-artifact/2"
-READABLE_VERSIONS = (FORMAT_VERSION, "brf-hw-artifact/1")  # 1: one format for input and recurrent weights
+FORMAT_VERSION = "brf-hw-artifact/3"
+# 1: one format for input and recurrent weights; 1, 2: spike inputs and a per-step readout
+READABLE_VERSIONS = (FORMAT_VERSION, "brf-hw-artifact/2", "brf-hw-artifact/1")
 ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, outputs O)
     "w_in": ("weight", ("H", "I")),
     "w_rec": ("rec_weight", ("H", "H")),
@@ -54,6 +55,7 @@ def save_artifact(path: str | Path, net: IntNetwork, *, task: str, dt: float, th
         "neuron": "brf",
         "shape": {"inputs": n_in, "hidden": n_hid, "outputs": n_out},
         "spec": net.spec.to_dict(),
+        "readout": net.readout.to_dict(),
         "arrays": {name: {"dtype": "int64", "shape": list(a.shape), "format": ARRAYS[name][0]}
                    for name, a in arrays.items()},
         "scalars": {name: int(getattr(net, name)) for name in SCALARS},
@@ -104,11 +106,19 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
         spec_dict = dict(_require(manifest, "spec", "manifest"))
         if version == "brf-hw-artifact/1" and "weight" in spec_dict:
             spec_dict.setdefault("rec_weight", spec_dict["weight"])
-        spec = FixedSpec.from_dict({name: _require(spec_dict, name, "manifest.spec") for name in FORMAT_NAMES})
+        names = FORMAT_NAMES + (("input",) if version == FORMAT_VERSION else ())
+        spec = FixedSpec.from_dict({name: _require(spec_dict, name, "manifest.spec") for name in names})
     except (TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, ArtifactError):
             raise
         raise ArtifactError(f"manifest.spec is invalid ({exc})") from exc
+    try:
+        readout = Readout.from_dict(_require(manifest, "readout", "manifest")) if version == FORMAT_VERSION \
+            else Readout()
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
+        raise ArtifactError(f"manifest.readout is invalid ({exc})") from exc
     arrays = {}
     for name, (fmt_name, dim_names) in ARRAYS.items():
         if name not in contents:
@@ -134,7 +144,13 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
         values[name] = value
     if np.any(arrays["c"] < 0) or np.any(arrays["c"] >= spec.coef.scale):
         raise ArtifactError("array c (dt*omega) must lie in [0, 1): omega at or past the divergence boundary")
-    return IntNetwork(spec=spec, **arrays, **values), manifest
+    task = manifest.get("task")
+    if not isinstance(task, str):
+        raise ArtifactError(f"manifest.task must be a task name, got {task!r}")
+    try:
+        return IntNetwork(spec=spec, readout=readout, **arrays, **values), manifest
+    except ValueError as exc:  # formats too wide for the golden model's integers
+        raise ArtifactError(f"{path}: {exc}") from exc
 
 
 def _check_range(a: np.ndarray, fmt: Format, what: str) -> None:

@@ -7,72 +7,156 @@ hardware. Runs ``fixed.arith`` on arrays; weights, constants and formats come fr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from .fixed.arith import brf_step, li_step
+from .fixed.arith import brf_step, exact_matmul, li_step, sum_step
 from .fixed.spec import IntNetwork
 
 
 class GoldenResult(NamedTuple):
-    spikes: np.ndarray  # [T, B, H] hidden spikes (0/1)
+    spikes: np.ndarray  # [T, B, H] hidden spikes (0/1, int8)
     outputs: np.ndarray  # [T, B, O] LI potentials, output format integers
     predictions: np.ndarray  # [T, B] argmax of the outputs (lowest index wins ties)
     traces: dict[str, np.ndarray] | None  # u, v, q [T, B, H] when asked for
+    sums: np.ndarray | None = None  # [T, B, O] running sums of o (``mean`` readout), else None
 
 
-def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
-    """x [T, B, inputs] integer inputs (spikes) -> per-step spikes, potentials, predictions."""
+def check_inputs(net: IntNetwork, x) -> np.ndarray:
+    """x [T, B, inputs] of integers in the network's input format; returns it as an array."""
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != net.shape[0]:
         raise ValueError(f"expected x of shape [T, B, {net.shape[0]}], got {x.shape}")
-    if not np.array_equal(x, np.round(x)):
-        raise ValueError("the golden model takes integer inputs (spikes)")
-    x = x.astype(np.int64)
-    steps, batch, _ = x.shape
+    if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+        raise ValueError(f"the golden model takes integer inputs ({net.spec.input.describe()}); got fractions")
+    net.spec.input.check(x)
+    return x
+
+
+def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
+    """x [T, B, inputs] integer inputs (spikes, or input-format values) -> per-step spikes,
+    potentials, predictions (and the running sums of a ``mean`` readout)."""
+    x = check_inputs(net, x)
+    steps, batch, n_in = x.shape
     n_hidden, n_out = net.shape[1], net.shape[2]
+    spec = net.spec
     u = np.zeros((batch, n_hidden), np.int64)
     v, q, z = u.copy(), u.copy(), u.copy()
     o = np.zeros((batch, n_out), np.int64)
     consts, li_consts = net.step_constants(), net.li_constants()
     w_in, w_rec = net.aligned_weights()
-    input_acc = x @ w_in.T  # [T, B, H]: the input synapses do not depend on the state
-    spikes = np.empty((steps, batch, n_hidden), np.int64)
+    acc_bits = spec.acc_bits(spec.sources(n_in, n_hidden))
+    # the input synapses do not depend on the state: x @ w_in is the sum of the rows of x's set bits
+    input_acc = exact_matmul(x.reshape(-1, n_in), w_in, acc_bits).reshape(steps, batch, n_hidden)
+    mean = net.readout.rule == "mean"
+    s = np.zeros((batch, n_out), np.int64)
+    slo, shi = net.readout.sum_bounds if mean else (0, 0)
+    spikes = np.empty((steps, batch, n_hidden), np.int8)
     outputs = np.empty((steps, batch, n_out), np.int64)
-    traces = {k: np.empty_like(spikes) for k in "uvq"} if record else None
+    sums = np.empty_like(outputs) if mean else None
+    traces = {k: np.empty((steps, batch, n_hidden), np.int64) for k in "uvq"} if record else None
+    out_bits = spec.out_acc_bits(n_hidden)
     for t in range(steps):
-        acc = input_acc[t] + z @ w_rec.T
+        acc = input_acc[t] + exact_matmul(z, w_rec, acc_bits)
         u, v, q, z = brf_step(acc, u, v, q, net.d, net.c, *consts)
-        o = li_step(z @ net.w_out.T, o, net.alpha, *li_consts)
+        o = li_step(exact_matmul(z, net.w_out, out_bits), o, net.alpha, *li_consts)
         spikes[t], outputs[t] = z, o
+        if mean:
+            s = sum_step(s, o, slo, shi)
+            sums[t] = s
         if record:
             traces["u"][t], traces["v"][t], traces["q"][t] = u, v, q
-    return GoldenResult(spikes, outputs, outputs.argmax(-1), traces)
+    return GoldenResult(spikes, outputs, outputs.argmax(-1), traces, sums)
+
+
+def sequence_predictions(net: IntNetwork, result: GoldenResult) -> np.ndarray:
+    """The class the readout rule reads: [T, B] per step, else [B] for each sequence."""
+    rule = net.readout.rule
+    if rule == "per_step":
+        return result.predictions
+    if rule == "last":
+        return result.predictions[-1]
+    return result.sums[-1].argmax(-1)
 
 
 def run_stream(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None) -> GoldenResult:
-    """One input stream x [T, inputs] of sequences back to back, the state cleared where ``first``
-    (default: step 0 only), as the accelerator's input beats carry it. Arrays are [T, ...]."""
+    """One input stream x [T, inputs] of sequences back to back, the state (and running sums)
+    cleared where ``first`` (default: step 0 only), as the accelerator's input beats carry it.
+    Arrays are [T, ...]."""
     if first is None:
         first = np.eye(1, len(x), dtype=bool)[0]
     starts = list(np.flatnonzero(first)) + [len(x)]
     parts = [run(net, x[a:b, None, :]) for a, b in zip(starts[:-1], starts[1:])]
-    return GoldenResult(*(np.concatenate([getattr(p, f)[:, 0] for p in parts])
-                          for f in ("spikes", "outputs", "predictions")), None)
+    fields = ("spikes", "outputs", "predictions") + (("sums",) if net.readout.rule == "mean" else ())
+    joined = {f: np.concatenate([getattr(p, f)[:, 0] for p in parts]) for f in fields}
+    return GoldenResult(joined["spikes"], joined["outputs"], joined["predictions"], None, joined.get("sums"))
+
+
+class Evaluation(NamedTuple):
+    metrics: dict[str, float]
+    predictions: np.ndarray  # the readout's classes: [T, B] per step, else [B]
+    digest: str  # SHA-256 of every step's spikes and potentials: equal digests, identical runs
+
+
+def _metrics(per_sequence_acc: np.ndarray, hits: int, total: int, spikes: int, steps: int,
+             annotated: tuple[int, int] | None = None) -> dict[str, float]:
+    low, high = bootstrap_interval(per_sequence_acc)
+    batch = per_sequence_acc.size
+    m = {"acc": 100.0 * hits / total, "acc_ci_low": low, "acc_ci_high": high,
+         "sops": float(spikes) / batch, "sops_per_step": float(spikes) / (batch * steps)}
+    if annotated is not None:
+        m["acc_annotated"] = 100.0 * annotated[0] / max(annotated[1], 1)
+    return m
+
+
+def evaluate(net: IntNetwork, x: np.ndarray, target: np.ndarray, annotated: np.ndarray | None = None,
+             chunk: int = 256, progress: bool = False) -> Evaluation:
+    """Run sequences x [T, B, inputs] through the integer network ``chunk`` at a time (memory
+    stays bounded on 10,000 S-MNIST images) and score the readout against ``target``: [T, B]
+    per-step labels (``annotated`` [T, B] marks the labelled steps), or [B] one label a sequence.
+    Accuracy carries a 95 % bootstrap interval over sequences; SOPs = hidden spikes."""
+    x, target = np.asarray(x), np.asarray(target)
+    steps, batch = x.shape[:2]
+    per_step = net.readout.rule == "per_step"
+    if target.shape != ((steps, batch) if per_step else (batch,)):
+        raise ValueError(f"targets of shape {target.shape} do not fit a {net.readout.rule} readout of "
+                         f"{batch} sequences of {steps} steps")
+    digest = hashlib.sha256()
+    preds, seq_acc = [], []
+    hits = spikes = ann_hits = ann_total = 0
+    starts = range(0, batch, chunk)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="golden model", unit="chunk", leave=False)
+    for a in starts:
+        b = min(a + chunk, batch)
+        result = run(net, x[:, a:b])
+        digest.update(result.spikes.tobytes() + result.outputs.tobytes())
+        pred = sequence_predictions(net, result)
+        hit = pred == (target[:, a:b] if per_step else target[a:b])
+        preds.append(pred)
+        seq_acc.append(100.0 * (hit.mean(0) if per_step else hit))
+        hits += int(hit.sum())
+        spikes += int(result.spikes.sum(dtype=np.int64))
+        if per_step and annotated is not None:
+            ann_hits += int(hit[annotated[:, a:b]].sum())
+            ann_total += int(annotated[:, a:b].sum())
+    total = batch * (steps if per_step else 1)
+    m = _metrics(np.concatenate(seq_acc), hits, total, spikes, steps,
+                 (ann_hits, ann_total) if per_step and annotated is not None else None)
+    return Evaluation(m, np.concatenate(preds, axis=1 if per_step else 0), digest.hexdigest())
 
 
 def ecg_metrics(result: GoldenResult, labels: np.ndarray, annotated: np.ndarray) -> dict[str, float]:
     """labels, annotated: [T, B]. Accuracy the paper's way and on annotated steps, with a 95 %
     bootstrap interval over sequences; SOPs."""
     hit = result.predictions == labels
-    batch = labels.shape[1]
-    low, high = bootstrap_interval(100.0 * hit.mean(0))
-    return {"acc": 100.0 * hit.mean(), "acc_annotated": 100.0 * hit[annotated].mean(),
-            "acc_ci_low": low, "acc_ci_high": high,
-            "sops": float(result.spikes.sum()) / batch,
-            "sops_per_step": float(result.spikes.sum()) / (batch * labels.shape[0])}
+    return _metrics(100.0 * hit.mean(0), int(hit.sum()), hit.size, int(result.spikes.sum(dtype=np.int64)),
+                    labels.shape[0], (int(hit[annotated].sum()), int(annotated.sum())))
 
 
 def evaluate_ecg(net: IntNetwork, split) -> tuple[dict[str, float], GoldenResult]:

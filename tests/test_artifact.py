@@ -33,10 +33,29 @@ def test_round_trip(saved, net):
     for name in ("w_in", "w_rec", "w_out", "d", "c", "alpha"):
         assert np.array_equal(getattr(loaded, name), getattr(net, name))
     assert (loaded.dtq, loaded.gamma, loaded.theta, loaded.spec) == (net.dtq, net.gamma, net.theta, net.spec)
-    assert manifest["metrics"]["test_acc"] == 12.5 and manifest["format"] == "brf-hw-artifact/2"
+    assert manifest["metrics"]["test_acc"] == 12.5 and manifest["format"] == "brf-hw-artifact/3"
     assert manifest["spec"]["weight"]["fxp"].startswith("fxp-s8/")
     x = (np.random.default_rng(0).random((50, 2, 4)) < 0.3).astype(np.int64)
     assert np.array_equal(golden.run(loaded, x).outputs, golden.run(net, x).outputs)
+
+
+def test_multibit_input_and_mean_readout_round_trip(tmp_path):
+    """Version 3 carries the input format (unsigned bits, unit) and the readout rule with its sum
+    width; the shipped version-2 artifacts load as spike inputs with a per-step readout."""
+    from brf_hw.generate import default_artifact
+    from brf_hw.fixed.spec import InputFormat, Readout
+
+    model = build_model(ModelConfig(2, 8, 3), seed=2)
+    spec = spec_for_model(model, 8, inputs=InputFormat(8, 1 / 255))
+    net = to_int_network(model, spec, Readout.for_steps("mean", spec.output.bits, 784))
+    assert net.readout.sum_bits == 16 + 10
+    loaded, manifest = load_artifact(save_artifact(tmp_path / "m.npz", net, task="smnist", dt=0.01, theta=1.0,
+                                                   gamma=0.9))
+    assert loaded.spec.input == InputFormat(8, 1 / 255) and loaded.readout == net.readout
+    assert manifest["spec"]["input"]["fxp"] == "fxp-u8/0" and manifest["readout"]["rule"] == "mean"
+    old, old_manifest = load_artifact(default_artifact())
+    assert old_manifest["format"] == "brf-hw-artifact/2"
+    assert old.spec.input == InputFormat(1, 1.0) and old.readout == Readout("per_step", 0)
 
 
 def test_version_1_artifacts_load_with_one_weight_format(tmp_path):

@@ -206,7 +206,9 @@ def test_divergent_omega_cannot_be_quantized():
 def test_fixed_point_rejects_fractional_inputs():
     model = network(0)
     model.fixed = spec_for_model(model)
-    with pytest.raises(ValueError, match="integer inputs"):
+    with pytest.raises(ValueError, match="input value 0.5 is not a whole multiple of the input unit 1"):
         model(torch.full((3, 1, 4), 0.5))
     with pytest.raises(ValueError, match="integer inputs"):
         golden.run(to_int_network(model, model.fixed), np.full((3, 1, 4), 0.5))
+    with pytest.raises(ValueError, match="input value 2 is outside the input format u1"):  # spikes are 0/1
+        golden.run(to_int_network(model, model.fixed), np.full((3, 1, 4), 2))

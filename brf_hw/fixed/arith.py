@@ -17,6 +17,10 @@ and per output neuron, with acc_o = sum of active output weights (fraction bits 
 
     o'   = sat_o(rshift(alpha*o, cf) + rshift(acc_o, owf - of))
 
+and, for a ``mean`` readout (``spec.Readout``), the running sum of the new potentials
+
+    s'   = sat_sum(s + o')                             sum_bits wide; argmax(s') is the class
+
 rshift(x, s) = (x + 2^(s-1)) >> s for s > 0 (round half up), x << -s for s < 0.
 """
 
@@ -55,3 +59,17 @@ def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, ws
 @numba.njit(cache=True)
 def li_step(acc_o, o, alpha, olo, ohi, cf, owshift):
     return sat(rshift(alpha * o, cf) + rshift(acc_o, owshift), olo, ohi)
+
+
+@numba.njit(cache=True)
+def sum_step(s, o, slo, shi):
+    return sat(s + o, slo, shi)
+
+
+def exact_matmul(a: np.ndarray, b_t: np.ndarray, bound_bits: int) -> np.ndarray:
+    """a @ b_t.T for integer arrays whose every partial sum fits ``bound_bits`` signed bits: in
+    float64 through BLAS where that is exact (< 2^53), else in int64. Same integers either way
+    (numpy's int64 matmul has no BLAS and is ~50x slower at S-MNIST sizes)."""
+    if bound_bits <= 53:
+        return (a.astype(np.float64) @ b_t.T.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b_t.T.astype(np.int64)

@@ -21,7 +21,8 @@ from ..kernels import cpu_resonator
 from ..neurons.functional import check_omega, decay, p_omega
 from . import kernel
 from .formats import Format
-from .spec import FixedSpec, IntNetwork
+from .arith import exact_matmul
+from .spec import FixedSpec, IntNetwork, Readout
 
 
 class QuantParams(NamedTuple):
@@ -53,7 +54,7 @@ def quantized_parameters(model, spec: FixedSpec) -> QuantParams:
     omega = model.hidden.omega.double()
     alpha = decay(model.output.tau_o.double())
     return QuantParams(
-        w_in=fake_quant(dt * weight[:, :n_in], spec.weight),
+        w_in=fake_quant(dt * weight[:, :n_in] * spec.input.unit, spec.weight),  # per input unit
         w_rec=fake_quant(dt * weight[:, n_in:] * model.recurrent_mask.double(), spec.rec_weight),
         w_out=fake_quant((1.0 - alpha)[:, None] * model.readout.weight.double(), spec.out_weight),
         d=fake_quant(1.0 + dt * (p_omega(omega, dt) - model.hidden.b_offset.double()), spec.coef),
@@ -70,12 +71,12 @@ def scalar_constants(model, spec: FixedSpec) -> tuple[int, int, int]:
             int(spec.state.quantize(cfg.theta, "theta", strict=True)))
 
 
-def to_int_network(model, spec: FixedSpec) -> IntNetwork:
+def to_int_network(model, spec: FixedSpec, readout: Readout = Readout()) -> IntNetwork:
     with torch.no_grad():
         p = quantized_parameters(model, spec)
     ints = {k: v.detach().cpu().numpy().astype(np.int64) for k, v in p._asdict().items()}
     dtq, gamma, theta = scalar_constants(model, spec)
-    return IntNetwork(spec=spec, dtq=dtq, gamma=gamma, theta=theta, **ints)
+    return IntNetwork(spec=spec, dtq=dtq, gamma=gamma, theta=theta, readout=readout, **ints)
 
 
 def _ints(t: torch.Tensor) -> np.ndarray:
@@ -125,24 +126,27 @@ class QATReadout(torch.autograd.Function):
 
 
 def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
-    """The integer network on x [T, B, inputs] (integer-valued: spikes), differentiable by STE.
-    Returns (o, z, u, v, q) as float64, o/u/v/q dequantized; they are exact integer multiples."""
+    """The integer network on x [T, B, inputs] (whole multiples of the input unit: spikes, or
+    pixel intensities), differentiable by STE. Returns (o, z, u, v, q) as float64, o/u/v/q
+    dequantized; they are exact integer multiples."""
     if x.device.type != "cpu":
         raise RuntimeError("quantization-aware training runs on the CPU (the integer kernel is numba)")
     cfg = model.config.neuron
     dt = cfg.dt
-    x = x.double()
-    if not torch.equal(x, torch.round(x)):
-        raise ValueError("the fixed-point network takes integer inputs (spikes); got fractional values")
+    x_int = spec.input.integers(x.detach().numpy())
+    x = torch.from_numpy(x_int.astype(np.float64)) * spec.input.unit  # what the integers mean
     p = quantized_parameters(model, spec)
     cf = spec.coef.scale
     # effective float parameters on the quantization grid: what the STE backward differentiates
-    w_in_eff, w_rec_eff = p.w_in / (spec.weight.scale * dt), p.w_rec / (spec.rec_weight.scale * dt)
+    w_in_eff = p.w_in / (spec.weight.scale * dt * spec.input.unit)
+    w_rec_eff = p.w_rec / (spec.rec_weight.scale * dt)
     omega_eff = p.c / (cf * dt)
     b0_eff = (p.d / cf - 1.0) / dt
     i_in = x @ w_in_eff.t()
     w_in_int, w_rec_int = spec.align(_ints(p.w_in), _ints(p.w_rec))  # on the accumulator's fraction
-    acc_in = _ints(x) @ w_in_int.T  # exact integer input sums, [T, B, H]
+    steps, batch, n_in = x_int.shape
+    acc_in = exact_matmul(x_int.reshape(-1, n_in), w_in_int, spec.acc_bits(spec.sources(n_in, w_rec_int.shape[0])))
+    acc_in = acc_in.reshape(steps, batch, -1)  # exact integer input sums, [T, B, H]
     dtq, gamma, theta = scalar_constants(model, spec)
     s, c = spec.state, spec.coef
     constants = (dtq, gamma, theta, s.min_int, s.max_int, c.min_int, c.max_int, c.frac, s.frac,

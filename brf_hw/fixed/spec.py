@@ -9,6 +9,15 @@ Quantities and formats (see ``arith`` for the step itself):
   coef        d = 1 + dt*(p(omega) - b_offset), c = dt*omega, dt, gamma, alpha
   state       u, v, q (q >= 0), and theta
   output      o, the LI potentials
+  input       x, unsigned integers of ``input.bits`` bits (1: spikes; 8: e.g. a pixel intensity);
+              one unit is worth ``input.unit`` in the float model, folded into the input weights
+              (weight holds dt*W_in*unit), so the hardware sees only integers
+  readout     how a sequence's class is read from o: per step, at the last step, or from the
+              running sum of o (``Readout``)
+Multi-bit inputs are bit-serial: bit k of input i is a source of its own whose weight row is
+w_in[:, i] << k, so an 8-bit input value costs one accumulation cycle per set bit, and the
+event-driven adder datapath stays the only one (no multiplier per input). The golden model
+computes x @ w_in exactly as that sum of shifted rows.
 Synaptic accumulation: both kinds of weight are aligned (shifted left) to the finer of the two
 fractions, acc_frac; the accumulator is wide enough for any sum of fan-in weights (no saturation)
 and is shifted to the state format once per step.
@@ -30,6 +39,95 @@ STATE_INT_BITS = 5
 OUTPUT_INT_BITS = 7  # o in [-128, 128)
 COEF_INT_BITS = 1  # coefficients in [-2, 2): d, gamma, alpha < 1, c = dt*omega < 1
 FORMAT_NAMES = ("weight", "rec_weight", "out_weight", "coef", "state", "output")
+READOUT_RULES = ("per_step", "last", "mean")
+MAX_INPUT_BITS = 16
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """Unsigned integer inputs of ``bits`` bits; ``unit`` is the float value of one integer step
+    (1.0 for spikes, 1/255 for MNIST pixels read as [0, 1])."""
+
+    bits: int = 1
+    unit: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.bits, int) and 1 <= self.bits <= MAX_INPUT_BITS):
+            raise FormatError(f"input format must be 1..{MAX_INPUT_BITS} unsigned bits, got {self.bits!r}")
+        if not (math.isfinite(self.unit) and self.unit > 0):
+            raise FormatError(f"input unit must be a positive number, got {self.unit!r}")
+
+    @property
+    def max_int(self) -> int:
+        return (1 << self.bits) - 1
+
+    def to_dict(self) -> dict:
+        return {"bits": self.bits, "signed": False, "unit": self.unit, "fxp": f"fxp-u{self.bits}/0"}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputFormat":
+        if d.get("signed", False):
+            raise FormatError("input format must be unsigned")
+        return cls(int(d["bits"]), float(d["unit"]))
+
+    def describe(self) -> str:
+        return f"u{self.bits} (unit {self.unit:g})"
+
+    def integers(self, x) -> np.ndarray:
+        """Float inputs -> the integers of this format (x / unit), which must be exact, so the
+        integer network sees what the float one saw; uint8 or uint16. Errors name the value."""
+        scaled = np.asarray(x, dtype=np.float64) / self.unit
+        ints = np.round(scaled)
+        off = np.abs(scaled - ints)
+        if off.size and off.max() > 1e-3:  # float32 data: 1/255 is not exact, so not == 0
+            raise FormatError(f"input value {float(np.asarray(x).flat[off.argmax()]):g} is not a whole multiple "
+                              f"of the input unit {self.unit:g}: not representable in {self.describe()}")
+        ints = ints.astype(np.int64)
+        self.check(ints)
+        return ints.astype(np.uint8 if self.bits <= 8 else np.uint16)
+
+    def check(self, x: np.ndarray, what: str = "input") -> None:
+        """x must hold integers in 0..2^bits-1; the error names the first offending value."""
+        bad = (x < 0) | (x > self.max_int)
+        if np.any(bad):
+            value = x[tuple(np.argwhere(bad)[0])]
+            raise FormatError(f"{what} value {value} is outside the input format {self.describe()}: "
+                              f"0..{self.max_int}")
+
+
+@dataclass(frozen=True)
+class Readout:
+    """How the class of a sequence is read from the LI potentials o, in integers:
+    per_step  argmax of o at every step (a label per step, ECG)
+    last      argmax of o at the sequence's last step (S-MNIST)
+    mean      argmax of the running sum s_t = sat(s_(t-1) + o_t) (the time-mean's argmax without a
+              division), s held in ``sum_bits`` two's-complement bits, saturating at its bounds:
+              sum_bits = output bits + ceil(log2(max_steps)) never saturates within max_steps steps.
+    Ties: the lowest index wins, everywhere."""
+
+    rule: str = "per_step"
+    sum_bits: int = 0
+
+    def __post_init__(self):
+        if self.rule not in READOUT_RULES:
+            raise FormatError(f"readout rule must be one of {', '.join(READOUT_RULES)}, got {self.rule!r}")
+        if self.rule == "mean" and not 2 <= self.sum_bits <= 62:
+            raise FormatError(f"a mean readout needs a running-sum width of 2..62 bits, got {self.sum_bits}")
+
+    @classmethod
+    def for_steps(cls, rule: str, output_bits: int, max_steps: int) -> "Readout":
+        return cls(rule, output_bits + max(1, math.ceil(math.log2(max_steps))) if rule == "mean" else 0)
+
+    @property
+    def sum_bounds(self) -> tuple[int, int]:
+        return -(1 << (self.sum_bits - 1)), (1 << (self.sum_bits - 1)) - 1
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "sum_bits": self.sum_bits}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Readout":
+        return cls(str(d["rule"]), int(d.get("sum_bits", 0)))
 
 
 def _sum_bits(term_bits: int, terms: int) -> int:
@@ -45,6 +143,7 @@ class FixedSpec:
     coef: Format = Format(16, 16 - 1 - COEF_INT_BITS)
     state: Format = Format(16, 16 - 1 - STATE_INT_BITS)
     output: Format = Format(16, 16 - 1 - OUTPUT_INT_BITS)
+    input: InputFormat = InputFormat()
 
     def __post_init__(self):
         if self.state.frac < 1 or self.coef.frac < 1:
@@ -65,8 +164,13 @@ class FixedSpec:
 
     @property
     def synapse_bits(self) -> int:
-        """Width of an aligned weight (input or recurrent)."""
-        return max(self.weight.bits + self.in_align, self.rec_weight.bits + self.rec_align)
+        """Width of an aligned synapse row entry: a recurrent weight, or an input weight shifted
+        by up to input.bits - 1 (the row of an input's highest bit)."""
+        return max(self.weight.bits + self.in_align + self.input.bits - 1, self.rec_weight.bits + self.rec_align)
+
+    def sources(self, n_in: int, n_hid: int) -> int:
+        """Sources of the accumulation: one per input bit, one per hidden neuron."""
+        return n_in * self.input.bits + n_hid
 
     @property
     def weight_shift(self) -> int:
@@ -93,7 +197,8 @@ class FixedSpec:
         so they agree only while every one of these fits in 64 bits."""
         c, s, o = self.coef.bits, self.state.bits, self.output.bits
         return {
-            "synaptic current (acc aligned to the state)": self.acc_bits(n_in + n_hid) + max(0, -self.weight_shift),
+            "synaptic current (acc aligned to the state)": self.acc_bits(self.sources(n_in, n_hid))
+            + max(0, -self.weight_shift),
             "e*u - c*v": c + s + 1,
             "dt*q, gamma*q": c + s,
             "alpha*o": c + o,
@@ -107,31 +212,34 @@ class FixedSpec:
                                   f"({self.describe()}); narrow the coefficient, state or output format")
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name).to_dict() for name in FORMAT_NAMES}
+        return {name: getattr(self, name).to_dict() for name in (*FORMAT_NAMES, "input")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FixedSpec":
-        return cls(**{name: Format.from_dict(v) for name, v in d.items()})
+        """``input`` absent (artifacts before version 3, old checkpoints): spike inputs."""
+        formats = {name: Format.from_dict(v) for name, v in d.items() if name != "input"}
+        return cls(**formats, input=InputFormat.from_dict(d["input"]) if "input" in d else InputFormat())
 
     def describe(self) -> str:
-        return ", ".join(f"{n} {getattr(self, n).describe()}" for n in FORMAT_NAMES)
+        return ", ".join(f"{n} {getattr(self, n).describe()}" for n in (*FORMAT_NAMES, "input"))
 
 
 def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = None, state_bits: int = 16,
                    coef_bits: int = 16, output_bits: int = 16, weight_frac: int | None = None,
                    out_weight_frac: int | None = None, rec_weight_bits: int | None = None,
-                   rec_weight_frac: int | None = None, state_frac: int | None = None) -> FixedSpec:
+                   rec_weight_frac: int | None = None, state_frac: int | None = None,
+                   inputs: InputFormat = InputFormat()) -> FixedSpec:
     """Formats for a trained float model: weight fraction bits chosen (unless given) for the least
     quantization error of dt*W_in, dt*W_rec (resp. (1-alpha)*W_out), each on its own, clipping
     included; fixed integer ranges for output and coefficients, and for the state unless
-    ``state_frac`` says otherwise."""
+    ``state_frac`` says otherwise. Input weights are per input unit (dt*W_in*inputs.unit)."""
     import torch
 
     with torch.no_grad():
         dt = model.config.neuron.dt
         w = (dt * model.synapses.weight.detach().double()).numpy()
         n_in = model.config.inputs
-        w_in, w_rec = w[:, :n_in], w[:, n_in:]
+        w_in, w_rec = w[:, :n_in] * inputs.unit, w[:, n_in:]
         alpha = model.output.alpha.detach().double()
         w_out = ((1 - alpha)[:, None] * model.readout.weight.detach().double()).numpy()
     out_weight_bits = out_weight_bits or weight_bits
@@ -145,6 +253,7 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
         coef=Format(coef_bits, coef_bits - 1 - COEF_INT_BITS),
         state=Format(state_bits, state_frac if state_frac is not None else state_bits - 1 - STATE_INT_BITS),
         output=Format(output_bits, output_bits - 1 - OUTPUT_INT_BITS),
+        input=inputs,
     )
 
 
@@ -162,6 +271,7 @@ class IntNetwork:
     dtq: int  # dt in coef
     gamma: int  # coef
     theta: int  # state
+    readout: Readout = Readout()
 
     def __post_init__(self):
         self.spec.check_int64(self.shape[0], self.shape[1])

@@ -21,6 +21,8 @@ class Batch(NamedTuple):
 # every_step: one label per sequence, NLL on every step, predict argmax of the time-mean of o.
 # label_last: one label per sequence, NLL and prediction on the last step only.
 LOSS_MODES = ("per_step", "every_step", "label_last")
+# The integer readout that reads each loss mode's prediction (``fixed.spec.Readout``).
+READOUT_FOR_LOSS = {"per_step": "per_step", "every_step": "mean", "label_last": "last"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,23 @@ class TaskSpec:
     alif_tau_m_init: tuple[float, float] = (20.0, 5.0)
     alif_tau_adp_init: tuple[float, float] = (200.0, 50.0)
     eval_batch_size: int = 256
+    steps: int = 0  # sequence length: sizes the running sum of a mean readout
+    input_bits: int = 1  # unsigned bits of one input value (1: spikes)
+    input_unit: float = 1.0  # the float value of one input integer step
+
+    @property
+    def readout_rule(self) -> str:
+        return READOUT_FOR_LOSS[self.loss_mode]
+
+    def input_format(self):
+        from ..fixed.spec import InputFormat
+
+        return InputFormat(self.input_bits, self.input_unit)
+
+    def readout(self, output_bits: int):
+        from ..fixed.spec import Readout
+
+        return Readout.for_steps(self.readout_rule, output_bits, self.steps)
 
     def neuron_config(self, kind: str, surrogate: str = "double_gaussian") -> NeuronConfig:
         return NeuronConfig(
@@ -54,13 +73,17 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     "ecg": TaskSpec("ecg", 4, 36, 6, "per_step", epochs=400, batch_size=16, lr=0.1,
                     omega_init=(3.0, 5.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0),
-                    alif_tau_m_init=(20.0, 0.5), alif_tau_adp_init=(7.0, 0.2), eval_batch_size=141),
+                    alif_tau_m_init=(20.0, 0.5), alif_tau_adp_init=(7.0, 0.2), eval_batch_size=141,
+                    steps=ecg.STEPS),
     "smnist": TaskSpec("smnist", 1, 256, 10, "label_last", epochs=300, batch_size=256, lr=0.1,
-                       omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 5.0)),
+                       omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 5.0),
+                       steps=mnist.STEPS, input_bits=8, input_unit=1 / 255),
     "psmnist": TaskSpec("psmnist", 1, 256, 10, "every_step", epochs=300, batch_size=256, lr=0.1,
-                        omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0)),
+                        omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_o_init=(20.0, 1.0),
+                        steps=mnist.STEPS, input_bits=8, input_unit=1 / 255),
     "shd": TaskSpec("shd", shd.CHANNELS, 128, shd.CLASSES, "every_step", epochs=20, batch_size=32, lr=0.075,
-                    omega_init=(5.0, 10.0), b_offset_init=(2.0, 3.0), tau_o_init=(20.0, 5.0)),
+                    omega_init=(5.0, 10.0), b_offset_init=(2.0, 3.0), tau_o_init=(20.0, 5.0),
+                    steps=shd.STEPS),
 }
 
 
@@ -89,9 +112,21 @@ class TaskData:
         for start in range(0, n, batch_size):
             yield self._batch(data.subset(order[start : start + batch_size]))
 
+    def integer_sequences(self, split: str, limit: int | None = None):
+        """What the hardware is fed: (x [T, B, inputs] unsigned integers in the task's input
+        format, as uint8 or uint16, targets [T, B] or [B], annotated [T, B] or None), numpy."""
+        data = self.splits[split]
+        if limit is not None:
+            data = data.subset(torch.arange(min(limit, len(data))))
+        batch = self._batch(data)
+        ints = self.spec.input_format().integers(batch.x.numpy())
+        annotated = batch.annotated.numpy() if batch.annotated is not None else None
+        return ints, batch.target.numpy(), annotated
+
     def _batch(self, part) -> Batch:
         if isinstance(part, ecg.ECGSplit):
             return Batch(part.inputs.transpose(0, 1), part.labels.t(), part.annotated.t())
         if isinstance(part, shd.SHDSplit):
             return Batch(part.as_sequences(), part.labels, None)
         return Batch(mnist.as_sequences(part.images), part.labels, None)
+
