@@ -68,7 +68,9 @@ def save_artifact(path: str | Path, net: IntNetwork, *, task: str, dt: float, th
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, manifest=np.array(json.dumps(manifest, indent=1)), **arrays)
-    path.write_bytes(buffer.getvalue())
+    tmp = path.with_name(path.name + ".tmp")  # a crash mid-write never leaves a half artifact at path
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
     return path
 
 

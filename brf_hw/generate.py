@@ -28,6 +28,27 @@ def default_artifact() -> Path:
     return Path(str(resources.files("brf_hw") / "artifacts" / "ecg_brf_w8.npz"))
 
 
+def shape_network(inputs: int, hidden: int, outputs: int, input_bits: int = 1, rule: str = "per_step",
+                  steps: int = 784, gain: float = 100.0, seed: int = 0):
+    """An untrained IntNetwork of a shape (8-bit weights, the default formats; inputs of
+    ``input_bits`` bits worth 1/(2^bits - 1) each, so a full-scale input is 1.0; the ``rule``
+    readout sized for ``steps`` steps), its input weights scaled by ``gain`` so it spikes: for
+    tests, synthesis and simulation of a shape before a trained artifact exists."""
+    import torch
+
+    from .fixed import spec_for_model
+    from .fixed.qat import to_int_network
+    from .fixed.spec import InputFormat, Readout
+    from .model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(inputs, hidden, outputs), seed=seed)
+    with torch.no_grad():
+        model.synapses.weight.mul_(gain)
+    unit = 1.0 / ((1 << input_bits) - 1) if input_bits > 1 else 1.0
+    spec = spec_for_model(model, 8, inputs=InputFormat(input_bits, unit))
+    return to_int_network(model, spec, Readout.for_steps(rule, spec.output.bits, steps))
+
+
 def _fields(layout) -> dict:
     """Payload fields as {name: {"offset": bit, "width": bits}} (Verilog: inp__payload, out__payload)."""
     return {name: {"offset": field.offset, "width": field.width} for name, field in layout}
@@ -45,16 +66,19 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
         "chunks": dut.chunks,
         "segments": dut.segments,
         "formats": spec.to_dict(),
+        "readout": net.readout.to_dict(),
+        "sources": {"inputs": n_in * spec.input.bits, "hidden": n_hid,
+                    "order": "bit k of input i is source i*bits + k (row w_in << k), then the hidden neurons"},
         "ports": {
             "clk": "input, rising edge", "rst": "input, synchronous, active high",
             "inp": {"valid": "input", "ready": "output", "payload": _fields(dut.input_layout)},
             "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
         },
         "cycles_per_step": {
-            "formula": "(active inputs + previous hidden spikes) * segments + 1 [if any] + chunks + outputs + 13, "
-                       "plus 1 cycle to hand over the output beat",
-            "silent_step": cycle_model(0, dut.chunks, n_out, dut.segments),
-            "every_source_active": cycle_model(n_in + n_hid, dut.chunks, n_out, dut.segments),
+            "formula": f"(set input bits + previous hidden spikes) * segments + 1 [if any] + chunks + outputs + "
+                       f"{13 + dut.mean}, plus 1 cycle to hand over the output beat",
+            "silent_step": cycle_model(0, dut.chunks, n_out, dut.segments, dut.mean),
+            "every_source_active": cycle_model(dut.sources, dut.chunks, n_out, dut.segments, dut.mean),
         },
         "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
     }

@@ -1,13 +1,14 @@
 """Golden model: the integer BRF network in numpy, batched over sequences, bit-exact with the
 hardware. Runs ``fixed.arith`` on arrays; weights, constants and formats come from an artifact.
 
-    python -m brf_hw.golden ARTIFACT.npz [--data-dir DIR]      # ECG test-set accuracy and SOPs
+    python -m brf_hw.golden ARTIFACT.npz [--data-dir DIR]   # its task's test accuracy (95 % interval), SOPs
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import time
 from typing import NamedTuple
 
@@ -151,6 +152,14 @@ def evaluate(net: IntNetwork, x: np.ndarray, target: np.ndarray, annotated: np.n
     return Evaluation(m, np.concatenate(preds, axis=1 if per_step else 0), digest.hexdigest())
 
 
+def evaluate_task(net: IntNetwork, data, split: str, limit: int | None = None, progress: bool = False) -> Evaluation:
+    """``evaluate`` on a split of a task's data (``train.tasks.TaskData``), fed as the hardware is
+    fed (``integer_sequences``); the first ``limit`` sequences where given."""
+    check_task(net, data.spec)
+    x, target, annotated = data.integer_sequences(split, limit)
+    return evaluate(net, x, target, annotated, progress=progress)
+
+
 def ecg_metrics(result: GoldenResult, labels: np.ndarray, annotated: np.ndarray) -> dict[str, float]:
     """labels, annotated: [T, B]. Accuracy the paper's way and on annotated steps, with a 95 %
     bootstrap interval over sequences; SOPs."""
@@ -179,31 +188,53 @@ def bootstrap_interval(per_sequence: np.ndarray, level: float = 0.95, resamples:
     return float(low), float(high)
 
 
+def check_task(net: IntNetwork, task) -> None:
+    """The network must take the task's inputs, in its input format, and be read its way."""
+    n_in, _, n_out = net.shape
+    if (n_in, n_out) != (task.inputs, task.outputs) or net.spec.input.bits != task.input_bits:
+        raise ValueError(f"the network takes {n_in} inputs of {net.spec.input.describe()} and has {n_out} "
+                         f"outputs; task {task.name} feeds {task.inputs} inputs of u{task.input_bits} into "
+                         f"{task.outputs} classes")
+    if net.readout.rule != task.readout_rule:
+        raise ValueError(f"the network's readout is {net.readout.rule!r}; task {task.name} is scored by "
+                         f"{task.readout_rule!r}")
+
+
+def describe_metrics(m: dict[str, float]) -> str:
+    annotated = f"; annotated steps {m['acc_annotated']:.2f}%" if "acc_annotated" in m else ""
+    return (f"accuracy {m['acc']:.2f}% (95% interval over sequences {m['acc_ci_low']:.2f}-{m['acc_ci_high']:.2f}"
+            f"{annotated}), SOPs {m['sops']:.1f} ({m['sops_per_step']:.2f}/step)")
+
+
 def main(argv=None) -> None:
     from .artifact import load_artifact
-    from .cli_util import UserError
-    from .data import load_ecg
+    from .cli_util import POSITIVE_INT, UserError
+    from .train.tasks import TASKS, TaskData
 
-    parser = argparse.ArgumentParser(description="Evaluate an integer BRF artifact on the ECG test set.")
+    parser = argparse.ArgumentParser(description="Evaluate an integer BRF artifact on its task's test set "
+                                                 "(the task the artifact names) with the task's metric.")
     parser.add_argument("artifact")
     parser.add_argument("--data-dir")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument("--limit", type=POSITIVE_INT, help="only the first N sequences")
     args = parser.parse_args(argv)
     net, manifest = load_artifact(args.artifact)
-    if manifest.get("task") != "ecg":
-        raise UserError(f"{args.artifact} holds a network for task {manifest.get('task')!r}; this command "
-                        f"evaluates ECG networks")
-    test = load_ecg(args.data_dir)["test"]
-    if test.inputs.shape[-1] != net.shape[0]:
-        raise UserError(f"{args.artifact} takes {net.shape[0]} inputs; the ECG data has {test.inputs.shape[-1]}")
+    name = manifest["task"]
+    if name not in TASKS:
+        raise UserError(f"{args.artifact} holds a network for task {name!r}, which brf-hw does not know "
+                        f"({', '.join(sorted(TASKS))})")
+    try:
+        check_task(net, TASKS[name])
+    except ValueError as exc:
+        raise UserError(f"{args.artifact} (task {name!r}): {exc}") from exc
+    data = TaskData(TASKS[name], args.data_dir)
     start = time.perf_counter()
-    m, result = evaluate_ecg(net, test)
+    ev = evaluate_task(net, data, args.split, args.limit, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
-    print(f"{args.artifact}: {manifest['task']} {net.shape[0]}-{net.shape[1]}-{net.shape[2]}, "
+    count = ev.predictions.shape[-1]
+    print(f"{args.artifact}: {name} {net.shape[0]}-{net.shape[1]}-{net.shape[2]}, readout {net.readout.rule}, "
           f"{net.spec.describe()}")
-    print(f"ECG test: accuracy {m['acc']:.2f}% (95% interval over sequences {m['acc_ci_low']:.2f}-"
-          f"{m['acc_ci_high']:.2f}; annotated steps {m['acc_annotated']:.2f}%), "
-          f"SOPs {m['sops']:.1f} ({m['sops_per_step']:.2f}/step), {seconds:.2f} s for "
-          f"{result.spikes.shape[1]} sequences")
+    print(f"{name} {args.split}: {describe_metrics(ev.metrics)}, {seconds:.2f} s for {count} sequences")
 
 
 if __name__ == "__main__":

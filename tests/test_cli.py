@@ -87,7 +87,7 @@ def test_golden_user_errors(monkeypatch, capsys, tmp_path):
     net, manifest = load_artifact(default_artifact())
     other = tmp_path / "shd.npz"
     save_artifact(other, net, task="shd", dt=0.01, theta=1.0, gamma=0.9)
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(other)), "task 'shd'")
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(other)), "task shd feeds 700 inputs")
 
 
 def test_generate_and_synth_user_errors(monkeypatch, capsys, tmp_path):

@@ -1,6 +1,7 @@
 """The accelerator in Amaranth's simulator against the golden model, bit for bit, every step;
 the generator CLI; the committed rtl/ copy."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from brf_hw import golden
 from brf_hw.artifact import load_artifact
 from brf_hw.cli_util import UserError
 from brf_hw.fixed import FixedSpec, Format
+from brf_hw.fixed.formats import FormatError
+from brf_hw.fixed.spec import Readout
 from brf_hw.fixed.qat import to_int_network
-from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main
+from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main, shape_network
 from brf_hw.hw.core import BRFAccelerator
-from brf_hw.hw.layout import pack
-from brf_hw.hw.simulate import simulate
+from brf_hw.hw.layout import pack, source_rows
+from brf_hw.hw.simulate import expected_cycles, simulate
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
 
@@ -31,11 +34,19 @@ def ecg_net():
 
 
 def check(net, x, first=None, **kw):
-    """Hardware == golden on a stream (sequences back to back, restarted where ``first``)."""
+    """Hardware == golden on a stream (sequences back to back, restarted where ``first``): every
+    step's spikes, potentials, label, a mean readout's sum_label, and cycles == the cycle model."""
     hw = simulate(net, x, first, **kw)
     gold = golden.run_stream(net, x, first)
-    for name, got, expected in (("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
-                                ("labels", hw.labels, gold.predictions)):
+    first = np.eye(1, len(x), dtype=bool)[0] if first is None else first
+    pairs = [("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
+             ("labels", hw.labels, gold.predictions),
+             ("cycles", hw.cycles, expected_cycles(net, x, first, gold.spikes, kw.get("lanes", 1), kw.get("segments")))]
+    if net.readout.rule == "mean":
+        pairs.append(("sum labels", hw.sum_labels, gold.sums.argmax(-1)))
+    else:
+        assert hw.sum_labels is None
+    for name, got, expected in pairs:
         bad = np.flatnonzero((got != expected).reshape(len(x), -1).any(1))
         assert not len(bad), f"{name} differ from step {bad[0] if len(bad) else None}"
     return hw
@@ -205,3 +216,76 @@ def test_formats_too_wide_for_64_bit_arithmetic_are_refused():
     for seed in range(50):  # the fuzzer draws only from formats the check accepts
         net = random_case(seed).net
         assert max(net.spec.int64_widths(net.shape[0], net.shape[1]).values()) <= 63
+
+
+# --- multi-bit inputs (bit-serial sources) and the mean readout ------------------------------------
+
+@pytest.fixture(scope="module")
+def smnist():
+    """A 1-256-10 network with 8-bit pixel inputs and a mean readout (untrained, scaled to spike),
+    and three real S-MNIST test images [784, 3, 1]."""
+    from brf_hw.train.tasks import TASKS, TaskData
+
+    net = shape_network(1, 256, 10, input_bits=8, rule="mean", steps=784)
+    x = TaskData(TASKS["smnist"]).integer_sequences("test", limit=3)[0].astype(np.int64)
+    return net, x
+
+
+def test_smnist_images_bit_serial_inputs_and_mean_readout(smnist):
+    """A window of rows 6-9 of three real S-MNIST test images as three sequences back to back
+    (every pixel value 0..255 a sum of shifted rows; running sums cleared at each start)."""
+    net, images = smnist
+    window = images[180:280]
+    x = np.concatenate([window[:, b] for b in range(3)])
+    first = np.zeros(len(x), bool)
+    first[::len(window)] = True
+    assert len(np.unique(x)) > 20 and x.max() >= 250
+    hw = check(net, x, first, lanes=8, segments=2, gap_prob=0.2, stall_prob=0.2, seed=1)
+    assert hw.spikes.sum() > 100 and len(set(hw.sum_labels.tolist())) > 1
+
+
+def test_a_whole_smnist_image(smnist):
+    net, images = smnist
+    hw = check(net, images[:, 1], lanes=32, segments=1)
+    assert hw.spikes.sum() > 1000
+
+
+def test_mean_readout_running_sums_saturate():
+    """A 40-input spike network (SHD-like) with a 10-bit running sum (narrower than o): the sums
+    hit their bounds and stay there, as arith.sum_step says; the last readout needs no hardware."""
+    net = shape_network(40, 24, 5, rule="mean", steps=200, gain=100.0, seed=2)
+    net = dataclasses.replace(net, readout=Readout("mean", 10))
+    x = (np.random.default_rng(3).random((200, 40)) < 0.15).astype(np.int64)
+    first = np.zeros(len(x), bool)
+    first[[0, 120]] = True
+    hw = check(net, x, first, lanes=3, segments=5, gap_prob=0.2, stall_prob=0.2, seed=2)
+    sums = golden.run_stream(net, x, first).sums
+    assert hw.spikes.sum() > 100 and np.isin(sums, net.readout.sum_bounds).any()
+    last = dataclasses.replace(net, readout=Readout("last"))
+    assert "sum_label" not in dict(iter(BRFAccelerator(last).output_layout))
+    check(last, x[:40], lanes=6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_networks_with_multi_bit_inputs(seed):
+    rng = np.random.default_rng(100 + seed)
+    bits = int(rng.integers(2, 9))
+    n_in, n_hid, n_out = int(rng.integers(1, 5)), int(rng.integers(2, 14)), int(rng.integers(1, 5))
+    rule = str(rng.choice(["per_step", "last", "mean"]))
+    net = shape_network(n_in, n_hid, n_out, input_bits=bits, rule=rule, steps=60, gain=float(rng.choice([30, 300])),
+                        seed=seed)
+    x = np.where(rng.random((60, n_in)) < 0.5, rng.integers(0, 1 << bits, (60, n_in)), 0)
+    lanes = int(rng.integers(1, n_hid + 1))
+    segments = int(rng.integers(1, -(-n_hid // lanes) * lanes + 1))
+    check(net, x, lanes=lanes, segments=segments, gap_prob=0.2, stall_prob=0.2, seed=seed)
+    rows = source_rows(net)  # bit k of input i: the aligned input row shifted by k
+    assert rows.shape[1] == n_in * bits + n_hid
+    assert np.array_equal(rows[:, bits - 1], net.aligned_weights()[0][:, 0] << (bits - 1))
+
+
+def test_input_values_outside_the_format_are_refused(smnist):
+    net, images = smnist
+    x = images[:5, 0].copy()
+    x[3] = 256
+    with pytest.raises(FormatError, match="input value 256 is outside the input format u8"):
+        simulate(net, x)

@@ -1,10 +1,18 @@
 """Streaming, event-driven BRF-RSNN accelerator (Amaranth 0.5).
 
-Per time step: one input beat (the step's input spikes, and ``first`` to clear the state at a
-sequence start) -> one output beat (LI potentials, argmax label, hidden spikes, cycles used).
+Per time step: one input beat (the step's input values, and ``first`` to clear the state at a
+sequence start) -> one output beat (LI potentials, argmax label, hidden spikes, cycles used, and
+for a ``mean`` readout the argmax of the running sums, ``sum_label``).
+
+Inputs of b > 1 bits are bit-serial (``layout``): bit k of input i is source i*b + k, so the
+input field (``spikes`` for b = 1, ``inputs`` else: the I values little-end first) is the mask of
+the input sources as it stands, and each set bit costs one pass of ACC.
+Readouts: per_step and last need nothing beyond ``label`` (for last, the class of a sequence is
+the label of its last step); mean keeps O running sums s_j = sat(s_j + o_j) (``arith.sum_step``,
+readout.sum_bits wide, cleared with ``first``) and their running argmax.
 
 Phases of a step (cycle counts in ``cycle_model``):
-  ACC     G cycles per active source (input spike, or hidden spike of the previous step, lowest
+  ACC     G cycles per active source (set input bit, or hidden spike of the previous step, lowest
           index first): the accumulators form a ring of G segments that turns one segment per
           cycle; the segment passing the A = ceil(H/G) shared adders gets its slice of the
           source's weight row (one synapse-memory word). G = 1 adds a whole row per cycle;
@@ -15,7 +23,8 @@ Phases of a step (cycle counts in ``cycle_model``):
           (read a chunk, write it back 6 cycles later); new spikes are added onto the output
           accumulators as they leave the pipeline, so the readout costs no extra cycles.
   LI      the O output potentials one after another through one multiplier (select, multiply,
-          round and saturate, compare for the argmax).
+          round and saturate, compare for the argmax); a mean readout adds o onto its running
+          sum one stage later and compares the sums (one more cycle).
 Then OUTPUT holds the beat until it is taken. The hidden state is cleared without touching the
 memory: while ``fresh`` is set (after reset, or from a beat with ``first``) UPDATE reads zeros.
 """
@@ -34,21 +43,22 @@ from .layout import memory_images
 MIN_CYCLE_COUNTER_BITS = 16
 
 
-def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1) -> int:
+def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1, mean: bool = False) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (active inputs + previous hidden spikes) * segments + 2 (1 when there are none),
-    UPDATE chunks + 7, LI outputs + 4.
+    accept 1, ACC (set input bits + previous hidden spikes) * segments + 2 (1 when there are none),
+    UPDATE chunks + 7, LI outputs + 4 (+ 1 for a mean readout's running sums).
     The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
     acc = sources_active * segments + 2 if sources_active else 1
-    return 1 + acc + (chunks + 7) + (outputs + 4)
+    return 1 + acc + (chunks + 7) + (outputs + 4 + int(mean))
 
 
-def cycle_counter_bits(n_in: int, n_hid: int, n_out: int, chunks: int, segments: int) -> int:
-    """Wide enough for the slowest possible step (every input and hidden neuron active), so the
-    per-step counter can never wrap; at least 16 bits. Output back-pressure is not counted (the
-    count stops when the beat is presented), so no stream length or stall can overflow it."""
-    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(n_in + n_hid, chunks, n_out, segments).bit_length())
+def cycle_counter_bits(sources: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
+    """Wide enough for the slowest possible step (every source active: all input bits set, every
+    hidden neuron spiking), so the per-step counter can never wrap; at least 16 bits. Output
+    back-pressure is not counted (the count stops when the beat is presented), so no stream
+    length or stall can overflow it."""
+    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(sources, chunks, n_out, segments, mean).bit_length())
 
 
 def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
@@ -69,12 +79,19 @@ class BRFAccelerator(wiring.Component):
         self.images = memory_images(net, lanes, segments)
         self.lanes, self.chunks, self.segments = lanes, self.images.chunks, self.images.segments
         n_in, n_hid, n_out = net.shape
-        self.input_layout = data.StructLayout({"spikes": unsigned(n_in), "first": unsigned(1)})
+        bits = net.spec.input.bits
+        self.mean = net.readout.rule == "mean"
+        self.sources = net.spec.sources(n_in, n_hid)
+        # spike networks keep the field name (and so their Verilog); multi-bit values are "inputs"
+        self.input_field = "spikes" if bits == 1 else "inputs"
+        self.input_layout = data.StructLayout({self.input_field: unsigned(n_in * bits), "first": unsigned(1)})
+        label = unsigned(max(1, (n_out - 1).bit_length()))
         self.output_layout = data.StructLayout({
             "potentials": data.ArrayLayout(signed(net.spec.output.bits), n_out),
-            "label": unsigned(max(1, (n_out - 1).bit_length())),
+            "label": label,
             "spikes": unsigned(n_hid),
-            "cycles": unsigned(cycle_counter_bits(n_in, n_hid, n_out, self.chunks, self.segments)),
+            "cycles": unsigned(cycle_counter_bits(self.sources, n_out, self.chunks, self.segments, self.mean)),
+            **({"sum_label": label} if self.mean else {}),
         })
         super().__init__({"inp": In(stream.Signature(self.input_layout)),
                           "out": Out(stream.Signature(self.output_layout))})
@@ -82,11 +99,11 @@ class BRFAccelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         net, spec, img = self.net, self.net.spec, self.images
-        n_in, n_hid, n_out = net.shape
+        n_hid, n_out = net.shape[1:]
         P, C = self.lanes, self.chunks
         wb, cb, sb, ob, owb = (spec.synapse_bits, spec.coef.bits, spec.state.bits, spec.output.bits,
                                spec.out_weight.bits)
-        acc_bits = spec.acc_bits(n_in + n_hid)
+        acc_bits = spec.acc_bits(self.sources)
         out_acc_bits = spec.out_acc_bits(n_hid)
 
         # block RAM even where a memory is small: a ROM or RAM in logic costs the LUTs we save for
@@ -94,7 +111,7 @@ class BRFAccelerator(wiring.Component):
         block = {"ram_style": "block", "rom_style": "block"}
         width = img.widths
         G, A, stride = img.segments, img.segment_size, img.segment_stride
-        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=(n_in + n_hid) * stride,
+        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=self.sources * stride,
                                              init=img.synapses, attrs=block)
         m.submodules.constants = const = Memory(shape=unsigned(width["constants"]), depth=C, init=img.constants,
                                                 attrs=block)
@@ -116,7 +133,7 @@ class BRFAccelerator(wiring.Component):
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
         acc = [Signal(signed(acc_bits), name=f"acc_{h}") for h in range(G * A)]
         ring = [acc[g * A:(g + 1) * A] for g in range(G)]
-        mask = Signal(n_in + n_hid)  # sources still to be accumulated
+        mask = Signal(self.sources)  # sources still to be accumulated
         source = _lowest_set_bit(m, mask, "source")
         segment = Signal(max(1, (stride - 1).bit_length()))  # the row segment read this cycle
         fetched = Signal()  # the synapse read port holds the segment taken last cycle
@@ -205,16 +222,30 @@ class BRFAccelerator(wiring.Component):
         with m.If(valid_b & ((index_b == 0) | (o_b > best))):  # strictly greater: lowest index wins ties
             m.d.sync += [best.eq(o_b), label.eq(index_b)]
         li_busy = li_issuing | valid_sel | valid_a | valid_b
+        sums = []
+        if self.mean:  # s_j = sat(s_j + o_j), one stage after o_j; then a running argmax of the sums
+            sum_bits = net.readout.sum_bits
+            sums = [Signal(signed(sum_bits), name=f"sum_{j}") for j in range(n_out)]
+            s_next = ops.running_sum(Array(sums)[index_b], o_b, sum_bits)
+            s_c, valid_c, index_c = reg(s_next, "sum_c"), reg(valid_b, "li_valid_c"), reg(index_b, "li_index_c")
+            with m.If(valid_b):
+                m.d.sync += Array(sums)[index_b].eq(s_next)
+            sum_label = Signal.like(label)
+            sum_best = Signal(signed(sum_bits))
+            with m.If(valid_c & ((index_c == 0) | (s_c > sum_best))):
+                m.d.sync += [sum_best.eq(s_c), sum_label.eq(index_c)]
+            li_busy = li_busy | valid_c
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
                 with m.If(self.inp.valid):
                     first = self.inp.payload.first
-                    m.d.sync += [mask.eq(Cat(self.inp.payload.spikes, Mux(first, 0, z_flat))), cycles.eq(1)]
+                    inputs = getattr(self.inp.payload, self.input_field)
+                    m.d.sync += [mask.eq(Cat(inputs, Mux(first, 0, z_flat))), cycles.eq(1)]
                     m.d.sync += [a.eq(0) for a in acc + acc_o]
                     with m.If(first):
-                        m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o]
+                        m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o + sums]
                     m.next = "ACC"
 
             with m.State("ACC"):
@@ -257,6 +288,8 @@ class BRFAccelerator(wiring.Component):
                 m.d.comb += [self.out.valid.eq(1), payload.label.eq(label), payload.spikes.eq(z_flat),
                              payload.cycles.eq(cycles)]
                 m.d.comb += [payload.potentials[j].eq(o[j]) for j in range(n_out)]
+                if self.mean:
+                    m.d.comb += payload.sum_label.eq(sum_label)
                 with m.If(self.out.ready):
                     m.next = "IDLE"
         return m

@@ -26,15 +26,26 @@ def rshift(x: Value, s: int) -> Value:
 
 
 def saturate(x: Value, fmt: Format) -> Value:
-    """Clamp a signed value to ``fmt``'s two's-complement range. x fits iff the bits from the
-    format's sign bit up are all equal; testing that is a few LUTs, where two comparisons
-    against the bounds would be two carry chains as wide as x."""
+    """Clamp a signed value to ``fmt``'s two's-complement range."""
+    return saturate_bits(x, fmt.bits)
+
+
+def saturate_bits(x: Value, bits: int) -> Value:
+    """Clamp a signed value to ``bits``-bit two's complement (any width: also a mean readout's
+    running sums, up to 62 bits). x fits iff the bits from the sign bit up are all equal; testing
+    that is a few LUTs, where two comparisons against the bounds would be two carry chains as
+    wide as x."""
     x = x.as_signed()
-    if len(x) <= fmt.bits:
+    if len(x) <= bits:
         return x
-    top = x[fmt.bits - 1:]
+    top = x[bits - 1:]
     fits = top.all() | ~top.any()
-    return Mux(fits, x[:fmt.bits].as_signed(), Mux(x[-1], fmt.min_int, fmt.max_int))
+    return Mux(fits, x[:bits].as_signed(), Mux(x[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1))
+
+
+def running_sum(s, o, bits: int):
+    """``arith.sum_step``: s + o saturated to the running sum's ``bits``."""
+    return saturate_bits(s + o, bits)
 
 
 def damping(spec, d, q_dt):

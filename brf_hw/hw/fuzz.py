@@ -7,7 +7,10 @@ A case is a pure function of its seed (``random_case``): formats of any word len
 the spec accepts (every fraction the artifact loader accepts, 64-bit headroom included), weights,
 d, c, alpha and the scalars anywhere in their formats, with a share pinned to the format's
 corners (saturation), 1..64 hidden neurons, 1..200 steps, mid-stream resets, lanes and accumulator
-segments of any legal value (log-uniform; long steps get shorter sequences, see CYCLE_BUDGET). Each case runs in Amaranth's simulator and must equal the golden
+segments of any legal value (log-uniform; long steps get shorter sequences, see CYCLE_BUDGET);
+half the cases take 2..8-bit inputs (bit-serial sources) and a random readout rule, mean with a
+narrow running sum that saturates (``_widen``, its own random stream: the other draws of a seed
+are those of the spike-only fuzzer). Each case runs in Amaranth's simulator and must equal the golden
 model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
 runs as Verilog under Verilator through cocotb. A failure prints the seed; ``--seed S --n 1``
 replays it.
@@ -16,6 +19,7 @@ replays it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import tempfile
@@ -30,10 +34,10 @@ from tqdm import tqdm
 from .. import golden
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_INT, run_main
 from ..fixed.formats import Format, FormatError
-from ..fixed.spec import FixedSpec, IntNetwork
+from ..fixed.spec import READOUT_RULES, FixedSpec, InputFormat, IntNetwork, Readout
 from .core import cycle_model
-from .layout import geometry
-from .simulate import simulate
+from .layout import active_sources, geometry
+from .simulate import expected_cycles, simulate
 
 MAX_HIDDEN, MAX_STEPS = 64, 200
 CYCLE_BUDGET = 12_000  # simulated cycles per case, about 5 s
@@ -42,7 +46,7 @@ CYCLE_BUDGET = 12_000  # simulated cycles per case, about 5 s
 class FuzzCase(NamedTuple):
     seed: int
     net: IntNetwork
-    x: np.ndarray  # [T, inputs] spikes
+    x: np.ndarray  # [T, inputs] input values (spikes, or input.bits-bit integers)
     first: np.ndarray  # [T] sequence starts (step 0 and random resets)
     lanes: int
     segments: int
@@ -137,18 +141,30 @@ def random_case(seed: int) -> FuzzCase:
     x = (rng.random((steps, n_in)) < density).astype(np.int64)
     first = rng.random(steps) < rng.choice([0.0, 0.02, 0.2])
     first[0] = True
+    net, x, first = _widen(seed, net, x, first, chunks, segments)
     return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
                     float(rng.choice([0.0, 0.3])))
 
 
-def expected_cycles(case: FuzzCase, spikes: np.ndarray) -> np.ndarray:
-    """The cycle model per step: active inputs plus the previous step's hidden spikes (none after
-    a sequence start)."""
-    prev = np.concatenate([[0], spikes[:-1].sum(1)])
-    prev[case.first] = 0
-    chunks, _ = geometry(case.net.shape[1], case.lanes, case.segments)
-    return np.array([cycle_model(int(a) + int(p), chunks, case.net.shape[2], case.segments)
-                     for a, p in zip(case.x.sum(1), prev)])
+def _widen(seed: int, net: IntNetwork, x, first, chunks: int, segments: int):
+    """Half the cases: b-bit inputs (the spike pattern keeps its zeros, set steps get random
+    values) and a random readout; the case is cut to keep near CYCLE_BUDGET."""
+    rng = np.random.default_rng([seed, 1])
+    if rng.random() < 0.5:
+        return net, x, first
+    bits = int(rng.integers(2, 9))
+    spec = dataclasses.replace(net.spec, input=InputFormat(bits, 1.0))
+    rule = str(rng.choice(READOUT_RULES))
+    sum_bits = int(rng.integers(max(2, spec.output.bits - 2), spec.output.bits + 8)) if rule == "mean" else 0
+    try:
+        net = dataclasses.replace(net, spec=spec, readout=Readout(rule, sum_bits))
+    except FormatError:  # the wider input rows no longer fit 64-bit arithmetic: stay with spikes
+        return net, x, first
+    x = np.where(x > 0, rng.integers(0, 1 << bits, x.shape), 0)
+    per_step = cycle_model(int(active_sources(x, bits).mean()) + round(0.3 * net.shape[1]), chunks,
+                           net.shape[2], segments) + 1
+    steps = max(1, min(len(x), CYCLE_BUDGET // per_step))
+    return net, x[:steps], first[:steps]
 
 
 def check_amaranth(case: FuzzCase) -> str | None:
@@ -156,9 +172,12 @@ def check_amaranth(case: FuzzCase) -> str | None:
     hw = simulate(case.net, case.x, case.first, lanes=case.lanes, segments=case.segments,
                   gap_prob=case.gap_prob, stall_prob=case.stall_prob, seed=case.seed)
     gold = golden.run_stream(case.net, case.x, case.first)
-    for name, got, want in (("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
-                            ("labels", hw.labels, gold.predictions), ("cycles", hw.cycles,
-                                                                       expected_cycles(case, gold.spikes))):
+    cycles = expected_cycles(case.net, case.x, case.first, gold.spikes, case.lanes, case.segments)
+    pairs = [("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
+             ("labels", hw.labels, gold.predictions), ("cycles", hw.cycles, cycles)]
+    if gold.sums is not None:
+        pairs.append(("sum labels", hw.sum_labels, gold.sums.argmax(-1)))
+    for name, got, want in pairs:
         bad = np.flatnonzero((np.asarray(got) != np.asarray(want)).reshape(len(case.x), -1).any(1))
         if len(bad):
             t = int(bad[0])

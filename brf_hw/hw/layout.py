@@ -7,10 +7,12 @@ Words pack fields little-end first, each in two's complement.
 Segments: the C*P accumulators form a ring of G segments of A = ceil(C*P / G) (padded to G*A);
 one segment of a source's row is added per cycle. A source's segments sit at a power-of-two
 stride S >= G, so the address is the source index with the segment index below it (no multiplier).
-  synapse memory  depth (I + H) * S, word s*S + g = weights from source s onto accumulators
+  synapse memory  depth (I*b + H) * S, word s*S + g = weights from source s onto accumulators
                   g*A .. g*A+A-1 (words s*S + G .. s*S + S-1 unused, zero), aligned to the
-                  accumulator (sources 0..I-1: inputs, I..I+H-1: hidden neurons)
-                                                                    width A * synapse_bits
+                  accumulator (sources 0..I*b-1: the bits of the b-bit inputs, bit k of input i
+                  is source i*b + k with row w_in[:, i] << k (bit-serial: the input values
+                  concatenated little-end first are the inputs' source bits); I*b..I*b+H-1:
+                  hidden neurons)                                   width A * synapse_bits
   constant memory depth C, word k = d of lanes 0..P-1, then c of lanes 0..P-1  width 2*P*coef.bits
   output memory   depth C, word k = for lanes 0..P-1, the weights from hidden neuron k*P+p onto
                   outputs 0..O-1                                    width P*O * out_weight.bits
@@ -64,17 +66,31 @@ def geometry(hidden: int, lanes: int, segments: int | None = None) -> tuple[int,
     return chunks, segments
 
 
+def source_rows(net: IntNetwork) -> np.ndarray:
+    """[H, I*b + H]: column s = the aligned weights from source s (input bit rows, then hidden)."""
+    w_in, w_rec = net.aligned_weights()
+    bits = net.spec.input.bits
+    w_bits = (w_in[:, :, None] << np.arange(bits, dtype=np.int64)).reshape(w_in.shape[0], -1)
+    return np.concatenate([w_bits, w_rec], axis=1)
+
+
+def active_sources(x: np.ndarray, bits: int) -> np.ndarray:
+    """x [..., I] input values -> [...] the set input bits: the input sources a step accumulates."""
+    x = np.asarray(x, dtype=np.int64)
+    return sum(((x >> k) & 1).sum(-1) for k in range(bits))
+
+
 def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> MemoryImages:
     n_in, n_hid, n_out = net.shape
     chunks, segments = geometry(n_hid, lanes, segments)
     pad = chunks * lanes - n_hid
     size = math.ceil(chunks * lanes / segments)
     spec = net.spec
-    sources = np.concatenate(net.aligned_weights(), axis=1)  # [H, I+H]: column s = weights from s
+    sources = source_rows(net)  # [H, I*b+H]: column s = weights from s
     sources = np.pad(sources, ((0, segments * size - n_hid), (0, 0)))
     stride = 1 << (segments - 1).bit_length()
     synapses = [pack(sources[g * size:(g + 1) * size, s], spec.synapse_bits) if g < segments else 0
-                for s in range(n_in + n_hid) for g in range(stride)]
+                for s in range(sources.shape[1]) for g in range(stride)]
     d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
     constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
                  for k in range(chunks)]

@@ -11,9 +11,10 @@ from typing import NamedTuple
 import numpy as np
 from amaranth.sim import Simulator
 
+from .. import golden
 from ..fixed.spec import IntNetwork
-from .core import BRFAccelerator
-from .layout import pack
+from .core import BRFAccelerator, cycle_model
+from .layout import active_sources, geometry, pack
 
 
 class HardwareRun(NamedTuple):
@@ -21,12 +22,15 @@ class HardwareRun(NamedTuple):
     outputs: np.ndarray  # [T, O]
     labels: np.ndarray  # [T]
     cycles: np.ndarray  # [T] cycles the accelerator spent on each step
+    sum_labels: np.ndarray | None = None  # [T] argmax of the running sums (mean readout), else None
 
 
 def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1, segments: int | None = None,
              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, vcd: str | None = None) -> HardwareRun:
-    """x [T, inputs] spikes of one stream (sequences back to back; ``first`` marks their starts,
-    default: step 0 only)."""
+    """x [T, inputs] input values of one stream (spikes, or ``input.bits``-bit integers; sequences
+    back to back, ``first`` marks their starts, default: step 0 only). Values outside the input
+    format are refused (FormatError naming the value) before anything runs."""
+    golden.check_inputs(net, x[:, None, :])
     steps = x.shape[0]
     if first is None:
         first = np.zeros(steps, bool)
@@ -34,13 +38,14 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
     dut = BRFAccelerator(net, lanes=lanes, segments=segments)
     rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     n_hid, n_out = net.shape[1], net.shape[2]
+    bits, field = net.spec.input.bits, dut.input_field
     got = []
 
     async def producer(ctx):
         for t in range(steps):
             while gap_prob and rng_in.random() < gap_prob:
                 await ctx.tick()
-            ctx.set(dut.inp.payload, {"spikes": pack(x[t], 1), "first": int(first[t])})
+            ctx.set(dut.inp.payload, {field: pack(x[t], bits), "first": int(first[t])})
             ctx.set(dut.inp.valid, 1)
             await ctx.tick().until(dut.inp.ready)
             ctx.set(dut.inp.valid, 0)
@@ -54,7 +59,7 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
             payload, = await ctx.tick().sample(dut.out.payload).until(dut.out.valid)
             ctx.set(dut.out.ready, 0)
             got.append(([int(payload.potentials[k]) for k in range(n_out)], int(payload.label),
-                         int(payload.spikes), int(payload.cycles)))
+                         int(payload.spikes), int(payload.cycles), int(payload.sum_label) if dut.mean else 0))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -67,4 +72,16 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
         sim.run()
     spikes = np.array([[(g[2] >> h) & 1 for h in range(n_hid)] for g in got], dtype=np.int64)
     return HardwareRun(spikes, np.array([g[0] for g in got], np.int64), np.array([g[1] for g in got]),
-                       np.array([g[3] for g in got]))
+                       np.array([g[3] for g in got]), np.array([g[4] for g in got]) if dut.mean else None)
+
+
+def expected_cycles(net: IntNetwork, x: np.ndarray, first: np.ndarray, spikes: np.ndarray, lanes: int,
+                    segments: int | None = None) -> np.ndarray:
+    """The cycle model per step of a stream: set input bits plus the previous step's hidden spikes
+    (none after a sequence start); ``spikes`` [T, H] the golden model's."""
+    prev = np.concatenate([[0], spikes[:-1].sum(1)])
+    prev[np.asarray(first, bool)] = 0
+    chunks, segments = geometry(net.shape[1], lanes, segments)
+    mean = net.readout.rule == "mean"
+    return np.array([cycle_model(int(a) + int(p), chunks, net.shape[2], segments, mean)
+                     for a, p in zip(active_sources(x, net.spec.input.bits), prev)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS
 from ..fixed.qat import to_int_network
 from ..fixed.spec import spec_for_model
 from .cli import apply_threads, config_from_args
+from .tasks import TASKS
 from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
 
 
@@ -40,14 +42,21 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_qat(args: argparse.Namespace) -> dict:
-    if args.task != "ecg" or args.neuron != "brf":
-        raise UserError("the fixed-point flow covers BRF networks on spike inputs: --task ecg --neuron brf")
+    """Float (or --init) -> QAT -> golden-model evaluation -> export -> reload re-check, for any
+    task: the task says the input format and the readout (``train.tasks.TaskSpec``)."""
+    if args.neuron != "brf":
+        raise UserError(f"the fixed-point flow covers BRF networks, not --neuron {args.neuron}")
     apply_threads(args)
     base = config_from_args(args)
+    task = TASKS[base.task]
     root = Path(base.run_dir)
     float_cfg = dataclasses.replace(base, run_dir=str(root / "float"))
     if args.init:
-        float_model, _ = load_checkpoint_model(args.init, kernel=base.kernel)
+        float_model, ckpt = load_checkpoint_model(args.init, kernel=base.kernel)
+        shape = (float_model.config.inputs, float_model.config.hidden, float_model.config.outputs)
+        if shape != (task.inputs, task.hidden, task.outputs):
+            raise UserError(f"--init {args.init} is a {'-'.join(map(str, shape))} network; task {task.name} is "
+                            f"{task.inputs}-{task.hidden}-{task.outputs}")
         data = None
     else:
         trainer = Trainer(float_cfg)
@@ -63,14 +72,17 @@ def run_qat(args: argparse.Namespace) -> dict:
     spec = spec_for_model(float_model, args.weight_bits, args.out_weight_bits, args.state_bits,
                           args.coef_bits, args.output_bits, args.weight_frac,
                           rec_weight_bits=args.rec_weight_bits, rec_weight_frac=args.rec_weight_frac,
-                          state_frac=args.state_frac)
-    print(f"formats: {spec.describe()}")
+                          state_frac=args.state_frac, inputs=task.input_format())
+    readout = task.readout(spec.output.bits)
+    print(f"formats: {spec.describe()}; readout {readout.rule}"
+          + (f" (running sum {readout.sum_bits} bits)" if readout.rule == "mean" else ""))
 
     qat_cfg = dataclasses.replace(base, run_dir=str(root / "qat"), epochs=args.qat_epochs, lr=args.qat_lr,
                                   fixed=spec.to_dict(), device="cpu")
     qat = Trainer(qat_cfg, data, init_state=float_model.state_dict())
+    limit = base.eval_limit  # None: the whole split, which is what the hardware's accuracy means
     float_test = qat.evaluate("test", float_model)
-    ptq, _ = golden.evaluate_ecg(to_int_network(float_model, spec), qat.data.splits["test"])
+    ptq = golden.evaluate_task(to_int_network(float_model, spec, readout), qat.data, "test", limit).metrics
     print(f"float model: test {float_test['acc']:.2f}%, SOPs {float_test['sops']:.0f}; "
           f"post-training rounding: {ptq['acc']:.2f}%, SOPs {ptq['sops']:.0f}")
     if args.resume and (root / "qat" / "last.pt").exists():
@@ -81,28 +93,36 @@ def run_qat(args: argparse.Namespace) -> dict:
         raise SystemExit(f"quantization-aware training stopped: {exc}")
     best, ckpt = load_checkpoint_model(root / "qat" / "best.pt")
 
-    net = to_int_network(best, spec)
-    test, result = golden.evaluate_ecg(net, qat.data.splits["test"])
-    val, _ = golden.evaluate_ecg(net, qat.data.splits["val"])
+    net = to_int_network(best, spec, readout)
+    test = golden.evaluate_task(net, qat.data, "test", limit, progress=sys.stderr.isatty())
+    val = golden.evaluate_task(net, qat.data, "val", limit).metrics
     path = Path(args.artifact or root / f"brf_{args.task}.npz")
     cfg = best.config.neuron
-    metrics = {"test_acc": test["acc"], "test_acc_ci95": [test["acc_ci_low"], test["acc_ci_high"]],
-               "test_acc_annotated": test["acc_annotated"], "test_sops": test["sops"],
-               "test_sops_per_step": test["sops_per_step"], "val_acc": val["acc"],
+    m = test.metrics
+    metrics = {"test_acc": m["acc"], "test_acc_ci95": [m["acc_ci_low"], m["acc_ci_high"]],
+               "test_sequences": int(test.predictions.shape[-1]),
+               **({"test_acc_annotated": m["acc_annotated"]} if "acc_annotated" in m else {}),
+               "test_sops": m["sops"], "test_sops_per_step": m["sops_per_step"], "val_acc": val["acc"],
                "float_test_acc": float_test["acc"], "ptq_test_acc": ptq["acc"], "qat_best_epoch": ckpt["epoch"]}
     save_artifact(path, net, task=args.task, dt=cfg.dt, theta=cfg.theta, gamma=cfg.gamma, metrics=metrics)
-    reloaded, _ = load_artifact(path)
-    again = golden.run(reloaded, qat.data.splits["test"].inputs.numpy().transpose(1, 0, 2))
-    if not (np.array_equal(again.spikes, result.spikes) and np.array_equal(again.outputs, result.outputs)):
-        raise RuntimeError(f"{path}: the reloaded artifact does not reproduce the integer evaluation")
-    with torch.no_grad():  # the QAT model's own integer forward must agree with the golden model
-        x = qat.data.splits["test"].inputs.transpose(0, 1)
-        own = best(x)
-    if not np.array_equal(own.outputs.numpy() * spec.output.scale, result.outputs):
-        raise RuntimeError("QAT integer forward and golden model disagree")
+    check_export(path, best, qat.data, test)
     (root / "qat_summary.json").write_text(json.dumps({"artifact": str(path), **metrics}, indent=2))
-    print(f"integer network (golden model, exported {path}): test accuracy {test['acc']:.2f}% "
-          f"(95% interval over sequences {test['acc_ci_low']:.2f}-{test['acc_ci_high']:.2f}; "
-          f"annotated steps {test['acc_annotated']:.2f}%), SOPs {test['sops']:.1f} "
-          f"({test['sops_per_step']:.2f}/step)")
+    print(f"integer network (golden model, exported {path}): {task.name} test {golden.describe_metrics(m)} "
+          f"on {metrics['test_sequences']} sequences")
     return metrics
+
+
+def check_export(path: Path, model, data, test: golden.Evaluation, sequences: int = 64) -> None:
+    """The exported file must reproduce the integer evaluation bit for bit, and the QAT model's
+    own integer forward (what training optimised) must equal the golden model on its first
+    ``sequences`` test sequences."""
+    reloaded, _ = load_artifact(path)
+    limit = int(test.predictions.shape[-1])
+    if golden.evaluate_task(reloaded, data, "test", limit).digest != test.digest:
+        raise RuntimeError(f"{path}: the reloaded artifact does not reproduce the integer evaluation")
+    x, _, _ = data.integer_sequences("test", min(sequences, limit))
+    gold = golden.run(reloaded, x)
+    with torch.no_grad():
+        own = model(torch.from_numpy(x.astype(np.float64) * reloaded.spec.input.unit))
+    if not np.array_equal(own.outputs.numpy() * reloaded.spec.output.scale, gold.outputs):
+        raise RuntimeError("QAT integer forward and golden model disagree")
