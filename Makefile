@@ -27,13 +27,17 @@ rtl: setup
 sim: setup
 	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py tests/test_board.py
 
-# All 141 ECG test sequences (SIM=verilator|icarus, JOBS=N parallel processes, LANES=P); prints the
-# accuracy measured from the RTL outputs.
+# A task's test set through the RTL (TASK=ecg: the 141 ECG sequences; TASK=smnist|psmnist|shd: the
+# test images/recordings, ARTIFACT defaults to brf_hw/artifacts/TASK_brf_w8.npz, LIMIT=N the first N;
+# SIM=verilator|icarus, JOBS=N parallel processes, LANES=P); prints the accuracy measured from the
+# RTL outputs (last readout: the label at the last step; mean: sum_label there).
 SIM ?= verilator
 JOBS ?= 1
 LANES ?= 1
+TASK ?= ecg
 sim-full: setup
-	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --sim $(SIM) --set full --jobs $(JOBS) --lanes $(LANES)
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --task $(TASK) --sim $(SIM) --set full --jobs $(JOBS) \
+		--lanes $(LANES) $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(if $(LIMIT),--limit $(LIMIT))
 
 # Random networks, golden model against the accelerator (Amaranth simulator; every 50th also under
 # Verilator). Not in CI: about 4 s per network per core. N networks, JOBS processes, from SEED.
@@ -47,7 +51,9 @@ STEPS ?= 100000
 sim-long: setup
 	$(PY) sim/run.py --set long --steps $(STEPS) --sim $(SIM) --lanes $(LANES)
 
-# Area and timing (yowasp yosys + nextpnr) for ECP5-25k and iCE40 UP5K, lanes 1, 2 and 4.
+# Area and timing (yowasp yosys + nextpnr): the smallest of iCE40 UP5K, ECP5-25F/45F/85F that holds
+# the shipped ECG network at lanes 1, 2 and 4 (python -m brf_hw.synth --shape 1-256-10 --lanes 8 for
+# other shapes, --artifact PATH for other networks).
 synth: setup
 	$(PY) -m brf_hw.synth --lanes 1 2 4
 

