@@ -289,3 +289,47 @@ def test_input_values_outside_the_format_are_refused(smnist):
     x[3] = 256
     with pytest.raises(FormatError, match="input value 256 is outside the input format u8"):
         simulate(net, x)
+
+
+# --- the source priority encoder: one chain up to 64 sources, a two-level tree beyond ---------------
+
+@pytest.mark.parametrize("n", [40, 65, 264, 828])
+def test_lowest_set_bit_encoder(n):
+    """Every width's encoder (flat up to FLAT_ENCODER_MAX, the group tree beyond: 264 = 1-256-10 at
+    8-bit inputs, 828 = 700-128-20) gives the lowest set bit (0 for none): single bits at every
+    position, group edges, random sparse and dense vectors."""
+    from amaranth.back import rtlil
+    from amaranth.hdl import Signal
+
+    from brf_hw.hw.core import FLAT_ENCODER_MAX, _lowest_set_bit
+
+    m = Module()
+    vector = Signal(n)
+    index = _lowest_set_bit(m, vector, "index")
+    rng = np.random.default_rng(n)
+    cases = [0, (1 << n) - 1] + [1 << i for i in range(n)] + [(1 << n) - (1 << i) for i in range(0, n, 7)]
+    cases += [int("".join(rng.choice(["0", "1"], n, p=[1 - p, p])), 2) for p in (0.01, 0.05, 0.5) for _ in range(40)]
+    got = []
+
+    async def bench(ctx):
+        for v in cases:
+            ctx.set(vector, v)
+            got.append(ctx.get(index))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [(v & -v).bit_length() - 1 if v else 0 for v in cases]
+    assert got == expected
+    assert (n > FLAT_ENCODER_MAX) == ("index_group" in rtlil.convert(m, ports=[vector, index]))
+
+
+def test_network_with_more_sources_than_the_flat_encoder():
+    """90 sources (20 inputs of 3 bits + 30 hidden), dense inputs so that sources in every group of
+    the tree encoder (16 wide: 6 groups, the last one partly padding) are taken in one step."""
+    rng = np.random.default_rng(7)
+    net = shape_network(20, 30, 4, input_bits=3, rule="mean", steps=80, gain=100.0, seed=3)
+    x = np.where(rng.random((80, 20)) < 0.6, rng.integers(0, 8, (80, 20)), 0)
+    assert net.spec.sources(20, 30) == 90
+    hw = check(net, x, lanes=4, segments=3, gap_prob=0.2, stall_prob=0.2, seed=4)
+    assert hw.spikes.sum() > 50

@@ -61,11 +61,39 @@ def cycle_counter_bits(sources: int, n_out: int, chunks: int, segments: int, mea
     return max(MIN_CYCLE_COUNTER_BITS, cycle_model(sources, chunks, n_out, segments, mean).bit_length())
 
 
-def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
-    index = Signal(range(max(2, len(vector))), name=name)
+# Up to this many sources the priority encoder is one chain of comparisons (the ECG network's 40,
+# and so its Verilog); beyond it, a two-level tree (a chain over 264 bits exhausts YoWASP Yosys's
+# WebAssembly stack: its XAIGER pass recurses along the path, one frame per cell).
+FLAT_ENCODER_MAX = 64
+
+
+def _priority_chain(m: Module, vector, index: Signal) -> None:
     for i in reversed(range(len(vector))):  # later assignments win: the lowest set bit ends up
         with m.If(vector[i]):
             m.d.comb += index.eq(i)
+
+
+def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
+    """The index of the lowest set bit of ``vector`` (0 when none is set), combinational.
+    Wide vectors: groups of W = 2^ceil(log2(sqrt(n))) bits; a chain over the groups' any-set flags
+    finds the lowest non-empty group, a mux takes that group, a chain over its W bits the bit in it;
+    the index is (group, bit), the same number as the flat chain's for every vector."""
+    n = len(vector)
+    index = Signal(range(max(2, n)), name=name)
+    if n <= FLAT_ENCODER_MAX:
+        _priority_chain(m, vector, index)
+        return index
+    width = 1 << ((n - 1).bit_length() + 1) // 2  # >= sqrt(n), a power of two
+    groups = -(-n // width)
+    padded = Cat(vector, Const(0, groups * width - n))
+    words = [padded.word_select(g, width) for g in range(groups)]
+    group = Signal(range(groups), name=f"{name}_group")
+    _priority_chain(m, Cat(*(w.any() for w in words)), group)
+    word = Signal(width, name=f"{name}_word")
+    m.d.comb += word.eq(Array(words)[group])
+    bit = Signal(range(width), name=f"{name}_bit")
+    _priority_chain(m, word, bit)
+    m.d.comb += index.eq(Cat(bit, group))
     return index
 
 
