@@ -29,6 +29,21 @@ def random_samples(n, seed):
     return [(np.sort(rng.uniform(0, 1.2, 300)), rng.integers(0, CHANNELS, 300)) for _ in range(n)]
 
 
+def class_samples(n, seed, spikes=3000):
+    """Samples whose spikes crowd a channel band that moves with the class (label i % 20): a
+    network can learn them in a few epochs, so the flow is exercised with a spiking network."""
+    rng = np.random.default_rng(seed)
+    return [(np.sort(rng.uniform(0, 1.0, spikes)), rng.normal(100 + 30 * (i % 20), 20, spikes).clip(0, CHANNELS - 1))
+            for i in range(n)]
+
+
+def write_class_dir(root, train=80, test=20):
+    (root / "shd").mkdir(parents=True, exist_ok=True)
+    write_shd(root / "shd" / "shd_train.h5", class_samples(train, 0), np.arange(train) % 20)
+    write_shd(root / "shd" / "shd_test.h5", class_samples(test, 1), np.arange(test) % 20)
+    return root
+
+
 def test_binning_by_hand(tmp_path):
     # 4 ms bins: 0.0039 s -> step 0, 0.0041 s -> step 1, two spikes of one channel in one bin -> one
     # input, 0.9999 s -> step 249, 1.0 s and later -> dropped
