@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .fixed.arith import brf_step, exact_matmul, li_step, sum_step
+from .fixed.arith import brf_step, event_matmul, li_step, sum_step
 from .fixed.spec import IntNetwork
 
 
@@ -43,15 +43,13 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     x = check_inputs(net, x)
     steps, batch, n_in = x.shape
     n_hidden, n_out = net.shape[1], net.shape[2]
-    spec = net.spec
     u = np.zeros((batch, n_hidden), np.int64)
     v, q, z = u.copy(), u.copy(), u.copy()
     o = np.zeros((batch, n_out), np.int64)
     consts, li_consts = net.step_constants(), net.li_constants()
     w_in, w_rec = net.aligned_weights()
-    acc_bits = spec.acc_bits(spec.sources(n_in, n_hidden))
     # the input synapses do not depend on the state: x @ w_in is the sum of the rows of x's set bits
-    input_acc = exact_matmul(x.reshape(-1, n_in), w_in, acc_bits).reshape(steps, batch, n_hidden)
+    input_acc = event_matmul(x.reshape(-1, n_in), w_in).reshape(steps, batch, n_hidden)
     mean = net.readout.rule == "mean"
     s = np.zeros((batch, n_out), np.int64)
     slo, shi = net.readout.sum_bounds if mean else (0, 0)
@@ -59,11 +57,10 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     outputs = np.empty((steps, batch, n_out), np.int64)
     sums = np.empty_like(outputs) if mean else None
     traces = {k: np.empty((steps, batch, n_hidden), np.int64) for k in "uvq"} if record else None
-    out_bits = spec.out_acc_bits(n_hidden)
     for t in range(steps):
-        acc = input_acc[t] + exact_matmul(z, w_rec, acc_bits)
+        acc = input_acc[t] + event_matmul(z, w_rec)
         u, v, q, z = brf_step(acc, u, v, q, net.d, net.c, *consts)
-        o = li_step(exact_matmul(z, net.w_out, out_bits), o, net.alpha, *li_consts)
+        o = li_step(event_matmul(z, net.w_out), o, net.alpha, *li_consts)
         spikes[t], outputs[t] = z, o
         if mean:
             s = sum_step(s, o, slo, shi)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy import sparse
 
 
 @numba.njit(cache=True)
@@ -66,10 +67,8 @@ def sum_step(s, o, slo, shi):
     return sat(s + o, slo, shi)
 
 
-def exact_matmul(a: np.ndarray, b_t: np.ndarray, bound_bits: int) -> np.ndarray:
-    """a @ b_t.T for integer arrays whose every partial sum fits ``bound_bits`` signed bits: in
-    float64 through BLAS where that is exact (< 2^53), else in int64. Same integers either way
-    (numpy's int64 matmul has no BLAS and is ~50x slower at S-MNIST sizes)."""
-    if bound_bits <= 53:
-        return (a.astype(np.float64) @ b_t.T.astype(np.float64)).astype(np.int64)
-    return a.astype(np.int64) @ b_t.T.astype(np.int64)
+def event_matmul(a: np.ndarray, b_t: np.ndarray) -> np.ndarray:
+    """a @ b_t.T in exact int64 arithmetic for a mostly-zero integer ``a`` (spikes, input bits):
+    a sparse product touches only the rows of the events, which is what the hardware adds, and is
+    ~10x faster than a dense product at S-MNIST sizes (numpy has no integer BLAS)."""
+    return np.asarray(sparse.csr_array(a.astype(np.int64)) @ np.ascontiguousarray(b_t.T, dtype=np.int64))

@@ -21,7 +21,7 @@ from ..kernels import cpu_resonator
 from ..neurons.functional import check_omega, decay, p_omega
 from . import kernel
 from .formats import Format
-from .arith import exact_matmul
+from .arith import event_matmul
 from .spec import FixedSpec, IntNetwork, Readout
 
 
@@ -145,7 +145,7 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     i_in = x @ w_in_eff.t()
     w_in_int, w_rec_int = spec.align(_ints(p.w_in), _ints(p.w_rec))  # on the accumulator's fraction
     steps, batch, n_in = x_int.shape
-    acc_in = exact_matmul(x_int.reshape(-1, n_in), w_in_int, spec.acc_bits(spec.sources(n_in, w_rec_int.shape[0])))
+    acc_in = event_matmul(x_int.reshape(-1, n_in), w_in_int)
     acc_in = acc_in.reshape(steps, batch, -1)  # exact integer input sums, [T, B, H]
     dtq, gamma, theta = scalar_constants(model, spec)
     s, c = spec.state, spec.coef
