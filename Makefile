@@ -29,15 +29,16 @@ sim: setup
 
 # A task's test set through the RTL (TASK=ecg: the 141 ECG sequences; TASK=smnist|psmnist|shd: the
 # test images/recordings, ARTIFACT defaults to brf_hw/artifacts/TASK_brf_w8.npz, LIMIT=N the first N;
-# SIM=verilator|icarus, JOBS=N parallel processes, LANES=P); prints the accuracy measured from the
-# RTL outputs (last readout: the label at the last step; mean: sum_label there).
+# SIM=verilator|icarus, JOBS=N parallel processes, LANES=P, FAST=1: Verilator -O3 and X handling fast);
+# prints the accuracy measured from the RTL outputs (last readout: the label at the last step; mean:
+# sum_label there).
 SIM ?= verilator
 JOBS ?= 1
 LANES ?= 1
 TASK ?= ecg
 sim-full: setup
 	PATH="$(abspath .venv/bin):$$PATH" $(PY) sim/run.py --task $(TASK) --sim $(SIM) --set full --jobs $(JOBS) \
-		--lanes $(LANES) $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(if $(LIMIT),--limit $(LIMIT))
+		--lanes $(LANES) $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(FAST),--fast)
 
 # Random networks, golden model against the accelerator (Amaranth simulator; every 50th also under
 # Verilator). Not in CI: about 4 s per network per core. N networks, JOBS processes, from SEED.
