@@ -52,7 +52,7 @@ def run_qat(args: argparse.Namespace) -> dict:
     root = Path(base.run_dir)
     float_cfg = dataclasses.replace(base, run_dir=str(root / "float"))
     if args.init:
-        float_model, ckpt = load_checkpoint_model(args.init, kernel=base.kernel)
+        float_model, _ = load_checkpoint_model(args.init, kernel=base.kernel)
         shape = (float_model.config.inputs, float_model.config.hidden, float_model.config.outputs)
         if shape != (task.inputs, task.hidden, task.outputs):
             raise UserError(f"--init {args.init} is a {'-'.join(map(str, shape))} network; task {task.name} is "
