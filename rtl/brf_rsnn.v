@@ -6,164 +6,164 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [30:0] \$1 ;
   wire [17:0] \$10 ;
-  wire [17:0] \$100 ;
-  wire [34:0] \$101 ;
-  wire [32:0] \$102 ;
-  wire [33:0] \$103 ;
-  wire [33:0] \$104 ;
-  wire [17:0] \$105 ;
-  wire [34:0] \$106 ;
-  wire [15:0] \$107 ;
-  wire [15:0] \$108 ;
-  wire [32:0] \$109 ;
+  wire [33:0] \$100 ;
+  wire [33:0] \$101 ;
+  wire [17:0] \$102 ;
+  wire [34:0] \$103 ;
+  wire [32:0] \$104 ;
+  wire [33:0] \$105 ;
+  wire [33:0] \$106 ;
+  wire [17:0] \$107 ;
+  wire [34:0] \$108 ;
+  wire [15:0] \$109 ;
   wire \$11 ;
-  wire [33:0] \$110 ;
-  wire [33:0] \$111 ;
-  wire \$112 ;
-  wire [32:0] \$113 ;
-  wire [33:0] \$114 ;
-  wire [33:0] \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire [15:0] \$110 ;
+  wire [32:0] \$111 ;
+  wire [33:0] \$112 ;
+  wire [33:0] \$113 ;
+  wire \$114 ;
+  wire [32:0] \$115 ;
+  wire [33:0] \$116 ;
+  wire [33:0] \$117 ;
   wire \$118 ;
-  wire [32:0] \$119 ;
+  wire \$119 ;
   wire [10:0] \$12 ;
-  wire [33:0] \$120 ;
-  wire [33:0] \$121 ;
-  wire [32:0] \$122 ;
+  wire \$120 ;
+  wire [32:0] \$121 ;
+  wire [33:0] \$122 ;
   wire [33:0] \$123 ;
-  wire [33:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire [15:0] \$126 ;
-  wire [17:0] \$127 ;
-  wire \$128 ;
+  wire [32:0] \$124 ;
+  wire [33:0] \$125 ;
+  wire [33:0] \$126 ;
+  wire [15:0] \$127 ;
+  wire [15:0] \$128 ;
   wire [17:0] \$129 ;
   wire [31:0] \$13 ;
   wire \$130 ;
-  wire [7:0] \$131 ;
-  wire [8:0] \$132 ;
-  wire [14:0] \$133 ;
-  wire [17:0] \$134 ;
-  wire \$135 ;
-  wire [7:0] \$136 ;
-  wire [8:0] \$137 ;
-  wire [14:0] \$138 ;
-  wire [17:0] \$139 ;
+  wire [17:0] \$131 ;
+  wire \$132 ;
+  wire [7:0] \$133 ;
+  wire [8:0] \$134 ;
+  wire [14:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire \$137 ;
+  wire [7:0] \$138 ;
+  wire [8:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [7:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire [14:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire \$145 ;
-  wire [7:0] \$146 ;
-  wire [8:0] \$147 ;
-  wire [14:0] \$148 ;
-  wire [17:0] \$149 ;
+  wire [14:0] \$140 ;
+  wire [17:0] \$141 ;
+  wire \$142 ;
+  wire [7:0] \$143 ;
+  wire [8:0] \$144 ;
+  wire [14:0] \$145 ;
+  wire [17:0] \$146 ;
+  wire \$147 ;
+  wire [7:0] \$148 ;
+  wire [8:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [7:0] \$151 ;
-  wire [8:0] \$152 ;
-  wire [14:0] \$153 ;
-  wire [17:0] \$154 ;
-  wire \$155 ;
-  wire [7:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire [14:0] \$158 ;
-  reg [15:0] \$159 ;
+  wire [14:0] \$150 ;
+  wire [17:0] \$151 ;
+  wire \$152 ;
+  wire [7:0] \$153 ;
+  wire [8:0] \$154 ;
+  wire [14:0] \$155 ;
+  wire [17:0] \$156 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
+  wire [8:0] \$159 ;
   wire \$16 ;
-  reg [15:0] \$160 ;
-  reg [13:0] \$161 ;
-  wire [31:0] \$162 ;
-  wire [32:0] \$163 ;
-  wire [32:0] \$164 ;
-  wire [16:0] \$165 ;
-  wire [33:0] \$166 ;
-  wire \$167 ;
-  wire [32:0] \$168 ;
-  wire [32:0] \$169 ;
+  wire [14:0] \$160 ;
+  reg [15:0] \$161 ;
+  reg [15:0] \$162 ;
+  reg [13:0] \$163 ;
+  wire [31:0] \$164 ;
+  wire [32:0] \$165 ;
+  wire [32:0] \$166 ;
+  wire [16:0] \$167 ;
+  wire [33:0] \$168 ;
+  wire \$169 ;
   wire [30:0] \$17 ;
-  wire [16:0] \$170 ;
-  wire [33:0] \$171 ;
-  wire \$172 ;
-  wire \$173 ;
+  wire [32:0] \$170 ;
+  wire [32:0] \$171 ;
+  wire [16:0] \$172 ;
+  wire [33:0] \$173 ;
   wire \$174 ;
-  wire [32:0] \$175 ;
-  wire [32:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [33:0] \$178 ;
-  wire [32:0] \$179 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire [32:0] \$177 ;
+  wire [32:0] \$178 ;
+  wire [16:0] \$179 ;
   wire [30:0] \$18 ;
-  wire [32:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire [33:0] \$182 ;
-  wire [15:0] \$183 ;
-  wire [15:0] \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [16:0] \$187 ;
-  wire [33:0] \$188 ;
-  wire \$189 ;
+  wire [33:0] \$180 ;
+  wire [32:0] \$181 ;
+  wire [32:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [33:0] \$184 ;
+  wire [15:0] \$185 ;
+  wire [15:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
+  wire [16:0] \$189 ;
   wire [17:0] \$19 ;
-  wire [32:0] \$190 ;
-  wire [32:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire [33:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
+  wire [33:0] \$190 ;
+  wire \$191 ;
+  wire [32:0] \$192 ;
+  wire [32:0] \$193 ;
+  wire [16:0] \$194 ;
+  wire [33:0] \$195 ;
   wire \$196 ;
-  wire [32:0] \$197 ;
-  wire [32:0] \$198 ;
-  wire [16:0] \$199 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire [32:0] \$199 ;
   wire [30:0] \$2 ;
   wire \$20 ;
-  wire [33:0] \$200 ;
-  wire [32:0] \$201 ;
-  wire [32:0] \$202 ;
-  wire [16:0] \$203 ;
-  wire [33:0] \$204 ;
-  wire [15:0] \$205 ;
-  wire [15:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
+  wire [32:0] \$200 ;
+  wire [16:0] \$201 ;
+  wire [33:0] \$202 ;
+  wire [32:0] \$203 ;
+  wire [32:0] \$204 ;
+  wire [16:0] \$205 ;
+  wire [33:0] \$206 ;
+  wire [15:0] \$207 ;
+  wire [15:0] \$208 ;
   wire \$209 ;
   wire [10:0] \$21 ;
   wire \$210 ;
-  wire [35:0] \$211 ;
-  wire [16:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [35:0] \$213 ;
+  wire [16:0] \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire [40:0] \$217 ;
-  wire [40:0] \$218 ;
-  wire [1:0] \$219 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire [40:0] \$219 ;
   wire [31:0] \$22 ;
-  wire [16:0] \$220 ;
-  wire \$221 ;
-  wire [6:0] \$222 ;
+  wire [40:0] \$220 ;
+  wire [1:0] \$221 ;
+  wire [16:0] \$222 ;
   wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
+  wire [5:0] \$224 ;
+  wire [1:0] \$225 ;
   wire \$226 ;
-  wire \$227 ;
+  wire [6:0] \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [30:0] \$23 ;
-  wire [16:0] \$230 ;
+  wire \$230 ;
   wire \$231 ;
-  wire [3:0] \$232 ;
+  wire \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire \$235 ;
+  wire [16:0] \$235 ;
   wire \$236 ;
-  reg [161:0] \$237 ;
-  reg \$238 ;
-  reg [14:0] \$239 ;
+  wire [3:0] \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [30:0] \$24 ;
-  reg [14:0] \$240 ;
-  reg [14:0] \$241 ;
-  reg [14:0] \$242 ;
+  wire \$240 ;
+  wire \$241 ;
+  reg \$242 ;
   reg [14:0] \$243 ;
   reg [14:0] \$244 ;
   reg [14:0] \$245 ;
@@ -199,135 +199,93 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$272 ;
   reg [14:0] \$273 ;
   reg [14:0] \$274 ;
-  reg \$275 ;
-  reg [5:0] \$276 ;
+  reg [14:0] \$275 ;
+  reg [14:0] \$276 ;
   reg [14:0] \$277 ;
-  reg [15:0] \$278 ;
-  reg [15:0] \$279 ;
+  reg [14:0] \$278 ;
+  reg \$279 ;
   wire [31:0] \$28 ;
-  reg [15:0] \$280 ;
-  reg [15:0] \$281 ;
-  reg [15:0] \$282 ;
-  reg [14:0] \$283 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg \$283 ;
   reg \$284 ;
-  reg [5:0] \$285 ;
-  reg [23:0] \$286 ;
-  reg [15:0] \$287 ;
-  reg [15:0] \$288 ;
-  reg [15:0] \$289 ;
+  reg \$285 ;
+  reg \$286 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
   wire [15:0] \$29 ;
-  reg [15:0] \$290 ;
-  reg [15:0] \$291 ;
-  reg [14:0] \$292 ;
+  reg \$290 ;
+  reg \$291 ;
+  reg \$292 ;
   reg \$293 ;
-  reg [5:0] \$294 ;
-  reg [15:0] \$295 ;
-  reg [15:0] \$296 ;
-  reg [15:0] \$297 ;
-  reg [15:0] \$298 ;
-  reg [15:0] \$299 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire [17:0] \$3 ;
   wire [15:0] \$30 ;
-  reg [14:0] \$300 ;
+  reg \$300 ;
   reg \$301 ;
-  reg [5:0] \$302 ;
-  reg [31:0] \$303 ;
-  reg [31:0] \$304 ;
-  reg [31:0] \$305 ;
-  reg [31:0] \$306 ;
-  reg [29:0] \$307 ;
-  reg [16:0] \$308 ;
-  reg [14:0] \$309 ;
+  reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg \$309 ;
   wire \$31 ;
   reg \$310 ;
-  reg [5:0] \$311 ;
-  reg [15:0] \$312 ;
-  reg [15:0] \$313 ;
-  reg [29:0] \$314 ;
-  reg [16:0] \$315 ;
+  reg \$311 ;
+  reg \$312 ;
+  reg \$313 ;
+  reg \$314 ;
+  reg \$315 ;
   reg \$316 ;
-  reg [5:0] \$317 ;
-  reg [47:0] \$318 ;
+  reg \$317 ;
+  reg \$318 ;
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg \$325 ;
-  reg \$326 ;
+  reg [13:0] \$321 ;
+  reg [13:0] \$322 ;
+  reg [13:0] \$323 ;
+  reg [13:0] \$324 ;
+  reg [13:0] \$325 ;
+  reg [13:0] \$326 ;
   reg \$327 ;
   reg \$328 ;
   reg \$329 ;
   wire \$33 ;
-  reg \$330 ;
-  reg \$331 ;
-  reg \$332 ;
-  reg \$333 ;
-  reg \$334 ;
-  reg \$335 ;
-  reg \$336 ;
-  reg \$337 ;
-  reg \$338 ;
-  reg \$339 ;
+  reg [15:0] \$330 ;
+  reg [15:0] \$331 ;
+  reg [15:0] \$332 ;
+  reg [15:0] \$333 ;
+  reg [15:0] \$334 ;
+  reg [15:0] \$335 ;
+  reg [15:0] \$336 ;
+  reg [2:0] \$337 ;
+  reg [39:0] \$338 ;
+  reg [15:0] \$339 ;
   wire \$34 ;
   reg \$340 ;
-  reg \$341 ;
+  reg [2:0] \$341 ;
   reg \$342 ;
   reg \$343 ;
   reg \$344 ;
-  reg \$345 ;
-  reg \$346 ;
+  reg [5:0] \$345 ;
+  reg [4:0] \$346 ;
   reg \$347 ;
-  reg \$348 ;
-  reg \$349 ;
+  reg [2:0] \$348 ;
   wire \$35 ;
-  reg \$350 ;
-  reg \$351 ;
-  reg \$352 ;
-  reg \$353 ;
-  reg \$354 ;
-  reg [13:0] \$355 ;
-  reg [13:0] \$356 ;
-  reg [13:0] \$357 ;
-  reg [13:0] \$358 ;
-  reg [13:0] \$359 ;
-  wire [15:0] \$36 ;
-  reg [13:0] \$360 ;
-  reg [15:0] \$361 ;
-  reg [15:0] \$362 ;
-  reg [13:0] \$363 ;
-  reg \$364 ;
-  reg [2:0] \$365 ;
-  reg [31:0] \$366 ;
-  reg [13:0] \$367 ;
-  reg \$368 ;
-  reg [2:0] \$369 ;
-  wire [15:0] \$37 ;
-  reg [15:0] \$370 ;
-  reg \$371 ;
-  reg [2:0] \$372 ;
-  reg [15:0] \$373 ;
-  reg [15:0] \$374 ;
-  reg [15:0] \$375 ;
-  reg [15:0] \$376 ;
-  reg [15:0] \$377 ;
-  reg [15:0] \$378 ;
-  reg [15:0] \$379 ;
+  wire [161:0] \$36 ;
+  wire \$37 ;
   wire [15:0] \$38 ;
-  reg [2:0] \$380 ;
-  reg [39:0] \$381 ;
-  reg [15:0] \$382 ;
-  reg \$383 ;
-  reg [2:0] \$384 ;
-  reg \$385 ;
-  reg \$386 ;
-  reg \$387 ;
-  reg [5:0] \$388 ;
-  reg \$389 ;
   wire [15:0] \$39 ;
-  reg [2:0] \$390 ;
   wire \$4 ;
   wire [15:0] \$40 ;
   wire [15:0] \$41 ;
@@ -344,65 +302,65 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [15:0] \$51 ;
   wire [15:0] \$52 ;
   wire [15:0] \$53 ;
-  reg [14:0] \$54 ;
+  wire [15:0] \$54 ;
   wire [15:0] \$55 ;
-  wire [15:0] \$56 ;
+  reg [14:0] \$56 ;
   wire [15:0] \$57 ;
-  wire [23:0] \$58 ;
-  wire [24:0] \$59 ;
+  wire [15:0] \$58 ;
+  wire [15:0] \$59 ;
   wire [31:0] \$6 ;
-  wire [24:0] \$60 ;
-  wire [25:0] \$61 ;
-  wire \$62 ;
-  wire [24:0] \$63 ;
-  wire [24:0] \$64 ;
-  wire [25:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
+  wire [23:0] \$60 ;
+  wire [24:0] \$61 ;
+  wire [24:0] \$62 ;
+  wire [25:0] \$63 ;
+  wire \$64 ;
+  wire [24:0] \$65 ;
+  wire [24:0] \$66 ;
+  wire [25:0] \$67 ;
   wire \$68 ;
-  wire [24:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [24:0] \$70 ;
-  wire [25:0] \$71 ;
+  wire \$70 ;
+  wire [24:0] \$71 ;
   wire [24:0] \$72 ;
-  wire [24:0] \$73 ;
-  wire [25:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [31:0] \$77 ;
-  wire [31:0] \$78 ;
+  wire [25:0] \$73 ;
+  wire [24:0] \$74 ;
+  wire [24:0] \$75 ;
+  wire [25:0] \$76 ;
+  wire [15:0] \$77 ;
+  wire [15:0] \$78 ;
   wire [31:0] \$79 ;
   wire [30:0] \$8 ;
   wire [31:0] \$80 ;
-  wire [29:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [32:0] \$83 ;
-  wire [33:0] \$84 ;
-  wire [33:0] \$85 ;
-  wire [17:0] \$86 ;
-  wire [34:0] \$87 ;
-  wire \$88 ;
-  wire [32:0] \$89 ;
+  wire [31:0] \$81 ;
+  wire [31:0] \$82 ;
+  wire [29:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire [32:0] \$85 ;
+  wire [33:0] \$86 ;
+  wire [33:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire [34:0] \$89 ;
   wire [30:0] \$9 ;
-  wire [33:0] \$90 ;
-  wire [33:0] \$91 ;
-  wire [17:0] \$92 ;
-  wire [34:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire \$90 ;
+  wire [32:0] \$91 ;
+  wire [33:0] \$92 ;
+  wire [33:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [34:0] \$95 ;
   wire \$96 ;
-  wire [32:0] \$97 ;
-  wire [33:0] \$98 ;
-  wire [33:0] \$99 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [32:0] \$99 ;
   wire [6:0] \$signature__addr ;
   reg [5:0] \$signature__addr$12  = 6'h00;
   (* init = 6'h00 *)
   wire [5:0] \$signature__addr$14 ;
   reg [5:0] \$signature__addr$15  = 6'h00;
   wire [161:0] \$signature__data ;
-  wire [47:0] \$signature__data$117 ;
-  wire [31:0] \$signature__data$121 ;
-  wire [47:0] \$signature__data$152 ;
+  wire [47:0] \$signature__data$118 ;
+  wire [31:0] \$signature__data$122 ;
+  wire [47:0] \$signature__data$153 ;
   reg [14:0] acc_0 = 15'h0000;
   reg [14:0] acc_1 = 15'h0000;
   reg [14:0] acc_10 = 15'h0000;
@@ -526,6 +484,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   output out__valid;
   reg out__valid;
   reg [47:0] out_row_s6 = 48'h000000000000;
+  reg [4:0] place = 5'h00;
   reg [23:0] q_dt_s3_0 = 24'h000000;
   reg [29:0] q_g_s5_0 = 30'h00000000;
   reg [29:0] q_g_s6_0 = 30'h00000000;
@@ -638,7 +597,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _0_ <= constants[\$signature__addr$12 ];
   end
-  assign \$signature__data$121  = _0_;
+  assign \$signature__data$122  = _0_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
@@ -684,7 +643,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _1_ <= out_weights[\$signature__addr$15 ];
   end
-  assign \$signature__data$152  = _1_;
+  assign \$signature__data$153  = _1_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] state [35:0];
@@ -734,91 +693,91 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _2_ <= state[\$signature__addr$12 ];
   end
-  assign \$signature__data$117  = _2_;
+  assign \$signature__data$118  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [161:0] synapses [79:0];
   initial begin
-    synapses[0] = 162'h14814ef7a8640c2f7f3fc22020586c440202ba00c;
-    synapses[1] = 162'h3a9f4fb7dbc5fa08013e5eef503001d4e403be476;
-    synapses[2] = 162'h0c5eafa7f03c220e7ebfc46f2030c822fd7d3b40a;
-    synapses[3] = 162'h3d5dc0d70bd5f6fe03bddf41c083d1eef30abac60;
-    synapses[4] = 162'h12832ef7c05c162304bfc2c050585c2403033f404;
-    synapses[5] = 162'h3b1e2f21002406fd03be9e4ef003ddf400018187e;
-    synapses[6] = 162'h091d0ec768780e11773ede4fa0114420ff7dba018;
-    synapses[7] = 162'h00c0009083c000fb0580df8f800801d8f8053c466;
-    synapses[8] = 162'h3e604fb8046829088a3f7fe0702fc5e400058182c;
-    synapses[9] = 162'h3d5f50afefe1eefc027e5de0782419edf70944201;
-    synapses[10] = 162'h3de0ef880bfc04078280402f3807e805fa7c033ef;
-    synapses[11] = 162'h0160b030341df4077f42615037f81420077d7cbe3;
-    synapses[12] = 162'h3f006fb80bf6000b7eff1f0057fbbfef02037f7f7;
-    synapses[13] = 162'h02411fa7a41205fdfe80011fd00ffc07f87d3f7ea;
-    synapses[14] = 162'h3e605f4ff7f9fd017efe5f70883be3fa05803f201;
-    synapses[15] = 162'h0160cf9fc0060ffb7fbfa07fa043fe18f2ff3f7ee;
-    synapses[16] = 162'h01bd706ff7d20005837fde800fc44e190a027fdee;
-    synapses[17] = 162'h39000f77fc1e09fa7e807f3f407c0c23f97f7f609;
-    synapses[18] = 162'h011f2effbc2a00f5ff3dbca0300c7e0205803d7f2;
-    synapses[19] = 162'h01bf1fa804001001ff7f3f5f8febf7f4ed7f7d42d;
-    synapses[20] = 162'h019f8f204ffff50302c1a00fe057ee070283c2612;
-    synapses[21] = 162'h3edf10404fe801f907c1217f50300a01df810120e;
-    synapses[22] = 162'h3d7fd03810000505007f7f506037cfee01803fbf8;
-    synapses[23] = 162'h0141003fe01a0ffd7d80a08fc004080af6013f9f5;
-    synapses[24] = 162'h024080183c25fc0300c060a018480a03040280a07;
-    synapses[25] = 162'h01df603033e000fcff40bf302040100500ffc1c09;
-    synapses[26] = 162'h00a1efcfd803f50c7d82c01fd7f401ff0079411ea;
-    synapses[27] = 162'h02a0103023fc030703821f70480419e904fc80201;
-    synapses[28] = 162'h02000010102c0b0e840100300823e1fa0886c2408;
-    synapses[29] = 162'h3da12fe7d00df9fb7fc03fff903413fff4ff00607;
-    synapses[30] = 162'h020020c7c41c132a80fd608fa033dffeff06bde04;
-    synapses[31] = 162'h3b40d00073d5e7027afe1f7f887ff000f88002205;
-    synapses[32] = 162'h38604ed00036240804bfa040303befebff7f80c29;
-    synapses[33] = 162'h3ebfe18063ec09fc7c3f9fb0603003e903863f9f2;
-    synapses[34] = 162'h025f7090303002fb007f1ef017effbf2fe86bfa0b;
-    synapses[35] = 162'h3f9e3ee7a3fdf504837fdf906fd823fef801c3414;
-    synapses[36] = 162'h3da13fe857d1f1078140bedfc81bfffcfe00415cc;
-    synapses[37] = 162'h3fa0c0101bf20ffa00ff6180202c2df81081c1404;
-    synapses[38] = 162'h3d2001183bec0e067f803ff01fd808050382001f0;
-    synapses[39] = 162'h00402fe014020205fdc220dfe7d8140214ff015c7;
-    synapses[40] = 162'h026050606fefeb0afc80a060507833fbff7ebedf9;
-    synapses[41] = 162'h035dff87fbb5fa09007e20b09807d9d90681ffbfd;
-    synapses[42] = 162'h04e08f08800dfaff0140dde018103601fb0301007;
-    synapses[43] = 162'h3e5e3f3020300100fe80a0ef2fd3f7effc7f02047;
-    synapses[44] = 162'h3f403fa7e3edf8ff7e81fc0fe7e42fff00823ebf9;
-    synapses[45] = 162'h3ea0306fc80c08060041420f1fe402000a7f41a5b;
-    synapses[46] = 162'h3f006f60081ffe03ff803f604ffbdfee060580605;
-    synapses[47] = 162'h3d60ff67301001fd7f7f3f3fc7f41e09e9fc81fef;
-    synapses[48] = 162'h3fbfcfd7d02e0efe05828140981c05f7040501e17;
-    synapses[49] = 162'h3b8100b7ebe00ffc80bffd00c82c1deff68242a17;
-    synapses[50] = 162'h009f1077dc01e80a00c0801fd827fc09fe7d7fa11;
-    synapses[51] = 162'h3f40709853fdfaffff01a0d0208ff4080380003f9;
-    synapses[52] = 162'h3b3fd087fc1a080800809edfd7b7f606fd7ec03e8;
-    synapses[53] = 162'h3e1f00980015fb0a8203df0087a81619007e7f9c8;
-    synapses[54] = 162'h3d204f6fd01800ff00ff3f606823cc03058141407;
-    synapses[55] = 162'h3f20dff7941804fd84007f6f98281a0fed803ffe5;
-    synapses[56] = 162'h3b3f90403801ff0780bea0301ff038060a0242e07;
-    synapses[57] = 162'h029f3fb7dfee0cfd033ddff060540fecf77fc13f4;
-    synapses[58] = 162'h02008fdfefe1fffe810140fff85fdbfe02feff5ef;
-    synapses[59] = 162'h013e6050400007ff804020108fcbf8090682c09ff;
-    synapses[60] = 162'h3dbfa08007cfef028000ff5fbfdfe604027d80605;
-    synapses[61] = 162'h0001506007ffffff01c0018ff82003ff0bfe403ff;
-    synapses[62] = 162'h3ea03fc82be8040781029ffff01423fefafa81dfd;
-    synapses[63] = 162'h028070783800000affc43f10203bfdf9058380dfa;
-    synapses[64] = 162'h0000af3fb7edf20d05407f6047d41e190a0040619;
-    synapses[65] = 162'h3e9fcfc7dc0c0bff8abf1e3008082e19fb007f3f5;
-    synapses[66] = 162'h3fa140f7f3d80d11ff41a00037ac040ffdf4c13fd;
-    synapses[67] = 162'h02205faff40605090582bf2fe073f805fd81feff6;
-    synapses[68] = 162'h3c60600813ea0d0e00009ee04843e7f804fe7fdfb;
-    synapses[69] = 162'h03c1f037b81218fdff00a03fe034060bffffbebfd;
-    synapses[70] = 162'h3ba0aee0201de7fd0000de8fdfb02dfd007d80c06;
-    synapses[71] = 162'h3fffd0103421fb060302ffcef807ec12fbfe013fa;
-    synapses[72] = 162'h037fa03ff019f106ff81601fd0981607f67fffa0e;
-    synapses[73] = 162'h3e2020785013fa01800180902fd3e60701ffff009;
-    synapses[74] = 162'h3f9fc0481bda1e047ec1e0cff05801fa01013f3eb;
-    synapses[75] = 162'h3f60b090141207fdfdc160e07853e8000a82be809;
-    synapses[76] = 162'h00e01f1018301c0f7ffd205feff80808ff023e9d8;
-    synapses[77] = 162'h3e41ef6733f00200807ec01090041ff4faf980c06;
-    synapses[78] = 162'h3f1f60702403fdfcff40004047cfedffff7fbfc01;
-    synapses[79] = 162'h02e050206401fe047d0100fff86ff9f10bfec07ce;
+    synapses[0] = 162'h3e9f6fd013dc0cea038ec14f5033f8220b110140c;
+    synapses[1] = 162'h3a9f6f1043e5ea00723e4a4ef0c8bdfe020d809d0;
+    synapses[2] = 162'h3b9c2fb03be820f70a8c1eafe08bf4460608be80a;
+    synapses[3] = 162'h3d41af57f3dc38f479bac62fa07839fef2193f5da;
+    synapses[4] = 162'h3c4400303bc800fa018fc32f8058242c0b0901804;
+    synapses[5] = 162'h3b1e4097ebe9def70001894ef0b88dfe050b80dfa;
+    synapses[6] = 162'h000200005bf002ec050cdd0ed03bb9e402083ec18;
+    synapses[7] = 162'h00c12f07d80df0007c3c448ec0f045f6fa28bfdd0;
+    synapses[8] = 162'h3ebfbf7027bc09f68940204008a451fe05f902c2c;
+    synapses[9] = 162'h3d415f87e3e40f067b843f3fb8d023fb07788000c;
+    synapses[10] = 162'h0160dfa7f42bfe107d7c60e01010140200817e1ef;
+    synapses[11] = 162'h016060703826060503bcbeff8ff81e02f3fd3e819;
+    synapses[12] = 162'h023e902fe8220303fd3d40601003f7f0ff7bc1bf7;
+    synapses[13] = 162'h025f404fec01faff7c3f7f8fbfec2df80577c09fb;
+    synapses[14] = 162'h019f007ff80e100c7f3dc05feff7f7f7077e80001;
+    synapses[15] = 162'h017f301fdbfbf4fff97f7f3f4ff005f208fc417f9;
+    synapses[16] = 162'h001ff04febe61f11ff413d7fe8001be8f886413ee;
+    synapses[17] = 162'h391ee07fd007e8037cbf60d06fa417fe0089c29fe;
+    synapses[18] = 162'h3e201087f7ebfafa7f45bf2f7803f9ca0180801f2;
+    synapses[19] = 162'h01bf50000ff3f1fdf6bd408ef857d7ed030fc17eb;
+    synapses[20] = 162'h3e2130087c2e0c008101df809fd416000a81c1e12;
+    synapses[21] = 162'h3ec08fa7c813ea02efc120cf27fc0c0dfe7dc0a13;
+    synapses[22] = 162'h021f807fd8100105013ebfd0201403f506fb801f8;
+    synapses[23] = 162'h0140706fe80bf8027b3f9eb0380015fb0679c07fd;
+    synapses[24] = 162'h3ec0c007f7e61002ffc120807ff0060a0900c1407;
+    synapses[25] = 162'h01c06f87e40a04040041c12018480c03018141005;
+    synapses[26] = 162'h002080183bee01f4fc8021efb7d7ec01fefffcbea;
+    synapses[27] = 162'h02a06ff0382009060240205fc8043016fd0000008;
+    synapses[28] = 162'h025f4fcffffe0dffff00e000202c2003047e83608;
+    synapses[29] = 162'h3dbfc037d803f204fa40610010583a0800fc02212;
+    synapses[30] = 162'h01a1cf3fafee1f000000a02f884c0608067f83404;
+    synapses[31] = 162'h3b400f5013e1f1fc7c422100c038abebfa7bffdef;
+    synapses[32] = 162'h3fc1804fc3f60cf4863e404000902404077affc29;
+    synapses[33] = 162'h3ea30fb7e3f80c0081ff9c3ed06c21fd037dffc06;
+    synapses[34] = 162'h3c7e8fa837f3f6ff01c29f70600803effdfc8340b;
+    synapses[35] = 162'h3f9dcff027fc0d08fc0341209063edf8017f7fbfd;
+    synapses[36] = 162'h018060780c300bfc01c08130afc40bed037f003cc;
+    synapses[37] = 162'h3fa02fcfd3f6040b08415edfefa01e05fcffff80a;
+    synapses[38] = 162'h00405017dc1bf6017f38e000703bfdfffb01411f0;
+    synapses[39] = 162'h005fc0082c23fc050a415e911fd81801018100e00;
+    synapses[40] = 162'h3bffefd0041601ec81ffa050dfafe4060f7eff5f9;
+    synapses[41] = 162'h035f0ed04be213f6037fa13067dc2a0505067fdf6;
+    synapses[42] = 162'h3c60800fe81df4f7ff08e08107e80bde020041807;
+    synapses[43] = 162'h3e5e60c0040be5fdfe02027f081bfc060186fec08;
+    synapses[44] = 162'h007f20400441f9007f4b603fc7e3f5c0fcffc11f9;
+    synapses[45] = 162'h3ea0d0303015e3008501bfafa7dbfc0ffe05c03f5;
+    synapses[46] = 162'h01fcc00ff7e7fd04fcbde06017fbfdf6ff7b82c05;
+    synapses[47] = 162'h3d7ec047ebf3f807f4c1ff8f603c0e0104fbc1803;
+    synapses[48] = 162'h021fa0780ba00bf78242ffcfa0382c1403fdc2817;
+    synapses[49] = 162'h3b816f87e7fe19077b42bfdfd05ff81409808100f;
+    synapses[50] = 162'h00e14fd7f01a2304003f3f1fbfa0060104827ea11;
+    synapses[51] = 162'h3f413ff7fc1a04fd01c0204070002804fdffbf9fd;
+    synapses[52] = 162'h3e000fd823e1ea0cfe791fdff82005edf681bf7e8;
+    synapses[53] = 162'h3e013050543c1005803f9d9080342004fd7eff401;
+    synapses[54] = 162'h01be502043ec0a07803ca04fa00007f60400c0a07;
+    synapses[55] = 162'h3f3fe067ec07f306f6fffe9f6833fdf906f98160a;
+    synapses[56] = 162'h3e7f706033fe15f67ffe9f9077fc0403fe0181207;
+    synapses[57] = 162'h029f6fbfebdc0c03fb813d9040001ff5018702817;
+    synapses[58] = 162'h3cc100380403f20482ffe08fdffc080f0bffbf7ef;
+    synapses[59] = 162'h0120a007fc0211fe0340810fdfc3fa0afffb40bfa;
+    synapses[60] = 162'h02a01ff81c3008fffe7fffa00fbc01f5fb813ec05;
+    synapses[61] = 162'h0000cffff801ff0085c03ed0879c0a07fbfcc0803;
+    synapses[62] = 162'h00e0e007ffe20efc83bf4030501009ff02ffbd5fd;
+    synapses[63] = 162'h0280f000544204ff02c0df5fcfd01e14ff047ea0e;
+    synapses[64] = 162'h3f9f7058abc6020c807ea0af6fc82bf6fa8640219;
+    synapses[65] = 162'h3e9f8037fff0010bfdbf200f3fd834030403c2803;
+    synapses[66] = 162'h00bfd0285be41c0281fec14fe037fa00f583fa7fd;
+    synapses[67] = 162'h023f5018482bfcfe7efeffd0f7b0460d0300bf609;
+    synapses[68] = 162'h03fee0c7f0060d05ffbfa060203401ee087e3f3fb;
+    synapses[69] = 162'h03c0604fec0bfc01fffebe300fd4380404fcc13fe;
+    synapses[70] = 162'h3fa0dfd833f801097e3f40a0479c01e8f67f7ec06;
+    synapses[71] = 162'h3fe02080302fdffb7dc13ddee03bf406fd8580006;
+    synapses[72] = 162'h00414fd00013f403ffc13fafe7c7fc011301ffe0e;
+    synapses[73] = 162'h3e20f0480c1805f980ff01b038301a0bfd02fd9fd;
+    synapses[74] = 162'h0160503fdc1c140002813fc0307bf60c0b7e809eb;
+    synapses[75] = 162'h3f61204fec160ffa057e9fc04fb4100fff00005f9;
+    synapses[76] = 162'h03dcc010040201fa7980c0103073fe05ff02011d8;
+    synapses[77] = 162'h3e5ecfc007ec1207fd40c07f10603de9fe813fdf4;
+    synapses[78] = 162'h00a19ff7d01e1bf8fef9df604ff7fa04f9ffffc01;
+    synapses[79] = 162'h02e040002011fffe05c07f807007f200047dbfdfe;
   end
   reg [161:0] _3_;
   always @(posedge clk) begin
@@ -856,608 +815,578 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$33  = fsm_state == 2'h2;
   assign \$34  = fsm_state == 2'h3;
   assign \$35  = fsm_state == 3'h4;
-  assign \$36  = $signed(acc_0) + $signed(synapse_row[8:0]);
-  assign \$37  = $signed(acc_1) + $signed(synapse_row[17:9]);
-  assign \$38  = $signed(acc_2) + $signed(synapse_row[26:18]);
-  assign \$39  = $signed(acc_3) + $signed(synapse_row[35:27]);
-  assign \$40  = $signed(acc_4) + $signed(synapse_row[44:36]);
-  assign \$41  = $signed(acc_5) + $signed(synapse_row[53:45]);
-  assign \$42  = $signed(acc_6) + $signed(synapse_row[62:54]);
-  assign \$43  = $signed(acc_7) + $signed(synapse_row[71:63]);
-  assign \$44  = $signed(acc_8) + $signed(synapse_row[80:72]);
-  assign \$45  = $signed(acc_9) + $signed(synapse_row[89:81]);
-  assign \$46  = $signed(acc_10) + $signed(synapse_row[98:90]);
-  assign \$47  = $signed(acc_11) + $signed(synapse_row[107:99]);
-  assign \$48  = $signed(acc_12) + $signed(synapse_row[116:108]);
-  assign \$49  = $signed(acc_13) + $signed(synapse_row[125:117]);
-  assign \$50  = $signed(acc_14) + $signed(synapse_row[134:126]);
-  assign \$51  = $signed(acc_15) + $signed(synapse_row[143:135]);
-  assign \$52  = $signed(acc_16) + $signed(synapse_row[152:144]);
-  assign \$53  = $signed(acc_17) + $signed(synapse_row[161:153]);
-  assign \$55  = fresh ? 16'h0000 : \$signature__data$117 [15:0];
-  assign \$56  = fresh ? 16'h0000 : \$signature__data$117 [31:16];
-  assign \$57  = fresh ? 16'h0000 : \$signature__data$117 [47:32];
-  assign \$58  = $signed(q_s2_0) * $signed(9'h0a4);
-  assign \$59  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$61  = $signed(d_s3_0) - $signed(\$60 );
-  assign \$62  = & \$61 [25:15];
-  assign \$63  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$65  = $signed(d_s3_0) - $signed(\$64 );
-  assign \$66  = | \$65 [25:15];
-  assign \$67  = ~ \$66 ;
-  assign \$68  = \$62  | \$67 ;
-  assign \$69  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$71  = $signed(d_s3_0) - $signed(\$70 );
-  assign \$72  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$74  = $signed(d_s3_0) - $signed(\$73 );
-  assign \$75  = \$74 [25] ? 16'h8000 : 16'h7fff;
-  assign \$76  = \$68  ? \$71 [15:0] : \$75 ;
-  assign \$77  = $signed(e_s4_0) * $signed(u_s4_0);
-  assign \$78  = $signed(c_s4_0) * $signed(v_s4_0);
-  assign \$79  = $signed(e_s4_0) * $signed(v_s4_0);
-  assign \$80  = $signed(c_s4_0) * $signed(u_s4_0);
-  assign \$81  = $signed(q_s4_0) * $signed(15'h399a);
-  assign \$82  = $signed(q_s4_0) + $signed(12'h400);
-  assign \$83  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$84  = $signed(\$83 ) + $signed(15'h2000);
-  assign \$87  = $signed(\$85 ) + $signed(\$86 );
-  assign \$88  = & \$87 [34:15];
-  assign \$89  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$90  = $signed(\$89 ) + $signed(15'h2000);
-  assign \$93  = $signed(\$91 ) + $signed(\$92 );
-  assign \$94  = | \$93 [34:15];
-  assign \$95  = ~ \$94 ;
-  assign \$96  = \$88  | \$95 ;
-  assign \$97  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$98  = $signed(\$97 ) + $signed(15'h2000);
-  assign \$101  = $signed(\$99 ) + $signed(\$100 );
-  assign \$102  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$103  = $signed(\$102 ) + $signed(15'h2000);
-  assign \$106  = $signed(\$104 ) + $signed(\$105 );
-  assign \$107  = \$106 [34] ? 16'h8000 : 16'h7fff;
-  assign \$108  = \$96  ? \$101 [15:0] : \$107 ;
-  assign \$109  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$110  = $signed(\$109 ) + $signed(15'h2000);
-  assign \$112  = & \$111 [33:15];
-  assign \$113  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$114  = $signed(\$113 ) + $signed(15'h2000);
-  assign \$116  = | \$115 [33:15];
-  assign \$117  = ~ \$116 ;
-  assign \$118  = \$112  | \$117 ;
-  assign \$119  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$120  = $signed(\$119 ) + $signed(15'h2000);
-  assign \$122  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$123  = $signed(\$122 ) + $signed(15'h2000);
-  assign \$125  = \$124 [33] ? 16'h8000 : 16'h7fff;
-  assign \$126  = \$118  ? \$121 [15:0] : \$125 ;
-  assign \$127  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$128  = $signed(\$127 ) < $signed(1'h0);
+  assign \$36  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
+  assign \$37  = adding | issuing;
+  assign \$38  = $signed(acc_0) + $signed(synapse_row[8:0]);
+  assign \$39  = $signed(acc_1) + $signed(synapse_row[17:9]);
+  assign \$40  = $signed(acc_2) + $signed(synapse_row[26:18]);
+  assign \$41  = $signed(acc_3) + $signed(synapse_row[35:27]);
+  assign \$42  = $signed(acc_4) + $signed(synapse_row[44:36]);
+  assign \$43  = $signed(acc_5) + $signed(synapse_row[53:45]);
+  assign \$44  = $signed(acc_6) + $signed(synapse_row[62:54]);
+  assign \$45  = $signed(acc_7) + $signed(synapse_row[71:63]);
+  assign \$46  = $signed(acc_8) + $signed(synapse_row[80:72]);
+  assign \$47  = $signed(acc_9) + $signed(synapse_row[89:81]);
+  assign \$48  = $signed(acc_10) + $signed(synapse_row[98:90]);
+  assign \$49  = $signed(acc_11) + $signed(synapse_row[107:99]);
+  assign \$50  = $signed(acc_12) + $signed(synapse_row[116:108]);
+  assign \$51  = $signed(acc_13) + $signed(synapse_row[125:117]);
+  assign \$52  = $signed(acc_14) + $signed(synapse_row[134:126]);
+  assign \$53  = $signed(acc_15) + $signed(synapse_row[143:135]);
+  assign \$54  = $signed(acc_16) + $signed(synapse_row[152:144]);
+  assign \$55  = $signed(acc_17) + $signed(synapse_row[161:153]);
+  assign \$57  = fresh ? 16'h0000 : \$signature__data$118 [15:0];
+  assign \$58  = fresh ? 16'h0000 : \$signature__data$118 [31:16];
+  assign \$59  = fresh ? 16'h0000 : \$signature__data$118 [47:32];
+  assign \$60  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$61  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$63  = $signed(d_s3_0) - $signed(\$62 );
+  assign \$64  = & \$63 [25:15];
+  assign \$65  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$67  = $signed(d_s3_0) - $signed(\$66 );
+  assign \$68  = | \$67 [25:15];
+  assign \$69  = ~ \$68 ;
+  assign \$70  = \$64  | \$69 ;
+  assign \$71  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$73  = $signed(d_s3_0) - $signed(\$72 );
+  assign \$74  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$76  = $signed(d_s3_0) - $signed(\$75 );
+  assign \$77  = \$76 [25] ? 16'h8000 : 16'h7fff;
+  assign \$78  = \$70  ? \$73 [15:0] : \$77 ;
+  assign \$79  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$80  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$81  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$82  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$83  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$84  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$85  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$86  = $signed(\$85 ) + $signed(15'h2000);
+  assign \$89  = $signed(\$87 ) + $signed(\$88 );
+  assign \$90  = & \$89 [34:15];
+  assign \$91  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$92  = $signed(\$91 ) + $signed(15'h2000);
+  assign \$95  = $signed(\$93 ) + $signed(\$94 );
+  assign \$96  = | \$95 [34:15];
+  assign \$97  = ~ \$96 ;
+  assign \$98  = \$90  | \$97 ;
+  assign \$99  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$100  = $signed(\$99 ) + $signed(15'h2000);
+  assign \$103  = $signed(\$101 ) + $signed(\$102 );
+  assign \$104  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$105  = $signed(\$104 ) + $signed(15'h2000);
+  assign \$108  = $signed(\$106 ) + $signed(\$107 );
+  assign \$109  = \$108 [34] ? 16'h8000 : 16'h7fff;
+  assign \$110  = \$98  ? \$103 [15:0] : \$109 ;
+  assign \$111  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$112  = $signed(\$111 ) + $signed(15'h2000);
+  assign \$114  = & \$113 [33:15];
+  assign \$115  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$116  = $signed(\$115 ) + $signed(15'h2000);
+  assign \$118  = | \$117 [33:15];
+  assign \$119  = ~ \$118 ;
+  assign \$120  = \$114  | \$119 ;
+  assign \$121  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$122  = $signed(\$121 ) + $signed(15'h2000);
+  assign \$124  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$125  = $signed(\$124 ) + $signed(15'h2000);
+  assign \$127  = \$126 [33] ? 16'h8000 : 16'h7fff;
+  assign \$128  = \$120  ? \$123 [15:0] : \$127 ;
   assign \$129  = $signed(th_q_s6_0) - $signed(u_s6_0);
   assign \$130  = $signed(\$129 ) < $signed(1'h0);
-  assign \$131  = \$130  ? out_row_s6[7:0] : 8'h00;
-  assign \$132  = $signed(1'h0) + $signed(\$131 );
-  assign \$133  = $signed(acc_o_0) + $signed(\$132 );
-  assign \$134  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$135  = $signed(\$134 ) < $signed(1'h0);
-  assign \$136  = \$135  ? out_row_s6[15:8] : 8'h00;
-  assign \$137  = $signed(1'h0) + $signed(\$136 );
-  assign \$138  = $signed(acc_o_1) + $signed(\$137 );
-  assign \$139  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$140  = $signed(\$139 ) < $signed(1'h0);
-  assign \$141  = \$140  ? out_row_s6[23:16] : 8'h00;
-  assign \$142  = $signed(1'h0) + $signed(\$141 );
-  assign \$143  = $signed(acc_o_2) + $signed(\$142 );
-  assign \$144  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$145  = $signed(\$144 ) < $signed(1'h0);
-  assign \$146  = \$145  ? out_row_s6[31:24] : 8'h00;
-  assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$148  = $signed(acc_o_3) + $signed(\$147 );
-  assign \$149  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$150  = $signed(\$149 ) < $signed(1'h0);
-  assign \$151  = \$150  ? out_row_s6[39:32] : 8'h00;
-  assign \$152  = $signed(1'h0) + $signed(\$151 );
-  assign \$153  = $signed(acc_o_4) + $signed(\$152 );
-  assign \$154  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$155  = $signed(\$154 ) < $signed(1'h0);
-  assign \$156  = \$155  ? out_row_s6[47:40] : 8'h00;
-  assign \$157  = $signed(1'h0) + $signed(\$156 );
-  assign \$158  = $signed(acc_o_5) + $signed(\$157 );
-  assign \$162  = $signed(o_sel) * $signed(alpha_sel);
-  assign \$163  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$166  = $signed(\$164 ) + $signed(\$165 );
-  assign \$167  = & \$166 [33:15];
-  assign \$168  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$171  = $signed(\$169 ) + $signed(\$170 );
-  assign \$172  = | \$171 [33:15];
-  assign \$173  = ~ \$172 ;
-  assign \$174  = \$167  | \$173 ;
-  assign \$175  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$178  = $signed(\$176 ) + $signed(\$177 );
-  assign \$179  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$182  = $signed(\$180 ) + $signed(\$181 );
-  assign \$183  = \$182 [33] ? 16'h8000 : 16'h7fff;
-  assign \$184  = \$174  ? \$178 [15:0] : \$183 ;
-  assign \$185  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$188  = $signed(\$186 ) + $signed(\$187 );
-  assign \$189  = & \$188 [33:15];
-  assign \$190  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$193  = $signed(\$191 ) + $signed(\$192 );
-  assign \$194  = | \$193 [33:15];
-  assign \$195  = ~ \$194 ;
-  assign \$196  = \$189  | \$195 ;
-  assign \$197  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$200  = $signed(\$198 ) + $signed(\$199 );
-  assign \$201  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$204  = $signed(\$202 ) + $signed(\$203 );
-  assign \$205  = \$204 [33] ? 16'h8000 : 16'h7fff;
-  assign \$206  = \$196  ? \$200 [15:0] : \$205 ;
-  assign \$207  = ! li_index_b;
-  assign \$208  = $signed(o_b) > $signed(best);
-  assign \$209  = \$207  | \$208 ;
-  assign \$210  = li_valid_b & \$209 ;
-  assign \$211  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
-  assign \$212  = cycles + 1'h1;
-  assign \$213  = | mask;
-  assign \$214  = | mask;
-  assign \$215  = ~ fetched;
-  assign \$217  = mask - 1'h1;
-  assign \$218  = { 1'h0, mask } & \$217 ;
-  assign \$219  = segment + 1'h1;
-  assign \$220  = cycles + 1'h1;
-  assign \$221  = \$signature__addr$12  == 6'h23;
-  assign \$222  = \$signature__addr$12  + 1'h1;
-  assign \$223  = issuing | valid_s1;
-  assign \$224  = \$223  | valid_s2;
-  assign \$225  = \$224  | valid_s3;
-  assign \$226  = \$225  | valid_s4;
-  assign \$227  = \$226  | valid_s5;
-  assign \$228  = \$227  | state_wr__en;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = cycles + 1'h1;
-  assign \$231  = li_index == 3'h5;
-  assign \$232  = li_index + 1'h1;
-  assign \$233  = li_issuing | li_valid_sel;
-  assign \$234  = \$233  | li_valid_a;
-  assign \$235  = \$234  | li_valid_b;
-  assign \$236  = ~ \$235 ;
+  assign \$131  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$132  = $signed(\$131 ) < $signed(1'h0);
+  assign \$133  = \$132  ? out_row_s6[7:0] : 8'h00;
+  assign \$134  = $signed(1'h0) + $signed(\$133 );
+  assign \$135  = $signed(acc_o_0) + $signed(\$134 );
+  assign \$136  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$137  = $signed(\$136 ) < $signed(1'h0);
+  assign \$138  = \$137  ? out_row_s6[15:8] : 8'h00;
+  assign \$139  = $signed(1'h0) + $signed(\$138 );
+  assign \$140  = $signed(acc_o_1) + $signed(\$139 );
+  assign \$141  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$142  = $signed(\$141 ) < $signed(1'h0);
+  assign \$143  = \$142  ? out_row_s6[23:16] : 8'h00;
+  assign \$144  = $signed(1'h0) + $signed(\$143 );
+  assign \$145  = $signed(acc_o_2) + $signed(\$144 );
+  assign \$146  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$147  = $signed(\$146 ) < $signed(1'h0);
+  assign \$148  = \$147  ? out_row_s6[31:24] : 8'h00;
+  assign \$149  = $signed(1'h0) + $signed(\$148 );
+  assign \$150  = $signed(acc_o_3) + $signed(\$149 );
+  assign \$151  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$152  = $signed(\$151 ) < $signed(1'h0);
+  assign \$153  = \$152  ? out_row_s6[39:32] : 8'h00;
+  assign \$154  = $signed(1'h0) + $signed(\$153 );
+  assign \$155  = $signed(acc_o_4) + $signed(\$154 );
+  assign \$156  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$157  = $signed(\$156 ) < $signed(1'h0);
+  assign \$158  = \$157  ? out_row_s6[47:40] : 8'h00;
+  assign \$159  = $signed(1'h0) + $signed(\$158 );
+  assign \$160  = $signed(acc_o_5) + $signed(\$159 );
+  assign \$164  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$165  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$168  = $signed(\$166 ) + $signed(\$167 );
+  assign \$169  = & \$168 [33:15];
+  assign \$170  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$173  = $signed(\$171 ) + $signed(\$172 );
+  assign \$174  = | \$173 [33:15];
+  assign \$175  = ~ \$174 ;
+  assign \$176  = \$169  | \$175 ;
+  assign \$177  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$180  = $signed(\$178 ) + $signed(\$179 );
+  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$184  = $signed(\$182 ) + $signed(\$183 );
+  assign \$185  = \$184 [33] ? 16'h8000 : 16'h7fff;
+  assign \$186  = \$176  ? \$180 [15:0] : \$185 ;
+  assign \$187  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$190  = $signed(\$188 ) + $signed(\$189 );
+  assign \$191  = & \$190 [33:15];
+  assign \$192  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$195  = $signed(\$193 ) + $signed(\$194 );
+  assign \$196  = | \$195 [33:15];
+  assign \$197  = ~ \$196 ;
+  assign \$198  = \$191  | \$197 ;
+  assign \$199  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$202  = $signed(\$200 ) + $signed(\$201 );
+  assign \$203  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$206  = $signed(\$204 ) + $signed(\$205 );
+  assign \$207  = \$206 [33] ? 16'h8000 : 16'h7fff;
+  assign \$208  = \$198  ? \$202 [15:0] : \$207 ;
+  assign \$209  = ! li_index_b;
+  assign \$210  = $signed(o_b) > $signed(best);
+  assign \$211  = \$209  | \$210 ;
+  assign \$212  = li_valid_b & \$211 ;
+  assign \$213  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+  assign \$214  = cycles + 1'h1;
+  assign \$215  = | mask;
+  assign \$216  = | mask;
+  assign \$217  = ~ fetched;
+  assign \$219  = mask - 1'h1;
+  assign \$220  = { 1'h0, mask } & \$219 ;
+  assign \$221  = segment + 1'h1;
+  assign \$222  = cycles + 1'h1;
+  assign \$224  = place + 1'h1;
+  assign \$225  = segment + 1'h1;
+  assign \$226  = \$signature__addr$12  == 6'h23;
+  assign \$227  = \$signature__addr$12  + 1'h1;
+  assign \$228  = issuing | valid_s1;
+  assign \$229  = \$228  | valid_s2;
+  assign \$230  = \$229  | valid_s3;
+  assign \$231  = \$230  | valid_s4;
+  assign \$232  = \$231  | valid_s5;
+  assign \$233  = \$232  | state_wr__en;
+  assign \$234  = ~ \$233 ;
+  assign \$235  = cycles + 1'h1;
+  assign \$236  = li_index == 3'h5;
+  assign \$237  = li_index + 1'h1;
+  assign \$238  = li_issuing | li_valid_sel;
+  assign \$239  = \$238  | li_valid_a;
+  assign \$240  = \$239  | li_valid_b;
+  assign \$241  = ~ \$240 ;
   always @(posedge clk)
-    synapse_row <= \$237 ;
+    synapse_row <= \$36 ;
   always @(posedge clk)
-    adding <= \$238 ;
+    adding <= \$242 ;
   always @(posedge clk)
-    acc_0 <= \$239 ;
+    acc_0 <= \$243 ;
   always @(posedge clk)
-    acc_1 <= \$240 ;
+    acc_1 <= \$244 ;
   always @(posedge clk)
-    acc_2 <= \$241 ;
+    acc_2 <= \$245 ;
   always @(posedge clk)
-    acc_3 <= \$242 ;
+    acc_3 <= \$246 ;
   always @(posedge clk)
-    acc_4 <= \$243 ;
+    acc_4 <= \$247 ;
   always @(posedge clk)
-    acc_5 <= \$244 ;
+    acc_5 <= \$248 ;
   always @(posedge clk)
-    acc_6 <= \$245 ;
+    acc_6 <= \$249 ;
   always @(posedge clk)
-    acc_7 <= \$246 ;
+    acc_7 <= \$250 ;
   always @(posedge clk)
-    acc_8 <= \$247 ;
+    acc_8 <= \$251 ;
   always @(posedge clk)
-    acc_9 <= \$248 ;
+    acc_9 <= \$252 ;
   always @(posedge clk)
-    acc_10 <= \$249 ;
+    acc_10 <= \$253 ;
   always @(posedge clk)
-    acc_11 <= \$250 ;
+    acc_11 <= \$254 ;
   always @(posedge clk)
-    acc_12 <= \$251 ;
+    acc_12 <= \$255 ;
   always @(posedge clk)
-    acc_13 <= \$252 ;
+    acc_13 <= \$256 ;
   always @(posedge clk)
-    acc_14 <= \$253 ;
+    acc_14 <= \$257 ;
   always @(posedge clk)
-    acc_15 <= \$254 ;
+    acc_15 <= \$258 ;
   always @(posedge clk)
-    acc_16 <= \$255 ;
+    acc_16 <= \$259 ;
   always @(posedge clk)
-    acc_17 <= \$256 ;
+    acc_17 <= \$260 ;
   always @(posedge clk)
-    acc_18 <= \$257 ;
+    acc_18 <= \$261 ;
   always @(posedge clk)
-    acc_19 <= \$258 ;
+    acc_19 <= \$262 ;
   always @(posedge clk)
-    acc_20 <= \$259 ;
+    acc_20 <= \$263 ;
   always @(posedge clk)
-    acc_21 <= \$260 ;
+    acc_21 <= \$264 ;
   always @(posedge clk)
-    acc_22 <= \$261 ;
+    acc_22 <= \$265 ;
   always @(posedge clk)
-    acc_23 <= \$262 ;
+    acc_23 <= \$266 ;
   always @(posedge clk)
-    acc_24 <= \$263 ;
+    acc_24 <= \$267 ;
   always @(posedge clk)
-    acc_25 <= \$264 ;
+    acc_25 <= \$268 ;
   always @(posedge clk)
-    acc_26 <= \$265 ;
+    acc_26 <= \$269 ;
   always @(posedge clk)
-    acc_27 <= \$266 ;
+    acc_27 <= \$270 ;
   always @(posedge clk)
-    acc_28 <= \$267 ;
+    acc_28 <= \$271 ;
   always @(posedge clk)
-    acc_29 <= \$268 ;
+    acc_29 <= \$272 ;
   always @(posedge clk)
-    acc_30 <= \$269 ;
+    acc_30 <= \$273 ;
   always @(posedge clk)
-    acc_31 <= \$270 ;
+    acc_31 <= \$274 ;
   always @(posedge clk)
-    acc_32 <= \$271 ;
+    acc_32 <= \$275 ;
   always @(posedge clk)
-    acc_33 <= \$272 ;
+    acc_33 <= \$276 ;
   always @(posedge clk)
-    acc_34 <= \$273 ;
+    acc_34 <= \$277 ;
   always @(posedge clk)
-    acc_35 <= \$274 ;
+    acc_35 <= \$278 ;
   always @(posedge clk)
-    valid_s1 <= \$275 ;
+    valid_s1 <= \$279 ;
   always @(posedge clk)
-    chunk_s1 <= \$276 ;
+    chunk_s1 <= \$signature__addr$12 ;
   always @(posedge clk)
-    acc_s1_0 <= \$277 ;
+    acc_s1_0 <= \$56 ;
   always @(posedge clk)
-    u_s2_0 <= \$278 ;
+    u_s2_0 <= \$57 ;
   always @(posedge clk)
-    v_s2_0 <= \$279 ;
+    v_s2_0 <= \$58 ;
   always @(posedge clk)
-    q_s2_0 <= \$280 ;
+    q_s2_0 <= \$59 ;
   always @(posedge clk)
-    d_s2_0 <= \$281 ;
+    d_s2_0 <= \$signature__data$122 [15:0];
   always @(posedge clk)
-    c_s2_0 <= \$282 ;
+    c_s2_0 <= \$signature__data$122 [31:16];
   always @(posedge clk)
-    acc_s2_0 <= \$283 ;
+    acc_s2_0 <= acc_s1_0;
   always @(posedge clk)
-    valid_s2 <= \$284 ;
+    valid_s2 <= \$280 ;
   always @(posedge clk)
-    chunk_s2 <= \$285 ;
+    chunk_s2 <= chunk_s1;
   always @(posedge clk)
-    q_dt_s3_0 <= \$286 ;
+    q_dt_s3_0 <= \$60 ;
   always @(posedge clk)
-    u_s3_0 <= \$287 ;
+    u_s3_0 <= u_s2_0;
   always @(posedge clk)
-    v_s3_0 <= \$288 ;
+    v_s3_0 <= v_s2_0;
   always @(posedge clk)
-    q_s3_0 <= \$289 ;
+    q_s3_0 <= q_s2_0;
   always @(posedge clk)
-    d_s3_0 <= \$290 ;
+    d_s3_0 <= d_s2_0;
   always @(posedge clk)
-    c_s3_0 <= \$291 ;
+    c_s3_0 <= c_s2_0;
   always @(posedge clk)
-    acc_s3_0 <= \$292 ;
+    acc_s3_0 <= acc_s2_0;
   always @(posedge clk)
-    valid_s3 <= \$293 ;
+    valid_s3 <= \$281 ;
   always @(posedge clk)
-    chunk_s3 <= \$294 ;
+    chunk_s3 <= chunk_s2;
   always @(posedge clk)
-    e_s4_0 <= \$295 ;
+    e_s4_0 <= \$78 ;
   always @(posedge clk)
-    u_s4_0 <= \$296 ;
+    u_s4_0 <= u_s3_0;
   always @(posedge clk)
-    v_s4_0 <= \$297 ;
+    v_s4_0 <= v_s3_0;
   always @(posedge clk)
-    q_s4_0 <= \$298 ;
+    q_s4_0 <= q_s3_0;
   always @(posedge clk)
-    c_s4_0 <= \$299 ;
+    c_s4_0 <= c_s3_0;
   always @(posedge clk)
-    acc_s4_0 <= \$300 ;
+    acc_s4_0 <= acc_s3_0;
   always @(posedge clk)
-    valid_s4 <= \$301 ;
+    valid_s4 <= \$282 ;
   always @(posedge clk)
-    \$signature__addr$15  <= \$302 ;
+    \$signature__addr$15  <= chunk_s3;
   always @(posedge clk)
-    e_u_s5_0 <= \$303 ;
+    e_u_s5_0 <= \$79 ;
   always @(posedge clk)
-    c_v_s5_0 <= \$304 ;
+    c_v_s5_0 <= \$80 ;
   always @(posedge clk)
-    e_v_s5_0 <= \$305 ;
+    e_v_s5_0 <= \$81 ;
   always @(posedge clk)
-    c_u_s5_0 <= \$306 ;
+    c_u_s5_0 <= \$82 ;
   always @(posedge clk)
-    q_g_s5_0 <= \$307 ;
+    q_g_s5_0 <= \$83 ;
   always @(posedge clk)
-    th_q_s5_0 <= \$308 ;
+    th_q_s5_0 <= \$84 ;
   always @(posedge clk)
-    acc_s5_0 <= \$309 ;
+    acc_s5_0 <= acc_s4_0;
   always @(posedge clk)
-    valid_s5 <= \$310 ;
+    valid_s5 <= \$283 ;
   always @(posedge clk)
-    chunk_s5 <= \$311 ;
+    chunk_s5 <= \$signature__addr$15 ;
   always @(posedge clk)
-    u_s6_0 <= \$312 ;
+    u_s6_0 <= \$110 ;
   always @(posedge clk)
-    v_s6_0 <= \$313 ;
+    v_s6_0 <= \$128 ;
   always @(posedge clk)
-    q_g_s6_0 <= \$314 ;
+    q_g_s6_0 <= q_g_s5_0;
   always @(posedge clk)
-    th_q_s6_0 <= \$315 ;
+    th_q_s6_0 <= th_q_s5_0;
   always @(posedge clk)
-    state_wr__en <= \$316 ;
+    state_wr__en <= \$284 ;
   always @(posedge clk)
-    state_wr__addr <= \$317 ;
+    state_wr__addr <= chunk_s5;
   always @(posedge clk)
-    out_row_s6 <= \$318 ;
+    out_row_s6 <= \$signature__data$153 ;
   always @(posedge clk)
-    z_0 <= \$319 ;
+    z_0 <= \$285 ;
   always @(posedge clk)
-    z_1 <= \$320 ;
+    z_1 <= \$286 ;
   always @(posedge clk)
-    z_2 <= \$321 ;
+    z_2 <= \$287 ;
   always @(posedge clk)
-    z_3 <= \$322 ;
+    z_3 <= \$288 ;
   always @(posedge clk)
-    z_4 <= \$323 ;
+    z_4 <= \$289 ;
   always @(posedge clk)
-    z_5 <= \$324 ;
+    z_5 <= \$290 ;
   always @(posedge clk)
-    z_6 <= \$325 ;
+    z_6 <= \$291 ;
   always @(posedge clk)
-    z_7 <= \$326 ;
+    z_7 <= \$292 ;
   always @(posedge clk)
-    z_8 <= \$327 ;
+    z_8 <= \$293 ;
   always @(posedge clk)
-    z_9 <= \$328 ;
+    z_9 <= \$294 ;
   always @(posedge clk)
-    z_10 <= \$329 ;
+    z_10 <= \$295 ;
   always @(posedge clk)
-    z_11 <= \$330 ;
+    z_11 <= \$296 ;
   always @(posedge clk)
-    z_12 <= \$331 ;
+    z_12 <= \$297 ;
   always @(posedge clk)
-    z_13 <= \$332 ;
+    z_13 <= \$298 ;
   always @(posedge clk)
-    z_14 <= \$333 ;
+    z_14 <= \$299 ;
   always @(posedge clk)
-    z_15 <= \$334 ;
+    z_15 <= \$300 ;
   always @(posedge clk)
-    z_16 <= \$335 ;
+    z_16 <= \$301 ;
   always @(posedge clk)
-    z_17 <= \$336 ;
+    z_17 <= \$302 ;
   always @(posedge clk)
-    z_18 <= \$337 ;
+    z_18 <= \$303 ;
   always @(posedge clk)
-    z_19 <= \$338 ;
+    z_19 <= \$304 ;
   always @(posedge clk)
-    z_20 <= \$339 ;
+    z_20 <= \$305 ;
   always @(posedge clk)
-    z_21 <= \$340 ;
+    z_21 <= \$306 ;
   always @(posedge clk)
-    z_22 <= \$341 ;
+    z_22 <= \$307 ;
   always @(posedge clk)
-    z_23 <= \$342 ;
+    z_23 <= \$308 ;
   always @(posedge clk)
-    z_24 <= \$343 ;
+    z_24 <= \$309 ;
   always @(posedge clk)
-    z_25 <= \$344 ;
+    z_25 <= \$310 ;
   always @(posedge clk)
-    z_26 <= \$345 ;
+    z_26 <= \$311 ;
   always @(posedge clk)
-    z_27 <= \$346 ;
+    z_27 <= \$312 ;
   always @(posedge clk)
-    z_28 <= \$347 ;
+    z_28 <= \$313 ;
   always @(posedge clk)
-    z_29 <= \$348 ;
+    z_29 <= \$314 ;
   always @(posedge clk)
-    z_30 <= \$349 ;
+    z_30 <= \$315 ;
   always @(posedge clk)
-    z_31 <= \$350 ;
+    z_31 <= \$316 ;
   always @(posedge clk)
-    z_32 <= \$351 ;
+    z_32 <= \$317 ;
   always @(posedge clk)
-    z_33 <= \$352 ;
+    z_33 <= \$318 ;
   always @(posedge clk)
-    z_34 <= \$353 ;
+    z_34 <= \$319 ;
   always @(posedge clk)
-    z_35 <= \$354 ;
+    z_35 <= \$320 ;
   always @(posedge clk)
-    acc_o_0 <= \$355 ;
+    acc_o_0 <= \$321 ;
   always @(posedge clk)
-    acc_o_1 <= \$356 ;
+    acc_o_1 <= \$322 ;
   always @(posedge clk)
-    acc_o_2 <= \$357 ;
+    acc_o_2 <= \$323 ;
   always @(posedge clk)
-    acc_o_3 <= \$358 ;
+    acc_o_3 <= \$324 ;
   always @(posedge clk)
-    acc_o_4 <= \$359 ;
+    acc_o_4 <= \$325 ;
   always @(posedge clk)
-    acc_o_5 <= \$360 ;
+    acc_o_5 <= \$326 ;
   always @(posedge clk)
-    o_sel <= \$361 ;
+    o_sel <= \$161 ;
   always @(posedge clk)
-    alpha_sel <= \$362 ;
+    alpha_sel <= \$162 ;
   always @(posedge clk)
-    acc_o_sel <= \$363 ;
+    acc_o_sel <= \$163 ;
   always @(posedge clk)
-    li_valid_sel <= \$364 ;
+    li_valid_sel <= \$327 ;
   always @(posedge clk)
-    li_index_sel <= \$365 ;
+    li_index_sel <= li_index;
   always @(posedge clk)
-    o_alpha_a <= \$366 ;
+    o_alpha_a <= \$164 ;
   always @(posedge clk)
-    acc_o_a <= \$367 ;
+    acc_o_a <= acc_o_sel;
   always @(posedge clk)
-    li_valid_a <= \$368 ;
+    li_valid_a <= \$328 ;
   always @(posedge clk)
-    li_index_a <= \$369 ;
+    li_index_a <= li_index_sel;
   always @(posedge clk)
-    o_b <= \$370 ;
+    o_b <= \$186 ;
   always @(posedge clk)
-    li_valid_b <= \$371 ;
+    li_valid_b <= \$329 ;
   always @(posedge clk)
-    li_index_b <= \$372 ;
+    li_index_b <= li_index_a;
   always @(posedge clk)
-    o_0 <= \$373 ;
+    o_0 <= \$330 ;
   always @(posedge clk)
-    o_1 <= \$374 ;
+    o_1 <= \$331 ;
   always @(posedge clk)
-    o_2 <= \$375 ;
+    o_2 <= \$332 ;
   always @(posedge clk)
-    o_3 <= \$376 ;
+    o_3 <= \$333 ;
   always @(posedge clk)
-    o_4 <= \$377 ;
+    o_4 <= \$334 ;
   always @(posedge clk)
-    o_5 <= \$378 ;
+    o_5 <= \$335 ;
   always @(posedge clk)
-    best <= \$379 ;
+    best <= \$336 ;
   always @(posedge clk)
-    label <= \$380 ;
+    label <= \$337 ;
   always @(posedge clk)
-    mask <= \$381 ;
+    mask <= \$338 ;
   always @(posedge clk)
-    cycles <= \$382 ;
+    cycles <= \$339 ;
   always @(posedge clk)
-    fresh <= \$383 ;
+    fresh <= \$340 ;
   always @(posedge clk)
-    fsm_state <= \$384 ;
+    fsm_state <= \$341 ;
   always @(posedge clk)
-    fetched <= \$385 ;
+    fetched <= \$342 ;
   always @(posedge clk)
-    segment <= \$386 ;
+    segment <= \$343 ;
   always @(posedge clk)
-    issuing <= \$387 ;
+    issuing <= \$344 ;
   always @(posedge clk)
-    \$signature__addr$12  <= \$388 ;
+    \$signature__addr$12  <= \$345 ;
   always @(posedge clk)
-    li_issuing <= \$389 ;
+    place <= \$346 ;
   always @(posedge clk)
-    li_index <= \$390 ;
+    li_issuing <= \$347 ;
+  always @(posedge clk)
+    li_index <= \$348 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = 15'h0000;
-    casez (\$signature__addr$12 )
-      6'h00:
-          \$54  = acc_0;
-      6'h01:
-          \$54  = acc_1;
-      6'h02:
-          \$54  = acc_2;
-      6'h03:
-          \$54  = acc_3;
-      6'h04:
-          \$54  = acc_4;
-      6'h05:
-          \$54  = acc_5;
-      6'h06:
-          \$54  = acc_6;
-      6'h07:
-          \$54  = acc_7;
-      6'h08:
-          \$54  = acc_8;
-      6'h09:
-          \$54  = acc_9;
-      6'h0a:
-          \$54  = acc_10;
-      6'h0b:
-          \$54  = acc_11;
-      6'h0c:
-          \$54  = acc_12;
-      6'h0d:
-          \$54  = acc_13;
-      6'h0e:
-          \$54  = acc_14;
-      6'h0f:
-          \$54  = acc_15;
-      6'h10:
-          \$54  = acc_16;
-      6'h11:
-          \$54  = acc_17;
-      6'h12:
-          \$54  = acc_18;
-      6'h13:
-          \$54  = acc_19;
-      6'h14:
-          \$54  = acc_20;
-      6'h15:
-          \$54  = acc_21;
-      6'h16:
-          \$54  = acc_22;
-      6'h17:
-          \$54  = acc_23;
-      6'h18:
-          \$54  = acc_24;
-      6'h19:
-          \$54  = acc_25;
-      6'h1a:
-          \$54  = acc_26;
-      6'h1b:
-          \$54  = acc_27;
-      6'h1c:
-          \$54  = acc_28;
-      6'h1d:
-          \$54  = acc_29;
-      6'h1e:
-          \$54  = acc_30;
-      6'h1f:
-          \$54  = acc_31;
-      6'h20:
-          \$54  = acc_32;
-      6'h21:
-          \$54  = acc_33;
-      6'h22:
-          \$54  = acc_34;
-      6'h23:
-          \$54  = acc_35;
+    \$56  = 15'h0000;
+    casez (place)
+      5'h00:
+          \$56  = acc_0;
+      5'h01:
+          \$56  = acc_1;
+      5'h02:
+          \$56  = acc_2;
+      5'h03:
+          \$56  = acc_3;
+      5'h04:
+          \$56  = acc_4;
+      5'h05:
+          \$56  = acc_5;
+      5'h06:
+          \$56  = acc_6;
+      5'h07:
+          \$56  = acc_7;
+      5'h08:
+          \$56  = acc_8;
+      5'h09:
+          \$56  = acc_9;
+      5'h0a:
+          \$56  = acc_10;
+      5'h0b:
+          \$56  = acc_11;
+      5'h0c:
+          \$56  = acc_12;
+      5'h0d:
+          \$56  = acc_13;
+      5'h0e:
+          \$56  = acc_14;
+      5'h0f:
+          \$56  = acc_15;
+      5'h10:
+          \$56  = acc_16;
+      5'h11:
+          \$56  = acc_17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = 16'h0000;
+    \$161  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$159  = o_0;
+          \$161  = o_0;
       3'h1:
-          \$159  = o_1;
+          \$161  = o_1;
       3'h2:
-          \$159  = o_2;
+          \$161  = o_2;
       3'h3:
-          \$159  = o_3;
+          \$161  = o_3;
       3'h4:
-          \$159  = o_4;
+          \$161  = o_4;
       3'h5:
-          \$159  = o_5;
+          \$161  = o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = 16'h0000;
+    \$162  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$160  = 16'h3d52;
+          \$162  = 16'h3d52;
       3'h1:
-          \$160  = 16'h3be2;
+          \$162  = 16'h3be2;
       3'h2:
-          \$160  = 16'h3983;
+          \$162  = 16'h3983;
       3'h3:
-          \$160  = 16'h377e;
+          \$162  = 16'h377e;
       3'h4:
-          \$160  = 16'h3c1b;
+          \$162  = 16'h3c1b;
       3'h5:
-          \$160  = 16'h3e08;
+          \$162  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = 14'h0000;
+    \$163  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$161  = acc_o_0;
+          \$163  = acc_o_0;
       3'h1:
-          \$161  = acc_o_1;
+          \$163  = acc_o_1;
       3'h2:
-          \$161  = acc_o_2;
+          \$163  = acc_o_2;
       3'h3:
-          \$161  = acc_o_3;
+          \$163  = acc_o_3;
       3'h4:
-          \$161  = acc_o_4;
+          \$163  = acc_o_4;
       3'h5:
-          \$161  = acc_o_5;
+          \$163  = acc_o_5;
     endcase
   end
   always @* begin
@@ -1636,87 +1565,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = \$signature__data ;
+    \$242  = fetched;
     if (rst) begin
-      \$237  = 162'h00000000000000000000000000000000000000000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = fetched;
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = acc_0;
-    if (adding) begin
-      \$239  = acc_18;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$239  = 15'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$239  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = acc_1;
-    if (adding) begin
-      \$240  = acc_19;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$240  = 15'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$240  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = acc_2;
-    if (adding) begin
-      \$241  = acc_20;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$241  = 15'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$241  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = acc_3;
-    if (adding) begin
-      \$242  = acc_21;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$242  = 15'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$242  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = acc_4;
-    if (adding) begin
-      \$243  = acc_22;
+    \$243  = acc_0;
+    if (\$37 ) begin
+      \$243  = acc_18;
     end
     casez (fsm_state)
       3'h0:
@@ -1724,15 +1582,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$243  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$243  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = acc_5;
-    if (adding) begin
-      \$244  = acc_23;
+    \$244  = acc_1;
+    if (\$37 ) begin
+      \$244  = acc_19;
     end
     casez (fsm_state)
       3'h0:
@@ -1740,15 +1595,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$244  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$244  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = acc_6;
-    if (adding) begin
-      \$245  = acc_24;
+    \$245  = acc_2;
+    if (\$37 ) begin
+      \$245  = acc_20;
     end
     casez (fsm_state)
       3'h0:
@@ -1756,15 +1608,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$245  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$245  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = acc_7;
-    if (adding) begin
-      \$246  = acc_25;
+    \$246  = acc_3;
+    if (\$37 ) begin
+      \$246  = acc_21;
     end
     casez (fsm_state)
       3'h0:
@@ -1772,15 +1621,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$246  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$246  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = acc_8;
-    if (adding) begin
-      \$247  = acc_26;
+    \$247  = acc_4;
+    if (\$37 ) begin
+      \$247  = acc_22;
     end
     casez (fsm_state)
       3'h0:
@@ -1788,15 +1634,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$247  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$247  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = acc_9;
-    if (adding) begin
-      \$248  = acc_27;
+    \$248  = acc_5;
+    if (\$37 ) begin
+      \$248  = acc_23;
     end
     casez (fsm_state)
       3'h0:
@@ -1804,15 +1647,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$248  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$248  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = acc_10;
-    if (adding) begin
-      \$249  = acc_28;
+    \$249  = acc_6;
+    if (\$37 ) begin
+      \$249  = acc_24;
     end
     casez (fsm_state)
       3'h0:
@@ -1820,15 +1660,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$249  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$249  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = acc_11;
-    if (adding) begin
-      \$250  = acc_29;
+    \$250  = acc_7;
+    if (\$37 ) begin
+      \$250  = acc_25;
     end
     casez (fsm_state)
       3'h0:
@@ -1836,15 +1673,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$250  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$250  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = acc_12;
-    if (adding) begin
-      \$251  = acc_30;
+    \$251  = acc_8;
+    if (\$37 ) begin
+      \$251  = acc_26;
     end
     casez (fsm_state)
       3'h0:
@@ -1852,15 +1686,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$251  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$251  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = acc_13;
-    if (adding) begin
-      \$252  = acc_31;
+    \$252  = acc_9;
+    if (\$37 ) begin
+      \$252  = acc_27;
     end
     casez (fsm_state)
       3'h0:
@@ -1868,15 +1699,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$252  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$252  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = acc_14;
-    if (adding) begin
-      \$253  = acc_32;
+    \$253  = acc_10;
+    if (\$37 ) begin
+      \$253  = acc_28;
     end
     casez (fsm_state)
       3'h0:
@@ -1884,15 +1712,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$253  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$253  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = acc_15;
-    if (adding) begin
-      \$254  = acc_33;
+    \$254  = acc_11;
+    if (\$37 ) begin
+      \$254  = acc_29;
     end
     casez (fsm_state)
       3'h0:
@@ -1900,15 +1725,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$254  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$254  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = acc_16;
-    if (adding) begin
-      \$255  = acc_34;
+    \$255  = acc_12;
+    if (\$37 ) begin
+      \$255  = acc_30;
     end
     casez (fsm_state)
       3'h0:
@@ -1916,15 +1738,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$255  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$255  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = acc_17;
-    if (adding) begin
-      \$256  = acc_35;
+    \$256  = acc_13;
+    if (\$37 ) begin
+      \$256  = acc_31;
     end
     casez (fsm_state)
       3'h0:
@@ -1932,15 +1751,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$256  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$256  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = acc_18;
-    if (adding) begin
-      \$257  = \$36 [14:0];
+    \$257  = acc_14;
+    if (\$37 ) begin
+      \$257  = acc_32;
     end
     casez (fsm_state)
       3'h0:
@@ -1948,15 +1764,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$257  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$257  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = acc_19;
-    if (adding) begin
-      \$258  = \$37 [14:0];
+    \$258  = acc_15;
+    if (\$37 ) begin
+      \$258  = acc_33;
     end
     casez (fsm_state)
       3'h0:
@@ -1964,15 +1777,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$258  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$258  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc_20;
-    if (adding) begin
-      \$259  = \$38 [14:0];
+    \$259  = acc_16;
+    if (\$37 ) begin
+      \$259  = acc_34;
     end
     casez (fsm_state)
       3'h0:
@@ -1980,15 +1790,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$259  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$259  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc_21;
-    if (adding) begin
-      \$260  = \$39 [14:0];
+    \$260  = acc_17;
+    if (\$37 ) begin
+      \$260  = acc_35;
     end
     casez (fsm_state)
       3'h0:
@@ -1996,15 +1803,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$260  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$260  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc_22;
-    if (adding) begin
-      \$261  = \$40 [14:0];
+    \$261  = acc_18;
+    if (\$37 ) begin
+      \$261  = \$38 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2012,15 +1816,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$261  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$261  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc_23;
-    if (adding) begin
-      \$262  = \$41 [14:0];
+    \$262  = acc_19;
+    if (\$37 ) begin
+      \$262  = \$39 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2028,15 +1829,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$262  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$262  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = acc_24;
-    if (adding) begin
-      \$263  = \$42 [14:0];
+    \$263  = acc_20;
+    if (\$37 ) begin
+      \$263  = \$40 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2044,15 +1842,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$263  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$263  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc_25;
-    if (adding) begin
-      \$264  = \$43 [14:0];
+    \$264  = acc_21;
+    if (\$37 ) begin
+      \$264  = \$41 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2060,15 +1855,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$264  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$264  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc_26;
-    if (adding) begin
-      \$265  = \$44 [14:0];
+    \$265  = acc_22;
+    if (\$37 ) begin
+      \$265  = \$42 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2076,15 +1868,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$265  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$265  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = acc_27;
-    if (adding) begin
-      \$266  = \$45 [14:0];
+    \$266  = acc_23;
+    if (\$37 ) begin
+      \$266  = \$43 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2092,15 +1881,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$266  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$266  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = acc_28;
-    if (adding) begin
-      \$267  = \$46 [14:0];
+    \$267  = acc_24;
+    if (\$37 ) begin
+      \$267  = \$44 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2108,15 +1894,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$267  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$267  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc_29;
-    if (adding) begin
-      \$268  = \$47 [14:0];
+    \$268  = acc_25;
+    if (\$37 ) begin
+      \$268  = \$45 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2124,15 +1907,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$268  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$268  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc_30;
-    if (adding) begin
-      \$269  = \$48 [14:0];
+    \$269  = acc_26;
+    if (\$37 ) begin
+      \$269  = \$46 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2140,15 +1920,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$269  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$269  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc_31;
-    if (adding) begin
-      \$270  = \$49 [14:0];
+    \$270  = acc_27;
+    if (\$37 ) begin
+      \$270  = \$47 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2156,15 +1933,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$270  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$270  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc_32;
-    if (adding) begin
-      \$271  = \$50 [14:0];
+    \$271  = acc_28;
+    if (\$37 ) begin
+      \$271  = \$48 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2172,15 +1946,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$271  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$271  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = acc_33;
-    if (adding) begin
-      \$272  = \$51 [14:0];
+    \$272  = acc_29;
+    if (\$37 ) begin
+      \$272  = \$49 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2188,15 +1959,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$272  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$272  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = acc_34;
-    if (adding) begin
-      \$273  = \$52 [14:0];
+    \$273  = acc_30;
+    if (\$37 ) begin
+      \$273  = \$50 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2204,15 +1972,12 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$273  = 15'h0000;
           end
     endcase
-    if (rst) begin
-      \$273  = 15'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = acc_35;
-    if (adding) begin
-      \$274  = \$53 [14:0];
+    \$274  = acc_31;
+    if (\$37 ) begin
+      \$274  = \$51 [14:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2220,323 +1985,446 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             \$274  = 15'h0000;
           end
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = acc_32;
+    if (\$37 ) begin
+      \$275  = \$52 [14:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$275  = 15'h0000;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = acc_33;
+    if (\$37 ) begin
+      \$276  = \$53 [14:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$276  = 15'h0000;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = acc_34;
+    if (\$37 ) begin
+      \$277  = \$54 [14:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$277  = 15'h0000;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = acc_35;
+    if (\$37 ) begin
+      \$278  = \$55 [14:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$278  = 15'h0000;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = issuing;
     if (rst) begin
-      \$274  = 15'h0000;
+      \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = issuing;
+    \$280  = valid_s1;
     if (rst) begin
-      \$275  = 1'h0;
+      \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = \$signature__addr$12 ;
+    \$281  = valid_s2;
     if (rst) begin
-      \$276  = 6'h00;
+      \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = \$54 ;
+    \$282  = valid_s3;
     if (rst) begin
-      \$277  = 15'h0000;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = \$55 ;
+    \$283  = valid_s4;
     if (rst) begin
-      \$278  = 16'h0000;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = \$56 ;
-    if (rst) begin
-      \$279  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = \$57 ;
-    if (rst) begin
-      \$280  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = \$signature__data$121 [15:0];
-    if (rst) begin
-      \$281  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = \$signature__data$121 [31:16];
-    if (rst) begin
-      \$282  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_s1_0;
-    if (rst) begin
-      \$283  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = valid_s1;
+    \$284  = valid_s5;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = chunk_s1;
+    \$285  = z_0;
+    if (state_wr__en) begin
+      \$285  = z_1;
+    end
     if (rst) begin
-      \$285  = 6'h00;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = \$58 ;
+    \$286  = z_1;
+    if (state_wr__en) begin
+      \$286  = z_2;
+    end
     if (rst) begin
-      \$286  = 24'h000000;
+      \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = u_s2_0;
+    \$287  = z_2;
+    if (state_wr__en) begin
+      \$287  = z_3;
+    end
     if (rst) begin
-      \$287  = 16'h0000;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = v_s2_0;
+    \$288  = z_3;
+    if (state_wr__en) begin
+      \$288  = z_4;
+    end
     if (rst) begin
-      \$288  = 16'h0000;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = q_s2_0;
+    \$289  = z_4;
+    if (state_wr__en) begin
+      \$289  = z_5;
+    end
     if (rst) begin
-      \$289  = 16'h0000;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = d_s2_0;
+    \$290  = z_5;
+    if (state_wr__en) begin
+      \$290  = z_6;
+    end
     if (rst) begin
-      \$290  = 16'h0000;
+      \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = c_s2_0;
+    \$291  = z_6;
+    if (state_wr__en) begin
+      \$291  = z_7;
+    end
     if (rst) begin
-      \$291  = 16'h0000;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = acc_s2_0;
+    \$292  = z_7;
+    if (state_wr__en) begin
+      \$292  = z_8;
+    end
     if (rst) begin
-      \$292  = 15'h0000;
+      \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = valid_s2;
+    \$293  = z_8;
+    if (state_wr__en) begin
+      \$293  = z_9;
+    end
     if (rst) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = chunk_s2;
+    \$294  = z_9;
+    if (state_wr__en) begin
+      \$294  = z_10;
+    end
     if (rst) begin
-      \$294  = 6'h00;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = \$76 ;
+    \$295  = z_10;
+    if (state_wr__en) begin
+      \$295  = z_11;
+    end
     if (rst) begin
-      \$295  = 16'h0000;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = u_s3_0;
+    \$296  = z_11;
+    if (state_wr__en) begin
+      \$296  = z_12;
+    end
     if (rst) begin
-      \$296  = 16'h0000;
+      \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = v_s3_0;
+    \$297  = z_12;
+    if (state_wr__en) begin
+      \$297  = z_13;
+    end
     if (rst) begin
-      \$297  = 16'h0000;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = q_s3_0;
+    \$298  = z_13;
+    if (state_wr__en) begin
+      \$298  = z_14;
+    end
     if (rst) begin
-      \$298  = 16'h0000;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = c_s3_0;
+    \$299  = z_14;
+    if (state_wr__en) begin
+      \$299  = z_15;
+    end
     if (rst) begin
-      \$299  = 16'h0000;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = acc_s3_0;
+    \$300  = z_15;
+    if (state_wr__en) begin
+      \$300  = z_16;
+    end
     if (rst) begin
-      \$300  = 15'h0000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = valid_s3;
+    \$301  = z_16;
+    if (state_wr__en) begin
+      \$301  = z_17;
+    end
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = chunk_s3;
+    \$302  = z_17;
+    if (state_wr__en) begin
+      \$302  = z_18;
+    end
     if (rst) begin
-      \$302  = 6'h00;
+      \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = \$77 ;
+    \$303  = z_18;
+    if (state_wr__en) begin
+      \$303  = z_19;
+    end
     if (rst) begin
-      \$303  = 32'd0;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = \$78 ;
+    \$304  = z_19;
+    if (state_wr__en) begin
+      \$304  = z_20;
+    end
     if (rst) begin
-      \$304  = 32'd0;
+      \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = \$79 ;
+    \$305  = z_20;
+    if (state_wr__en) begin
+      \$305  = z_21;
+    end
     if (rst) begin
-      \$305  = 32'd0;
+      \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = \$80 ;
+    \$306  = z_21;
+    if (state_wr__en) begin
+      \$306  = z_22;
+    end
     if (rst) begin
-      \$306  = 32'd0;
+      \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = \$81 ;
+    \$307  = z_22;
+    if (state_wr__en) begin
+      \$307  = z_23;
+    end
     if (rst) begin
-      \$307  = 30'h00000000;
+      \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = \$82 ;
+    \$308  = z_23;
+    if (state_wr__en) begin
+      \$308  = z_24;
+    end
     if (rst) begin
-      \$308  = 17'h00000;
+      \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = acc_s4_0;
+    \$309  = z_24;
+    if (state_wr__en) begin
+      \$309  = z_25;
+    end
     if (rst) begin
-      \$309  = 15'h0000;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = valid_s4;
+    \$310  = z_25;
+    if (state_wr__en) begin
+      \$310  = z_26;
+    end
     if (rst) begin
       \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = \$signature__addr$15 ;
+    \$311  = z_26;
+    if (state_wr__en) begin
+      \$311  = z_27;
+    end
     if (rst) begin
-      \$311  = 6'h00;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = \$108 ;
+    \$312  = z_27;
+    if (state_wr__en) begin
+      \$312  = z_28;
+    end
     if (rst) begin
-      \$312  = 16'h0000;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = \$126 ;
+    \$313  = z_28;
+    if (state_wr__en) begin
+      \$313  = z_29;
+    end
     if (rst) begin
-      \$313  = 16'h0000;
+      \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = q_g_s5_0;
+    \$314  = z_29;
+    if (state_wr__en) begin
+      \$314  = z_30;
+    end
     if (rst) begin
-      \$314  = 30'h00000000;
+      \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = th_q_s5_0;
+    \$315  = z_30;
+    if (state_wr__en) begin
+      \$315  = z_31;
+    end
     if (rst) begin
-      \$315  = 17'h00000;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = valid_s5;
+    \$316  = z_31;
+    if (state_wr__en) begin
+      \$316  = z_32;
+    end
     if (rst) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = chunk_s5;
-    if (rst) begin
-      \$317  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = \$signature__data$152 ;
-    if (rst) begin
-      \$318  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = z_0;
+    \$317  = z_32;
     if (state_wr__en) begin
-      \$319  = z_1;
+      \$317  = z_33;
+    end
+    if (rst) begin
+      \$317  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$318  = z_33;
+    if (state_wr__en) begin
+      \$318  = z_34;
+    end
+    if (rst) begin
+      \$318  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$319  = z_34;
+    if (state_wr__en) begin
+      \$319  = z_35;
     end
     if (rst) begin
       \$319  = 1'h0;
@@ -2544,9 +2432,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = z_1;
+    \$320  = z_35;
     if (state_wr__en) begin
-      \$320  = z_2;
+      \$320  = \$130 ;
     end
     if (rst) begin
       \$320  = 1'h0;
@@ -2554,571 +2442,150 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = z_2;
+    \$321  = acc_o_0;
     if (state_wr__en) begin
-      \$321  = z_3;
+      \$321  = \$135 [13:0];
     end
-    if (rst) begin
-      \$321  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$321  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = z_3;
+    \$322  = acc_o_1;
     if (state_wr__en) begin
-      \$322  = z_4;
+      \$322  = \$140 [13:0];
     end
-    if (rst) begin
-      \$322  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$322  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = z_4;
+    \$323  = acc_o_2;
     if (state_wr__en) begin
-      \$323  = z_5;
+      \$323  = \$145 [13:0];
     end
-    if (rst) begin
-      \$323  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$323  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = z_5;
+    \$324  = acc_o_3;
     if (state_wr__en) begin
-      \$324  = z_6;
+      \$324  = \$150 [13:0];
     end
-    if (rst) begin
-      \$324  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$324  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = z_6;
+    \$325  = acc_o_4;
     if (state_wr__en) begin
-      \$325  = z_7;
+      \$325  = \$155 [13:0];
     end
-    if (rst) begin
-      \$325  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$325  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = z_7;
+    \$326  = acc_o_5;
     if (state_wr__en) begin
-      \$326  = z_8;
+      \$326  = \$160 [13:0];
     end
-    if (rst) begin
-      \$326  = 1'h0;
-    end
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$326  = 14'h0000;
+          end
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = z_8;
-    if (state_wr__en) begin
-      \$327  = z_9;
-    end
+    \$327  = li_issuing;
     if (rst) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = z_9;
-    if (state_wr__en) begin
-      \$328  = z_10;
-    end
+    \$328  = li_valid_sel;
     if (rst) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = z_10;
-    if (state_wr__en) begin
-      \$329  = z_11;
-    end
+    \$329  = li_valid_a;
     if (rst) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = z_11;
-    if (state_wr__en) begin
-      \$330  = z_12;
-    end
-    if (rst) begin
-      \$330  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = z_12;
-    if (state_wr__en) begin
-      \$331  = z_13;
-    end
-    if (rst) begin
-      \$331  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = z_13;
-    if (state_wr__en) begin
-      \$332  = z_14;
-    end
-    if (rst) begin
-      \$332  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = z_14;
-    if (state_wr__en) begin
-      \$333  = z_15;
-    end
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = z_15;
-    if (state_wr__en) begin
-      \$334  = z_16;
-    end
-    if (rst) begin
-      \$334  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = z_16;
-    if (state_wr__en) begin
-      \$335  = z_17;
-    end
-    if (rst) begin
-      \$335  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = z_17;
-    if (state_wr__en) begin
-      \$336  = z_18;
-    end
-    if (rst) begin
-      \$336  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = z_18;
-    if (state_wr__en) begin
-      \$337  = z_19;
-    end
-    if (rst) begin
-      \$337  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = z_19;
-    if (state_wr__en) begin
-      \$338  = z_20;
-    end
-    if (rst) begin
-      \$338  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = z_20;
-    if (state_wr__en) begin
-      \$339  = z_21;
-    end
-    if (rst) begin
-      \$339  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = z_21;
-    if (state_wr__en) begin
-      \$340  = z_22;
-    end
-    if (rst) begin
-      \$340  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = z_22;
-    if (state_wr__en) begin
-      \$341  = z_23;
-    end
-    if (rst) begin
-      \$341  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = z_23;
-    if (state_wr__en) begin
-      \$342  = z_24;
-    end
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = z_24;
-    if (state_wr__en) begin
-      \$343  = z_25;
-    end
-    if (rst) begin
-      \$343  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = z_25;
-    if (state_wr__en) begin
-      \$344  = z_26;
-    end
-    if (rst) begin
-      \$344  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = z_26;
-    if (state_wr__en) begin
-      \$345  = z_27;
-    end
-    if (rst) begin
-      \$345  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = z_27;
-    if (state_wr__en) begin
-      \$346  = z_28;
-    end
-    if (rst) begin
-      \$346  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = z_28;
-    if (state_wr__en) begin
-      \$347  = z_29;
-    end
-    if (rst) begin
-      \$347  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = z_29;
-    if (state_wr__en) begin
-      \$348  = z_30;
-    end
-    if (rst) begin
-      \$348  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = z_30;
-    if (state_wr__en) begin
-      \$349  = z_31;
-    end
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = z_31;
-    if (state_wr__en) begin
-      \$350  = z_32;
-    end
-    if (rst) begin
-      \$350  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = z_32;
-    if (state_wr__en) begin
-      \$351  = z_33;
-    end
-    if (rst) begin
-      \$351  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = z_33;
-    if (state_wr__en) begin
-      \$352  = z_34;
-    end
-    if (rst) begin
-      \$352  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = z_34;
-    if (state_wr__en) begin
-      \$353  = z_35;
-    end
-    if (rst) begin
-      \$353  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = z_35;
-    if (state_wr__en) begin
-      \$354  = \$128 ;
-    end
-    if (rst) begin
-      \$354  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = acc_o_0;
-    if (state_wr__en) begin
-      \$355  = \$133 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$355  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$355  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = acc_o_1;
-    if (state_wr__en) begin
-      \$356  = \$138 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$356  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$356  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = acc_o_2;
-    if (state_wr__en) begin
-      \$357  = \$143 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$357  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$357  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = acc_o_3;
-    if (state_wr__en) begin
-      \$358  = \$148 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$358  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$358  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = acc_o_4;
-    if (state_wr__en) begin
-      \$359  = \$153 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$359  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$359  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = acc_o_5;
-    if (state_wr__en) begin
-      \$360  = \$158 [13:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$360  = 14'h0000;
-          end
-    endcase
-    if (rst) begin
-      \$360  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = \$159 ;
-    if (rst) begin
-      \$361  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = \$160 ;
-    if (rst) begin
-      \$362  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = \$161 ;
-    if (rst) begin
-      \$363  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = li_issuing;
-    if (rst) begin
-      \$364  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = li_index;
-    if (rst) begin
-      \$365  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = \$162 ;
-    if (rst) begin
-      \$366  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = acc_o_sel;
-    if (rst) begin
-      \$367  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = li_valid_sel;
-    if (rst) begin
-      \$368  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = li_index_sel;
-    if (rst) begin
-      \$369  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = \$184 ;
-    if (rst) begin
-      \$370  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = li_valid_a;
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = li_index_a;
-    if (rst) begin
-      \$372  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = o_0;
+    \$330  = o_0;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
-            \$373  = \$206 ;
+            \$330  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$373  = 16'h0000;
+              \$330  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$373  = 16'h0000;
+      \$330  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = o_1;
+    \$331  = o_1;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
             /* empty */;
         3'h1:
-            \$374  = \$206 ;
+            \$331  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$374  = 16'h0000;
+              \$331  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$374  = 16'h0000;
+      \$331  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = o_2;
+    \$332  = o_2;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3126,24 +2593,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h1:
             /* empty */;
         3'h2:
-            \$375  = \$206 ;
+            \$332  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$375  = 16'h0000;
+              \$332  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$375  = 16'h0000;
+      \$332  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = o_3;
+    \$333  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3153,24 +2620,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$376  = \$206 ;
+            \$333  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$376  = 16'h0000;
+              \$333  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$376  = 16'h0000;
+      \$333  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = o_4;
+    \$334  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3182,24 +2649,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$377  = \$206 ;
+            \$334  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$377  = 16'h0000;
+              \$334  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$377  = 16'h0000;
+      \$334  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = o_5;
+    \$335  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -3213,256 +2680,287 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$378  = \$206 ;
+            \$335  = \$208 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$378  = 16'h0000;
+              \$335  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$378  = 16'h0000;
+      \$335  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = best;
-    if (\$210 ) begin
-      \$379  = o_b;
+    \$336  = best;
+    if (\$212 ) begin
+      \$336  = o_b;
     end
     if (rst) begin
-      \$379  = 16'h0000;
+      \$336  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = label;
-    if (\$210 ) begin
-      \$380  = li_index_b;
+    \$337  = label;
+    if (\$212 ) begin
+      \$337  = li_index_b;
     end
     if (rst) begin
-      \$380  = 3'h0;
+      \$337  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = mask;
+    \$338  = mask;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$381  = { \$211 , inp__payload[3:0] };
+            \$338  = { \$213 , inp__payload[3:0] };
           end
       3'h1:
-          if (\$214 ) begin
-            if (\$216 ) begin
-              \$381  = \$218 [39:0];
+          if (\$216 ) begin
+            if (\$218 ) begin
+              \$338  = \$220 [39:0];
             end
           end
     endcase
     if (rst) begin
-      \$381  = 40'h0000000000;
+      \$338  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = cycles;
+    \$339  = cycles;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$382  = 16'h0001;
+            \$339  = 16'h0001;
           end
       3'h1:
-          \$382  = \$212 [15:0];
+          \$339  = \$214 [15:0];
       3'h2:
-          \$382  = \$220 [15:0];
+          \$339  = \$222 [15:0];
       3'h3:
-          \$382  = \$230 [15:0];
+          \$339  = \$235 [15:0];
     endcase
     if (rst) begin
-      \$382  = 16'h0000;
+      \$339  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = fresh;
+    \$340  = fresh;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$383  = 1'h1;
+              \$340  = 1'h1;
             end
           end
       3'h1:
           /* empty */;
       3'h2:
-          if (\$229 ) begin
-            \$383  = 1'h0;
+          if (\$234 ) begin
+            \$340  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$383  = 1'h1;
+      \$340  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = fsm_state;
+    \$341  = fsm_state;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$384  = 3'h1;
+            \$341  = 3'h1;
           end
       3'h1:
-          if (\$214 ) begin
-          end else if (\$215 ) begin
-            \$384  = 3'h2;
+          if (\$216 ) begin
+          end else if (\$217 ) begin
+            \$341  = 3'h2;
           end
       3'h2:
-          if (\$229 ) begin
-            \$384  = 3'h3;
+          if (\$234 ) begin
+            \$341  = 3'h3;
           end
       3'h3:
-          if (\$236 ) begin
-            \$384  = 3'h4;
+          if (\$241 ) begin
+            \$341  = 3'h4;
           end
       3'h4:
           if (out__ready) begin
-            \$384  = 3'h0;
+            \$341  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$384  = 3'h0;
+      \$341  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = fetched;
+    \$342  = fetched;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$385  = \$213 ;
+          \$342  = \$215 ;
     endcase
     if (rst) begin
-      \$385  = 1'h0;
+      \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = segment;
+    \$343  = segment;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
-          if (\$214 ) begin
+          if (\$216 ) begin
             (* full_case = 32'd1 *)
-            if (\$216 ) begin
-              \$386  = 1'h0;
+            if (\$218 ) begin
+              \$343  = 1'h0;
             end else begin
-              \$386  = \$219 [0];
+              \$343  = \$221 [0];
             end
-          end
-    endcase
-    if (rst) begin
-      \$386  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$214 ) begin
-          end else if (\$215 ) begin
-            \$387  = 1'h1;
-          end
-      3'h2:
-          if (issuing) begin
-            if (\$221 ) begin
-              \$387  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$387  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = \$signature__addr$12 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$214 ) begin
-          end else if (\$215 ) begin
-            \$388  = 6'h00;
           end
       3'h2:
           if (issuing) begin
             (* full_case = 32'd1 *)
-            if (\$221 ) begin
-              \$388  = 6'h00;
+            if (\$223 ) begin
+              \$343  = 1'h0;
             end else begin
-              \$388  = \$222 [5:0];
+              \$343  = \$225 [0];
             end
           end
     endcase
     if (rst) begin
-      \$388  = 6'h00;
+      \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = li_issuing;
+    \$344  = issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+          end else if (\$217 ) begin
+            \$344  = 1'h1;
+          end
+      3'h2:
+          if (issuing) begin
+            if (\$226 ) begin
+              \$344  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$345  = \$signature__addr$12 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+          end else if (\$217 ) begin
+            \$345  = 6'h00;
+          end
+      3'h2:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$226 ) begin
+              \$345  = 6'h00;
+            end else begin
+              \$345  = \$227 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$345  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$346  = place;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          if (\$229 ) begin
-            \$389  = 1'h1;
+          if (issuing) begin
+            if (\$223 ) begin
+              \$346  = \$224 [4:0];
+            end
+            if (\$226 ) begin
+              \$346  = 5'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$346  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$347  = li_issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (\$234 ) begin
+            \$347  = 1'h1;
           end
       3'h3:
           if (li_issuing) begin
-            if (\$231 ) begin
-              \$389  = 1'h0;
+            if (\$236 ) begin
+              \$347  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$389  = 1'h0;
+      \$347  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = li_index;
+    \$348  = li_index;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          if (\$229 ) begin
-            \$390  = 3'h0;
+          if (\$234 ) begin
+            \$348  = 3'h0;
           end
       3'h3:
           if (li_issuing) begin
             (* full_case = 32'd1 *)
-            if (\$231 ) begin
+            if (\$236 ) begin
             end else begin
-              \$390  = \$232 [2:0];
+              \$348  = \$237 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$390  = 3'h0;
+      \$348  = 3'h0;
     end
   end
   assign \$signature__addr  = { source, segment };
@@ -3488,37 +2986,38 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$9  = { \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30:14] };
   assign \$18  = { \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30:14] };
   assign \$24  = { \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30:14] };
-  assign \$60  = { \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24], \$59 [24:10] };
-  assign \$64  = { \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24], \$63 [24:10] };
-  assign \$70  = { \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24], \$69 [24:10] };
-  assign \$73  = { \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24], \$72 [24:10] };
-  assign \$85  = { \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33], \$84 [33:14] };
-  assign \$86  = { acc_s5_0, 3'h0 };
-  assign \$91  = { \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33], \$90 [33:14] };
-  assign \$92  = { acc_s5_0, 3'h0 };
-  assign \$99  = { \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33], \$98 [33:14] };
-  assign \$100  = { acc_s5_0, 3'h0 };
-  assign \$104  = { \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33], \$103 [33:14] };
-  assign \$105  = { acc_s5_0, 3'h0 };
-  assign \$111  = { \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33:14] };
-  assign \$115  = { \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33], \$114 [33:14] };
-  assign \$121  = { \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33], \$120 [33:14] };
-  assign \$124  = { \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33:14] };
-  assign \$164  = { \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32], \$163 [32:14] };
-  assign \$165  = { acc_o_a, 3'h0 };
-  assign \$169  = { \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32:14] };
-  assign \$170  = { acc_o_a, 3'h0 };
-  assign \$176  = { \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32:14] };
-  assign \$177  = { acc_o_a, 3'h0 };
-  assign \$180  = { \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32], \$179 [32:14] };
-  assign \$181  = { acc_o_a, 3'h0 };
-  assign \$186  = { \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32], \$185 [32:14] };
-  assign \$187  = { acc_o_a, 3'h0 };
-  assign \$191  = { \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32:14] };
-  assign \$192  = { acc_o_a, 3'h0 };
-  assign \$198  = { \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32:14] };
-  assign \$199  = { acc_o_a, 3'h0 };
-  assign \$202  = { \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32], \$201 [32:14] };
-  assign \$203  = { acc_o_a, 3'h0 };
-  assign \$216  = segment;
+  assign \$62  = { \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24:10] };
+  assign \$66  = { \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24:10] };
+  assign \$72  = { \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24:10] };
+  assign \$75  = { \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24:10] };
+  assign \$87  = { \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33:14] };
+  assign \$88  = { acc_s5_0, 3'h0 };
+  assign \$93  = { \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33:14] };
+  assign \$94  = { acc_s5_0, 3'h0 };
+  assign \$101  = { \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33:14] };
+  assign \$102  = { acc_s5_0, 3'h0 };
+  assign \$106  = { \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33:14] };
+  assign \$107  = { acc_s5_0, 3'h0 };
+  assign \$113  = { \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33:14] };
+  assign \$117  = { \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33:14] };
+  assign \$123  = { \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33:14] };
+  assign \$126  = { \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33:14] };
+  assign \$166  = { \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32:14] };
+  assign \$167  = { acc_o_a, 3'h0 };
+  assign \$171  = { \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32:14] };
+  assign \$172  = { acc_o_a, 3'h0 };
+  assign \$178  = { \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32:14] };
+  assign \$179  = { acc_o_a, 3'h0 };
+  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
+  assign \$183  = { acc_o_a, 3'h0 };
+  assign \$188  = { \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32:14] };
+  assign \$189  = { acc_o_a, 3'h0 };
+  assign \$193  = { \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32:14] };
+  assign \$194  = { acc_o_a, 3'h0 };
+  assign \$200  = { \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32:14] };
+  assign \$201  = { acc_o_a, 3'h0 };
+  assign \$204  = { \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32:14] };
+  assign \$205  = { acc_o_a, 3'h0 };
+  assign \$218  = segment;
+  assign \$223  = segment;
 endmodule

@@ -19,7 +19,11 @@ Phases of a step (cycle counts in ``cycle_model``):
           larger G trades cycles for adders. Silent sources cost nothing: cycles grow with
           spikes, not synapses.
   UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
-          C = ceil(H/P) chunks of neurons, one chunk per cycle. u, v, q live in a state memory
+          C chunks of neurons, one chunk per cycle. The ring turns on (adding zeros) and each
+          lane takes its sum from the segment at the adders (``layout``: segment g holds the
+          chunks k = g mod G), so a lane reads one of A/P places, not one of C. Accumulators
+          and data registers have no reset (the sums are cleared as a step is accepted): a
+          register with two resets would cost a LUT per bit. u, v, q live in a state memory
           (read a chunk, write it back 6 cycles later); new spikes are added onto the output
           accumulators as they leave the pipeline, so the readout costs no extra cycles.
   LI      the O output potentials one after another through one multiplier (select, multiply,
@@ -149,9 +153,9 @@ class BRFAccelerator(wiring.Component):
         syn_rd, const_rd, outw_rd, state_rd = syn.read_port(), const.read_port(), outw.read_port(), state.read_port()
         state_wr = state.write_port()
 
-        def reg(expr, name):
-            """A pipeline register: takes ``expr`` every cycle."""
-            r = Signal(expr.shape(), name=name)
+        def reg(expr, name, reset_less=True):
+            """A pipeline register: takes ``expr`` every cycle. Data needs no reset (valid bits do)."""
+            r = Signal(expr.shape(), name=name, reset_less=reset_less)
             m.d.sync += r.eq(expr)
             return r
 
@@ -159,27 +163,31 @@ class BRFAccelerator(wiring.Component):
         fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
-        acc = [Signal(signed(acc_bits), name=f"acc_{h}") for h in range(G * A)]
+        acc = [Signal(signed(acc_bits), name=f"acc_{h}", reset_less=True) for h in range(G * A)]
         ring = [acc[g * A:(g + 1) * A] for g in range(G)]
         mask = Signal(self.sources)  # sources still to be accumulated
         source = _lowest_set_bit(m, mask, "source")
         segment = Signal(max(1, (stride - 1).bit_length()))  # the row segment read this cycle
         fetched = Signal()  # the synapse read port holds the segment taken last cycle
         m.d.comb += syn_rd.addr.eq(Cat(segment, source) if G > 1 else source)
-        # registered before the adders (the block RAM's clock-to-output is most of a cycle)
-        row, adding = reg(syn_rd.data, "synapse_row"), reg(fetched, "adding")
-        with m.If(adding):  # segments arrive in ring order, so after G adds the ring is home again
+        # registered before the adders (the block RAM's clock-to-output is most of a cycle); zero
+        # when nothing was fetched, so UPDATE can turn the ring through the same adders
+        row = Signal(len(syn_rd.data), name="synapse_row", reset_less=True)
+        m.d.sync += row.eq(Mux(fetched, syn_rd.data, 0))
+        adding = reg(fetched, "adding", reset_less=False)
+        issuing = Signal()
+        with m.If(adding | issuing):  # segments arrive in ring order, so after G adds the ring is home again
             for g in range(G - 1):
                 m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
             # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
             m.d.sync += [a.eq((b + _field(row, k, wb))[:acc_bits]) for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
 
         # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
-        issuing = Signal()
         chunk = Signal(range(max(2, C)))
+        place = Signal(range(max(2, A // P)))  # chunk // G: where in the segment at the adders
         m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
-        valid1, chunk1 = reg(issuing, "valid_s1"), reg(chunk, "chunk_s1")
-        acc1 = [reg(Array(acc[k * P + p] for k in range(C))[chunk], f"acc_s1_{p}") for p in range(P)]
+        valid1, chunk1 = reg(issuing, "valid_s1", reset_less=False), reg(chunk, "chunk_s1")
+        acc1 = [reg(Array(ring[0][k * P + p] for k in range(A // P))[place], f"acc_s1_{p}") for p in range(P)]
         # stage 1: state and constants arrive from memory (registered before any arithmetic: the
         # block RAM's clock-to-output is most of a cycle)
         old = [[Mux(fresh, 0, _field(state_rd.data, i * P + p, sb)) for p in range(P)] for i in range(3)]
@@ -187,17 +195,17 @@ class BRFAccelerator(wiring.Component):
         d2 = [reg(_field(const_rd.data, p, cb), f"d_s2_{p}") for p in range(P)]
         c2 = [reg(_field(const_rd.data, P + p, cb), f"c_s2_{p}") for p in range(P)]
         acc2 = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
-        valid2, chunk2 = reg(valid1, "valid_s2"), reg(chunk1, "chunk_s2")
+        valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
         # stage 2: dt * q, the smooth reset's share of the damping
         q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(q2)]
         u3, v3, q3, d3, c3, acc3 = ([reg(x, f"{n}_s3_{p}") for p, x in enumerate(xs)]
                                     for n, xs in zip(("u", "v", "q", "d", "c", "acc"), (u2, v2, q2, d2, c2, acc2)))
-        valid3, chunk3 = reg(valid2, "valid_s3"), reg(chunk2, "chunk_s3")
+        valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
         # stage 3: damping factor
         e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]), f"e_s4_{p}") for p in range(P)]
         u4, v4, q4, c4, acc4 = ([reg(x, f"{n}_s4_{p}") for p, x in enumerate(xs)]
                                 for n, xs in zip(("u", "v", "q", "c", "acc"), (u3, v3, q3, c3, acc3)))
-        valid4, chunk4 = reg(valid3, "valid_s4"), reg(chunk3, "chunk_s4")
+        valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
         # stage 4: the rotation's products
         e_u5 = [reg(e4[p] * u4[p], f"e_u_s5_{p}") for p in range(P)]
         c_v5 = [reg(c4[p] * v4[p], f"c_v_s5_{p}") for p in range(P)]
@@ -206,12 +214,12 @@ class BRFAccelerator(wiring.Component):
         q_g5 = [reg(q4[p] * net.gamma, f"q_g_s5_{p}") for p in range(P)]
         th_q5 = [reg(q4[p] + net.theta, f"th_q_s5_{p}") for p in range(P)]
         acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
-        valid5, chunk5 = reg(valid4, "valid_s5"), reg(chunk4, "chunk_s5")
+        valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
         # stage 5: new u, v (the output-weight word of this chunk arrives meanwhile)
         u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
         v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
         q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
-        valid6, chunk6 = reg(valid5, "valid_s6"), reg(chunk5, "chunk_s6")
+        valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
         m.d.comb += outw_rd.addr.eq(chunk4)
         out_row6 = reg(outw_rd.data, "out_row_s6")  # registered, as the synapse row
         # stage 6: spike, new q, write-back, readout
@@ -223,7 +231,7 @@ class BRFAccelerator(wiring.Component):
         # chunk leaving the pipeline; after the step it holds the new spike vector in order
         z_ring = [Signal(P, name=f"z_{k}") for k in range(C)]
         z_flat = Cat(*z_ring)[:n_hid]
-        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}") for j in range(n_out)]
+        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
         with m.If(valid6):
             m.d.sync += [z_ring[k].eq(z_ring[k + 1]) for k in range(C - 1)] + [z_ring[C - 1].eq(Cat(*z6))]
             for j in range(n_out):
@@ -237,12 +245,12 @@ class BRFAccelerator(wiring.Component):
         li_issuing = Signal()
         li_index = Signal(range(max(2, n_out)))
         o_sel, alpha_sel = reg(Array(o)[li_index], "o_sel"), reg(alpha[li_index], "alpha_sel")
-        acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel"),
+        acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel", False),
                                            reg(li_index, "li_index_sel"))
         o_alpha_a, acc_o_a = reg(o_sel * alpha_sel, "o_alpha_a"), reg(acc_o_sel, "acc_o_a")
-        valid_a, index_a = reg(valid_sel, "li_valid_a"), reg(index_sel, "li_index_a")
+        valid_a, index_a = reg(valid_sel, "li_valid_a", False), reg(index_sel, "li_index_a")
         o_new = ops.li_update(spec, acc_o_a, o_alpha_a)
-        o_b, valid_b, index_b = reg(o_new, "o_b"), reg(valid_a, "li_valid_b"), reg(index_a, "li_index_b")
+        o_b, valid_b, index_b = reg(o_new, "o_b"), reg(valid_a, "li_valid_b", False), reg(index_a, "li_index_b")
         with m.If(valid_a):
             m.d.sync += Array(o)[index_a].eq(o_new)
         label = Signal.like(self.out.payload.label)
@@ -255,7 +263,7 @@ class BRFAccelerator(wiring.Component):
             sum_bits = net.readout.sum_bits
             sums = [Signal(signed(sum_bits), name=f"sum_{j}") for j in range(n_out)]
             s_next = ops.running_sum(Array(sums)[index_b], o_b, sum_bits)
-            s_c, valid_c, index_c = reg(s_next, "sum_c"), reg(valid_b, "li_valid_c"), reg(index_b, "li_index_c")
+            s_c, valid_c, index_c = reg(s_next, "sum_c"), reg(valid_b, "li_valid_c", False), reg(index_b, "li_index_c")
             with m.If(valid_b):
                 m.d.sync += Array(sums)[index_b].eq(s_next)
             sum_label = Signal.like(label)
@@ -264,6 +272,11 @@ class BRFAccelerator(wiring.Component):
                 m.d.sync += [sum_best.eq(s_c), sum_label.eq(index_c)]
             li_busy = li_busy | valid_c
 
+        # the sums are cleared as a beat is accepted; written here, after every other assignment to
+        # them and outside the FSM, so Yosys sees one sync reset and one enable (FF pins, no LUTs)
+        with m.If(self.inp.valid & self.inp.ready):
+            m.d.sync += [a.eq(0) for a in acc + acc_o]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
@@ -271,7 +284,6 @@ class BRFAccelerator(wiring.Component):
                     first = self.inp.payload.first
                     inputs = getattr(self.inp.payload, self.input_field)
                     m.d.sync += [mask.eq(Cat(inputs, Mux(first, 0, z_flat))), cycles.eq(1)]
-                    m.d.sync += [a.eq(0) for a in acc + acc_o]
                     with m.If(first):
                         m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o + sums]
                     m.next = "ACC"
@@ -293,8 +305,15 @@ class BRFAccelerator(wiring.Component):
             with m.State("UPDATE"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(issuing):
-                    with m.If(chunk == C - 1):
-                        m.d.sync += [issuing.eq(0), chunk.eq(0)]
+                    if G > 1:
+                        with m.If(segment == G - 1):
+                            m.d.sync += [segment.eq(0), place.eq(place + 1)]
+                        with m.Else():
+                            m.d.sync += segment.eq(segment + 1)
+                    else:
+                        m.d.sync += place.eq(place + 1)
+                    with m.If(chunk == C - 1):  # C is a multiple of G: the ring is home again
+                        m.d.sync += [issuing.eq(0), chunk.eq(0), place.eq(0)]
                     with m.Else():
                         m.d.sync += chunk.eq(chunk + 1)
                 with m.If(~pipeline_busy):

@@ -131,8 +131,8 @@ def random_case(seed: int) -> FuzzCase:
         alpha=_values(rng, spec.coef, n_out, corners),
         dtq=dtq, gamma=gamma, theta=theta)
     lanes = _log_uniform(rng, 1, n_hid)
-    chunks, _ = geometry(n_hid, lanes)
-    segments = _log_uniform(rng, 1, chunks * lanes)
+    segments = _log_uniform(rng, 1, -(-n_hid // lanes))
+    chunks, _ = geometry(n_hid, lanes, segments)
     density = rng.uniform(0.0, 0.8)
     # Amaranth's simulator runs 1-4 k cycles/s: a step with many active sources and many segments
     # costs thousands of cycles, so the sequence is shortened to keep each case near CYCLE_BUDGET

@@ -2,14 +2,18 @@
 generator, its memory-init files and the tests).
 
 Lanes: P neurons are updated per cycle, so hidden neuron h lives in chunk h // P, lane h % P;
-C = ceil(H / P) chunks, padded to C*P neurons (padding: zero weights and constants, never spikes).
+C = ceil(H / P) chunks, rounded up to a multiple of G (padding: zero weights and constants, never
+spikes).
 Words pack fields little-end first, each in two's complement.
-Segments: the C*P accumulators form a ring of G segments of A = ceil(C*P / G) (padded to G*A);
-one segment of a source's row is added per cycle. A source's segments sit at a power-of-two
-stride S >= G, so the address is the source index with the segment index below it (no multiplier).
-  synapse memory  depth (I*b + H) * S, word s*S + g = weights from source s onto accumulators
-                  g*A .. g*A+A-1 (words s*S + G .. s*S + S-1 unused, zero), aligned to the
-                  accumulator (sources 0..I*b-1: the bits of the b-bit inputs, bit k of input i
+Segments: the C*P accumulators form a ring of G segments of A = (C / G) * P; one segment of a
+source's row is added per cycle. Segment g holds the chunks k = g (mod G), chunk k at offsets
+(k // G) * P .. + P - 1: UPDATE turns the ring one segment per chunk and reads chunk k from the
+segment at the adders with an (A / P):1 multiplexer per lane, not a C:1 one over all
+accumulators. A source's segments sit at a power-of-two stride S >= G, so the address is the
+source index with the segment index below it (no multiplier).
+  synapse memory  depth (I*b + H) * S, word s*S + g = weights from source s onto segment g's
+                  accumulators in offset order (words s*S + G .. s*S + S-1 unused, zero), aligned to
+                  the accumulator (sources 0..I*b-1: the bits of the b-bit inputs, bit k of input i
                   is source i*b + k with row w_in[:, i] << k (bit-serial: the input values
                   concatenated little-end first are the inputs' source bits); I*b..I*b+H-1:
                   hidden neurons)                                   width A * synapse_bits
@@ -55,15 +59,23 @@ class MemoryImages:
 
 def geometry(hidden: int, lanes: int, segments: int | None = None) -> tuple[int, int]:
     """(chunks, segments) for ``hidden`` neurons, or a ValueError naming the bad parameter.
-    ``segments`` None: DEFAULT_SEGMENTS, or fewer where there are fewer accumulators."""
+    ``segments`` None: DEFAULT_SEGMENTS, or fewer where there are fewer chunks. Chunks are rounded
+    up to a multiple of the segments (a segment holds whole chunks)."""
     if not 1 <= lanes <= hidden:
         raise ValueError(f"lanes must be 1..{hidden} (hidden neurons), got {lanes}")
     chunks = math.ceil(hidden / lanes)
     if segments is None:
-        segments = min(DEFAULT_SEGMENTS, chunks * lanes)
-    if not 1 <= segments <= chunks * lanes:
-        raise ValueError(f"segments must be 1..{chunks * lanes} (accumulators), got {segments}")
-    return chunks, segments
+        segments = min(DEFAULT_SEGMENTS, chunks)
+    if not 1 <= segments <= chunks:
+        raise ValueError(f"segments must be 1..{chunks} (chunks of {lanes} lanes), got {segments}")
+    return math.ceil(chunks / segments) * segments, segments
+
+
+def accumulator_order(chunks: int, lanes: int, segments: int) -> np.ndarray:
+    """[C*P]: the hidden neuron at each accumulator position g*A + a (segment g, offset a)."""
+    a = np.arange(chunks // segments * lanes)
+    g = np.arange(segments)[:, None]
+    return (((a // lanes) * segments + g) * lanes + a % lanes).reshape(-1)
 
 
 def source_rows(net: IntNetwork) -> np.ndarray:
@@ -84,10 +96,10 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> M
     n_in, n_hid, n_out = net.shape
     chunks, segments = geometry(n_hid, lanes, segments)
     pad = chunks * lanes - n_hid
-    size = math.ceil(chunks * lanes / segments)
+    size = chunks // segments * lanes
     spec = net.spec
-    sources = source_rows(net)  # [H, I*b+H]: column s = weights from s
-    sources = np.pad(sources, ((0, segments * size - n_hid), (0, 0)))
+    sources = np.pad(source_rows(net), ((0, pad), (0, 0)))  # [C*P, I*b+H]: column s = weights from s
+    sources = sources[accumulator_order(chunks, lanes, segments)]  # rows in accumulator order
     stride = 1 << (segments - 1).bit_length()
     synapses = [pack(sources[g * size:(g + 1) * size, s], spec.synapse_bits) if g < segments else 0
                 for s in range(sources.shape[1]) for g in range(stride)]
