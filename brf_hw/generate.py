@@ -77,8 +77,8 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
         "cycles_per_step": {
             "formula": f"(set input bits + previous hidden spikes) * segments + 1 [if any] + chunks + outputs + "
                        f"{13 + dut.mean}, plus 1 cycle to hand over the output beat",
-            "silent_step": cycle_model(0, dut.chunks, n_out, dut.segments, dut.mean),
-            "every_source_active": cycle_model(dut.sources, dut.chunks, n_out, dut.segments, dut.mean),
+            "silent_step": cycle_model(0, 0, dut.chunks, n_out, dut.segments, dut.mean),
+            "every_source_active": cycle_model(dut.sources - n_hid, n_hid, dut.chunks, n_out, dut.segments, dut.mean),
         },
         "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
     }

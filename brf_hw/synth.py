@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from amaranth.back import verilog
@@ -32,9 +33,10 @@ from amaranth.lib.wiring import In, Out
 
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
-from .generate import cycle_model, default_artifact, shape_network
+from .generate import default_artifact, shape_network
 from .hw.core import BRFAccelerator
 from .hw.layout import active_sources
+from .hw.simulate import expected_cycles
 
 # capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
 DEVICES = [
@@ -107,8 +109,7 @@ def _cells(stat: dict, target: str) -> dict:
             "dsp": sum(cells.get(c, 0) for c in t["dsp"]), "bram": sum(cells.get(c, 0) for c in t["bram"])}
 
 
-def synthesize(net, lanes: int, target: str, out: Path, mean_sources: float, steps: int,
-               segments: int | None = None) -> dict:
+def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None) -> dict:
     """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
     it; a row of measurements, or UserError when no listed device of the family does."""
     top = SynthTop(BRFAccelerator(net, lanes, segments))
@@ -152,17 +153,33 @@ def synthesize(net, lanes: int, target: str, out: Path, mean_sources: float, ste
     fmax = min(v["achieved"] for v in report["fmax"].values())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
     # mean cycles per step at the task's measured activity (+1: the output handover)
-    cycles = cycle_model(mean_sources, top.core.chunks, n_out, segments, top.core.mean) + 1
+    cycles = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments).mean()) + 1
     rate = fmax * 1e6 / cycles
+    steps = activity.x.shape[0]
     return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax,
-            "utilization": used, "mean_sources": mean_sources, "cycles_per_step": cycles,
-            "steps_per_second": rate, "steps_per_inference": steps, "inferences_per_second": rate / steps}
+            "utilization": used, "mean_input_sources": activity.input_sources, "mean_spikes": activity.spikes_per_step,
+            "cycles_per_step": cycles, "steps_per_second": rate, "steps_per_inference": steps,
+            "inferences_per_second": rate / steps}
 
 
-def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> tuple[float, int, str]:
-    """(mean active sources per step, steps per sequence, what they were measured on): set input
-    bits plus the previous step's hidden spikes, from the golden model on the first ``sequences``
-    real test sequences of ``task``."""
+class Activity(NamedTuple):
+    x: np.ndarray  # [T, B, I] input values
+    spikes: np.ndarray  # [T, B, H] the golden model's hidden spikes
+    measured: str  # what on
+    bits: int  # input bits
+
+    @property
+    def input_sources(self) -> float:
+        return float(active_sources(self.x, self.bits).mean())
+
+    @property
+    def spikes_per_step(self) -> float:
+        return float(self.spikes.sum(-1).mean())
+
+
+def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> Activity:
+    """Set input bits and hidden spikes per step, from the golden model on the first ``sequences``
+    real test sequences of ``task`` (random inputs where there is no data)."""
     from . import golden
     from .train.tasks import TASKS, TaskData
 
@@ -180,9 +197,7 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> tuple[
         measured = f"random inputs ({RANDOM_DENSITY:.0%} of input bits set; no {task} data)"
     if x.shape[2] != net.shape[0]:
         raise UserError(f"the network takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
-    spikes = golden.run(net, x).spikes.sum(-1)  # [T, B]
-    prev = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]])
-    return float((active_sources(x, net.spec.input.bits) + prev).mean()), x.shape[0], measured
+    return Activity(x, golden.run(net, x).spikes, measured, net.spec.input.bits)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -225,12 +240,13 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for net, task in networks:
-        mean_sources, steps, measured = activity(net, task, args.data_dir)
-        print(f"{'-'.join(map(str, net.shape))}: {mean_sources:.2f} active sources per step on {measured}", flush=True)
+        act = activity(net, task, args.data_dir)
+        print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} set input bits and {act.spikes_per_step:.2f} "
+              f"hidden spikes per step on {act.measured}", flush=True)
         for target in args.targets:
             for lanes in args.lanes:
                 try:
-                    r = synthesize(net, lanes, target, args.out, mean_sources, steps, args.segments)
+                    r = synthesize(net, lanes, target, args.out, act, args.segments)
                 except (RuntimeError, UserError) as exc:
                     print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                     continue

@@ -4,174 +4,174 @@
 (* generator = "Amaranth" *)
 module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out__valid, inp__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [30:0] \$1 ;
-  wire [17:0] \$10 ;
-  wire [33:0] \$100 ;
-  wire [33:0] \$101 ;
-  wire [17:0] \$102 ;
-  wire [34:0] \$103 ;
-  wire [32:0] \$104 ;
+  wire [6:0] \$1 ;
+  wire [30:0] \$10 ;
+  wire [31:0] \$100 ;
+  wire [29:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire [32:0] \$103 ;
+  wire [33:0] \$104 ;
   wire [33:0] \$105 ;
-  wire [33:0] \$106 ;
-  wire [17:0] \$107 ;
-  wire [34:0] \$108 ;
-  wire [15:0] \$109 ;
-  wire \$11 ;
-  wire [15:0] \$110 ;
-  wire [32:0] \$111 ;
-  wire [33:0] \$112 ;
-  wire [33:0] \$113 ;
+  wire [17:0] \$106 ;
+  wire [34:0] \$107 ;
+  wire \$108 ;
+  wire [32:0] \$109 ;
+  wire [17:0] \$11 ;
+  wire [33:0] \$110 ;
+  wire [33:0] \$111 ;
+  wire [17:0] \$112 ;
+  wire [34:0] \$113 ;
   wire \$114 ;
-  wire [32:0] \$115 ;
-  wire [33:0] \$116 ;
-  wire [33:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [10:0] \$12 ;
-  wire \$120 ;
-  wire [32:0] \$121 ;
-  wire [33:0] \$122 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [32:0] \$117 ;
+  wire [33:0] \$118 ;
+  wire [33:0] \$119 ;
+  wire \$12 ;
+  wire [17:0] \$120 ;
+  wire [34:0] \$121 ;
+  wire [32:0] \$122 ;
   wire [33:0] \$123 ;
-  wire [32:0] \$124 ;
-  wire [33:0] \$125 ;
-  wire [33:0] \$126 ;
+  wire [33:0] \$124 ;
+  wire [17:0] \$125 ;
+  wire [34:0] \$126 ;
   wire [15:0] \$127 ;
   wire [15:0] \$128 ;
-  wire [17:0] \$129 ;
-  wire [31:0] \$13 ;
-  wire \$130 ;
-  wire [17:0] \$131 ;
+  wire [32:0] \$129 ;
+  wire [10:0] \$13 ;
+  wire [33:0] \$130 ;
+  wire [33:0] \$131 ;
   wire \$132 ;
-  wire [7:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [14:0] \$135 ;
-  wire [17:0] \$136 ;
+  wire [32:0] \$133 ;
+  wire [33:0] \$134 ;
+  wire [33:0] \$135 ;
+  wire \$136 ;
   wire \$137 ;
-  wire [7:0] \$138 ;
-  wire [8:0] \$139 ;
-  wire \$14 ;
-  wire [14:0] \$140 ;
-  wire [17:0] \$141 ;
-  wire \$142 ;
-  wire [7:0] \$143 ;
-  wire [8:0] \$144 ;
-  wire [14:0] \$145 ;
-  wire [17:0] \$146 ;
-  wire \$147 ;
-  wire [7:0] \$148 ;
-  wire [8:0] \$149 ;
+  wire \$138 ;
+  wire [32:0] \$139 ;
+  wire [31:0] \$14 ;
+  wire [33:0] \$140 ;
+  wire [33:0] \$141 ;
+  wire [32:0] \$142 ;
+  wire [33:0] \$143 ;
+  wire [33:0] \$144 ;
+  wire [15:0] \$145 ;
+  wire [15:0] \$146 ;
+  wire [17:0] \$147 ;
+  wire \$148 ;
+  reg [15:0] \$149 ;
   wire \$15 ;
-  wire [14:0] \$150 ;
-  wire [17:0] \$151 ;
-  wire \$152 ;
-  wire [7:0] \$153 ;
-  wire [8:0] \$154 ;
-  wire [14:0] \$155 ;
-  wire [17:0] \$156 ;
+  reg [15:0] \$150 ;
+  reg [13:0] \$151 ;
+  wire [31:0] \$152 ;
+  wire [32:0] \$153 ;
+  wire [32:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [33:0] \$156 ;
   wire \$157 ;
-  wire [7:0] \$158 ;
-  wire [8:0] \$159 ;
+  wire [32:0] \$158 ;
+  wire [32:0] \$159 ;
   wire \$16 ;
-  wire [14:0] \$160 ;
-  reg [15:0] \$161 ;
-  reg [15:0] \$162 ;
-  reg [13:0] \$163 ;
-  wire [31:0] \$164 ;
+  wire [16:0] \$160 ;
+  wire [33:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
   wire [32:0] \$165 ;
   wire [32:0] \$166 ;
   wire [16:0] \$167 ;
   wire [33:0] \$168 ;
-  wire \$169 ;
-  wire [30:0] \$17 ;
+  wire [32:0] \$169 ;
+  wire \$17 ;
   wire [32:0] \$170 ;
-  wire [32:0] \$171 ;
-  wire [16:0] \$172 ;
-  wire [33:0] \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire [32:0] \$177 ;
-  wire [32:0] \$178 ;
-  wire [16:0] \$179 ;
+  wire [16:0] \$171 ;
+  wire [33:0] \$172 ;
+  wire [15:0] \$173 ;
+  wire [15:0] \$174 ;
+  wire [32:0] \$175 ;
+  wire [32:0] \$176 ;
+  wire [16:0] \$177 ;
+  wire [33:0] \$178 ;
+  wire \$179 ;
   wire [30:0] \$18 ;
-  wire [33:0] \$180 ;
+  wire [32:0] \$180 ;
   wire [32:0] \$181 ;
-  wire [32:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [33:0] \$184 ;
-  wire [15:0] \$185 ;
-  wire [15:0] \$186 ;
+  wire [16:0] \$182 ;
+  wire [33:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
   wire [32:0] \$187 ;
   wire [32:0] \$188 ;
   wire [16:0] \$189 ;
-  wire [17:0] \$19 ;
+  wire [30:0] \$19 ;
   wire [33:0] \$190 ;
-  wire \$191 ;
+  wire [32:0] \$191 ;
   wire [32:0] \$192 ;
-  wire [32:0] \$193 ;
-  wire [16:0] \$194 ;
-  wire [33:0] \$195 ;
-  wire \$196 ;
+  wire [16:0] \$193 ;
+  wire [33:0] \$194 ;
+  wire [15:0] \$195 ;
+  wire [15:0] \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [32:0] \$199 ;
+  wire \$199 ;
   wire [30:0] \$2 ;
-  wire \$20 ;
-  wire [32:0] \$200 ;
+  wire [17:0] \$20 ;
+  wire \$200 ;
   wire [16:0] \$201 ;
-  wire [33:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [32:0] \$204 ;
-  wire [16:0] \$205 ;
-  wire [33:0] \$206 ;
-  wire [15:0] \$207 ;
-  wire [15:0] \$208 ;
-  wire \$209 ;
-  wire [10:0] \$21 ;
-  wire \$210 ;
+  wire \$202 ;
+  wire [1:0] \$203 ;
+  wire [1:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [40:0] \$209 ;
+  wire \$21 ;
+  wire [40:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire [35:0] \$213 ;
+  wire \$213 ;
   wire [16:0] \$214 ;
   wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
+  wire [5:0] \$216 ;
+  wire [1:0] \$217 ;
   wire \$218 ;
-  wire [40:0] \$219 ;
-  wire [31:0] \$22 ;
-  wire [40:0] \$220 ;
-  wire [1:0] \$221 ;
-  wire [16:0] \$222 ;
+  wire [6:0] \$219 ;
+  wire [10:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
   wire \$223 ;
-  wire [5:0] \$224 ;
-  wire [1:0] \$225 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire [6:0] \$227 ;
+  wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
-  wire [30:0] \$23 ;
+  wire [16:0] \$229 ;
+  wire [31:0] \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
+  wire [1:0] \$231 ;
+  wire [1:0] \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire [16:0] \$235 ;
+  wire \$235 ;
   wire \$236 ;
-  wire [3:0] \$237 ;
-  wire \$238 ;
+  wire [40:0] \$237 ;
+  wire [40:0] \$238 ;
   wire \$239 ;
   wire [30:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
-  reg \$242 ;
-  reg [14:0] \$243 ;
-  reg [14:0] \$244 ;
-  reg [14:0] \$245 ;
-  reg [14:0] \$246 ;
-  reg [14:0] \$247 ;
-  reg [14:0] \$248 ;
-  reg [14:0] \$249 ;
-  wire [17:0] \$25 ;
+  wire [16:0] \$242 ;
+  wire \$243 ;
+  wire [3:0] \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  reg \$249 ;
+  wire [30:0] \$25 ;
   reg [14:0] \$250 ;
   reg [14:0] \$251 ;
   reg [14:0] \$252 ;
@@ -182,7 +182,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$257 ;
   reg [14:0] \$258 ;
   reg [14:0] \$259 ;
-  wire \$26 ;
+  wire [17:0] \$26 ;
   reg [14:0] \$260 ;
   reg [14:0] \$261 ;
   reg [14:0] \$262 ;
@@ -193,7 +193,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$267 ;
   reg [14:0] \$268 ;
   reg [14:0] \$269 ;
-  wire [10:0] \$27 ;
+  wire \$27 ;
   reg [14:0] \$270 ;
   reg [14:0] \$271 ;
   reg [14:0] \$272 ;
@@ -203,21 +203,21 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$276 ;
   reg [14:0] \$277 ;
   reg [14:0] \$278 ;
-  reg \$279 ;
-  wire [31:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
-  wire [15:0] \$29 ;
-  reg \$290 ;
-  reg \$291 ;
+  reg [14:0] \$279 ;
+  wire [10:0] \$28 ;
+  reg [14:0] \$280 ;
+  reg [14:0] \$281 ;
+  reg [14:0] \$282 ;
+  reg [14:0] \$283 ;
+  reg [14:0] \$284 ;
+  reg [14:0] \$285 ;
+  reg [13:0] \$286 ;
+  reg [13:0] \$287 ;
+  reg [13:0] \$288 ;
+  reg [13:0] \$289 ;
+  wire [31:0] \$29 ;
+  reg [13:0] \$290 ;
+  reg [13:0] \$291 ;
   reg \$292 ;
   reg \$293 ;
   reg \$294 ;
@@ -226,7 +226,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$297 ;
   reg \$298 ;
   reg \$299 ;
-  wire [17:0] \$3 ;
+  wire [30:0] \$3 ;
   wire [15:0] \$30 ;
   reg \$300 ;
   reg \$301 ;
@@ -238,7 +238,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$307 ;
   reg \$308 ;
   reg \$309 ;
-  wire \$31 ;
+  wire [15:0] \$31 ;
   reg \$310 ;
   reg \$311 ;
   reg \$312 ;
@@ -251,116 +251,126 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg [13:0] \$321 ;
-  reg [13:0] \$322 ;
-  reg [13:0] \$323 ;
-  reg [13:0] \$324 ;
-  reg [13:0] \$325 ;
-  reg [13:0] \$326 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg \$324 ;
+  reg \$325 ;
+  reg \$326 ;
   reg \$327 ;
   reg \$328 ;
   reg \$329 ;
   wire \$33 ;
-  reg [15:0] \$330 ;
-  reg [15:0] \$331 ;
-  reg [15:0] \$332 ;
-  reg [15:0] \$333 ;
-  reg [15:0] \$334 ;
-  reg [15:0] \$335 ;
-  reg [15:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [39:0] \$338 ;
+  reg \$330 ;
+  reg \$331 ;
+  reg \$332 ;
+  reg \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg [15:0] \$337 ;
+  reg [15:0] \$338 ;
   reg [15:0] \$339 ;
   wire \$34 ;
-  reg \$340 ;
-  reg [2:0] \$341 ;
-  reg \$342 ;
-  reg \$343 ;
-  reg \$344 ;
-  reg [5:0] \$345 ;
-  reg [4:0] \$346 ;
+  reg [15:0] \$340 ;
+  reg [15:0] \$341 ;
+  reg [15:0] \$342 ;
+  reg [15:0] \$343 ;
+  reg [2:0] \$344 ;
+  reg [39:0] \$345 ;
+  reg [15:0] \$346 ;
   reg \$347 ;
   reg [2:0] \$348 ;
+  reg \$349 ;
   wire \$35 ;
-  wire [161:0] \$36 ;
+  reg \$350 ;
+  reg [5:0] \$351 ;
+  reg \$352 ;
+  reg \$353 ;
+  reg [5:0] \$354 ;
+  reg [4:0] \$355 ;
+  reg \$356 ;
+  reg \$357 ;
+  reg [2:0] \$358 ;
+  wire \$36 ;
   wire \$37 ;
-  wire [15:0] \$38 ;
-  wire [15:0] \$39 ;
-  wire \$4 ;
-  wire [15:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [15:0] \$42 ;
-  wire [15:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [15:0] \$46 ;
-  wire [15:0] \$47 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [17:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [161:0] \$46 ;
+  wire \$47 ;
   wire [15:0] \$48 ;
   wire [15:0] \$49 ;
-  wire [10:0] \$5 ;
+  wire \$5 ;
   wire [15:0] \$50 ;
   wire [15:0] \$51 ;
   wire [15:0] \$52 ;
   wire [15:0] \$53 ;
   wire [15:0] \$54 ;
   wire [15:0] \$55 ;
-  reg [14:0] \$56 ;
+  wire [15:0] \$56 ;
   wire [15:0] \$57 ;
   wire [15:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [31:0] \$6 ;
-  wire [23:0] \$60 ;
-  wire [24:0] \$61 ;
-  wire [24:0] \$62 ;
-  wire [25:0] \$63 ;
-  wire \$64 ;
-  wire [24:0] \$65 ;
-  wire [24:0] \$66 ;
-  wire [25:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire [24:0] \$71 ;
-  wire [24:0] \$72 ;
-  wire [25:0] \$73 ;
-  wire [24:0] \$74 ;
-  wire [24:0] \$75 ;
-  wire [25:0] \$76 ;
+  wire [10:0] \$6 ;
+  wire [15:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire [47:0] \$66 ;
+  wire [14:0] \$67 ;
+  wire [14:0] \$68 ;
+  wire [14:0] \$69 ;
+  wire [31:0] \$7 ;
+  wire [14:0] \$70 ;
+  wire [14:0] \$71 ;
+  wire [14:0] \$72 ;
+  wire \$73 ;
+  reg [14:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire [15:0] \$76 ;
   wire [15:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire [31:0] \$79 ;
-  wire [30:0] \$8 ;
-  wire [31:0] \$80 ;
-  wire [31:0] \$81 ;
-  wire [31:0] \$82 ;
-  wire [29:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [32:0] \$85 ;
-  wire [33:0] \$86 ;
-  wire [33:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [34:0] \$89 ;
+  wire [23:0] \$78 ;
+  wire [24:0] \$79 ;
+  wire \$8 ;
+  wire [24:0] \$80 ;
+  wire [25:0] \$81 ;
+  wire \$82 ;
+  wire [24:0] \$83 ;
+  wire [24:0] \$84 ;
+  wire [25:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [24:0] \$89 ;
   wire [30:0] \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire [33:0] \$92 ;
-  wire [33:0] \$93 ;
-  wire [17:0] \$94 ;
-  wire [34:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [32:0] \$99 ;
+  wire [24:0] \$90 ;
+  wire [25:0] \$91 ;
+  wire [24:0] \$92 ;
+  wire [24:0] \$93 ;
+  wire [25:0] \$94 ;
+  wire [15:0] \$95 ;
+  wire [15:0] \$96 ;
+  wire [31:0] \$97 ;
+  wire [31:0] \$98 ;
+  wire [31:0] \$99 ;
   wire [6:0] \$signature__addr ;
-  reg [5:0] \$signature__addr$12  = 6'h00;
+  wire [5:0] \$signature__addr$13 ;
+  reg [5:0] \$signature__addr$14  = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \$signature__addr$14 ;
-  reg [5:0] \$signature__addr$15  = 6'h00;
+  wire [5:0] \$signature__addr$16 ;
   wire [161:0] \$signature__data ;
-  wire [47:0] \$signature__data$118 ;
-  wire [31:0] \$signature__data$122 ;
-  wire [47:0] \$signature__data$153 ;
+  wire [47:0] \$signature__data$121 ;
+  wire [47:0] \$signature__data$132 ;
+  wire [31:0] \$signature__data$136 ;
   reg [14:0] acc_0 = 15'h0000;
   reg [14:0] acc_1 = 15'h0000;
   reg [14:0] acc_10 = 15'h0000;
@@ -423,11 +433,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [5:0] chunk_s1 = 6'h00;
   reg [5:0] chunk_s2 = 6'h00;
   reg [5:0] chunk_s3 = 6'h00;
-  (* init = 6'h00 *)
-  wire [5:0] chunk_s4;
+  reg [5:0] chunk_s4 = 6'h00;
   reg [5:0] chunk_s5 = 6'h00;
   (* init = 6'h00 *)
   wire [5:0] chunk_s6;
+  reg clear;
   input clk;
   wire clk;
   reg [15:0] cycles = 16'h0000;
@@ -439,6 +449,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg fetched = 1'h0;
   reg fresh = 1'h1;
   reg [2:0] fsm_state = 3'h0;
+  reg have = 1'h0;
   input [4:0] inp__payload;
   wire [4:0] inp__payload;
   wire \inp__payload.first ;
@@ -457,7 +468,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg li_valid_a = 1'h0;
   reg li_valid_b = 1'h0;
   reg li_valid_sel = 1'h0;
-  reg [39:0] mask = 40'h0000000000;
+  reg [5:0] next_source;
+  reg [39:0] next_source_mask = 40'h0000000000;
   reg [15:0] o_0 = 16'h0000;
   reg [15:0] o_1 = 16'h0000;
   reg [15:0] o_2 = 16'h0000;
@@ -483,7 +495,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire out__ready;
   output out__valid;
   reg out__valid;
-  reg [47:0] out_row_s6 = 48'h000000000000;
+  reg out_fetched = 1'h0;
+  reg [47:0] out_row = 48'h000000000000;
   reg [4:0] place = 5'h00;
   reg [23:0] q_dt_s3_0 = 24'h000000;
   reg [29:0] q_g_s5_0 = 30'h00000000;
@@ -494,7 +507,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   input rst;
   wire rst;
   reg segment = 1'h0;
-  reg [5:0] source;
+  reg [5:0] source = 6'h00;
   reg [5:0] state_wr__addr = 6'h00;
   wire [47:0] state_wr__data;
   reg state_wr__en = 1'h0;
@@ -595,9 +608,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= constants[\$signature__addr$12 ];
+    _0_ <= constants[\$signature__addr$14 ];
   end
-  assign \$signature__data$122  = _0_;
+  assign \$signature__data$136  = _0_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
@@ -641,9 +654,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   reg [47:0] _1_;
   always @(posedge clk) begin
-    _1_ <= out_weights[\$signature__addr$15 ];
+    _1_ <= out_weights[\$1 [5:0]];
   end
-  assign \$signature__data$153  = _1_;
+  assign \$signature__data$121  = _1_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] state [35:0];
@@ -687,13 +700,13 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @(posedge clk) begin
     if (state_wr__en)
-      state[state_wr__addr] <= { \$30 , v_s6_0, u_s6_0 };
+      state[state_wr__addr] <= { \$31 , v_s6_0, u_s6_0 };
   end
   reg [47:0] _2_;
   always @(posedge clk) begin
-    _2_ <= state[\$signature__addr$12 ];
+    _2_ <= state[\$signature__addr$14 ];
   end
-  assign \$signature__data$118  = _2_;
+  assign \$signature__data$132  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [161:0] synapses [79:0];
@@ -784,305 +797,323 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     _3_ <= synapses[{ source, segment }];
   end
   assign \$signature__data  = _3_;
-  assign \$1  = $signed(q_g_s6_0) + $signed(15'h2000);
-  assign \$3  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$4  = $signed(\$3 ) < $signed(1'h0);
-  assign \$5  = \$4  ? 11'h400 : 11'h000;
-  assign \$6  = $signed(\$2 ) + $signed({ 1'h0, \$5  });
-  assign \$7  = & \$6 [31:15];
-  assign \$8  = $signed(q_g_s6_0) + $signed(15'h2000);
-  assign \$10  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$11  = $signed(\$10 ) < $signed(1'h0);
-  assign \$12  = \$11  ? 11'h400 : 11'h000;
-  assign \$13  = $signed(\$9 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = | \$13 [31:15];
-  assign \$15  = ~ \$14 ;
-  assign \$16  = \$7  | \$15 ;
-  assign \$17  = $signed(q_g_s6_0) + $signed(15'h2000);
-  assign \$19  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$20  = $signed(\$19 ) < $signed(1'h0);
-  assign \$21  = \$20  ? 11'h400 : 11'h000;
-  assign \$22  = $signed(\$18 ) + $signed({ 1'h0, \$21  });
-  assign \$23  = $signed(q_g_s6_0) + $signed(15'h2000);
-  assign \$25  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$26  = $signed(\$25 ) < $signed(1'h0);
-  assign \$27  = \$26  ? 11'h400 : 11'h000;
-  assign \$28  = $signed(\$24 ) + $signed({ 1'h0, \$27  });
-  assign \$29  = \$28 [31] ? 16'h8000 : 16'h7fff;
-  assign \$30  = \$16  ? \$22 [15:0] : \$29 ;
-  assign \$31  = ! fsm_state;
-  assign \$32  = fsm_state == 1'h1;
-  assign \$33  = fsm_state == 2'h2;
-  assign \$34  = fsm_state == 2'h3;
-  assign \$35  = fsm_state == 3'h4;
-  assign \$36  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
-  assign \$37  = adding | issuing;
-  assign \$38  = $signed(acc_0) + $signed(synapse_row[8:0]);
-  assign \$39  = $signed(acc_1) + $signed(synapse_row[17:9]);
-  assign \$40  = $signed(acc_2) + $signed(synapse_row[26:18]);
-  assign \$41  = $signed(acc_3) + $signed(synapse_row[35:27]);
-  assign \$42  = $signed(acc_4) + $signed(synapse_row[44:36]);
-  assign \$43  = $signed(acc_5) + $signed(synapse_row[53:45]);
-  assign \$44  = $signed(acc_6) + $signed(synapse_row[62:54]);
-  assign \$45  = $signed(acc_7) + $signed(synapse_row[71:63]);
-  assign \$46  = $signed(acc_8) + $signed(synapse_row[80:72]);
-  assign \$47  = $signed(acc_9) + $signed(synapse_row[89:81]);
-  assign \$48  = $signed(acc_10) + $signed(synapse_row[98:90]);
-  assign \$49  = $signed(acc_11) + $signed(synapse_row[107:99]);
-  assign \$50  = $signed(acc_12) + $signed(synapse_row[116:108]);
-  assign \$51  = $signed(acc_13) + $signed(synapse_row[125:117]);
-  assign \$52  = $signed(acc_14) + $signed(synapse_row[134:126]);
-  assign \$53  = $signed(acc_15) + $signed(synapse_row[143:135]);
-  assign \$54  = $signed(acc_16) + $signed(synapse_row[152:144]);
-  assign \$55  = $signed(acc_17) + $signed(synapse_row[161:153]);
-  assign \$57  = fresh ? 16'h0000 : \$signature__data$118 [15:0];
-  assign \$58  = fresh ? 16'h0000 : \$signature__data$118 [31:16];
-  assign \$59  = fresh ? 16'h0000 : \$signature__data$118 [47:32];
-  assign \$60  = $signed(q_s2_0) * $signed(9'h0a4);
-  assign \$61  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$63  = $signed(d_s3_0) - $signed(\$62 );
-  assign \$64  = & \$63 [25:15];
-  assign \$65  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$67  = $signed(d_s3_0) - $signed(\$66 );
-  assign \$68  = | \$67 [25:15];
-  assign \$69  = ~ \$68 ;
-  assign \$70  = \$64  | \$69 ;
-  assign \$71  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$73  = $signed(d_s3_0) - $signed(\$72 );
-  assign \$74  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$76  = $signed(d_s3_0) - $signed(\$75 );
-  assign \$77  = \$76 [25] ? 16'h8000 : 16'h7fff;
-  assign \$78  = \$70  ? \$73 [15:0] : \$77 ;
-  assign \$79  = $signed(e_s4_0) * $signed(u_s4_0);
-  assign \$80  = $signed(c_s4_0) * $signed(v_s4_0);
-  assign \$81  = $signed(e_s4_0) * $signed(v_s4_0);
-  assign \$82  = $signed(c_s4_0) * $signed(u_s4_0);
-  assign \$83  = $signed(q_s4_0) * $signed(15'h399a);
-  assign \$84  = $signed(q_s4_0) + $signed(12'h400);
-  assign \$85  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$86  = $signed(\$85 ) + $signed(15'h2000);
-  assign \$89  = $signed(\$87 ) + $signed(\$88 );
-  assign \$90  = & \$89 [34:15];
-  assign \$91  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$92  = $signed(\$91 ) + $signed(15'h2000);
-  assign \$95  = $signed(\$93 ) + $signed(\$94 );
-  assign \$96  = | \$95 [34:15];
-  assign \$97  = ~ \$96 ;
-  assign \$98  = \$90  | \$97 ;
-  assign \$99  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$100  = $signed(\$99 ) + $signed(15'h2000);
-  assign \$103  = $signed(\$101 ) + $signed(\$102 );
-  assign \$104  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$105  = $signed(\$104 ) + $signed(15'h2000);
-  assign \$108  = $signed(\$106 ) + $signed(\$107 );
-  assign \$109  = \$108 [34] ? 16'h8000 : 16'h7fff;
-  assign \$110  = \$98  ? \$103 [15:0] : \$109 ;
-  assign \$111  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$112  = $signed(\$111 ) + $signed(15'h2000);
-  assign \$114  = & \$113 [33:15];
-  assign \$115  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$116  = $signed(\$115 ) + $signed(15'h2000);
-  assign \$118  = | \$117 [33:15];
-  assign \$119  = ~ \$118 ;
-  assign \$120  = \$114  | \$119 ;
-  assign \$121  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$122  = $signed(\$121 ) + $signed(15'h2000);
-  assign \$124  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$125  = $signed(\$124 ) + $signed(15'h2000);
-  assign \$127  = \$126 [33] ? 16'h8000 : 16'h7fff;
-  assign \$128  = \$120  ? \$123 [15:0] : \$127 ;
-  assign \$129  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$130  = $signed(\$129 ) < $signed(1'h0);
-  assign \$131  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$132  = $signed(\$131 ) < $signed(1'h0);
-  assign \$133  = \$132  ? out_row_s6[7:0] : 8'h00;
-  assign \$134  = $signed(1'h0) + $signed(\$133 );
-  assign \$135  = $signed(acc_o_0) + $signed(\$134 );
-  assign \$136  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$137  = $signed(\$136 ) < $signed(1'h0);
-  assign \$138  = \$137  ? out_row_s6[15:8] : 8'h00;
-  assign \$139  = $signed(1'h0) + $signed(\$138 );
-  assign \$140  = $signed(acc_o_1) + $signed(\$139 );
-  assign \$141  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$142  = $signed(\$141 ) < $signed(1'h0);
-  assign \$143  = \$142  ? out_row_s6[23:16] : 8'h00;
-  assign \$144  = $signed(1'h0) + $signed(\$143 );
-  assign \$145  = $signed(acc_o_2) + $signed(\$144 );
-  assign \$146  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$147  = $signed(\$146 ) < $signed(1'h0);
-  assign \$148  = \$147  ? out_row_s6[31:24] : 8'h00;
-  assign \$149  = $signed(1'h0) + $signed(\$148 );
-  assign \$150  = $signed(acc_o_3) + $signed(\$149 );
-  assign \$151  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$152  = $signed(\$151 ) < $signed(1'h0);
-  assign \$153  = \$152  ? out_row_s6[39:32] : 8'h00;
-  assign \$154  = $signed(1'h0) + $signed(\$153 );
-  assign \$155  = $signed(acc_o_4) + $signed(\$154 );
-  assign \$156  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$157  = $signed(\$156 ) < $signed(1'h0);
-  assign \$158  = \$157  ? out_row_s6[47:40] : 8'h00;
-  assign \$159  = $signed(1'h0) + $signed(\$158 );
-  assign \$160  = $signed(acc_o_5) + $signed(\$159 );
-  assign \$164  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$1  = source - 3'h4;
+  assign \$2  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$4  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$5  = $signed(\$4 ) < $signed(1'h0);
+  assign \$6  = \$5  ? 11'h400 : 11'h000;
+  assign \$7  = $signed(\$3 ) + $signed({ 1'h0, \$6  });
+  assign \$8  = & \$7 [31:15];
+  assign \$9  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$11  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$12  = $signed(\$11 ) < $signed(1'h0);
+  assign \$13  = \$12  ? 11'h400 : 11'h000;
+  assign \$14  = $signed(\$10 ) + $signed({ 1'h0, \$13  });
+  assign \$15  = | \$14 [31:15];
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$8  | \$16 ;
+  assign \$18  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$20  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$21  = $signed(\$20 ) < $signed(1'h0);
+  assign \$22  = \$21  ? 11'h400 : 11'h000;
+  assign \$23  = $signed(\$19 ) + $signed({ 1'h0, \$22  });
+  assign \$24  = $signed(q_g_s6_0) + $signed(15'h2000);
+  assign \$26  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$27  = $signed(\$26 ) < $signed(1'h0);
+  assign \$28  = \$27  ? 11'h400 : 11'h000;
+  assign \$29  = $signed(\$25 ) + $signed({ 1'h0, \$28  });
+  assign \$30  = \$29 [31] ? 16'h8000 : 16'h7fff;
+  assign \$31  = \$17  ? \$23 [15:0] : \$30 ;
+  assign \$32  = inp__payload[4] | fresh;
+  assign \$33  = issuing | valid_s1;
+  assign \$34  = \$33  | valid_s2;
+  assign \$35  = \$34  | valid_s3;
+  assign \$36  = \$35  | valid_s4;
+  assign \$37  = \$36  | valid_s5;
+  assign \$38  = \$37  | state_wr__en;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = ! fsm_state;
+  assign \$41  = fsm_state == 1'h1;
+  assign \$42  = fsm_state == 2'h2;
+  assign \$43  = fsm_state == 2'h3;
+  assign \$44  = fsm_state == 3'h4;
+  assign \$45  = fsm_state == 3'h5;
+  assign \$46  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
+  assign \$47  = adding | issuing;
+  assign \$48  = $signed(acc_0) + $signed(synapse_row[8:0]);
+  assign \$49  = $signed(acc_1) + $signed(synapse_row[17:9]);
+  assign \$50  = $signed(acc_2) + $signed(synapse_row[26:18]);
+  assign \$51  = $signed(acc_3) + $signed(synapse_row[35:27]);
+  assign \$52  = $signed(acc_4) + $signed(synapse_row[44:36]);
+  assign \$53  = $signed(acc_5) + $signed(synapse_row[53:45]);
+  assign \$54  = $signed(acc_6) + $signed(synapse_row[62:54]);
+  assign \$55  = $signed(acc_7) + $signed(synapse_row[71:63]);
+  assign \$56  = $signed(acc_8) + $signed(synapse_row[80:72]);
+  assign \$57  = $signed(acc_9) + $signed(synapse_row[89:81]);
+  assign \$58  = $signed(acc_10) + $signed(synapse_row[98:90]);
+  assign \$59  = $signed(acc_11) + $signed(synapse_row[107:99]);
+  assign \$60  = $signed(acc_12) + $signed(synapse_row[116:108]);
+  assign \$61  = $signed(acc_13) + $signed(synapse_row[125:117]);
+  assign \$62  = $signed(acc_14) + $signed(synapse_row[134:126]);
+  assign \$63  = $signed(acc_15) + $signed(synapse_row[143:135]);
+  assign \$64  = $signed(acc_16) + $signed(synapse_row[152:144]);
+  assign \$65  = $signed(acc_17) + $signed(synapse_row[161:153]);
+  assign \$66  = out_fetched ? \$signature__data$121  : 48'h000000000000;
+  assign \$67  = $signed(acc_o_0) + $signed(out_row[7:0]);
+  assign \$68  = $signed(acc_o_1) + $signed(out_row[15:8]);
+  assign \$69  = $signed(acc_o_2) + $signed(out_row[23:16]);
+  assign \$70  = $signed(acc_o_3) + $signed(out_row[31:24]);
+  assign \$71  = $signed(acc_o_4) + $signed(out_row[39:32]);
+  assign \$72  = $signed(acc_o_5) + $signed(out_row[47:40]);
+  assign \$73  = inp__valid & inp__ready;
+  assign \$75  = fresh ? 16'h0000 : \$signature__data$132 [15:0];
+  assign \$76  = fresh ? 16'h0000 : \$signature__data$132 [31:16];
+  assign \$77  = fresh ? 16'h0000 : \$signature__data$132 [47:32];
+  assign \$78  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$79  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$81  = $signed(d_s3_0) - $signed(\$80 );
+  assign \$82  = & \$81 [25:15];
+  assign \$83  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$85  = $signed(d_s3_0) - $signed(\$84 );
+  assign \$86  = | \$85 [25:15];
+  assign \$87  = ~ \$86 ;
+  assign \$88  = \$82  | \$87 ;
+  assign \$89  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$91  = $signed(d_s3_0) - $signed(\$90 );
+  assign \$92  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$94  = $signed(d_s3_0) - $signed(\$93 );
+  assign \$95  = \$94 [25] ? 16'h8000 : 16'h7fff;
+  assign \$96  = \$88  ? \$91 [15:0] : \$95 ;
+  assign \$97  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$98  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$99  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$100  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$101  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$102  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$103  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$104  = $signed(\$103 ) + $signed(15'h2000);
+  assign \$107  = $signed(\$105 ) + $signed(\$106 );
+  assign \$108  = & \$107 [34:15];
+  assign \$109  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$110  = $signed(\$109 ) + $signed(15'h2000);
+  assign \$113  = $signed(\$111 ) + $signed(\$112 );
+  assign \$114  = | \$113 [34:15];
+  assign \$115  = ~ \$114 ;
+  assign \$116  = \$108  | \$115 ;
+  assign \$117  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$118  = $signed(\$117 ) + $signed(15'h2000);
+  assign \$121  = $signed(\$119 ) + $signed(\$120 );
+  assign \$122  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$123  = $signed(\$122 ) + $signed(15'h2000);
+  assign \$126  = $signed(\$124 ) + $signed(\$125 );
+  assign \$127  = \$126 [34] ? 16'h8000 : 16'h7fff;
+  assign \$128  = \$116  ? \$121 [15:0] : \$127 ;
+  assign \$129  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$130  = $signed(\$129 ) + $signed(15'h2000);
+  assign \$132  = & \$131 [33:15];
+  assign \$133  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$134  = $signed(\$133 ) + $signed(15'h2000);
+  assign \$136  = | \$135 [33:15];
+  assign \$137  = ~ \$136 ;
+  assign \$138  = \$132  | \$137 ;
+  assign \$139  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$140  = $signed(\$139 ) + $signed(15'h2000);
+  assign \$142  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$143  = $signed(\$142 ) + $signed(15'h2000);
+  assign \$145  = \$144 [33] ? 16'h8000 : 16'h7fff;
+  assign \$146  = \$138  ? \$141 [15:0] : \$145 ;
+  assign \$147  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$148  = $signed(\$147 ) < $signed(1'h0);
+  assign \$152  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$153  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$156  = $signed(\$154 ) + $signed(\$155 );
+  assign \$157  = & \$156 [33:15];
+  assign \$158  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$161  = $signed(\$159 ) + $signed(\$160 );
+  assign \$162  = | \$161 [33:15];
+  assign \$163  = ~ \$162 ;
+  assign \$164  = \$157  | \$163 ;
   assign \$165  = $signed(o_alpha_a) + $signed(15'h2000);
   assign \$168  = $signed(\$166 ) + $signed(\$167 );
-  assign \$169  = & \$168 [33:15];
-  assign \$170  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$173  = $signed(\$171 ) + $signed(\$172 );
-  assign \$174  = | \$173 [33:15];
-  assign \$175  = ~ \$174 ;
-  assign \$176  = \$169  | \$175 ;
-  assign \$177  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$180  = $signed(\$178 ) + $signed(\$179 );
-  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$184  = $signed(\$182 ) + $signed(\$183 );
-  assign \$185  = \$184 [33] ? 16'h8000 : 16'h7fff;
-  assign \$186  = \$176  ? \$180 [15:0] : \$185 ;
+  assign \$169  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$172  = $signed(\$170 ) + $signed(\$171 );
+  assign \$173  = \$172 [33] ? 16'h8000 : 16'h7fff;
+  assign \$174  = \$164  ? \$168 [15:0] : \$173 ;
+  assign \$175  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$178  = $signed(\$176 ) + $signed(\$177 );
+  assign \$179  = & \$178 [33:15];
+  assign \$180  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$183  = $signed(\$181 ) + $signed(\$182 );
+  assign \$184  = | \$183 [33:15];
+  assign \$185  = ~ \$184 ;
+  assign \$186  = \$179  | \$185 ;
   assign \$187  = $signed(o_alpha_a) + $signed(15'h2000);
   assign \$190  = $signed(\$188 ) + $signed(\$189 );
-  assign \$191  = & \$190 [33:15];
-  assign \$192  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$195  = $signed(\$193 ) + $signed(\$194 );
-  assign \$196  = | \$195 [33:15];
-  assign \$197  = ~ \$196 ;
-  assign \$198  = \$191  | \$197 ;
-  assign \$199  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$202  = $signed(\$200 ) + $signed(\$201 );
-  assign \$203  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$206  = $signed(\$204 ) + $signed(\$205 );
-  assign \$207  = \$206 [33] ? 16'h8000 : 16'h7fff;
-  assign \$208  = \$198  ? \$202 [15:0] : \$207 ;
-  assign \$209  = ! li_index_b;
-  assign \$210  = $signed(o_b) > $signed(best);
-  assign \$211  = \$209  | \$210 ;
-  assign \$212  = li_valid_b & \$211 ;
-  assign \$213  = inp__payload[4] ? 36'h000000000 : { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+  assign \$191  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$194  = $signed(\$192 ) + $signed(\$193 );
+  assign \$195  = \$194 [33] ? 16'h8000 : 16'h7fff;
+  assign \$196  = \$186  ? \$190 [15:0] : \$195 ;
+  assign \$197  = ! li_index_b;
+  assign \$198  = $signed(o_b) > $signed(best);
+  assign \$199  = \$197  | \$198 ;
+  assign \$200  = li_valid_b & \$199 ;
+  assign \$201  = cycles + 1'h1;
+  assign \$203  = segment + 1'h1;
+  assign \$204  = \$202  ? 2'h0 : \$203 ;
+  assign \$205  = ~ have;
+  assign \$207  = \$205  | \$206 ;
+  assign \$208  = | next_source_mask;
+  assign \$209  = next_source_mask - 1'h1;
+  assign \$210  = { 1'h0, next_source_mask } & \$209 ;
+  assign \$211  = ~ have;
+  assign \$212  = ~ fetched;
+  assign \$213  = \$211  & \$212 ;
   assign \$214  = cycles + 1'h1;
-  assign \$215  = | mask;
-  assign \$216  = | mask;
-  assign \$217  = ~ fetched;
-  assign \$219  = mask - 1'h1;
-  assign \$220  = { 1'h0, mask } & \$219 ;
-  assign \$221  = segment + 1'h1;
-  assign \$222  = cycles + 1'h1;
-  assign \$224  = place + 1'h1;
-  assign \$225  = segment + 1'h1;
-  assign \$226  = \$signature__addr$12  == 6'h23;
-  assign \$227  = \$signature__addr$12  + 1'h1;
-  assign \$228  = issuing | valid_s1;
-  assign \$229  = \$228  | valid_s2;
-  assign \$230  = \$229  | valid_s3;
-  assign \$231  = \$230  | valid_s4;
-  assign \$232  = \$231  | valid_s5;
-  assign \$233  = \$232  | state_wr__en;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = cycles + 1'h1;
-  assign \$236  = li_index == 3'h5;
-  assign \$237  = li_index + 1'h1;
-  assign \$238  = li_issuing | li_valid_sel;
-  assign \$239  = \$238  | li_valid_a;
-  assign \$240  = \$239  | li_valid_b;
-  assign \$241  = ~ \$240 ;
+  assign \$216  = place + 1'h1;
+  assign \$217  = segment + 1'h1;
+  assign \$218  = \$signature__addr$14  == 6'h23;
+  assign \$219  = \$signature__addr$14  + 1'h1;
+  assign \$220  = issuing | valid_s1;
+  assign \$221  = \$220  | valid_s2;
+  assign \$222  = \$221  | valid_s3;
+  assign \$223  = \$222  | valid_s4;
+  assign \$224  = \$223  | valid_s5;
+  assign \$225  = \$224  | state_wr__en;
+  assign \$226  = ~ \$225 ;
+  assign \$227  = ! segment;
+  assign \$228  = have & \$227 ;
+  assign \$229  = cycles + 1'h1;
+  assign \$231  = segment + 1'h1;
+  assign \$232  = \$230  ? 2'h0 : \$231 ;
+  assign \$233  = ~ have;
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = | next_source_mask;
+  assign \$237  = next_source_mask - 1'h1;
+  assign \$238  = { 1'h0, next_source_mask } & \$237 ;
+  assign \$239  = ~ have;
+  assign \$240  = ~ fetched;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = cycles + 1'h1;
+  assign \$243  = li_index == 3'h5;
+  assign \$244  = li_index + 1'h1;
+  assign \$245  = li_issuing | li_valid_sel;
+  assign \$246  = \$245  | li_valid_a;
+  assign \$247  = \$246  | li_valid_b;
+  assign \$248  = ~ \$247 ;
   always @(posedge clk)
-    synapse_row <= \$36 ;
+    synapse_row <= \$46 ;
   always @(posedge clk)
-    adding <= \$242 ;
+    adding <= \$249 ;
   always @(posedge clk)
-    acc_0 <= \$243 ;
+    acc_0 <= \$250 ;
   always @(posedge clk)
-    acc_1 <= \$244 ;
+    acc_1 <= \$251 ;
   always @(posedge clk)
-    acc_2 <= \$245 ;
+    acc_2 <= \$252 ;
   always @(posedge clk)
-    acc_3 <= \$246 ;
+    acc_3 <= \$253 ;
   always @(posedge clk)
-    acc_4 <= \$247 ;
+    acc_4 <= \$254 ;
   always @(posedge clk)
-    acc_5 <= \$248 ;
+    acc_5 <= \$255 ;
   always @(posedge clk)
-    acc_6 <= \$249 ;
+    acc_6 <= \$256 ;
   always @(posedge clk)
-    acc_7 <= \$250 ;
+    acc_7 <= \$257 ;
   always @(posedge clk)
-    acc_8 <= \$251 ;
+    acc_8 <= \$258 ;
   always @(posedge clk)
-    acc_9 <= \$252 ;
+    acc_9 <= \$259 ;
   always @(posedge clk)
-    acc_10 <= \$253 ;
+    acc_10 <= \$260 ;
   always @(posedge clk)
-    acc_11 <= \$254 ;
+    acc_11 <= \$261 ;
   always @(posedge clk)
-    acc_12 <= \$255 ;
+    acc_12 <= \$262 ;
   always @(posedge clk)
-    acc_13 <= \$256 ;
+    acc_13 <= \$263 ;
   always @(posedge clk)
-    acc_14 <= \$257 ;
+    acc_14 <= \$264 ;
   always @(posedge clk)
-    acc_15 <= \$258 ;
+    acc_15 <= \$265 ;
   always @(posedge clk)
-    acc_16 <= \$259 ;
+    acc_16 <= \$266 ;
   always @(posedge clk)
-    acc_17 <= \$260 ;
+    acc_17 <= \$267 ;
   always @(posedge clk)
-    acc_18 <= \$261 ;
+    acc_18 <= \$268 ;
   always @(posedge clk)
-    acc_19 <= \$262 ;
+    acc_19 <= \$269 ;
   always @(posedge clk)
-    acc_20 <= \$263 ;
+    acc_20 <= \$270 ;
   always @(posedge clk)
-    acc_21 <= \$264 ;
+    acc_21 <= \$271 ;
   always @(posedge clk)
-    acc_22 <= \$265 ;
+    acc_22 <= \$272 ;
   always @(posedge clk)
-    acc_23 <= \$266 ;
+    acc_23 <= \$273 ;
   always @(posedge clk)
-    acc_24 <= \$267 ;
+    acc_24 <= \$274 ;
   always @(posedge clk)
-    acc_25 <= \$268 ;
+    acc_25 <= \$275 ;
   always @(posedge clk)
-    acc_26 <= \$269 ;
+    acc_26 <= \$276 ;
   always @(posedge clk)
-    acc_27 <= \$270 ;
+    acc_27 <= \$277 ;
   always @(posedge clk)
-    acc_28 <= \$271 ;
+    acc_28 <= \$278 ;
   always @(posedge clk)
-    acc_29 <= \$272 ;
+    acc_29 <= \$279 ;
   always @(posedge clk)
-    acc_30 <= \$273 ;
+    acc_30 <= \$280 ;
   always @(posedge clk)
-    acc_31 <= \$274 ;
+    acc_31 <= \$281 ;
   always @(posedge clk)
-    acc_32 <= \$275 ;
+    acc_32 <= \$282 ;
   always @(posedge clk)
-    acc_33 <= \$276 ;
+    acc_33 <= \$283 ;
   always @(posedge clk)
-    acc_34 <= \$277 ;
+    acc_34 <= \$284 ;
   always @(posedge clk)
-    acc_35 <= \$278 ;
+    acc_35 <= \$285 ;
   always @(posedge clk)
-    valid_s1 <= \$279 ;
+    out_row <= \$66 ;
   always @(posedge clk)
-    chunk_s1 <= \$signature__addr$12 ;
+    acc_o_0 <= \$286 ;
   always @(posedge clk)
-    acc_s1_0 <= \$56 ;
+    acc_o_1 <= \$287 ;
   always @(posedge clk)
-    u_s2_0 <= \$57 ;
+    acc_o_2 <= \$288 ;
   always @(posedge clk)
-    v_s2_0 <= \$58 ;
+    acc_o_3 <= \$289 ;
   always @(posedge clk)
-    q_s2_0 <= \$59 ;
+    acc_o_4 <= \$290 ;
   always @(posedge clk)
-    d_s2_0 <= \$signature__data$122 [15:0];
+    acc_o_5 <= \$291 ;
   always @(posedge clk)
-    c_s2_0 <= \$signature__data$122 [31:16];
+    valid_s1 <= \$292 ;
+  always @(posedge clk)
+    chunk_s1 <= \$signature__addr$14 ;
+  always @(posedge clk)
+    acc_s1_0 <= \$74 ;
+  always @(posedge clk)
+    u_s2_0 <= \$75 ;
+  always @(posedge clk)
+    v_s2_0 <= \$76 ;
+  always @(posedge clk)
+    q_s2_0 <= \$77 ;
+  always @(posedge clk)
+    d_s2_0 <= \$signature__data$136 [15:0];
+  always @(posedge clk)
+    c_s2_0 <= \$signature__data$136 [31:16];
   always @(posedge clk)
     acc_s2_0 <= acc_s1_0;
   always @(posedge clk)
-    valid_s2 <= \$280 ;
+    valid_s2 <= \$293 ;
   always @(posedge clk)
     chunk_s2 <= chunk_s1;
   always @(posedge clk)
-    q_dt_s3_0 <= \$60 ;
+    q_dt_s3_0 <= \$78 ;
   always @(posedge clk)
     u_s3_0 <= u_s2_0;
   always @(posedge clk)
@@ -1096,11 +1127,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s3_0 <= acc_s2_0;
   always @(posedge clk)
-    valid_s3 <= \$281 ;
+    valid_s3 <= \$294 ;
   always @(posedge clk)
     chunk_s3 <= chunk_s2;
   always @(posedge clk)
-    e_s4_0 <= \$78 ;
+    e_s4_0 <= \$96 ;
   always @(posedge clk)
     u_s4_0 <= u_s3_0;
   always @(posedge clk)
@@ -1112,405 +1143,397 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s4_0 <= acc_s3_0;
   always @(posedge clk)
-    valid_s4 <= \$282 ;
+    valid_s4 <= \$295 ;
   always @(posedge clk)
-    \$signature__addr$15  <= chunk_s3;
+    chunk_s4 <= chunk_s3;
   always @(posedge clk)
-    e_u_s5_0 <= \$79 ;
+    e_u_s5_0 <= \$97 ;
   always @(posedge clk)
-    c_v_s5_0 <= \$80 ;
+    c_v_s5_0 <= \$98 ;
   always @(posedge clk)
-    e_v_s5_0 <= \$81 ;
+    e_v_s5_0 <= \$99 ;
   always @(posedge clk)
-    c_u_s5_0 <= \$82 ;
+    c_u_s5_0 <= \$100 ;
   always @(posedge clk)
-    q_g_s5_0 <= \$83 ;
+    q_g_s5_0 <= \$101 ;
   always @(posedge clk)
-    th_q_s5_0 <= \$84 ;
+    th_q_s5_0 <= \$102 ;
   always @(posedge clk)
     acc_s5_0 <= acc_s4_0;
   always @(posedge clk)
-    valid_s5 <= \$283 ;
+    valid_s5 <= \$296 ;
   always @(posedge clk)
-    chunk_s5 <= \$signature__addr$15 ;
+    chunk_s5 <= chunk_s4;
   always @(posedge clk)
-    u_s6_0 <= \$110 ;
+    u_s6_0 <= \$128 ;
   always @(posedge clk)
-    v_s6_0 <= \$128 ;
+    v_s6_0 <= \$146 ;
   always @(posedge clk)
     q_g_s6_0 <= q_g_s5_0;
   always @(posedge clk)
     th_q_s6_0 <= th_q_s5_0;
   always @(posedge clk)
-    state_wr__en <= \$284 ;
+    state_wr__en <= \$297 ;
   always @(posedge clk)
     state_wr__addr <= chunk_s5;
   always @(posedge clk)
-    out_row_s6 <= \$signature__data$153 ;
+    z_0 <= \$298 ;
   always @(posedge clk)
-    z_0 <= \$285 ;
+    z_1 <= \$299 ;
   always @(posedge clk)
-    z_1 <= \$286 ;
+    z_2 <= \$300 ;
   always @(posedge clk)
-    z_2 <= \$287 ;
+    z_3 <= \$301 ;
   always @(posedge clk)
-    z_3 <= \$288 ;
+    z_4 <= \$302 ;
   always @(posedge clk)
-    z_4 <= \$289 ;
+    z_5 <= \$303 ;
   always @(posedge clk)
-    z_5 <= \$290 ;
+    z_6 <= \$304 ;
   always @(posedge clk)
-    z_6 <= \$291 ;
+    z_7 <= \$305 ;
   always @(posedge clk)
-    z_7 <= \$292 ;
+    z_8 <= \$306 ;
   always @(posedge clk)
-    z_8 <= \$293 ;
+    z_9 <= \$307 ;
   always @(posedge clk)
-    z_9 <= \$294 ;
+    z_10 <= \$308 ;
   always @(posedge clk)
-    z_10 <= \$295 ;
+    z_11 <= \$309 ;
   always @(posedge clk)
-    z_11 <= \$296 ;
+    z_12 <= \$310 ;
   always @(posedge clk)
-    z_12 <= \$297 ;
+    z_13 <= \$311 ;
   always @(posedge clk)
-    z_13 <= \$298 ;
+    z_14 <= \$312 ;
   always @(posedge clk)
-    z_14 <= \$299 ;
+    z_15 <= \$313 ;
   always @(posedge clk)
-    z_15 <= \$300 ;
+    z_16 <= \$314 ;
   always @(posedge clk)
-    z_16 <= \$301 ;
+    z_17 <= \$315 ;
   always @(posedge clk)
-    z_17 <= \$302 ;
+    z_18 <= \$316 ;
   always @(posedge clk)
-    z_18 <= \$303 ;
+    z_19 <= \$317 ;
   always @(posedge clk)
-    z_19 <= \$304 ;
+    z_20 <= \$318 ;
   always @(posedge clk)
-    z_20 <= \$305 ;
+    z_21 <= \$319 ;
   always @(posedge clk)
-    z_21 <= \$306 ;
+    z_22 <= \$320 ;
   always @(posedge clk)
-    z_22 <= \$307 ;
+    z_23 <= \$321 ;
   always @(posedge clk)
-    z_23 <= \$308 ;
+    z_24 <= \$322 ;
   always @(posedge clk)
-    z_24 <= \$309 ;
+    z_25 <= \$323 ;
   always @(posedge clk)
-    z_25 <= \$310 ;
+    z_26 <= \$324 ;
   always @(posedge clk)
-    z_26 <= \$311 ;
+    z_27 <= \$325 ;
   always @(posedge clk)
-    z_27 <= \$312 ;
+    z_28 <= \$326 ;
   always @(posedge clk)
-    z_28 <= \$313 ;
+    z_29 <= \$327 ;
   always @(posedge clk)
-    z_29 <= \$314 ;
+    z_30 <= \$328 ;
   always @(posedge clk)
-    z_30 <= \$315 ;
+    z_31 <= \$329 ;
   always @(posedge clk)
-    z_31 <= \$316 ;
+    z_32 <= \$330 ;
   always @(posedge clk)
-    z_32 <= \$317 ;
+    z_33 <= \$331 ;
   always @(posedge clk)
-    z_33 <= \$318 ;
+    z_34 <= \$332 ;
   always @(posedge clk)
-    z_34 <= \$319 ;
+    z_35 <= \$333 ;
   always @(posedge clk)
-    z_35 <= \$320 ;
+    o_sel <= \$149 ;
   always @(posedge clk)
-    acc_o_0 <= \$321 ;
+    alpha_sel <= \$150 ;
   always @(posedge clk)
-    acc_o_1 <= \$322 ;
+    acc_o_sel <= \$151 ;
   always @(posedge clk)
-    acc_o_2 <= \$323 ;
-  always @(posedge clk)
-    acc_o_3 <= \$324 ;
-  always @(posedge clk)
-    acc_o_4 <= \$325 ;
-  always @(posedge clk)
-    acc_o_5 <= \$326 ;
-  always @(posedge clk)
-    o_sel <= \$161 ;
-  always @(posedge clk)
-    alpha_sel <= \$162 ;
-  always @(posedge clk)
-    acc_o_sel <= \$163 ;
-  always @(posedge clk)
-    li_valid_sel <= \$327 ;
+    li_valid_sel <= \$334 ;
   always @(posedge clk)
     li_index_sel <= li_index;
   always @(posedge clk)
-    o_alpha_a <= \$164 ;
+    o_alpha_a <= \$152 ;
   always @(posedge clk)
     acc_o_a <= acc_o_sel;
   always @(posedge clk)
-    li_valid_a <= \$328 ;
+    li_valid_a <= \$335 ;
   always @(posedge clk)
     li_index_a <= li_index_sel;
   always @(posedge clk)
-    o_b <= \$186 ;
+    o_b <= \$174 ;
   always @(posedge clk)
-    li_valid_b <= \$329 ;
+    li_valid_b <= \$336 ;
   always @(posedge clk)
     li_index_b <= li_index_a;
   always @(posedge clk)
-    o_0 <= \$330 ;
+    o_0 <= \$337 ;
   always @(posedge clk)
-    o_1 <= \$331 ;
+    o_1 <= \$338 ;
   always @(posedge clk)
-    o_2 <= \$332 ;
+    o_2 <= \$339 ;
   always @(posedge clk)
-    o_3 <= \$333 ;
+    o_3 <= \$340 ;
   always @(posedge clk)
-    o_4 <= \$334 ;
+    o_4 <= \$341 ;
   always @(posedge clk)
-    o_5 <= \$335 ;
+    o_5 <= \$342 ;
   always @(posedge clk)
-    best <= \$336 ;
+    best <= \$343 ;
   always @(posedge clk)
-    label <= \$337 ;
+    label <= \$344 ;
   always @(posedge clk)
-    mask <= \$338 ;
+    next_source_mask <= \$345 ;
   always @(posedge clk)
-    cycles <= \$339 ;
+    cycles <= \$346 ;
   always @(posedge clk)
-    fresh <= \$340 ;
+    fresh <= \$347 ;
   always @(posedge clk)
-    fsm_state <= \$341 ;
+    fsm_state <= \$348 ;
   always @(posedge clk)
-    fetched <= \$342 ;
+    fetched <= \$349 ;
   always @(posedge clk)
-    segment <= \$343 ;
+    segment <= \$350 ;
   always @(posedge clk)
-    issuing <= \$344 ;
+    source <= \$351 ;
   always @(posedge clk)
-    \$signature__addr$12  <= \$345 ;
+    have <= \$352 ;
   always @(posedge clk)
-    place <= \$346 ;
+    issuing <= \$353 ;
   always @(posedge clk)
-    li_issuing <= \$347 ;
+    \$signature__addr$14  <= \$354 ;
   always @(posedge clk)
-    li_index <= \$348 ;
+    place <= \$355 ;
+  always @(posedge clk)
+    out_fetched <= \$356 ;
+  always @(posedge clk)
+    li_issuing <= \$357 ;
+  always @(posedge clk)
+    li_index <= \$358 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = 15'h0000;
+    \$74  = 15'h0000;
     casez (place)
       5'h00:
-          \$56  = acc_0;
+          \$74  = acc_0;
       5'h01:
-          \$56  = acc_1;
+          \$74  = acc_1;
       5'h02:
-          \$56  = acc_2;
+          \$74  = acc_2;
       5'h03:
-          \$56  = acc_3;
+          \$74  = acc_3;
       5'h04:
-          \$56  = acc_4;
+          \$74  = acc_4;
       5'h05:
-          \$56  = acc_5;
+          \$74  = acc_5;
       5'h06:
-          \$56  = acc_6;
+          \$74  = acc_6;
       5'h07:
-          \$56  = acc_7;
+          \$74  = acc_7;
       5'h08:
-          \$56  = acc_8;
+          \$74  = acc_8;
       5'h09:
-          \$56  = acc_9;
+          \$74  = acc_9;
       5'h0a:
-          \$56  = acc_10;
+          \$74  = acc_10;
       5'h0b:
-          \$56  = acc_11;
+          \$74  = acc_11;
       5'h0c:
-          \$56  = acc_12;
+          \$74  = acc_12;
       5'h0d:
-          \$56  = acc_13;
+          \$74  = acc_13;
       5'h0e:
-          \$56  = acc_14;
+          \$74  = acc_14;
       5'h0f:
-          \$56  = acc_15;
+          \$74  = acc_15;
       5'h10:
-          \$56  = acc_16;
+          \$74  = acc_16;
       5'h11:
-          \$56  = acc_17;
+          \$74  = acc_17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = 16'h0000;
+    \$149  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$161  = o_0;
+          \$149  = o_0;
       3'h1:
-          \$161  = o_1;
+          \$149  = o_1;
       3'h2:
-          \$161  = o_2;
+          \$149  = o_2;
       3'h3:
-          \$161  = o_3;
+          \$149  = o_3;
       3'h4:
-          \$161  = o_4;
+          \$149  = o_4;
       3'h5:
-          \$161  = o_5;
+          \$149  = o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = 16'h0000;
+    \$150  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$162  = 16'h3d52;
+          \$150  = 16'h3d52;
       3'h1:
-          \$162  = 16'h3be2;
+          \$150  = 16'h3be2;
       3'h2:
-          \$162  = 16'h3983;
+          \$150  = 16'h3983;
       3'h3:
-          \$162  = 16'h377e;
+          \$150  = 16'h377e;
       3'h4:
-          \$162  = 16'h3c1b;
+          \$150  = 16'h3c1b;
       3'h5:
-          \$162  = 16'h3e08;
+          \$150  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = 14'h0000;
+    \$151  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$163  = acc_o_0;
+          \$151  = acc_o_0;
       3'h1:
-          \$163  = acc_o_1;
+          \$151  = acc_o_1;
       3'h2:
-          \$163  = acc_o_2;
+          \$151  = acc_o_2;
       3'h3:
-          \$163  = acc_o_3;
+          \$151  = acc_o_3;
       3'h4:
-          \$163  = acc_o_4;
+          \$151  = acc_o_4;
       3'h5:
-          \$163  = acc_o_5;
+          \$151  = acc_o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    source = 6'h00;
-    if (mask[39]) begin
-      source = 6'h27;
+    next_source = 6'h00;
+    if (next_source_mask[39]) begin
+      next_source = 6'h27;
     end
-    if (mask[38]) begin
-      source = 6'h26;
+    if (next_source_mask[38]) begin
+      next_source = 6'h26;
     end
-    if (mask[37]) begin
-      source = 6'h25;
+    if (next_source_mask[37]) begin
+      next_source = 6'h25;
     end
-    if (mask[36]) begin
-      source = 6'h24;
+    if (next_source_mask[36]) begin
+      next_source = 6'h24;
     end
-    if (mask[35]) begin
-      source = 6'h23;
+    if (next_source_mask[35]) begin
+      next_source = 6'h23;
     end
-    if (mask[34]) begin
-      source = 6'h22;
+    if (next_source_mask[34]) begin
+      next_source = 6'h22;
     end
-    if (mask[33]) begin
-      source = 6'h21;
+    if (next_source_mask[33]) begin
+      next_source = 6'h21;
     end
-    if (mask[32]) begin
-      source = 6'h20;
+    if (next_source_mask[32]) begin
+      next_source = 6'h20;
     end
-    if (mask[31]) begin
-      source = 6'h1f;
+    if (next_source_mask[31]) begin
+      next_source = 6'h1f;
     end
-    if (mask[30]) begin
-      source = 6'h1e;
+    if (next_source_mask[30]) begin
+      next_source = 6'h1e;
     end
-    if (mask[29]) begin
-      source = 6'h1d;
+    if (next_source_mask[29]) begin
+      next_source = 6'h1d;
     end
-    if (mask[28]) begin
-      source = 6'h1c;
+    if (next_source_mask[28]) begin
+      next_source = 6'h1c;
     end
-    if (mask[27]) begin
-      source = 6'h1b;
+    if (next_source_mask[27]) begin
+      next_source = 6'h1b;
     end
-    if (mask[26]) begin
-      source = 6'h1a;
+    if (next_source_mask[26]) begin
+      next_source = 6'h1a;
     end
-    if (mask[25]) begin
-      source = 6'h19;
+    if (next_source_mask[25]) begin
+      next_source = 6'h19;
     end
-    if (mask[24]) begin
-      source = 6'h18;
+    if (next_source_mask[24]) begin
+      next_source = 6'h18;
     end
-    if (mask[23]) begin
-      source = 6'h17;
+    if (next_source_mask[23]) begin
+      next_source = 6'h17;
     end
-    if (mask[22]) begin
-      source = 6'h16;
+    if (next_source_mask[22]) begin
+      next_source = 6'h16;
     end
-    if (mask[21]) begin
-      source = 6'h15;
+    if (next_source_mask[21]) begin
+      next_source = 6'h15;
     end
-    if (mask[20]) begin
-      source = 6'h14;
+    if (next_source_mask[20]) begin
+      next_source = 6'h14;
     end
-    if (mask[19]) begin
-      source = 6'h13;
+    if (next_source_mask[19]) begin
+      next_source = 6'h13;
     end
-    if (mask[18]) begin
-      source = 6'h12;
+    if (next_source_mask[18]) begin
+      next_source = 6'h12;
     end
-    if (mask[17]) begin
-      source = 6'h11;
+    if (next_source_mask[17]) begin
+      next_source = 6'h11;
     end
-    if (mask[16]) begin
-      source = 6'h10;
+    if (next_source_mask[16]) begin
+      next_source = 6'h10;
     end
-    if (mask[15]) begin
-      source = 6'h0f;
+    if (next_source_mask[15]) begin
+      next_source = 6'h0f;
     end
-    if (mask[14]) begin
-      source = 6'h0e;
+    if (next_source_mask[14]) begin
+      next_source = 6'h0e;
     end
-    if (mask[13]) begin
-      source = 6'h0d;
+    if (next_source_mask[13]) begin
+      next_source = 6'h0d;
     end
-    if (mask[12]) begin
-      source = 6'h0c;
+    if (next_source_mask[12]) begin
+      next_source = 6'h0c;
     end
-    if (mask[11]) begin
-      source = 6'h0b;
+    if (next_source_mask[11]) begin
+      next_source = 6'h0b;
     end
-    if (mask[10]) begin
-      source = 6'h0a;
+    if (next_source_mask[10]) begin
+      next_source = 6'h0a;
     end
-    if (mask[9]) begin
-      source = 6'h09;
+    if (next_source_mask[9]) begin
+      next_source = 6'h09;
     end
-    if (mask[8]) begin
-      source = 6'h08;
+    if (next_source_mask[8]) begin
+      next_source = 6'h08;
     end
-    if (mask[7]) begin
-      source = 6'h07;
+    if (next_source_mask[7]) begin
+      next_source = 6'h07;
     end
-    if (mask[6]) begin
-      source = 6'h06;
+    if (next_source_mask[6]) begin
+      next_source = 6'h06;
     end
-    if (mask[5]) begin
-      source = 6'h05;
+    if (next_source_mask[5]) begin
+      next_source = 6'h05;
     end
-    if (mask[4]) begin
-      source = 6'h04;
+    if (next_source_mask[4]) begin
+      next_source = 6'h04;
     end
-    if (mask[3]) begin
-      source = 6'h03;
+    if (next_source_mask[3]) begin
+      next_source = 6'h03;
     end
-    if (mask[2]) begin
-      source = 6'h02;
+    if (next_source_mask[2]) begin
+      next_source = 6'h02;
     end
-    if (mask[1]) begin
-      source = 6'h01;
+    if (next_source_mask[1]) begin
+      next_source = 6'h01;
     end
-    if (mask[0]) begin
-      source = 6'h00;
+    if (next_source_mask[0]) begin
+      next_source = 6'h00;
     end
   end
   always @* begin
@@ -1519,6 +1542,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     casez (fsm_state)
       3'h0:
           inp__ready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    clear = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$32 ) begin
+              clear = 1'h1;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (\$39 ) begin
+            clear = 1'h1;
+          end
     endcase
   end
   always @* begin
@@ -1534,6 +1575,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h3:
           /* empty */;
       3'h4:
+          /* empty */;
+      3'h5:
           out__valid = 1'h1;
     endcase
   end
@@ -1550,6 +1593,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h3:
           /* empty */;
       3'h4:
+          /* empty */;
+      3'h5:
         begin
           out__payload[98:96] = label;
           out__payload[134:99] = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
@@ -1565,656 +1610,460 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = fetched;
+    \$249  = fetched;
     if (rst) begin
-      \$242  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = acc_0;
-    if (\$37 ) begin
-      \$243  = acc_18;
+    \$250  = acc_0;
+    if (\$47 ) begin
+      \$250  = acc_18;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$243  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = acc_1;
-    if (\$37 ) begin
-      \$244  = acc_19;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$244  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = acc_2;
-    if (\$37 ) begin
-      \$245  = acc_20;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$245  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = acc_3;
-    if (\$37 ) begin
-      \$246  = acc_21;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$246  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = acc_4;
-    if (\$37 ) begin
-      \$247  = acc_22;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$247  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = acc_5;
-    if (\$37 ) begin
-      \$248  = acc_23;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$248  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = acc_6;
-    if (\$37 ) begin
-      \$249  = acc_24;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$249  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = acc_7;
-    if (\$37 ) begin
-      \$250  = acc_25;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$250  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = acc_8;
-    if (\$37 ) begin
-      \$251  = acc_26;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$251  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = acc_9;
-    if (\$37 ) begin
-      \$252  = acc_27;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$252  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = acc_10;
-    if (\$37 ) begin
-      \$253  = acc_28;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$253  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = acc_11;
-    if (\$37 ) begin
-      \$254  = acc_29;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$254  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = acc_12;
-    if (\$37 ) begin
-      \$255  = acc_30;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$255  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = acc_13;
-    if (\$37 ) begin
-      \$256  = acc_31;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$256  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = acc_14;
-    if (\$37 ) begin
-      \$257  = acc_32;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$257  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = acc_15;
-    if (\$37 ) begin
-      \$258  = acc_33;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$258  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc_16;
-    if (\$37 ) begin
-      \$259  = acc_34;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$259  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc_17;
-    if (\$37 ) begin
-      \$260  = acc_35;
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$260  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc_18;
-    if (\$37 ) begin
-      \$261  = \$38 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$261  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc_19;
-    if (\$37 ) begin
-      \$262  = \$39 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$262  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = acc_20;
-    if (\$37 ) begin
-      \$263  = \$40 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$263  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc_21;
-    if (\$37 ) begin
-      \$264  = \$41 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$264  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc_22;
-    if (\$37 ) begin
-      \$265  = \$42 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$265  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = acc_23;
-    if (\$37 ) begin
-      \$266  = \$43 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$266  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = acc_24;
-    if (\$37 ) begin
-      \$267  = \$44 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$267  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc_25;
-    if (\$37 ) begin
-      \$268  = \$45 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$268  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc_26;
-    if (\$37 ) begin
-      \$269  = \$46 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$269  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc_27;
-    if (\$37 ) begin
-      \$270  = \$47 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$270  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc_28;
-    if (\$37 ) begin
-      \$271  = \$48 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$271  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = acc_29;
-    if (\$37 ) begin
-      \$272  = \$49 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$272  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = acc_30;
-    if (\$37 ) begin
-      \$273  = \$50 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$273  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = acc_31;
-    if (\$37 ) begin
-      \$274  = \$51 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$274  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = acc_32;
-    if (\$37 ) begin
-      \$275  = \$52 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$275  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = acc_33;
-    if (\$37 ) begin
-      \$276  = \$53 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$276  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = acc_34;
-    if (\$37 ) begin
-      \$277  = \$54 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$277  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = acc_35;
-    if (\$37 ) begin
-      \$278  = \$55 [14:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$278  = 15'h0000;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = issuing;
-    if (rst) begin
-      \$279  = 1'h0;
+    if (clear) begin
+      \$250  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = valid_s1;
-    if (rst) begin
-      \$280  = 1'h0;
+    \$251  = acc_1;
+    if (\$47 ) begin
+      \$251  = acc_19;
+    end
+    if (clear) begin
+      \$251  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = valid_s2;
-    if (rst) begin
-      \$281  = 1'h0;
+    \$252  = acc_2;
+    if (\$47 ) begin
+      \$252  = acc_20;
+    end
+    if (clear) begin
+      \$252  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = valid_s3;
-    if (rst) begin
-      \$282  = 1'h0;
+    \$253  = acc_3;
+    if (\$47 ) begin
+      \$253  = acc_21;
+    end
+    if (clear) begin
+      \$253  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = valid_s4;
-    if (rst) begin
-      \$283  = 1'h0;
+    \$254  = acc_4;
+    if (\$47 ) begin
+      \$254  = acc_22;
+    end
+    if (clear) begin
+      \$254  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = valid_s5;
-    if (rst) begin
-      \$284  = 1'h0;
+    \$255  = acc_5;
+    if (\$47 ) begin
+      \$255  = acc_23;
+    end
+    if (clear) begin
+      \$255  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = z_0;
-    if (state_wr__en) begin
-      \$285  = z_1;
+    \$256  = acc_6;
+    if (\$47 ) begin
+      \$256  = acc_24;
     end
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = z_1;
-    if (state_wr__en) begin
-      \$286  = z_2;
-    end
-    if (rst) begin
-      \$286  = 1'h0;
+    if (clear) begin
+      \$256  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = z_2;
-    if (state_wr__en) begin
-      \$287  = z_3;
+    \$257  = acc_7;
+    if (\$47 ) begin
+      \$257  = acc_25;
     end
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = z_3;
-    if (state_wr__en) begin
-      \$288  = z_4;
-    end
-    if (rst) begin
-      \$288  = 1'h0;
+    if (clear) begin
+      \$257  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = z_4;
-    if (state_wr__en) begin
-      \$289  = z_5;
+    \$258  = acc_8;
+    if (\$47 ) begin
+      \$258  = acc_26;
     end
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = z_5;
-    if (state_wr__en) begin
-      \$290  = z_6;
-    end
-    if (rst) begin
-      \$290  = 1'h0;
+    if (clear) begin
+      \$258  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = z_6;
-    if (state_wr__en) begin
-      \$291  = z_7;
+    \$259  = acc_9;
+    if (\$47 ) begin
+      \$259  = acc_27;
     end
-    if (rst) begin
-      \$291  = 1'h0;
+    if (clear) begin
+      \$259  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = z_7;
-    if (state_wr__en) begin
-      \$292  = z_8;
+    \$260  = acc_10;
+    if (\$47 ) begin
+      \$260  = acc_28;
     end
+    if (clear) begin
+      \$260  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = acc_11;
+    if (\$47 ) begin
+      \$261  = acc_29;
+    end
+    if (clear) begin
+      \$261  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = acc_12;
+    if (\$47 ) begin
+      \$262  = acc_30;
+    end
+    if (clear) begin
+      \$262  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = acc_13;
+    if (\$47 ) begin
+      \$263  = acc_31;
+    end
+    if (clear) begin
+      \$263  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = acc_14;
+    if (\$47 ) begin
+      \$264  = acc_32;
+    end
+    if (clear) begin
+      \$264  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = acc_15;
+    if (\$47 ) begin
+      \$265  = acc_33;
+    end
+    if (clear) begin
+      \$265  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = acc_16;
+    if (\$47 ) begin
+      \$266  = acc_34;
+    end
+    if (clear) begin
+      \$266  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = acc_17;
+    if (\$47 ) begin
+      \$267  = acc_35;
+    end
+    if (clear) begin
+      \$267  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = acc_18;
+    if (\$47 ) begin
+      \$268  = \$48 [14:0];
+    end
+    if (clear) begin
+      \$268  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = acc_19;
+    if (\$47 ) begin
+      \$269  = \$49 [14:0];
+    end
+    if (clear) begin
+      \$269  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = acc_20;
+    if (\$47 ) begin
+      \$270  = \$50 [14:0];
+    end
+    if (clear) begin
+      \$270  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = acc_21;
+    if (\$47 ) begin
+      \$271  = \$51 [14:0];
+    end
+    if (clear) begin
+      \$271  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = acc_22;
+    if (\$47 ) begin
+      \$272  = \$52 [14:0];
+    end
+    if (clear) begin
+      \$272  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = acc_23;
+    if (\$47 ) begin
+      \$273  = \$53 [14:0];
+    end
+    if (clear) begin
+      \$273  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = acc_24;
+    if (\$47 ) begin
+      \$274  = \$54 [14:0];
+    end
+    if (clear) begin
+      \$274  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = acc_25;
+    if (\$47 ) begin
+      \$275  = \$55 [14:0];
+    end
+    if (clear) begin
+      \$275  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = acc_26;
+    if (\$47 ) begin
+      \$276  = \$56 [14:0];
+    end
+    if (clear) begin
+      \$276  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = acc_27;
+    if (\$47 ) begin
+      \$277  = \$57 [14:0];
+    end
+    if (clear) begin
+      \$277  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = acc_28;
+    if (\$47 ) begin
+      \$278  = \$58 [14:0];
+    end
+    if (clear) begin
+      \$278  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = acc_29;
+    if (\$47 ) begin
+      \$279  = \$59 [14:0];
+    end
+    if (clear) begin
+      \$279  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$280  = acc_30;
+    if (\$47 ) begin
+      \$280  = \$60 [14:0];
+    end
+    if (clear) begin
+      \$280  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$281  = acc_31;
+    if (\$47 ) begin
+      \$281  = \$61 [14:0];
+    end
+    if (clear) begin
+      \$281  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$282  = acc_32;
+    if (\$47 ) begin
+      \$282  = \$62 [14:0];
+    end
+    if (clear) begin
+      \$282  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$283  = acc_33;
+    if (\$47 ) begin
+      \$283  = \$63 [14:0];
+    end
+    if (clear) begin
+      \$283  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$284  = acc_34;
+    if (\$47 ) begin
+      \$284  = \$64 [14:0];
+    end
+    if (clear) begin
+      \$284  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$285  = acc_35;
+    if (\$47 ) begin
+      \$285  = \$65 [14:0];
+    end
+    if (clear) begin
+      \$285  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$286  = \$67 [13:0];
+    if (\$73 ) begin
+      \$286  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$287  = \$68 [13:0];
+    if (\$73 ) begin
+      \$287  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$288  = \$69 [13:0];
+    if (\$73 ) begin
+      \$288  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$289  = \$70 [13:0];
+    if (\$73 ) begin
+      \$289  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = \$71 [13:0];
+    if (\$73 ) begin
+      \$290  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$291  = \$72 [13:0];
+    if (\$73 ) begin
+      \$291  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$292  = issuing;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = z_8;
-    if (state_wr__en) begin
-      \$293  = z_9;
-    end
+    \$293  = valid_s1;
     if (rst) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = z_9;
-    if (state_wr__en) begin
-      \$294  = z_10;
-    end
+    \$294  = valid_s2;
     if (rst) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = z_10;
-    if (state_wr__en) begin
-      \$295  = z_11;
-    end
+    \$295  = valid_s3;
     if (rst) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = z_11;
-    if (state_wr__en) begin
-      \$296  = z_12;
-    end
+    \$296  = valid_s4;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = z_12;
-    if (state_wr__en) begin
-      \$297  = z_13;
-    end
+    \$297  = valid_s5;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = z_13;
+    \$298  = z_0;
     if (state_wr__en) begin
-      \$298  = z_14;
+      \$298  = z_1;
     end
     if (rst) begin
       \$298  = 1'h0;
@@ -2222,9 +2071,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = z_14;
+    \$299  = z_1;
     if (state_wr__en) begin
-      \$299  = z_15;
+      \$299  = z_2;
     end
     if (rst) begin
       \$299  = 1'h0;
@@ -2232,9 +2081,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = z_15;
+    \$300  = z_2;
     if (state_wr__en) begin
-      \$300  = z_16;
+      \$300  = z_3;
     end
     if (rst) begin
       \$300  = 1'h0;
@@ -2242,9 +2091,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = z_16;
+    \$301  = z_3;
     if (state_wr__en) begin
-      \$301  = z_17;
+      \$301  = z_4;
     end
     if (rst) begin
       \$301  = 1'h0;
@@ -2252,9 +2101,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = z_17;
+    \$302  = z_4;
     if (state_wr__en) begin
-      \$302  = z_18;
+      \$302  = z_5;
     end
     if (rst) begin
       \$302  = 1'h0;
@@ -2262,9 +2111,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = z_18;
+    \$303  = z_5;
     if (state_wr__en) begin
-      \$303  = z_19;
+      \$303  = z_6;
     end
     if (rst) begin
       \$303  = 1'h0;
@@ -2272,9 +2121,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = z_19;
+    \$304  = z_6;
     if (state_wr__en) begin
-      \$304  = z_20;
+      \$304  = z_7;
     end
     if (rst) begin
       \$304  = 1'h0;
@@ -2282,9 +2131,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = z_20;
+    \$305  = z_7;
     if (state_wr__en) begin
-      \$305  = z_21;
+      \$305  = z_8;
     end
     if (rst) begin
       \$305  = 1'h0;
@@ -2292,9 +2141,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = z_21;
+    \$306  = z_8;
     if (state_wr__en) begin
-      \$306  = z_22;
+      \$306  = z_9;
     end
     if (rst) begin
       \$306  = 1'h0;
@@ -2302,9 +2151,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = z_22;
+    \$307  = z_9;
     if (state_wr__en) begin
-      \$307  = z_23;
+      \$307  = z_10;
     end
     if (rst) begin
       \$307  = 1'h0;
@@ -2312,9 +2161,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = z_23;
+    \$308  = z_10;
     if (state_wr__en) begin
-      \$308  = z_24;
+      \$308  = z_11;
     end
     if (rst) begin
       \$308  = 1'h0;
@@ -2322,9 +2171,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = z_24;
+    \$309  = z_11;
     if (state_wr__en) begin
-      \$309  = z_25;
+      \$309  = z_12;
     end
     if (rst) begin
       \$309  = 1'h0;
@@ -2332,9 +2181,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = z_25;
+    \$310  = z_12;
     if (state_wr__en) begin
-      \$310  = z_26;
+      \$310  = z_13;
     end
     if (rst) begin
       \$310  = 1'h0;
@@ -2342,9 +2191,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = z_26;
+    \$311  = z_13;
     if (state_wr__en) begin
-      \$311  = z_27;
+      \$311  = z_14;
     end
     if (rst) begin
       \$311  = 1'h0;
@@ -2352,9 +2201,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = z_27;
+    \$312  = z_14;
     if (state_wr__en) begin
-      \$312  = z_28;
+      \$312  = z_15;
     end
     if (rst) begin
       \$312  = 1'h0;
@@ -2362,9 +2211,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = z_28;
+    \$313  = z_15;
     if (state_wr__en) begin
-      \$313  = z_29;
+      \$313  = z_16;
     end
     if (rst) begin
       \$313  = 1'h0;
@@ -2372,9 +2221,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = z_29;
+    \$314  = z_16;
     if (state_wr__en) begin
-      \$314  = z_30;
+      \$314  = z_17;
     end
     if (rst) begin
       \$314  = 1'h0;
@@ -2382,9 +2231,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = z_30;
+    \$315  = z_17;
     if (state_wr__en) begin
-      \$315  = z_31;
+      \$315  = z_18;
     end
     if (rst) begin
       \$315  = 1'h0;
@@ -2392,9 +2241,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = z_31;
+    \$316  = z_18;
     if (state_wr__en) begin
-      \$316  = z_32;
+      \$316  = z_19;
     end
     if (rst) begin
       \$316  = 1'h0;
@@ -2402,9 +2251,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = z_32;
+    \$317  = z_19;
     if (state_wr__en) begin
-      \$317  = z_33;
+      \$317  = z_20;
     end
     if (rst) begin
       \$317  = 1'h0;
@@ -2412,9 +2261,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = z_33;
+    \$318  = z_20;
     if (state_wr__en) begin
-      \$318  = z_34;
+      \$318  = z_21;
     end
     if (rst) begin
       \$318  = 1'h0;
@@ -2422,9 +2271,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = z_34;
+    \$319  = z_21;
     if (state_wr__en) begin
-      \$319  = z_35;
+      \$319  = z_22;
     end
     if (rst) begin
       \$319  = 1'h0;
@@ -2432,9 +2281,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = z_35;
+    \$320  = z_22;
     if (state_wr__en) begin
-      \$320  = \$130 ;
+      \$320  = z_23;
     end
     if (rst) begin
       \$320  = 1'h0;
@@ -2442,150 +2291,202 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = acc_o_0;
+    \$321  = z_23;
     if (state_wr__en) begin
-      \$321  = \$135 [13:0];
+      \$321  = z_24;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$321  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$321  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = acc_o_1;
+    \$322  = z_24;
     if (state_wr__en) begin
-      \$322  = \$140 [13:0];
+      \$322  = z_25;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$322  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$322  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = acc_o_2;
+    \$323  = z_25;
     if (state_wr__en) begin
-      \$323  = \$145 [13:0];
+      \$323  = z_26;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$323  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$323  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = acc_o_3;
+    \$324  = z_26;
     if (state_wr__en) begin
-      \$324  = \$150 [13:0];
+      \$324  = z_27;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$324  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$324  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = acc_o_4;
+    \$325  = z_27;
     if (state_wr__en) begin
-      \$325  = \$155 [13:0];
+      \$325  = z_28;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$325  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$325  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = acc_o_5;
+    \$326  = z_28;
     if (state_wr__en) begin
-      \$326  = \$160 [13:0];
+      \$326  = z_29;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$326  = 14'h0000;
-          end
-    endcase
+    if (rst) begin
+      \$326  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = li_issuing;
+    \$327  = z_29;
+    if (state_wr__en) begin
+      \$327  = z_30;
+    end
     if (rst) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = li_valid_sel;
+    \$328  = z_30;
+    if (state_wr__en) begin
+      \$328  = z_31;
+    end
     if (rst) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = li_valid_a;
+    \$329  = z_31;
+    if (state_wr__en) begin
+      \$329  = z_32;
+    end
     if (rst) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = o_0;
+    \$330  = z_32;
+    if (state_wr__en) begin
+      \$330  = z_33;
+    end
+    if (rst) begin
+      \$330  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$331  = z_33;
+    if (state_wr__en) begin
+      \$331  = z_34;
+    end
+    if (rst) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$332  = z_34;
+    if (state_wr__en) begin
+      \$332  = z_35;
+    end
+    if (rst) begin
+      \$332  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$333  = z_35;
+    if (state_wr__en) begin
+      \$333  = \$148 ;
+    end
+    if (rst) begin
+      \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$334  = li_issuing;
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$335  = li_valid_sel;
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$336  = li_valid_a;
+    if (rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$337  = o_0;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
-            \$330  = \$208 ;
+            \$337  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$330  = 16'h0000;
+              \$337  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$330  = 16'h0000;
+      \$337  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = o_1;
+    \$338  = o_1;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
             /* empty */;
         3'h1:
-            \$331  = \$208 ;
+            \$338  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$331  = 16'h0000;
+              \$338  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$331  = 16'h0000;
+      \$338  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = o_2;
+    \$339  = o_2;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2593,24 +2494,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h1:
             /* empty */;
         3'h2:
-            \$332  = \$208 ;
+            \$339  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$332  = 16'h0000;
+              \$339  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$332  = 16'h0000;
+      \$339  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = o_3;
+    \$340  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2620,24 +2521,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$333  = \$208 ;
+            \$340  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$333  = 16'h0000;
+              \$340  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$333  = 16'h0000;
+      \$340  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = o_4;
+    \$341  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2649,24 +2550,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$334  = \$208 ;
+            \$341  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$334  = 16'h0000;
+              \$341  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$334  = 16'h0000;
+      \$341  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = o_5;
+    \$342  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2680,296 +2581,422 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$335  = \$208 ;
+            \$342  = \$196 ;
       endcase
     end
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$335  = 16'h0000;
+              \$342  = 16'h0000;
             end
           end
     endcase
     if (rst) begin
-      \$335  = 16'h0000;
+      \$342  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = best;
-    if (\$212 ) begin
-      \$336  = o_b;
+    \$343  = best;
+    if (\$200 ) begin
+      \$343  = o_b;
     end
     if (rst) begin
-      \$336  = 16'h0000;
+      \$343  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = label;
-    if (\$212 ) begin
-      \$337  = li_index_b;
+    \$344  = label;
+    if (\$200 ) begin
+      \$344  = li_index_b;
     end
     if (rst) begin
-      \$337  = 3'h0;
+      \$344  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = mask;
+    \$345  = next_source_mask;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$338  = { \$213 , inp__payload[3:0] };
+            \$345  = { 36'h000000000, inp__payload[3:0] };
           end
       3'h1:
-          if (\$216 ) begin
-            if (\$218 ) begin
-              \$338  = \$220 [39:0];
+          if (\$207 ) begin
+            if (\$208 ) begin
+              \$345  = \$210 [39:0];
             end
           end
-    endcase
-    if (rst) begin
-      \$338  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = cycles;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$339  = 16'h0001;
-          end
-      3'h1:
-          \$339  = \$214 [15:0];
       3'h2:
-          \$339  = \$222 [15:0];
+          if (\$226 ) begin
+            \$345  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
+          end
       3'h3:
-          \$339  = \$235 [15:0];
+          if (\$235 ) begin
+            if (\$236 ) begin
+              \$345  = \$238 [39:0];
+            end
+          end
     endcase
     if (rst) begin
-      \$339  = 16'h0000;
+      \$345  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = fresh;
+    \$346  = cycles;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$346  = 16'h0001;
+          end
+      3'h1:
+          \$346  = \$201 [15:0];
+      3'h2:
+          \$346  = \$214 [15:0];
+      3'h3:
+          \$346  = \$229 [15:0];
+      3'h4:
+          \$346  = \$242 [15:0];
+    endcase
+    if (rst) begin
+      \$346  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$347  = fresh;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
-              \$340  = 1'h1;
+              \$347  = 1'h1;
             end
           end
       3'h1:
           /* empty */;
       3'h2:
-          if (\$234 ) begin
-            \$340  = 1'h0;
+          if (\$226 ) begin
+            \$347  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$340  = 1'h1;
+      \$347  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = fsm_state;
+    \$348  = fsm_state;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$341  = 3'h1;
+            \$348  = 3'h1;
           end
       3'h1:
-          if (\$216 ) begin
-          end else if (\$217 ) begin
-            \$341  = 3'h2;
+          if (\$207 ) begin
+            (* full_case = 32'd1 *)
+            if (\$208 ) begin
+            end else begin
+              if (\$213 ) begin
+                \$348  = 3'h2;
+              end
+            end
           end
       3'h2:
-          if (\$234 ) begin
-            \$341  = 3'h3;
+          if (\$226 ) begin
+            \$348  = 3'h3;
           end
       3'h3:
-          if (\$241 ) begin
-            \$341  = 3'h4;
+          if (\$235 ) begin
+            (* full_case = 32'd1 *)
+            if (\$236 ) begin
+            end else begin
+              if (\$241 ) begin
+                \$348  = 3'h4;
+              end
+            end
           end
       3'h4:
+          if (\$248 ) begin
+            \$348  = 3'h5;
+          end
+      3'h5:
           if (out__ready) begin
-            \$341  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$341  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$342  = \$215 ;
-    endcase
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = segment;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-            (* full_case = 32'd1 *)
-            if (\$218 ) begin
-              \$343  = 1'h0;
-            end else begin
-              \$343  = \$221 [0];
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$223 ) begin
-              \$343  = 1'h0;
-            end else begin
-              \$343  = \$225 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$343  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-          end else if (\$217 ) begin
-            \$344  = 1'h1;
-          end
-      3'h2:
-          if (issuing) begin
-            if (\$226 ) begin
-              \$344  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$344  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = \$signature__addr$12 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-          end else if (\$217 ) begin
-            \$345  = 6'h00;
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$226 ) begin
-              \$345  = 6'h00;
-            end else begin
-              \$345  = \$227 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$345  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = place;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (issuing) begin
-            if (\$223 ) begin
-              \$346  = \$224 [4:0];
-            end
-            if (\$226 ) begin
-              \$346  = 5'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$346  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = li_issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (\$234 ) begin
-            \$347  = 1'h1;
-          end
-      3'h3:
-          if (li_issuing) begin
-            if (\$236 ) begin
-              \$347  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$347  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = li_index;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (\$234 ) begin
             \$348  = 3'h0;
-          end
-      3'h3:
-          if (li_issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$236 ) begin
-            end else begin
-              \$348  = \$237 [2:0];
-            end
           end
     endcase
     if (rst) begin
       \$348  = 3'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$349  = fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$349  = have;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$349  = have;
+    endcase
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$350  = segment;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (have) begin
+            \$350  = \$204 [0];
+          end
+      3'h2:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$215 ) begin
+              \$350  = 1'h0;
+            end else begin
+              \$350  = \$217 [0];
+            end
+          end
+      3'h3:
+          if (have) begin
+            \$350  = \$232 [0];
+          end
+    endcase
+    if (rst) begin
+      \$350  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$351  = source;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$207 ) begin
+            if (\$208 ) begin
+              \$351  = next_source;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$235 ) begin
+            if (\$236 ) begin
+              \$351  = next_source;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$352  = have;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$207 ) begin
+            (* full_case = 32'd1 *)
+            if (\$208 ) begin
+              \$352  = 1'h1;
+            end else begin
+              \$352  = 1'h0;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$235 ) begin
+            (* full_case = 32'd1 *)
+            if (\$236 ) begin
+              \$352  = 1'h1;
+            end else begin
+              \$352  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$352  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$353  = issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$207 ) begin
+            (* full_case = 32'd1 *)
+            if (\$208 ) begin
+            end else begin
+              if (\$213 ) begin
+                \$353  = 1'h1;
+              end
+            end
+          end
+      3'h2:
+          if (issuing) begin
+            if (\$218 ) begin
+              \$353  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$353  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$354  = \$signature__addr$14 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$207 ) begin
+            (* full_case = 32'd1 *)
+            if (\$208 ) begin
+            end else begin
+              if (\$213 ) begin
+                \$354  = 6'h00;
+              end
+            end
+          end
+      3'h2:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$218 ) begin
+              \$354  = 6'h00;
+            end else begin
+              \$354  = \$219 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$354  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$355  = place;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (issuing) begin
+            if (\$215 ) begin
+              \$355  = \$216 [4:0];
+            end
+            if (\$218 ) begin
+              \$355  = 5'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$355  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$356  = out_fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$356  = \$228 ;
+    endcase
+    if (rst) begin
+      \$356  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$357  = li_issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$235 ) begin
+            (* full_case = 32'd1 *)
+            if (\$236 ) begin
+            end else begin
+              if (\$241 ) begin
+                \$357  = 1'h1;
+              end
+            end
+          end
+      3'h4:
+          if (li_issuing) begin
+            if (\$243 ) begin
+              \$357  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$357  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$358  = li_index;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$235 ) begin
+            (* full_case = 32'd1 *)
+            if (\$236 ) begin
+            end else begin
+              if (\$241 ) begin
+                \$358  = 3'h0;
+              end
+            end
+          end
+      3'h4:
+          if (li_issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$243 ) begin
+            end else begin
+              \$358  = \$244 [2:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$358  = 3'h0;
+    end
+  end
   assign \$signature__addr  = { source, segment };
-  assign chunk = \$signature__addr$12 ;
-  assign \$signature__addr$14  = \$signature__addr$12 ;
-  assign chunk_s4 = \$signature__addr$15 ;
+  assign \$signature__addr$13  = \$1 [5:0];
+  assign chunk = \$signature__addr$14 ;
+  assign \$signature__addr$16  = \$signature__addr$14 ;
   assign chunk_s6 = state_wr__addr;
   assign valid_s6 = state_wr__en;
-  assign state_wr__data = { \$30 , v_s6_0, u_s6_0 };
+  assign state_wr__data = { \$31 , v_s6_0, u_s6_0 };
   assign \inp__payload.spikes  = inp__payload[3:0];
   assign \inp__payload.first  = inp__payload[4];
   assign \out__payload.potentials  = out__payload[95:0];
@@ -2982,42 +3009,45 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \out__payload.label  = out__payload[98:96];
   assign \out__payload.spikes  = out__payload[134:99];
   assign \out__payload.cycles  = out__payload[150:135];
-  assign \$2  = { \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30], \$1 [30:14] };
-  assign \$9  = { \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30], \$8 [30:14] };
-  assign \$18  = { \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30], \$17 [30:14] };
-  assign \$24  = { \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30], \$23 [30:14] };
-  assign \$62  = { \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24], \$61 [24:10] };
-  assign \$66  = { \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24], \$65 [24:10] };
-  assign \$72  = { \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24], \$71 [24:10] };
-  assign \$75  = { \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24], \$74 [24:10] };
-  assign \$87  = { \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33], \$86 [33:14] };
-  assign \$88  = { acc_s5_0, 3'h0 };
-  assign \$93  = { \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33], \$92 [33:14] };
-  assign \$94  = { acc_s5_0, 3'h0 };
-  assign \$101  = { \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33], \$100 [33:14] };
-  assign \$102  = { acc_s5_0, 3'h0 };
-  assign \$106  = { \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33], \$105 [33:14] };
-  assign \$107  = { acc_s5_0, 3'h0 };
-  assign \$113  = { \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33], \$112 [33:14] };
-  assign \$117  = { \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33], \$116 [33:14] };
-  assign \$123  = { \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33:14] };
-  assign \$126  = { \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33:14] };
+  assign \$3  = { \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30:14] };
+  assign \$10  = { \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30:14] };
+  assign \$19  = { \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30:14] };
+  assign \$25  = { \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30:14] };
+  assign \$80  = { \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24:10] };
+  assign \$84  = { \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24:10] };
+  assign \$90  = { \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24:10] };
+  assign \$93  = { \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24:10] };
+  assign \$105  = { \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33:14] };
+  assign \$106  = { acc_s5_0, 3'h0 };
+  assign \$111  = { \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33:14] };
+  assign \$112  = { acc_s5_0, 3'h0 };
+  assign \$119  = { \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33:14] };
+  assign \$120  = { acc_s5_0, 3'h0 };
+  assign \$124  = { \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33:14] };
+  assign \$125  = { acc_s5_0, 3'h0 };
+  assign \$131  = { \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33:14] };
+  assign \$135  = { \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33:14] };
+  assign \$141  = { \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33:14] };
+  assign \$144  = { \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33:14] };
+  assign \$154  = { \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32:14] };
+  assign \$155  = { acc_o_a, 3'h0 };
+  assign \$159  = { \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32:14] };
+  assign \$160  = { acc_o_a, 3'h0 };
   assign \$166  = { \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32:14] };
   assign \$167  = { acc_o_a, 3'h0 };
-  assign \$171  = { \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32:14] };
-  assign \$172  = { acc_o_a, 3'h0 };
-  assign \$178  = { \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32], \$177 [32:14] };
-  assign \$179  = { acc_o_a, 3'h0 };
-  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
-  assign \$183  = { acc_o_a, 3'h0 };
+  assign \$170  = { \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32:14] };
+  assign \$171  = { acc_o_a, 3'h0 };
+  assign \$176  = { \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32:14] };
+  assign \$177  = { acc_o_a, 3'h0 };
+  assign \$181  = { \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32:14] };
+  assign \$182  = { acc_o_a, 3'h0 };
   assign \$188  = { \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32:14] };
   assign \$189  = { acc_o_a, 3'h0 };
-  assign \$193  = { \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32:14] };
-  assign \$194  = { acc_o_a, 3'h0 };
-  assign \$200  = { \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32], \$199 [32:14] };
-  assign \$201  = { acc_o_a, 3'h0 };
-  assign \$204  = { \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32], \$203 [32:14] };
-  assign \$205  = { acc_o_a, 3'h0 };
-  assign \$218  = segment;
-  assign \$223  = segment;
+  assign \$192  = { \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32:14] };
+  assign \$193  = { acc_o_a, 3'h0 };
+  assign \$202  = segment;
+  assign \$206  = segment;
+  assign \$215  = segment;
+  assign \$230  = segment;
+  assign \$234  = segment;
 endmodule

@@ -260,7 +260,9 @@ async def ecg_sequences_match_golden(dut):
     from brf_hw.generate import cycle_model
 
     layout = result_layout(net, cfg["lanes"], cfg["segments"])
-    prev = 0
+    from brf_hw.hw.layout import geometry
+
+    chunks = geometry(ident["hidden"], cfg["lanes"], cfg["segments"])[0]
     for t, frame in enumerate(got):
         assert frame.type == P.Reply.RESULT_FULL, _pairs([frame])
         beat = layout.from_bits(frame.payload)
@@ -268,10 +270,8 @@ async def ecg_sequences_match_golden(dut):
         assert potentials == gold.outputs[t].tolist(), f"step {t}: potentials {potentials} != {gold.outputs[t]}"
         assert int(beat.spikes) == sum(int(z) << h for h, z in enumerate(gold.spikes[t])), f"step {t}: spikes"
         assert int(beat.label) == gold.predictions[t]
-        prev = 0 if ff[t] else prev
-        assert int(beat.cycles) == cycle_model(int(xf[t].sum()) + prev, ident["hidden"] // cfg["lanes"] +
-                                               bool(ident["hidden"] % cfg["lanes"]), net.shape[2], cfg["segments"])
-        prev = int(gold.spikes[t].sum())
+        assert int(beat.cycles) == cycle_model(int(xf[t].sum()), int(gold.spikes[t].sum()), chunks, net.shape[2],
+                                               cfg["segments"])
     uart.send(P.encode(P.Cmd.STATUS))
     status, = await uart.frames_wait(1)
     values = P.unpack(P.STATUS_FIELDS, status.payload)

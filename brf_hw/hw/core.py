@@ -12,25 +12,27 @@ the label of its last step); mean keeps O running sums s_j = sat(s_j + o_j) (``a
 readout.sum_bits wide, cleared with ``first``) and their running argmax.
 
 Phases of a step (cycle counts in ``cycle_model``):
-  ACC     G cycles per active source (set input bit, or hidden spike of the previous step, lowest
-          index first): the accumulators form a ring of G segments that turns one segment per
-          cycle; the segment passing the A = ceil(H/G) shared adders gets its slice of the
-          source's weight row (one synapse-memory word). G = 1 adds a whole row per cycle;
-          larger G trades cycles for adders. Silent sources cost nothing: cycles grow with
-          spikes, not synapses.
+  ACC     G cycles per set input bit (lowest index first): the accumulators form a ring of G
+          segments that turns one segment per cycle; the segment passing the A = C*P/G shared
+          adders gets its slice of the source's weight row (one synapse-memory word). G = 1 adds
+          a whole row per cycle; larger G trades cycles for adders. The previous step's hidden
+          spikes were accumulated at its end (READOUT), so only the input bits remain.
   UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
           C chunks of neurons, one chunk per cycle. The ring turns on (adding zeros) and each
           lane takes its sum from the segment at the adders (``layout``: segment g holds the
-          chunks k = g mod G), so a lane reads one of A/P places, not one of C. Accumulators
-          and data registers have no reset (the sums are cleared as a step is accepted): a
-          register with two resets would cost a LUT per bit. u, v, q live in a state memory
-          (read a chunk, write it back 6 cycles later); new spikes are added onto the output
-          accumulators as they leave the pipeline, so the readout costs no extra cycles.
+          chunks k = g mod G), so a lane reads one of A/P places, not one of C. u, v, q live in
+          a state memory (read a chunk, write it back 6 cycles later). Then the sums are cleared.
+  READOUT G cycles per new hidden spike, the same datapath as ACC: the spike's synapse row goes
+          onto the (cleared) accumulators, for the next step, and its output-weight row (one
+          word, with the first segment) onto the O output accumulators: the readout needs O
+          adders, not P*O. A beat with ``first`` clears the accumulators as it is accepted.
   LI      the O output potentials one after another through one multiplier (select, multiply,
           round and saturate, compare for the argmax); a mean readout adds o onto its running
           sum one stage later and compares the sums (one more cycle).
-Then OUTPUT holds the beat until it is taken. The hidden state is cleared without touching the
-memory: while ``fresh`` is set (after reset, or from a beat with ``first``) UPDATE reads zeros.
+Then OUTPUT holds the beat until it is taken. Silent sources cost nothing: cycles grow with
+spikes, not synapses. The hidden state is cleared without touching the memory: while ``fresh``
+is set (after reset, or from a beat with ``first``) UPDATE reads zeros. Accumulators and data
+registers have no reset: a register with two resets would cost a LUT per bit.
 """
 
 from __future__ import annotations
@@ -47,27 +49,33 @@ from .layout import memory_images
 MIN_CYCLE_COUNTER_BITS = 16
 
 
-def cycle_model(sources_active: int, chunks: int, outputs: int, segments: int = 1, mean: bool = False) -> int:
+def _pass(sources: int, segments: int) -> int:
+    """Cycles of an ACC or READOUT pass over ``sources`` set sources: take the first, G per
+    source, two until its last row is added; 1 when there are none."""
+    return sources * segments + 3 if sources else 1
+
+
+def cycle_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
+                mean: bool = False) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (set input bits + previous hidden spikes) * segments + 2 (1 when there are none),
-    UPDATE chunks + 7, LI outputs + 4 (+ 1 for a mean readout's running sums).
-    The step's own hidden spikes cost nothing: the readout runs inside the UPDATE pipeline."""
-    acc = sources_active * segments + 2 if sources_active else 1
-    return 1 + acc + (chunks + 7) + (outputs + 4 + int(mean))
+    accept 1, ACC (set input bits) * segments + 3 (1 when there are none), UPDATE chunks + 7,
+    READOUT (the step's hidden spikes) * segments + 3 (1 when none), LI outputs + 4 (+ 1 for a
+    mean readout's running sums)."""
+    return 1 + _pass(input_sources, segments) + (chunks + 7) + _pass(spikes, segments) + (outputs + 4 + int(mean))
 
 
-def cycle_counter_bits(sources: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
-    """Wide enough for the slowest possible step (every source active: all input bits set, every
-    hidden neuron spiking), so the per-step counter can never wrap; at least 16 bits. Output
-    back-pressure is not counted (the count stops when the beat is presented), so no stream
-    length or stall can overflow it."""
-    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(sources, chunks, n_out, segments, mean).bit_length())
+def cycle_counter_bits(inputs: int, hidden: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
+    """Wide enough for the slowest possible step (every input bit set, every hidden neuron
+    spiking), so the per-step counter can never wrap; at least 16 bits. Output back-pressure is
+    not counted (the count stops when the beat is presented), so no stream length or stall can
+    overflow it."""
+    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(inputs, hidden, chunks, n_out, segments, mean).bit_length())
 
 
-# Up to this many sources the priority encoder is one chain of comparisons (the ECG network's 40,
-# and so its Verilog); beyond it, a two-level tree (a chain over 264 bits exhausts YoWASP Yosys's
-# WebAssembly stack: its XAIGER pass recurses along the path, one frame per cell).
+# Up to this many sources the priority encoder is one chain of comparisons (the ECG network's 40);
+# beyond it, a two-level tree (a chain over 264 bits exhausts YoWASP Yosys's WebAssembly stack: its
+# XAIGER pass recurses along the path, one frame per cell).
 FLAT_ENCODER_MAX = 64
 
 
@@ -77,20 +85,21 @@ def _priority_chain(m: Module, vector, index: Signal) -> None:
             m.d.comb += index.eq(i)
 
 
-def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
-    """The index of the lowest set bit of ``vector`` (0 when none is set), combinational.
-    Wide vectors: groups of W = 2^ceil(log2(sqrt(n))) bits; a chain over the groups' any-set flags
-    finds the lowest non-empty group, a mux takes that group, a chain over its W bits the bit in it;
-    the index is (group, bit), the same number as the flat chain's for every vector."""
-    n = len(vector)
+def _source_queue(m: Module, n: int, name: str):
+    """A mask of n sources, the index of its lowest set bit (combinational; 0 when none is set)
+    and the statements that clear that bit. Wide masks: groups of W = 2^ceil(log2(sqrt(n))) bits;
+    a chain over the groups' any-set flags finds the lowest non-empty group, a mux takes it, a chain
+    over its W bits the bit in it; the index is (group, bit), and only that group's W bits are
+    rewritten (word & (word - 1): a W-bit carry chain, not an n-bit one)."""
     index = Signal(range(max(2, n)), name=name)
     if n <= FLAT_ENCODER_MAX:
-        _priority_chain(m, vector, index)
-        return index
+        mask = Signal(n, name=f"{name}_mask")
+        _priority_chain(m, mask, index)
+        return mask, index, [mask.eq(mask & (mask - 1))]
     width = 1 << ((n - 1).bit_length() + 1) // 2  # >= sqrt(n), a power of two
     groups = -(-n // width)
-    padded = Cat(vector, Const(0, groups * width - n))
-    words = [padded.word_select(g, width) for g in range(groups)]
+    mask = Signal(groups * width, name=f"{name}_mask")  # the padding bits are never set
+    words = [mask.word_select(g, width) for g in range(groups)]
     group = Signal(range(groups), name=f"{name}_group")
     _priority_chain(m, Cat(*(w.any() for w in words)), group)
     word = Signal(width, name=f"{name}_word")
@@ -98,7 +107,7 @@ def _lowest_set_bit(m: Module, vector: Signal, name: str) -> Signal:
     bit = Signal(range(width), name=f"{name}_bit")
     _priority_chain(m, word, bit)
     m.d.comb += index.eq(Cat(bit, group))
-    return index
+    return mask, index, [mask.word_select(group, width).eq(word & (word - 1))]
 
 
 def _field(word, index: int, width: int):
@@ -122,7 +131,7 @@ class BRFAccelerator(wiring.Component):
             "potentials": data.ArrayLayout(signed(net.spec.output.bits), n_out),
             "label": label,
             "spikes": unsigned(n_hid),
-            "cycles": unsigned(cycle_counter_bits(self.sources, n_out, self.chunks, self.segments, self.mean)),
+            "cycles": unsigned(cycle_counter_bits(n_in * bits, n_hid, n_out, self.chunks, self.segments, self.mean)),
             **({"sum_label": label} if self.mean else {}),
         })
         super().__init__({"inp": In(stream.Signature(self.input_layout)),
@@ -147,7 +156,7 @@ class BRFAccelerator(wiring.Component):
                                              init=img.synapses, attrs=block)
         m.submodules.constants = const = Memory(shape=unsigned(width["constants"]), depth=C, init=img.constants,
                                                 attrs=block)
-        m.submodules.out_weights = outw = Memory(shape=unsigned(width["outputs"]), depth=C, init=img.outputs,
+        m.submodules.out_weights = outw = Memory(shape=unsigned(width["outputs"]), depth=n_hid, init=img.outputs,
                                                  attrs=block)
         m.submodules.state = state = Memory(shape=unsigned(3 * P * sb), depth=C, init=[], attrs=block)
         syn_rd, const_rd, outw_rd, state_rd = syn.read_port(), const.read_port(), outw.read_port(), state.read_port()
@@ -165,8 +174,11 @@ class BRFAccelerator(wiring.Component):
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
         acc = [Signal(signed(acc_bits), name=f"acc_{h}", reset_less=True) for h in range(G * A)]
         ring = [acc[g * A:(g + 1) * A] for g in range(G)]
-        mask = Signal(self.sources)  # sources still to be accumulated
-        source = _lowest_set_bit(m, mask, "source")
+        # sources still to be accumulated; the next one is registered (``source``, ``have``) while
+        # its G segments are read, so the encoder has a cycle of its own, off the address path
+        mask, lowest, take_lowest = _source_queue(m, self.sources, "next_source")
+        source = Signal(range(max(2, self.sources)), name="source", reset_less=True)
+        have = Signal()  # ``source`` holds a source whose segments are being read
         segment = Signal(max(1, (stride - 1).bit_length()))  # the row segment read this cycle
         fetched = Signal()  # the synapse read port holds the segment taken last cycle
         m.d.comb += syn_rd.addr.eq(Cat(segment, source) if G > 1 else source)
@@ -176,11 +188,26 @@ class BRFAccelerator(wiring.Component):
         m.d.sync += row.eq(Mux(fetched, syn_rd.data, 0))
         adding = reg(fetched, "adding", reset_less=False)
         issuing = Signal()
+        clear = Signal()  # zero the accumulators (after UPDATE, or accepting a beat with first)
         with m.If(adding | issuing):  # segments arrive in ring order, so after G adds the ring is home again
             for g in range(G - 1):
                 m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
             # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
             m.d.sync += [a.eq((b + _field(row, k, wb))[:acc_bits]) for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
+        with m.If(clear):  # after the adds: one sync reset and one enable per FF, no LUTs
+            m.d.sync += [a.eq(0) for a in acc]
+
+        # READOUT's output rows: hidden source I*b + h reads word h with its first segment; the row
+        # is zero unless fetched, so the O adders run every cycle (no enable)
+        n_in_bits = self.sources - n_hid
+        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
+        m.d.comb += outw_rd.addr.eq(source - n_in_bits)
+        out_fetched = Signal()  # the output read port holds a spiking neuron's row
+        out_row = Signal(len(outw_rd.data), name="out_row", reset_less=True)
+        m.d.sync += out_row.eq(Mux(out_fetched, outw_rd.data, 0))
+        m.d.sync += [a.eq(a + _field(out_row, j, owb)) for j, a in enumerate(acc_o)]
+        with m.If(self.inp.valid & self.inp.ready):
+            m.d.sync += [a.eq(0) for a in acc_o]
 
         # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
         chunk = Signal(range(max(2, C)))
@@ -220,8 +247,6 @@ class BRFAccelerator(wiring.Component):
         v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
         q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
         valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
-        m.d.comb += outw_rd.addr.eq(chunk4)
-        out_row6 = reg(outw_rd.data, "out_row_s6")  # registered, as the synapse row
         # stage 6: spike, new q, write-back, readout
         z6 = [ops.spike(th_q6[p], u6[p]) for p in range(P)]
         q_new6 = [ops.next_q(spec, q_g6[p], z6[p]) for p in range(P)]
@@ -231,12 +256,8 @@ class BRFAccelerator(wiring.Component):
         # chunk leaving the pipeline; after the step it holds the new spike vector in order
         z_ring = [Signal(P, name=f"z_{k}") for k in range(C)]
         z_flat = Cat(*z_ring)[:n_hid]
-        acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
         with m.If(valid6):
             m.d.sync += [z_ring[k].eq(z_ring[k + 1]) for k in range(C - 1)] + [z_ring[C - 1].eq(Cat(*z6))]
-            for j in range(n_out):
-                row = sum(Mux(z6[p], _field(out_row6, p * n_out + j, owb), 0) for p in range(P))
-                m.d.sync += acc_o[j].eq(acc_o[j] + row)
         pipeline_busy = issuing | valid1 | valid2 | valid3 | valid4 | valid5 | valid6
 
         # --- LI: one output per cycle through one multiplier, then a running argmax -------------------
@@ -272,35 +293,38 @@ class BRFAccelerator(wiring.Component):
                 m.d.sync += [sum_best.eq(s_c), sum_label.eq(index_c)]
             li_busy = li_busy | valid_c
 
-        # the sums are cleared as a beat is accepted; written here, after every other assignment to
-        # them and outside the FSM, so Yosys sees one sync reset and one enable (FF pins, no LUTs)
-        with m.If(self.inp.valid & self.inp.ready):
-            m.d.sync += [a.eq(0) for a in acc + acc_o]
+        def accumulate(done):
+            """One pass over the set sources of ``mask``, G cycles each; ``done`` when the last row
+            is added (this cycle, before the next phase reads the sums)."""
+            m.d.sync += [cycles.eq(cycles + 1), fetched.eq(have)]
+            if G > 1:
+                with m.If(have):
+                    m.d.sync += segment.eq(Mux(segment == G - 1, 0, segment + 1))
+            with m.If(~have | (segment == G - 1)):  # the source's last segment: take the next one
+                with m.If(mask != 0):
+                    m.d.sync += [source.eq(lowest), have.eq(1)] + take_lowest
+                with m.Else():
+                    m.d.sync += have.eq(0)
+                    with m.If(~have & ~fetched):
+                        done()
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
                 with m.If(self.inp.valid):
                     first = self.inp.payload.first
-                    inputs = getattr(self.inp.payload, self.input_field)
-                    m.d.sync += [mask.eq(Cat(inputs, Mux(first, 0, z_flat))), cycles.eq(1)]
+                    m.d.sync += [mask.eq(getattr(self.inp.payload, self.input_field)), cycles.eq(1)]
+                    with m.If(first | fresh):  # the last step's spikes were accumulated for nothing
+                        m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
                         m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o + sums]
                     m.next = "ACC"
 
             with m.State("ACC"):
-                m.d.sync += cycles.eq(cycles + 1)
-                m.d.sync += fetched.eq(mask != 0)
-                with m.If(mask != 0):
-                    with m.If(segment == G - 1):  # the source's last segment: on to the next source
-                        m.d.sync += mask.eq(mask & (mask - 1))
-                        if G > 1:
-                            m.d.sync += segment.eq(0)
-                    with m.Else():
-                        m.d.sync += segment.eq(segment + 1)
-                with m.Elif(~fetched):  # the last row is added this cycle, before UPDATE reads the sums
+                def to_update():
                     m.d.sync += [issuing.eq(1), chunk.eq(0)]
                     m.next = "UPDATE"
+                accumulate(to_update)
 
             with m.State("UPDATE"):
                 m.d.sync += cycles.eq(cycles + 1)
@@ -316,9 +340,18 @@ class BRFAccelerator(wiring.Component):
                         m.d.sync += [issuing.eq(0), chunk.eq(0), place.eq(0)]
                     with m.Else():
                         m.d.sync += chunk.eq(chunk + 1)
-                with m.If(~pipeline_busy):
-                    m.d.sync += [fresh.eq(0), li_issuing.eq(1), li_index.eq(0)]
+                with m.If(~pipeline_busy):  # every chunk read its sums, every spike is in z_ring
+                    m.d.comb += clear.eq(1)
+                    m.d.sync += [fresh.eq(0), mask.eq(Cat(Const(0, n_in_bits), z_flat))]
+                    m.next = "READOUT"
+
+            with m.State("READOUT"):
+                m.d.sync += out_fetched.eq(have & (segment == 0))
+
+                def to_li():
+                    m.d.sync += [li_issuing.eq(1), li_index.eq(0)]
                     m.next = "LI"
+                accumulate(to_li)
 
             with m.State("LI"):
                 m.d.sync += cycles.eq(cycles + 1)

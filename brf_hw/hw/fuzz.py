@@ -136,7 +136,7 @@ def random_case(seed: int) -> FuzzCase:
     density = rng.uniform(0.0, 0.8)
     # Amaranth's simulator runs 1-4 k cycles/s: a step with many active sources and many segments
     # costs thousands of cycles, so the sequence is shortened to keep each case near CYCLE_BUDGET
-    per_step = cycle_model(round(density * n_in + 0.3 * n_hid), chunks, n_out, segments) + 1
+    per_step = cycle_model(round(density * n_in), round(0.3 * n_hid), chunks, n_out, segments) + 1
     steps = min(int(rng.integers(1, MAX_STEPS + 1)), max(1, CYCLE_BUDGET // per_step))
     x = (rng.random((steps, n_in)) < density).astype(np.int64)
     first = rng.random(steps) < rng.choice([0.0, 0.02, 0.2])
@@ -161,7 +161,7 @@ def _widen(seed: int, net: IntNetwork, x, first, chunks: int, segments: int):
     except FormatError:  # the wider input rows no longer fit 64-bit arithmetic: stay with spikes
         return net, x, first
     x = np.where(x > 0, rng.integers(0, 1 << bits, x.shape), 0)
-    per_step = cycle_model(int(active_sources(x, bits).mean()) + round(0.3 * net.shape[1]), chunks,
+    per_step = cycle_model(int(active_sources(x, bits).mean()), round(0.3 * net.shape[1]), chunks,
                            net.shape[2], segments) + 1
     steps = max(1, min(len(x), CYCLE_BUDGET // per_step))
     return net, x[:steps], first[:steps]
@@ -172,7 +172,7 @@ def check_amaranth(case: FuzzCase) -> str | None:
     hw = simulate(case.net, case.x, case.first, lanes=case.lanes, segments=case.segments,
                   gap_prob=case.gap_prob, stall_prob=case.stall_prob, seed=case.seed)
     gold = golden.run_stream(case.net, case.x, case.first)
-    cycles = expected_cycles(case.net, case.x, case.first, gold.spikes, case.lanes, case.segments)
+    cycles = expected_cycles(case.net, case.x, gold.spikes, case.lanes, case.segments)
     pairs = [("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
              ("labels", hw.labels, gold.predictions), ("cycles", hw.cycles, cycles)]
     if gold.sums is not None:

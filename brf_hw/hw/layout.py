@@ -18,8 +18,8 @@ source index with the segment index below it (no multiplier).
                   concatenated little-end first are the inputs' source bits); I*b..I*b+H-1:
                   hidden neurons)                                   width A * synapse_bits
   constant memory depth C, word k = d of lanes 0..P-1, then c of lanes 0..P-1  width 2*P*coef.bits
-  output memory   depth C, word k = for lanes 0..P-1, the weights from hidden neuron k*P+p onto
-                  outputs 0..O-1                                    width P*O * out_weight.bits
+  output memory   depth H, word h = the weights from hidden neuron h onto outputs 0..O-1
+                                                                    width O * out_weight.bits
 """
 
 from __future__ import annotations
@@ -106,8 +106,7 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> M
     d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
     constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
                  for k in range(chunks)]
-    w_out = np.pad(net.w_out.T, ((0, pad), (0, 0)))  # [C*P, O]
-    outputs = [pack(w_out[k * lanes:(k + 1) * lanes].reshape(-1), spec.out_weight.bits) for k in range(chunks)]
+    outputs = [pack(net.w_out[:, h], spec.out_weight.bits) for h in range(n_hid)]
     widths = {"synapses": size * spec.synapse_bits, "constants": 2 * lanes * spec.coef.bits,
-              "outputs": lanes * n_out * spec.out_weight.bits}
+              "outputs": n_out * spec.out_weight.bits}
     return MemoryImages(lanes, chunks, segments, size, stride, synapses, constants, outputs, widths)

@@ -75,13 +75,14 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
                        np.array([g[3] for g in got]), np.array([g[4] for g in got]) if dut.mean else None)
 
 
-def expected_cycles(net: IntNetwork, x: np.ndarray, first: np.ndarray, spikes: np.ndarray, lanes: int,
+def expected_cycles(net: IntNetwork, x: np.ndarray, spikes: np.ndarray, lanes: int,
                     segments: int | None = None) -> np.ndarray:
-    """The cycle model per step of a stream: set input bits plus the previous step's hidden spikes
-    (none after a sequence start); ``spikes`` [T, H] the golden model's."""
-    prev = np.concatenate([[0], spikes[:-1].sum(1)])
-    prev[np.asarray(first, bool)] = 0
+    """The cycle model per step (x [..., I], spikes [..., H] the golden model's): the step's set
+    input bits and its own hidden spikes (READOUT accumulates them at the step's end)."""
     chunks, segments = geometry(net.shape[1], lanes, segments)
     mean = net.readout.rule == "mean"
-    return np.array([cycle_model(int(a) + int(p), chunks, net.shape[2], segments, mean)
-                     for a, p in zip(active_sources(x, net.spec.input.bits), prev)])
+    inputs = active_sources(x, net.spec.input.bits)
+    fired = np.asarray(spikes).sum(-1)
+    table = {pair: cycle_model(pair[0], pair[1], chunks, net.shape[2], segments, mean)
+             for pair in set(zip(inputs.reshape(-1).tolist(), fired.reshape(-1).tolist()))}
+    return np.vectorize(lambda a, s: table[(a, s)], otypes=[np.int64])(inputs, fired)
