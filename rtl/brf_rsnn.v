@@ -61,83 +61,83 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$148 ;
   reg [15:0] \$149 ;
   wire \$15 ;
-  reg [15:0] \$150 ;
-  reg [13:0] \$151 ;
-  wire [31:0] \$152 ;
-  wire [32:0] \$153 ;
+  wire [15:0] \$150 ;
+  reg [15:0] \$151 ;
+  reg [13:0] \$152 ;
+  wire [31:0] \$153 ;
   wire [32:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [33:0] \$156 ;
-  wire \$157 ;
-  wire [32:0] \$158 ;
+  wire [32:0] \$155 ;
+  wire [16:0] \$156 ;
+  wire [33:0] \$157 ;
+  wire \$158 ;
   wire [32:0] \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire [33:0] \$161 ;
-  wire \$162 ;
+  wire [32:0] \$160 ;
+  wire [16:0] \$161 ;
+  wire [33:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire [32:0] \$165 ;
+  wire \$165 ;
   wire [32:0] \$166 ;
-  wire [16:0] \$167 ;
-  wire [33:0] \$168 ;
-  wire [32:0] \$169 ;
+  wire [32:0] \$167 ;
+  wire [16:0] \$168 ;
+  wire [33:0] \$169 ;
   wire \$17 ;
   wire [32:0] \$170 ;
-  wire [16:0] \$171 ;
-  wire [33:0] \$172 ;
-  wire [15:0] \$173 ;
+  wire [32:0] \$171 ;
+  wire [16:0] \$172 ;
+  wire [33:0] \$173 ;
   wire [15:0] \$174 ;
-  wire [32:0] \$175 ;
+  wire [15:0] \$175 ;
   wire [32:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [33:0] \$178 ;
-  wire \$179 ;
+  wire [32:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [33:0] \$179 ;
   wire [30:0] \$18 ;
-  wire [32:0] \$180 ;
+  wire \$180 ;
   wire [32:0] \$181 ;
-  wire [16:0] \$182 ;
-  wire [33:0] \$183 ;
-  wire \$184 ;
+  wire [32:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [33:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [32:0] \$187 ;
+  wire \$187 ;
   wire [32:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [32:0] \$189 ;
   wire [30:0] \$19 ;
-  wire [33:0] \$190 ;
-  wire [32:0] \$191 ;
+  wire [16:0] \$190 ;
+  wire [33:0] \$191 ;
   wire [32:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire [33:0] \$194 ;
-  wire [15:0] \$195 ;
+  wire [32:0] \$193 ;
+  wire [16:0] \$194 ;
+  wire [33:0] \$195 ;
   wire [15:0] \$196 ;
-  wire \$197 ;
+  wire [15:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire [30:0] \$2 ;
   wire [17:0] \$20 ;
   wire \$200 ;
-  wire [16:0] \$201 ;
-  wire \$202 ;
-  wire [1:0] \$203 ;
-  wire [1:0] \$204 ;
+  wire \$201 ;
+  wire [16:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
-  wire [40:0] \$209 ;
+  wire [3:0] \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [40:0] \$210 ;
+  wire [16:0] \$210 ;
   wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
+  wire [1:0] \$212 ;
+  wire [1:0] \$213 ;
+  wire \$214 ;
   wire \$215 ;
-  wire [5:0] \$216 ;
-  wire [1:0] \$217 ;
-  wire \$218 ;
-  wire [6:0] \$219 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [40:0] \$218 ;
+  wire [40:0] \$219 ;
   wire [10:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
@@ -148,45 +148,45 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire [16:0] \$229 ;
+  wire \$229 ;
   wire [31:0] \$23 ;
   wire \$230 ;
-  wire [1:0] \$231 ;
-  wire [1:0] \$232 ;
-  wire \$233 ;
-  wire \$234 ;
+  wire [16:0] \$231 ;
+  wire \$232 ;
+  wire [5:0] \$233 ;
+  wire [1:0] \$234 ;
   wire \$235 ;
-  wire \$236 ;
-  wire [40:0] \$237 ;
-  wire [40:0] \$238 ;
+  wire [6:0] \$236 ;
+  wire \$237 ;
+  wire \$238 ;
   wire \$239 ;
   wire [30:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire [16:0] \$242 ;
+  wire \$242 ;
   wire \$243 ;
-  wire [3:0] \$244 ;
+  wire \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  reg \$249 ;
+  wire [16:0] \$248 ;
+  wire \$249 ;
   wire [30:0] \$25 ;
-  reg [14:0] \$250 ;
-  reg [14:0] \$251 ;
-  reg [14:0] \$252 ;
-  reg [14:0] \$253 ;
-  reg [14:0] \$254 ;
-  reg [14:0] \$255 ;
-  reg [14:0] \$256 ;
-  reg [14:0] \$257 ;
-  reg [14:0] \$258 ;
-  reg [14:0] \$259 ;
+  wire [1:0] \$250 ;
+  wire [1:0] \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire [40:0] \$256 ;
+  wire [40:0] \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire [17:0] \$26 ;
-  reg [14:0] \$260 ;
-  reg [14:0] \$261 ;
-  reg [14:0] \$262 ;
-  reg [14:0] \$263 ;
+  wire \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  reg \$263 ;
   reg [14:0] \$264 ;
   reg [14:0] \$265 ;
   reg [14:0] \$266 ;
@@ -211,29 +211,29 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$283 ;
   reg [14:0] \$284 ;
   reg [14:0] \$285 ;
-  reg [13:0] \$286 ;
-  reg [13:0] \$287 ;
-  reg [13:0] \$288 ;
-  reg [13:0] \$289 ;
+  reg [14:0] \$286 ;
+  reg [14:0] \$287 ;
+  reg [14:0] \$288 ;
+  reg [14:0] \$289 ;
   wire [31:0] \$29 ;
-  reg [13:0] \$290 ;
-  reg [13:0] \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  reg [14:0] \$290 ;
+  reg [14:0] \$291 ;
+  reg [14:0] \$292 ;
+  reg [14:0] \$293 ;
+  reg [14:0] \$294 ;
+  reg [14:0] \$295 ;
+  reg [14:0] \$296 ;
+  reg [14:0] \$297 ;
+  reg [14:0] \$298 ;
+  reg [14:0] \$299 ;
   wire [30:0] \$3 ;
   wire [15:0] \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
+  reg [13:0] \$300 ;
+  reg [13:0] \$301 ;
+  reg [13:0] \$302 ;
+  reg [13:0] \$303 ;
+  reg [13:0] \$304 ;
+  reg [13:0] \$305 ;
   reg \$306 ;
   reg \$307 ;
   reg \$308 ;
@@ -268,32 +268,52 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$334 ;
   reg \$335 ;
   reg \$336 ;
-  reg [15:0] \$337 ;
-  reg [15:0] \$338 ;
-  reg [15:0] \$339 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg \$339 ;
   wire \$34 ;
-  reg [15:0] \$340 ;
-  reg [15:0] \$341 ;
-  reg [15:0] \$342 ;
-  reg [15:0] \$343 ;
-  reg [2:0] \$344 ;
-  reg [39:0] \$345 ;
-  reg [15:0] \$346 ;
+  reg \$340 ;
+  reg \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg \$346 ;
   reg \$347 ;
-  reg [2:0] \$348 ;
+  reg \$348 ;
   reg \$349 ;
   wire \$35 ;
   reg \$350 ;
-  reg [5:0] \$351 ;
-  reg \$352 ;
-  reg \$353 ;
-  reg [5:0] \$354 ;
-  reg [4:0] \$355 ;
-  reg \$356 ;
-  reg \$357 ;
+  reg [15:0] \$351 ;
+  reg [15:0] \$352 ;
+  reg [15:0] \$353 ;
+  reg [15:0] \$354 ;
+  reg [15:0] \$355 ;
+  reg [15:0] \$356 ;
+  reg [15:0] \$357 ;
   reg [2:0] \$358 ;
+  reg [15:0] \$359 ;
   wire \$36 ;
+  reg \$360 ;
+  reg [2:0] \$361 ;
+  reg \$362 ;
+  reg \$363 ;
+  reg [39:0] \$364 ;
+  reg [15:0] \$365 ;
+  reg \$366 ;
+  reg \$367 ;
+  reg [2:0] \$368 ;
+  reg \$369 ;
   wire \$37 ;
+  reg \$370 ;
+  reg [5:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg [5:0] \$374 ;
+  reg [4:0] \$375 ;
+  reg \$376 ;
+  reg \$377 ;
+  reg [35:0] \$378 ;
   wire \$38 ;
   wire \$39 ;
   wire [17:0] \$4 ;
@@ -303,9 +323,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [161:0] \$46 ;
-  wire \$47 ;
-  wire [15:0] \$48 ;
+  wire \$46 ;
+  wire [161:0] \$47 ;
+  wire \$48 ;
   wire [15:0] \$49 ;
   wire \$5 ;
   wire [15:0] \$50 ;
@@ -325,15 +345,15 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [15:0] \$63 ;
   wire [15:0] \$64 ;
   wire [15:0] \$65 ;
-  wire [47:0] \$66 ;
-  wire [14:0] \$67 ;
+  wire [15:0] \$66 ;
+  wire [47:0] \$67 ;
   wire [14:0] \$68 ;
   wire [14:0] \$69 ;
   wire [31:0] \$7 ;
   wire [14:0] \$70 ;
   wire [14:0] \$71 ;
   wire [14:0] \$72 ;
-  wire \$73 ;
+  wire [14:0] \$73 ;
   reg [14:0] \$74 ;
   wire [15:0] \$75 ;
   wire [15:0] \$76 ;
@@ -368,9 +388,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* init = 6'h00 *)
   wire [5:0] \$signature__addr$16 ;
   wire [161:0] \$signature__data ;
-  wire [47:0] \$signature__data$121 ;
-  wire [47:0] \$signature__data$132 ;
-  wire [31:0] \$signature__data$136 ;
+  wire [47:0] \$signature__data$100 ;
+  wire [31:0] \$signature__data$104 ;
+  wire [47:0] \$signature__data$89 ;
   reg [14:0] acc_0 = 15'h0000;
   reg [14:0] acc_1 = 15'h0000;
   reg [14:0] acc_10 = 15'h0000;
@@ -438,6 +458,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   (* init = 6'h00 *)
   wire [5:0] chunk_s6;
   reg clear;
+  reg clear_o;
   input clk;
   wire clk;
   reg [15:0] cycles = 16'h0000;
@@ -465,6 +486,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [2:0] li_index_b = 3'h0;
   reg [2:0] li_index_sel = 3'h0;
   reg li_issuing = 1'h0;
+  reg li_restart = 1'h0;
+  reg li_running = 1'h0;
   reg li_valid_a = 1'h0;
   reg li_valid_b = 1'h0;
   reg li_valid_sel = 1'h0;
@@ -480,7 +503,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] o_b = 16'h0000;
   reg [15:0] o_sel = 16'h0000;
   output [150:0] out__payload;
-  reg [150:0] out__payload;
+  wire [150:0] out__payload;
   wire [15:0] \out__payload.cycles ;
   wire [2:0] \out__payload.label ;
   wire [95:0] \out__payload.potentials ;
@@ -494,9 +517,13 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   input out__ready;
   wire out__ready;
   output out__valid;
-  reg out__valid;
+  reg out__valid = 1'h0;
+  reg [15:0] out_cycles = 16'h0000;
   reg out_fetched = 1'h0;
+  (* init = 1'h0 *)
+  wire out_pending;
   reg [47:0] out_row = 48'h000000000000;
+  reg [35:0] out_spikes = 36'h000000000;
   reg [4:0] place = 5'h00;
   reg [23:0] q_dt_s3_0 = 24'h000000;
   reg [29:0] q_g_s5_0 = 30'h00000000;
@@ -504,6 +531,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [15:0] q_s2_0 = 16'h0000;
   reg [15:0] q_s3_0 = 16'h0000;
   reg [15:0] q_s4_0 = 16'h0000;
+  reg restart = 1'h0;
   input rst;
   wire rst;
   reg segment = 1'h0;
@@ -610,7 +638,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _0_ <= constants[\$signature__addr$14 ];
   end
-  assign \$signature__data$136  = _0_;
+  assign \$signature__data$104  = _0_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
@@ -656,7 +684,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _1_ <= out_weights[\$1 [5:0]];
   end
-  assign \$signature__data$121  = _1_;
+  assign \$signature__data$89  = _1_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] state [35:0];
@@ -706,7 +734,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _2_ <= state[\$signature__addr$14 ];
   end
-  assign \$signature__data$132  = _2_;
+  assign \$signature__data$100  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [161:0] synapses [79:0];
@@ -832,43 +860,43 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$37  = \$36  | valid_s5;
   assign \$38  = \$37  | state_wr__en;
   assign \$39  = ~ \$38 ;
-  assign \$40  = ! fsm_state;
-  assign \$41  = fsm_state == 1'h1;
-  assign \$42  = fsm_state == 2'h2;
-  assign \$43  = fsm_state == 2'h3;
-  assign \$44  = fsm_state == 3'h4;
-  assign \$45  = fsm_state == 3'h5;
-  assign \$46  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
-  assign \$47  = adding | issuing;
-  assign \$48  = $signed(acc_0) + $signed(synapse_row[8:0]);
-  assign \$49  = $signed(acc_1) + $signed(synapse_row[17:9]);
-  assign \$50  = $signed(acc_2) + $signed(synapse_row[26:18]);
-  assign \$51  = $signed(acc_3) + $signed(synapse_row[35:27]);
-  assign \$52  = $signed(acc_4) + $signed(synapse_row[44:36]);
-  assign \$53  = $signed(acc_5) + $signed(synapse_row[53:45]);
-  assign \$54  = $signed(acc_6) + $signed(synapse_row[62:54]);
-  assign \$55  = $signed(acc_7) + $signed(synapse_row[71:63]);
-  assign \$56  = $signed(acc_8) + $signed(synapse_row[80:72]);
-  assign \$57  = $signed(acc_9) + $signed(synapse_row[89:81]);
-  assign \$58  = $signed(acc_10) + $signed(synapse_row[98:90]);
-  assign \$59  = $signed(acc_11) + $signed(synapse_row[107:99]);
-  assign \$60  = $signed(acc_12) + $signed(synapse_row[116:108]);
-  assign \$61  = $signed(acc_13) + $signed(synapse_row[125:117]);
-  assign \$62  = $signed(acc_14) + $signed(synapse_row[134:126]);
-  assign \$63  = $signed(acc_15) + $signed(synapse_row[143:135]);
-  assign \$64  = $signed(acc_16) + $signed(synapse_row[152:144]);
-  assign \$65  = $signed(acc_17) + $signed(synapse_row[161:153]);
-  assign \$66  = out_fetched ? \$signature__data$121  : 48'h000000000000;
-  assign \$67  = $signed(acc_o_0) + $signed(out_row[7:0]);
-  assign \$68  = $signed(acc_o_1) + $signed(out_row[15:8]);
-  assign \$69  = $signed(acc_o_2) + $signed(out_row[23:16]);
-  assign \$70  = $signed(acc_o_3) + $signed(out_row[31:24]);
-  assign \$71  = $signed(acc_o_4) + $signed(out_row[39:32]);
-  assign \$72  = $signed(acc_o_5) + $signed(out_row[47:40]);
-  assign \$73  = inp__valid & inp__ready;
-  assign \$75  = fresh ? 16'h0000 : \$signature__data$132 [15:0];
-  assign \$76  = fresh ? 16'h0000 : \$signature__data$132 [31:16];
-  assign \$77  = fresh ? 16'h0000 : \$signature__data$132 [47:32];
+  assign \$40  = ~ li_running;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = ! fsm_state;
+  assign \$43  = fsm_state == 1'h1;
+  assign \$44  = fsm_state == 2'h2;
+  assign \$45  = fsm_state == 2'h3;
+  assign \$46  = fsm_state == 3'h4;
+  assign \$47  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
+  assign \$48  = adding | issuing;
+  assign \$49  = $signed(acc_0) + $signed(synapse_row[8:0]);
+  assign \$50  = $signed(acc_1) + $signed(synapse_row[17:9]);
+  assign \$51  = $signed(acc_2) + $signed(synapse_row[26:18]);
+  assign \$52  = $signed(acc_3) + $signed(synapse_row[35:27]);
+  assign \$53  = $signed(acc_4) + $signed(synapse_row[44:36]);
+  assign \$54  = $signed(acc_5) + $signed(synapse_row[53:45]);
+  assign \$55  = $signed(acc_6) + $signed(synapse_row[62:54]);
+  assign \$56  = $signed(acc_7) + $signed(synapse_row[71:63]);
+  assign \$57  = $signed(acc_8) + $signed(synapse_row[80:72]);
+  assign \$58  = $signed(acc_9) + $signed(synapse_row[89:81]);
+  assign \$59  = $signed(acc_10) + $signed(synapse_row[98:90]);
+  assign \$60  = $signed(acc_11) + $signed(synapse_row[107:99]);
+  assign \$61  = $signed(acc_12) + $signed(synapse_row[116:108]);
+  assign \$62  = $signed(acc_13) + $signed(synapse_row[125:117]);
+  assign \$63  = $signed(acc_14) + $signed(synapse_row[134:126]);
+  assign \$64  = $signed(acc_15) + $signed(synapse_row[143:135]);
+  assign \$65  = $signed(acc_16) + $signed(synapse_row[152:144]);
+  assign \$66  = $signed(acc_17) + $signed(synapse_row[161:153]);
+  assign \$67  = out_fetched ? \$signature__data$89  : 48'h000000000000;
+  assign \$68  = $signed(acc_o_0) + $signed(out_row[7:0]);
+  assign \$69  = $signed(acc_o_1) + $signed(out_row[15:8]);
+  assign \$70  = $signed(acc_o_2) + $signed(out_row[23:16]);
+  assign \$71  = $signed(acc_o_3) + $signed(out_row[31:24]);
+  assign \$72  = $signed(acc_o_4) + $signed(out_row[39:32]);
+  assign \$73  = $signed(acc_o_5) + $signed(out_row[47:40]);
+  assign \$75  = fresh ? 16'h0000 : \$signature__data$100 [15:0];
+  assign \$76  = fresh ? 16'h0000 : \$signature__data$100 [31:16];
+  assign \$77  = fresh ? 16'h0000 : \$signature__data$100 [47:32];
   assign \$78  = $signed(q_s2_0) * $signed(9'h0a4);
   assign \$79  = $signed(q_dt_s3_0) + $signed(11'h200);
   assign \$81  = $signed(d_s3_0) - $signed(\$80 );
@@ -924,174 +952,188 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$146  = \$138  ? \$141 [15:0] : \$145 ;
   assign \$147  = $signed(th_q_s6_0) - $signed(u_s6_0);
   assign \$148  = $signed(\$147 ) < $signed(1'h0);
-  assign \$152  = $signed(o_sel) * $signed(alpha_sel);
-  assign \$153  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$156  = $signed(\$154 ) + $signed(\$155 );
-  assign \$157  = & \$156 [33:15];
-  assign \$158  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$161  = $signed(\$159 ) + $signed(\$160 );
-  assign \$162  = | \$161 [33:15];
-  assign \$163  = ~ \$162 ;
-  assign \$164  = \$157  | \$163 ;
-  assign \$165  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$168  = $signed(\$166 ) + $signed(\$167 );
-  assign \$169  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$172  = $signed(\$170 ) + $signed(\$171 );
-  assign \$173  = \$172 [33] ? 16'h8000 : 16'h7fff;
-  assign \$174  = \$164  ? \$168 [15:0] : \$173 ;
-  assign \$175  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$178  = $signed(\$176 ) + $signed(\$177 );
-  assign \$179  = & \$178 [33:15];
-  assign \$180  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$183  = $signed(\$181 ) + $signed(\$182 );
-  assign \$184  = | \$183 [33:15];
-  assign \$185  = ~ \$184 ;
-  assign \$186  = \$179  | \$185 ;
-  assign \$187  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$190  = $signed(\$188 ) + $signed(\$189 );
-  assign \$191  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$194  = $signed(\$192 ) + $signed(\$193 );
-  assign \$195  = \$194 [33] ? 16'h8000 : 16'h7fff;
-  assign \$196  = \$186  ? \$190 [15:0] : \$195 ;
-  assign \$197  = ! li_index_b;
-  assign \$198  = $signed(o_b) > $signed(best);
-  assign \$199  = \$197  | \$198 ;
-  assign \$200  = li_valid_b & \$199 ;
-  assign \$201  = cycles + 1'h1;
-  assign \$203  = segment + 1'h1;
-  assign \$204  = \$202  ? 2'h0 : \$203 ;
-  assign \$205  = ~ have;
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = | next_source_mask;
-  assign \$209  = next_source_mask - 1'h1;
-  assign \$210  = { 1'h0, next_source_mask } & \$209 ;
-  assign \$211  = ~ have;
-  assign \$212  = ~ fetched;
-  assign \$213  = \$211  & \$212 ;
-  assign \$214  = cycles + 1'h1;
-  assign \$216  = place + 1'h1;
-  assign \$217  = segment + 1'h1;
-  assign \$218  = \$signature__addr$14  == 6'h23;
-  assign \$219  = \$signature__addr$14  + 1'h1;
-  assign \$220  = issuing | valid_s1;
-  assign \$221  = \$220  | valid_s2;
-  assign \$222  = \$221  | valid_s3;
-  assign \$223  = \$222  | valid_s4;
-  assign \$224  = \$223  | valid_s5;
-  assign \$225  = \$224  | state_wr__en;
-  assign \$226  = ~ \$225 ;
-  assign \$227  = ! segment;
-  assign \$228  = have & \$227 ;
-  assign \$229  = cycles + 1'h1;
-  assign \$231  = segment + 1'h1;
-  assign \$232  = \$230  ? 2'h0 : \$231 ;
-  assign \$233  = ~ have;
-  assign \$235  = \$233  | \$234 ;
-  assign \$236  = | next_source_mask;
-  assign \$237  = next_source_mask - 1'h1;
-  assign \$238  = { 1'h0, next_source_mask } & \$237 ;
-  assign \$239  = ~ have;
-  assign \$240  = ~ fetched;
-  assign \$241  = \$239  & \$240 ;
-  assign \$242  = cycles + 1'h1;
-  assign \$243  = li_index == 3'h5;
-  assign \$244  = li_index + 1'h1;
-  assign \$245  = li_issuing | li_valid_sel;
-  assign \$246  = \$245  | li_valid_a;
-  assign \$247  = \$246  | li_valid_b;
-  assign \$248  = ~ \$247 ;
+  assign \$150  = li_restart ? 16'h0000 : \$149 ;
+  assign \$153  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$154  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$157  = $signed(\$155 ) + $signed(\$156 );
+  assign \$158  = & \$157 [33:15];
+  assign \$159  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$162  = $signed(\$160 ) + $signed(\$161 );
+  assign \$163  = | \$162 [33:15];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = \$158  | \$164 ;
+  assign \$166  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$169  = $signed(\$167 ) + $signed(\$168 );
+  assign \$170  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$173  = $signed(\$171 ) + $signed(\$172 );
+  assign \$174  = \$173 [33] ? 16'h8000 : 16'h7fff;
+  assign \$175  = \$165  ? \$169 [15:0] : \$174 ;
+  assign \$176  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$179  = $signed(\$177 ) + $signed(\$178 );
+  assign \$180  = & \$179 [33:15];
+  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$184  = $signed(\$182 ) + $signed(\$183 );
+  assign \$185  = | \$184 [33:15];
+  assign \$186  = ~ \$185 ;
+  assign \$187  = \$180  | \$186 ;
+  assign \$188  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$191  = $signed(\$189 ) + $signed(\$190 );
+  assign \$192  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$195  = $signed(\$193 ) + $signed(\$194 );
+  assign \$196  = \$195 [33] ? 16'h8000 : 16'h7fff;
+  assign \$197  = \$187  ? \$191 [15:0] : \$196 ;
+  assign \$198  = ! li_index_b;
+  assign \$199  = $signed(o_b) > $signed(best);
+  assign \$200  = \$198  | \$199 ;
+  assign \$201  = li_valid_b & \$200 ;
+  assign \$202  = out_cycles + 1'h1;
+  assign \$203  = li_issuing | li_valid_sel;
+  assign \$204  = \$203  | li_valid_a;
+  assign \$205  = \$204  | li_valid_b;
+  assign \$206  = ~ \$205 ;
+  assign \$207  = li_index == 3'h5;
+  assign \$208  = li_index + 1'h1;
+  assign \$209  = out__valid & out__ready;
+  assign \$210  = cycles + 1'h1;
+  assign \$212  = segment + 1'h1;
+  assign \$213  = \$211  ? 2'h0 : \$212 ;
+  assign \$214  = ~ have;
+  assign \$216  = \$214  | \$215 ;
+  assign \$217  = | next_source_mask;
+  assign \$218  = next_source_mask - 1'h1;
+  assign \$219  = { 1'h0, next_source_mask } & \$218 ;
+  assign \$220  = ~ have;
+  assign \$221  = ~ fetched;
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = issuing | valid_s1;
+  assign \$224  = \$223  | valid_s2;
+  assign \$225  = \$224  | valid_s3;
+  assign \$226  = \$225  | valid_s4;
+  assign \$227  = \$226  | valid_s5;
+  assign \$228  = \$227  | state_wr__en;
+  assign \$229  = ~ li_running;
+  assign \$230  = \$228  | \$229 ;
+  assign \$231  = cycles + 1'h1;
+  assign \$233  = place + 1'h1;
+  assign \$234  = segment + 1'h1;
+  assign \$235  = \$signature__addr$14  == 6'h23;
+  assign \$236  = \$signature__addr$14  + 1'h1;
+  assign \$237  = issuing | valid_s1;
+  assign \$238  = \$237  | valid_s2;
+  assign \$239  = \$238  | valid_s3;
+  assign \$240  = \$239  | valid_s4;
+  assign \$241  = \$240  | valid_s5;
+  assign \$242  = \$241  | state_wr__en;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = ~ li_running;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ! segment;
+  assign \$247  = have & \$246 ;
+  assign \$248  = cycles + 1'h1;
+  assign \$250  = segment + 1'h1;
+  assign \$251  = \$249  ? 2'h0 : \$250 ;
+  assign \$252  = ~ have;
+  assign \$254  = \$252  | \$253 ;
+  assign \$255  = | next_source_mask;
+  assign \$256  = next_source_mask - 1'h1;
+  assign \$257  = { 1'h0, next_source_mask } & \$256 ;
+  assign \$258  = ~ have;
+  assign \$259  = ~ fetched;
+  assign \$260  = \$258  & \$259 ;
+  assign \$261  = cycles + 1'h1;
+  assign \$262  = ~ out__valid;
   always @(posedge clk)
-    synapse_row <= \$46 ;
+    synapse_row <= \$47 ;
   always @(posedge clk)
-    adding <= \$249 ;
+    adding <= \$263 ;
   always @(posedge clk)
-    acc_0 <= \$250 ;
+    acc_0 <= \$264 ;
   always @(posedge clk)
-    acc_1 <= \$251 ;
+    acc_1 <= \$265 ;
   always @(posedge clk)
-    acc_2 <= \$252 ;
+    acc_2 <= \$266 ;
   always @(posedge clk)
-    acc_3 <= \$253 ;
+    acc_3 <= \$267 ;
   always @(posedge clk)
-    acc_4 <= \$254 ;
+    acc_4 <= \$268 ;
   always @(posedge clk)
-    acc_5 <= \$255 ;
+    acc_5 <= \$269 ;
   always @(posedge clk)
-    acc_6 <= \$256 ;
+    acc_6 <= \$270 ;
   always @(posedge clk)
-    acc_7 <= \$257 ;
+    acc_7 <= \$271 ;
   always @(posedge clk)
-    acc_8 <= \$258 ;
+    acc_8 <= \$272 ;
   always @(posedge clk)
-    acc_9 <= \$259 ;
+    acc_9 <= \$273 ;
   always @(posedge clk)
-    acc_10 <= \$260 ;
+    acc_10 <= \$274 ;
   always @(posedge clk)
-    acc_11 <= \$261 ;
+    acc_11 <= \$275 ;
   always @(posedge clk)
-    acc_12 <= \$262 ;
+    acc_12 <= \$276 ;
   always @(posedge clk)
-    acc_13 <= \$263 ;
+    acc_13 <= \$277 ;
   always @(posedge clk)
-    acc_14 <= \$264 ;
+    acc_14 <= \$278 ;
   always @(posedge clk)
-    acc_15 <= \$265 ;
+    acc_15 <= \$279 ;
   always @(posedge clk)
-    acc_16 <= \$266 ;
+    acc_16 <= \$280 ;
   always @(posedge clk)
-    acc_17 <= \$267 ;
+    acc_17 <= \$281 ;
   always @(posedge clk)
-    acc_18 <= \$268 ;
+    acc_18 <= \$282 ;
   always @(posedge clk)
-    acc_19 <= \$269 ;
+    acc_19 <= \$283 ;
   always @(posedge clk)
-    acc_20 <= \$270 ;
+    acc_20 <= \$284 ;
   always @(posedge clk)
-    acc_21 <= \$271 ;
+    acc_21 <= \$285 ;
   always @(posedge clk)
-    acc_22 <= \$272 ;
+    acc_22 <= \$286 ;
   always @(posedge clk)
-    acc_23 <= \$273 ;
+    acc_23 <= \$287 ;
   always @(posedge clk)
-    acc_24 <= \$274 ;
+    acc_24 <= \$288 ;
   always @(posedge clk)
-    acc_25 <= \$275 ;
+    acc_25 <= \$289 ;
   always @(posedge clk)
-    acc_26 <= \$276 ;
+    acc_26 <= \$290 ;
   always @(posedge clk)
-    acc_27 <= \$277 ;
+    acc_27 <= \$291 ;
   always @(posedge clk)
-    acc_28 <= \$278 ;
+    acc_28 <= \$292 ;
   always @(posedge clk)
-    acc_29 <= \$279 ;
+    acc_29 <= \$293 ;
   always @(posedge clk)
-    acc_30 <= \$280 ;
+    acc_30 <= \$294 ;
   always @(posedge clk)
-    acc_31 <= \$281 ;
+    acc_31 <= \$295 ;
   always @(posedge clk)
-    acc_32 <= \$282 ;
+    acc_32 <= \$296 ;
   always @(posedge clk)
-    acc_33 <= \$283 ;
+    acc_33 <= \$297 ;
   always @(posedge clk)
-    acc_34 <= \$284 ;
+    acc_34 <= \$298 ;
   always @(posedge clk)
-    acc_35 <= \$285 ;
+    acc_35 <= \$299 ;
   always @(posedge clk)
-    out_row <= \$66 ;
+    out_row <= \$67 ;
   always @(posedge clk)
-    acc_o_0 <= \$286 ;
+    acc_o_0 <= \$300 ;
   always @(posedge clk)
-    acc_o_1 <= \$287 ;
+    acc_o_1 <= \$301 ;
   always @(posedge clk)
-    acc_o_2 <= \$288 ;
+    acc_o_2 <= \$302 ;
   always @(posedge clk)
-    acc_o_3 <= \$289 ;
+    acc_o_3 <= \$303 ;
   always @(posedge clk)
-    acc_o_4 <= \$290 ;
+    acc_o_4 <= \$304 ;
   always @(posedge clk)
-    acc_o_5 <= \$291 ;
+    acc_o_5 <= \$305 ;
   always @(posedge clk)
-    valid_s1 <= \$292 ;
+    valid_s1 <= \$306 ;
   always @(posedge clk)
     chunk_s1 <= \$signature__addr$14 ;
   always @(posedge clk)
@@ -1103,13 +1145,13 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     q_s2_0 <= \$77 ;
   always @(posedge clk)
-    d_s2_0 <= \$signature__data$136 [15:0];
+    d_s2_0 <= \$signature__data$104 [15:0];
   always @(posedge clk)
-    c_s2_0 <= \$signature__data$136 [31:16];
+    c_s2_0 <= \$signature__data$104 [31:16];
   always @(posedge clk)
     acc_s2_0 <= acc_s1_0;
   always @(posedge clk)
-    valid_s2 <= \$293 ;
+    valid_s2 <= \$307 ;
   always @(posedge clk)
     chunk_s2 <= chunk_s1;
   always @(posedge clk)
@@ -1127,7 +1169,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s3_0 <= acc_s2_0;
   always @(posedge clk)
-    valid_s3 <= \$294 ;
+    valid_s3 <= \$308 ;
   always @(posedge clk)
     chunk_s3 <= chunk_s2;
   always @(posedge clk)
@@ -1143,7 +1185,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s4_0 <= acc_s3_0;
   always @(posedge clk)
-    valid_s4 <= \$295 ;
+    valid_s4 <= \$309 ;
   always @(posedge clk)
     chunk_s4 <= chunk_s3;
   always @(posedge clk)
@@ -1161,7 +1203,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s5_0 <= acc_s4_0;
   always @(posedge clk)
-    valid_s5 <= \$296 ;
+    valid_s5 <= \$310 ;
   always @(posedge clk)
     chunk_s5 <= chunk_s4;
   always @(posedge clk)
@@ -1173,149 +1215,161 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     th_q_s6_0 <= th_q_s5_0;
   always @(posedge clk)
-    state_wr__en <= \$297 ;
+    state_wr__en <= \$311 ;
   always @(posedge clk)
     state_wr__addr <= chunk_s5;
   always @(posedge clk)
-    z_0 <= \$298 ;
+    z_0 <= \$312 ;
   always @(posedge clk)
-    z_1 <= \$299 ;
+    z_1 <= \$313 ;
   always @(posedge clk)
-    z_2 <= \$300 ;
+    z_2 <= \$314 ;
   always @(posedge clk)
-    z_3 <= \$301 ;
+    z_3 <= \$315 ;
   always @(posedge clk)
-    z_4 <= \$302 ;
+    z_4 <= \$316 ;
   always @(posedge clk)
-    z_5 <= \$303 ;
+    z_5 <= \$317 ;
   always @(posedge clk)
-    z_6 <= \$304 ;
+    z_6 <= \$318 ;
   always @(posedge clk)
-    z_7 <= \$305 ;
+    z_7 <= \$319 ;
   always @(posedge clk)
-    z_8 <= \$306 ;
+    z_8 <= \$320 ;
   always @(posedge clk)
-    z_9 <= \$307 ;
+    z_9 <= \$321 ;
   always @(posedge clk)
-    z_10 <= \$308 ;
+    z_10 <= \$322 ;
   always @(posedge clk)
-    z_11 <= \$309 ;
+    z_11 <= \$323 ;
   always @(posedge clk)
-    z_12 <= \$310 ;
+    z_12 <= \$324 ;
   always @(posedge clk)
-    z_13 <= \$311 ;
+    z_13 <= \$325 ;
   always @(posedge clk)
-    z_14 <= \$312 ;
+    z_14 <= \$326 ;
   always @(posedge clk)
-    z_15 <= \$313 ;
+    z_15 <= \$327 ;
   always @(posedge clk)
-    z_16 <= \$314 ;
+    z_16 <= \$328 ;
   always @(posedge clk)
-    z_17 <= \$315 ;
+    z_17 <= \$329 ;
   always @(posedge clk)
-    z_18 <= \$316 ;
+    z_18 <= \$330 ;
   always @(posedge clk)
-    z_19 <= \$317 ;
+    z_19 <= \$331 ;
   always @(posedge clk)
-    z_20 <= \$318 ;
+    z_20 <= \$332 ;
   always @(posedge clk)
-    z_21 <= \$319 ;
+    z_21 <= \$333 ;
   always @(posedge clk)
-    z_22 <= \$320 ;
+    z_22 <= \$334 ;
   always @(posedge clk)
-    z_23 <= \$321 ;
+    z_23 <= \$335 ;
   always @(posedge clk)
-    z_24 <= \$322 ;
+    z_24 <= \$336 ;
   always @(posedge clk)
-    z_25 <= \$323 ;
+    z_25 <= \$337 ;
   always @(posedge clk)
-    z_26 <= \$324 ;
+    z_26 <= \$338 ;
   always @(posedge clk)
-    z_27 <= \$325 ;
+    z_27 <= \$339 ;
   always @(posedge clk)
-    z_28 <= \$326 ;
+    z_28 <= \$340 ;
   always @(posedge clk)
-    z_29 <= \$327 ;
+    z_29 <= \$341 ;
   always @(posedge clk)
-    z_30 <= \$328 ;
+    z_30 <= \$342 ;
   always @(posedge clk)
-    z_31 <= \$329 ;
+    z_31 <= \$343 ;
   always @(posedge clk)
-    z_32 <= \$330 ;
+    z_32 <= \$344 ;
   always @(posedge clk)
-    z_33 <= \$331 ;
+    z_33 <= \$345 ;
   always @(posedge clk)
-    z_34 <= \$332 ;
+    z_34 <= \$346 ;
   always @(posedge clk)
-    z_35 <= \$333 ;
+    z_35 <= \$347 ;
   always @(posedge clk)
-    o_sel <= \$149 ;
+    o_sel <= \$150 ;
   always @(posedge clk)
-    alpha_sel <= \$150 ;
+    alpha_sel <= \$151 ;
   always @(posedge clk)
-    acc_o_sel <= \$151 ;
+    acc_o_sel <= \$152 ;
   always @(posedge clk)
-    li_valid_sel <= \$334 ;
+    li_valid_sel <= \$348 ;
   always @(posedge clk)
     li_index_sel <= li_index;
   always @(posedge clk)
-    o_alpha_a <= \$152 ;
+    o_alpha_a <= \$153 ;
   always @(posedge clk)
     acc_o_a <= acc_o_sel;
   always @(posedge clk)
-    li_valid_a <= \$335 ;
+    li_valid_a <= \$349 ;
   always @(posedge clk)
     li_index_a <= li_index_sel;
   always @(posedge clk)
-    o_b <= \$174 ;
+    o_b <= \$175 ;
   always @(posedge clk)
-    li_valid_b <= \$336 ;
+    li_valid_b <= \$350 ;
   always @(posedge clk)
     li_index_b <= li_index_a;
   always @(posedge clk)
-    o_0 <= \$337 ;
+    o_0 <= \$351 ;
   always @(posedge clk)
-    o_1 <= \$338 ;
+    o_1 <= \$352 ;
   always @(posedge clk)
-    o_2 <= \$339 ;
+    o_2 <= \$353 ;
   always @(posedge clk)
-    o_3 <= \$340 ;
+    o_3 <= \$354 ;
   always @(posedge clk)
-    o_4 <= \$341 ;
+    o_4 <= \$355 ;
   always @(posedge clk)
-    o_5 <= \$342 ;
+    o_5 <= \$356 ;
   always @(posedge clk)
-    best <= \$343 ;
+    best <= \$357 ;
   always @(posedge clk)
-    label <= \$344 ;
+    label <= \$358 ;
   always @(posedge clk)
-    next_source_mask <= \$345 ;
+    out_cycles <= \$359 ;
   always @(posedge clk)
-    cycles <= \$346 ;
+    li_issuing <= \$360 ;
   always @(posedge clk)
-    fresh <= \$347 ;
+    li_index <= \$361 ;
   always @(posedge clk)
-    fsm_state <= \$348 ;
+    li_running <= \$362 ;
   always @(posedge clk)
-    fetched <= \$349 ;
+    out__valid <= \$363 ;
   always @(posedge clk)
-    segment <= \$350 ;
+    next_source_mask <= \$364 ;
   always @(posedge clk)
-    source <= \$351 ;
+    cycles <= \$365 ;
   always @(posedge clk)
-    have <= \$352 ;
+    fresh <= \$366 ;
   always @(posedge clk)
-    issuing <= \$353 ;
+    restart <= \$367 ;
   always @(posedge clk)
-    \$signature__addr$14  <= \$354 ;
+    fsm_state <= \$368 ;
   always @(posedge clk)
-    place <= \$355 ;
+    fetched <= \$369 ;
   always @(posedge clk)
-    out_fetched <= \$356 ;
+    segment <= \$370 ;
   always @(posedge clk)
-    li_issuing <= \$357 ;
+    source <= \$371 ;
   always @(posedge clk)
-    li_index <= \$358 ;
+    have <= \$372 ;
+  always @(posedge clk)
+    issuing <= \$373 ;
+  always @(posedge clk)
+    \$signature__addr$14  <= \$374 ;
+  always @(posedge clk)
+    place <= \$375 ;
+  always @(posedge clk)
+    out_fetched <= \$376 ;
+  always @(posedge clk)
+    li_restart <= \$377 ;
+  always @(posedge clk)
+    out_spikes <= \$378 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$74  = 15'h0000;
@@ -1378,38 +1432,38 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = 16'h0000;
+    \$151  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$150  = 16'h3d52;
+          \$151  = 16'h3d52;
       3'h1:
-          \$150  = 16'h3be2;
+          \$151  = 16'h3be2;
       3'h2:
-          \$150  = 16'h3983;
+          \$151  = 16'h3983;
       3'h3:
-          \$150  = 16'h377e;
+          \$151  = 16'h377e;
       3'h4:
-          \$150  = 16'h3c1b;
+          \$151  = 16'h3c1b;
       3'h5:
-          \$150  = 16'h3e08;
+          \$151  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = 14'h0000;
+    \$152  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$151  = acc_o_0;
+          \$152  = acc_o_0;
       3'h1:
-          \$151  = acc_o_1;
+          \$152  = acc_o_1;
       3'h2:
-          \$151  = acc_o_2;
+          \$152  = acc_o_2;
       3'h3:
-          \$151  = acc_o_3;
+          \$152  = acc_o_3;
       3'h4:
-          \$151  = acc_o_4;
+          \$152  = acc_o_4;
       3'h5:
-          \$151  = acc_o_5;
+          \$152  = acc_o_5;
     endcase
   end
   always @* begin
@@ -1557,209 +1611,37 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h2:
-          if (\$39 ) begin
+          if (\$41 ) begin
             clear = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    out__valid = 1'h0;
+    clear_o = 1'h0;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          out__valid = 1'h1;
+          if (\$41 ) begin
+            clear_o = 1'h1;
+          end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    out__payload = 151'h00000000000000000000000000000000000000;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-        begin
-          out__payload[98:96] = label;
-          out__payload[134:99] = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
-          out__payload[150:135] = cycles;
-          out__payload[15:0] = o_0;
-          out__payload[31:16] = o_1;
-          out__payload[47:32] = o_2;
-          out__payload[63:48] = o_3;
-          out__payload[79:64] = o_4;
-          out__payload[95:80] = o_5;
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = fetched;
+    \$263  = fetched;
     if (rst) begin
-      \$249  = 1'h0;
+      \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = acc_0;
-    if (\$47 ) begin
-      \$250  = acc_18;
-    end
-    if (clear) begin
-      \$250  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = acc_1;
-    if (\$47 ) begin
-      \$251  = acc_19;
-    end
-    if (clear) begin
-      \$251  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = acc_2;
-    if (\$47 ) begin
-      \$252  = acc_20;
-    end
-    if (clear) begin
-      \$252  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = acc_3;
-    if (\$47 ) begin
-      \$253  = acc_21;
-    end
-    if (clear) begin
-      \$253  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = acc_4;
-    if (\$47 ) begin
-      \$254  = acc_22;
-    end
-    if (clear) begin
-      \$254  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = acc_5;
-    if (\$47 ) begin
-      \$255  = acc_23;
-    end
-    if (clear) begin
-      \$255  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = acc_6;
-    if (\$47 ) begin
-      \$256  = acc_24;
-    end
-    if (clear) begin
-      \$256  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = acc_7;
-    if (\$47 ) begin
-      \$257  = acc_25;
-    end
-    if (clear) begin
-      \$257  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = acc_8;
-    if (\$47 ) begin
-      \$258  = acc_26;
-    end
-    if (clear) begin
-      \$258  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc_9;
-    if (\$47 ) begin
-      \$259  = acc_27;
-    end
-    if (clear) begin
-      \$259  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc_10;
-    if (\$47 ) begin
-      \$260  = acc_28;
-    end
-    if (clear) begin
-      \$260  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc_11;
-    if (\$47 ) begin
-      \$261  = acc_29;
-    end
-    if (clear) begin
-      \$261  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc_12;
-    if (\$47 ) begin
-      \$262  = acc_30;
-    end
-    if (clear) begin
-      \$262  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = acc_13;
-    if (\$47 ) begin
-      \$263  = acc_31;
-    end
-    if (clear) begin
-      \$263  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc_14;
-    if (\$47 ) begin
-      \$264  = acc_32;
+    \$264  = acc_0;
+    if (\$48 ) begin
+      \$264  = acc_18;
     end
     if (clear) begin
       \$264  = 15'h0000;
@@ -1767,9 +1649,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc_15;
-    if (\$47 ) begin
-      \$265  = acc_33;
+    \$265  = acc_1;
+    if (\$48 ) begin
+      \$265  = acc_19;
     end
     if (clear) begin
       \$265  = 15'h0000;
@@ -1777,9 +1659,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = acc_16;
-    if (\$47 ) begin
-      \$266  = acc_34;
+    \$266  = acc_2;
+    if (\$48 ) begin
+      \$266  = acc_20;
     end
     if (clear) begin
       \$266  = 15'h0000;
@@ -1787,9 +1669,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = acc_17;
-    if (\$47 ) begin
-      \$267  = acc_35;
+    \$267  = acc_3;
+    if (\$48 ) begin
+      \$267  = acc_21;
     end
     if (clear) begin
       \$267  = 15'h0000;
@@ -1797,9 +1679,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc_18;
-    if (\$47 ) begin
-      \$268  = \$48 [14:0];
+    \$268  = acc_4;
+    if (\$48 ) begin
+      \$268  = acc_22;
     end
     if (clear) begin
       \$268  = 15'h0000;
@@ -1807,9 +1689,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc_19;
-    if (\$47 ) begin
-      \$269  = \$49 [14:0];
+    \$269  = acc_5;
+    if (\$48 ) begin
+      \$269  = acc_23;
     end
     if (clear) begin
       \$269  = 15'h0000;
@@ -1817,9 +1699,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc_20;
-    if (\$47 ) begin
-      \$270  = \$50 [14:0];
+    \$270  = acc_6;
+    if (\$48 ) begin
+      \$270  = acc_24;
     end
     if (clear) begin
       \$270  = 15'h0000;
@@ -1827,9 +1709,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc_21;
-    if (\$47 ) begin
-      \$271  = \$51 [14:0];
+    \$271  = acc_7;
+    if (\$48 ) begin
+      \$271  = acc_25;
     end
     if (clear) begin
       \$271  = 15'h0000;
@@ -1837,9 +1719,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = acc_22;
-    if (\$47 ) begin
-      \$272  = \$52 [14:0];
+    \$272  = acc_8;
+    if (\$48 ) begin
+      \$272  = acc_26;
     end
     if (clear) begin
       \$272  = 15'h0000;
@@ -1847,9 +1729,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = acc_23;
-    if (\$47 ) begin
-      \$273  = \$53 [14:0];
+    \$273  = acc_9;
+    if (\$48 ) begin
+      \$273  = acc_27;
     end
     if (clear) begin
       \$273  = 15'h0000;
@@ -1857,9 +1739,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = acc_24;
-    if (\$47 ) begin
-      \$274  = \$54 [14:0];
+    \$274  = acc_10;
+    if (\$48 ) begin
+      \$274  = acc_28;
     end
     if (clear) begin
       \$274  = 15'h0000;
@@ -1867,9 +1749,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = acc_25;
-    if (\$47 ) begin
-      \$275  = \$55 [14:0];
+    \$275  = acc_11;
+    if (\$48 ) begin
+      \$275  = acc_29;
     end
     if (clear) begin
       \$275  = 15'h0000;
@@ -1877,9 +1759,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = acc_26;
-    if (\$47 ) begin
-      \$276  = \$56 [14:0];
+    \$276  = acc_12;
+    if (\$48 ) begin
+      \$276  = acc_30;
     end
     if (clear) begin
       \$276  = 15'h0000;
@@ -1887,9 +1769,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = acc_27;
-    if (\$47 ) begin
-      \$277  = \$57 [14:0];
+    \$277  = acc_13;
+    if (\$48 ) begin
+      \$277  = acc_31;
     end
     if (clear) begin
       \$277  = 15'h0000;
@@ -1897,9 +1779,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = acc_28;
-    if (\$47 ) begin
-      \$278  = \$58 [14:0];
+    \$278  = acc_14;
+    if (\$48 ) begin
+      \$278  = acc_32;
     end
     if (clear) begin
       \$278  = 15'h0000;
@@ -1907,9 +1789,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = acc_29;
-    if (\$47 ) begin
-      \$279  = \$59 [14:0];
+    \$279  = acc_15;
+    if (\$48 ) begin
+      \$279  = acc_33;
     end
     if (clear) begin
       \$279  = 15'h0000;
@@ -1917,9 +1799,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = acc_30;
-    if (\$47 ) begin
-      \$280  = \$60 [14:0];
+    \$280  = acc_16;
+    if (\$48 ) begin
+      \$280  = acc_34;
     end
     if (clear) begin
       \$280  = 15'h0000;
@@ -1927,9 +1809,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = acc_31;
-    if (\$47 ) begin
-      \$281  = \$61 [14:0];
+    \$281  = acc_17;
+    if (\$48 ) begin
+      \$281  = acc_35;
     end
     if (clear) begin
       \$281  = 15'h0000;
@@ -1937,9 +1819,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = acc_32;
-    if (\$47 ) begin
-      \$282  = \$62 [14:0];
+    \$282  = acc_18;
+    if (\$48 ) begin
+      \$282  = \$49 [14:0];
     end
     if (clear) begin
       \$282  = 15'h0000;
@@ -1947,9 +1829,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_33;
-    if (\$47 ) begin
-      \$283  = \$63 [14:0];
+    \$283  = acc_19;
+    if (\$48 ) begin
+      \$283  = \$50 [14:0];
     end
     if (clear) begin
       \$283  = 15'h0000;
@@ -1957,9 +1839,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = acc_34;
-    if (\$47 ) begin
-      \$284  = \$64 [14:0];
+    \$284  = acc_20;
+    if (\$48 ) begin
+      \$284  = \$51 [14:0];
     end
     if (clear) begin
       \$284  = 15'h0000;
@@ -1967,9 +1849,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = acc_35;
-    if (\$47 ) begin
-      \$285  = \$65 [14:0];
+    \$285  = acc_21;
+    if (\$48 ) begin
+      \$285  = \$52 [14:0];
     end
     if (clear) begin
       \$285  = 15'h0000;
@@ -1977,233 +1859,233 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = \$67 [13:0];
-    if (\$73 ) begin
-      \$286  = 14'h0000;
+    \$286  = acc_22;
+    if (\$48 ) begin
+      \$286  = \$53 [14:0];
+    end
+    if (clear) begin
+      \$286  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = \$68 [13:0];
-    if (\$73 ) begin
-      \$287  = 14'h0000;
+    \$287  = acc_23;
+    if (\$48 ) begin
+      \$287  = \$54 [14:0];
+    end
+    if (clear) begin
+      \$287  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = \$69 [13:0];
-    if (\$73 ) begin
-      \$288  = 14'h0000;
+    \$288  = acc_24;
+    if (\$48 ) begin
+      \$288  = \$55 [14:0];
+    end
+    if (clear) begin
+      \$288  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = \$70 [13:0];
-    if (\$73 ) begin
-      \$289  = 14'h0000;
+    \$289  = acc_25;
+    if (\$48 ) begin
+      \$289  = \$56 [14:0];
+    end
+    if (clear) begin
+      \$289  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = \$71 [13:0];
-    if (\$73 ) begin
-      \$290  = 14'h0000;
+    \$290  = acc_26;
+    if (\$48 ) begin
+      \$290  = \$57 [14:0];
+    end
+    if (clear) begin
+      \$290  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = \$72 [13:0];
-    if (\$73 ) begin
-      \$291  = 14'h0000;
+    \$291  = acc_27;
+    if (\$48 ) begin
+      \$291  = \$58 [14:0];
+    end
+    if (clear) begin
+      \$291  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = issuing;
-    if (rst) begin
-      \$292  = 1'h0;
+    \$292  = acc_28;
+    if (\$48 ) begin
+      \$292  = \$59 [14:0];
+    end
+    if (clear) begin
+      \$292  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = valid_s1;
-    if (rst) begin
-      \$293  = 1'h0;
+    \$293  = acc_29;
+    if (\$48 ) begin
+      \$293  = \$60 [14:0];
+    end
+    if (clear) begin
+      \$293  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = valid_s2;
-    if (rst) begin
-      \$294  = 1'h0;
+    \$294  = acc_30;
+    if (\$48 ) begin
+      \$294  = \$61 [14:0];
+    end
+    if (clear) begin
+      \$294  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = valid_s3;
-    if (rst) begin
-      \$295  = 1'h0;
+    \$295  = acc_31;
+    if (\$48 ) begin
+      \$295  = \$62 [14:0];
+    end
+    if (clear) begin
+      \$295  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = valid_s4;
-    if (rst) begin
-      \$296  = 1'h0;
+    \$296  = acc_32;
+    if (\$48 ) begin
+      \$296  = \$63 [14:0];
+    end
+    if (clear) begin
+      \$296  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = valid_s5;
-    if (rst) begin
-      \$297  = 1'h0;
+    \$297  = acc_33;
+    if (\$48 ) begin
+      \$297  = \$64 [14:0];
+    end
+    if (clear) begin
+      \$297  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = z_0;
-    if (state_wr__en) begin
-      \$298  = z_1;
+    \$298  = acc_34;
+    if (\$48 ) begin
+      \$298  = \$65 [14:0];
     end
-    if (rst) begin
-      \$298  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = z_1;
-    if (state_wr__en) begin
-      \$299  = z_2;
-    end
-    if (rst) begin
-      \$299  = 1'h0;
+    if (clear) begin
+      \$298  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = z_2;
-    if (state_wr__en) begin
-      \$300  = z_3;
+    \$299  = acc_35;
+    if (\$48 ) begin
+      \$299  = \$66 [14:0];
     end
-    if (rst) begin
-      \$300  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = z_3;
-    if (state_wr__en) begin
-      \$301  = z_4;
-    end
-    if (rst) begin
-      \$301  = 1'h0;
+    if (clear) begin
+      \$299  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = z_4;
-    if (state_wr__en) begin
-      \$302  = z_5;
-    end
-    if (rst) begin
-      \$302  = 1'h0;
+    \$300  = \$68 [13:0];
+    if (clear_o) begin
+      \$300  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = z_5;
-    if (state_wr__en) begin
-      \$303  = z_6;
-    end
-    if (rst) begin
-      \$303  = 1'h0;
+    \$301  = \$69 [13:0];
+    if (clear_o) begin
+      \$301  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = z_6;
-    if (state_wr__en) begin
-      \$304  = z_7;
-    end
-    if (rst) begin
-      \$304  = 1'h0;
+    \$302  = \$70 [13:0];
+    if (clear_o) begin
+      \$302  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = z_7;
-    if (state_wr__en) begin
-      \$305  = z_8;
-    end
-    if (rst) begin
-      \$305  = 1'h0;
+    \$303  = \$71 [13:0];
+    if (clear_o) begin
+      \$303  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = z_8;
-    if (state_wr__en) begin
-      \$306  = z_9;
+    \$304  = \$72 [13:0];
+    if (clear_o) begin
+      \$304  = 14'h0000;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$305  = \$73 [13:0];
+    if (clear_o) begin
+      \$305  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$306  = issuing;
     if (rst) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = z_9;
-    if (state_wr__en) begin
-      \$307  = z_10;
-    end
+    \$307  = valid_s1;
     if (rst) begin
       \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = z_10;
-    if (state_wr__en) begin
-      \$308  = z_11;
-    end
+    \$308  = valid_s2;
     if (rst) begin
       \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = z_11;
-    if (state_wr__en) begin
-      \$309  = z_12;
-    end
+    \$309  = valid_s3;
     if (rst) begin
       \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = z_12;
-    if (state_wr__en) begin
-      \$310  = z_13;
-    end
+    \$310  = valid_s4;
     if (rst) begin
       \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = z_13;
-    if (state_wr__en) begin
-      \$311  = z_14;
-    end
+    \$311  = valid_s5;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = z_14;
+    \$312  = z_0;
     if (state_wr__en) begin
-      \$312  = z_15;
+      \$312  = z_1;
     end
     if (rst) begin
       \$312  = 1'h0;
@@ -2211,9 +2093,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = z_15;
+    \$313  = z_1;
     if (state_wr__en) begin
-      \$313  = z_16;
+      \$313  = z_2;
     end
     if (rst) begin
       \$313  = 1'h0;
@@ -2221,9 +2103,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = z_16;
+    \$314  = z_2;
     if (state_wr__en) begin
-      \$314  = z_17;
+      \$314  = z_3;
     end
     if (rst) begin
       \$314  = 1'h0;
@@ -2231,9 +2113,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = z_17;
+    \$315  = z_3;
     if (state_wr__en) begin
-      \$315  = z_18;
+      \$315  = z_4;
     end
     if (rst) begin
       \$315  = 1'h0;
@@ -2241,9 +2123,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = z_18;
+    \$316  = z_4;
     if (state_wr__en) begin
-      \$316  = z_19;
+      \$316  = z_5;
     end
     if (rst) begin
       \$316  = 1'h0;
@@ -2251,9 +2133,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = z_19;
+    \$317  = z_5;
     if (state_wr__en) begin
-      \$317  = z_20;
+      \$317  = z_6;
     end
     if (rst) begin
       \$317  = 1'h0;
@@ -2261,9 +2143,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = z_20;
+    \$318  = z_6;
     if (state_wr__en) begin
-      \$318  = z_21;
+      \$318  = z_7;
     end
     if (rst) begin
       \$318  = 1'h0;
@@ -2271,9 +2153,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = z_21;
+    \$319  = z_7;
     if (state_wr__en) begin
-      \$319  = z_22;
+      \$319  = z_8;
     end
     if (rst) begin
       \$319  = 1'h0;
@@ -2281,9 +2163,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = z_22;
+    \$320  = z_8;
     if (state_wr__en) begin
-      \$320  = z_23;
+      \$320  = z_9;
     end
     if (rst) begin
       \$320  = 1'h0;
@@ -2291,9 +2173,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = z_23;
+    \$321  = z_9;
     if (state_wr__en) begin
-      \$321  = z_24;
+      \$321  = z_10;
     end
     if (rst) begin
       \$321  = 1'h0;
@@ -2301,9 +2183,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = z_24;
+    \$322  = z_10;
     if (state_wr__en) begin
-      \$322  = z_25;
+      \$322  = z_11;
     end
     if (rst) begin
       \$322  = 1'h0;
@@ -2311,9 +2193,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = z_25;
+    \$323  = z_11;
     if (state_wr__en) begin
-      \$323  = z_26;
+      \$323  = z_12;
     end
     if (rst) begin
       \$323  = 1'h0;
@@ -2321,9 +2203,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = z_26;
+    \$324  = z_12;
     if (state_wr__en) begin
-      \$324  = z_27;
+      \$324  = z_13;
     end
     if (rst) begin
       \$324  = 1'h0;
@@ -2331,9 +2213,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = z_27;
+    \$325  = z_13;
     if (state_wr__en) begin
-      \$325  = z_28;
+      \$325  = z_14;
     end
     if (rst) begin
       \$325  = 1'h0;
@@ -2341,9 +2223,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = z_28;
+    \$326  = z_14;
     if (state_wr__en) begin
-      \$326  = z_29;
+      \$326  = z_15;
     end
     if (rst) begin
       \$326  = 1'h0;
@@ -2351,9 +2233,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = z_29;
+    \$327  = z_15;
     if (state_wr__en) begin
-      \$327  = z_30;
+      \$327  = z_16;
     end
     if (rst) begin
       \$327  = 1'h0;
@@ -2361,9 +2243,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = z_30;
+    \$328  = z_16;
     if (state_wr__en) begin
-      \$328  = z_31;
+      \$328  = z_17;
     end
     if (rst) begin
       \$328  = 1'h0;
@@ -2371,9 +2253,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = z_31;
+    \$329  = z_17;
     if (state_wr__en) begin
-      \$329  = z_32;
+      \$329  = z_18;
     end
     if (rst) begin
       \$329  = 1'h0;
@@ -2381,9 +2263,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = z_32;
+    \$330  = z_18;
     if (state_wr__en) begin
-      \$330  = z_33;
+      \$330  = z_19;
     end
     if (rst) begin
       \$330  = 1'h0;
@@ -2391,9 +2273,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = z_33;
+    \$331  = z_19;
     if (state_wr__en) begin
-      \$331  = z_34;
+      \$331  = z_20;
     end
     if (rst) begin
       \$331  = 1'h0;
@@ -2401,9 +2283,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = z_34;
+    \$332  = z_20;
     if (state_wr__en) begin
-      \$332  = z_35;
+      \$332  = z_21;
     end
     if (rst) begin
       \$332  = 1'h0;
@@ -2411,9 +2293,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = z_35;
+    \$333  = z_21;
     if (state_wr__en) begin
-      \$333  = \$148 ;
+      \$333  = z_22;
     end
     if (rst) begin
       \$333  = 1'h0;
@@ -2421,72 +2303,196 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = li_issuing;
+    \$334  = z_22;
+    if (state_wr__en) begin
+      \$334  = z_23;
+    end
     if (rst) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = li_valid_sel;
+    \$335  = z_23;
+    if (state_wr__en) begin
+      \$335  = z_24;
+    end
     if (rst) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = li_valid_a;
+    \$336  = z_24;
+    if (state_wr__en) begin
+      \$336  = z_25;
+    end
     if (rst) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = o_0;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            \$337  = \$196 ;
-      endcase
+    \$337  = z_25;
+    if (state_wr__en) begin
+      \$337  = z_26;
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$337  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$337  = 16'h0000;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = o_1;
+    \$338  = z_26;
+    if (state_wr__en) begin
+      \$338  = z_27;
+    end
+    if (rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$339  = z_27;
+    if (state_wr__en) begin
+      \$339  = z_28;
+    end
+    if (rst) begin
+      \$339  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$340  = z_28;
+    if (state_wr__en) begin
+      \$340  = z_29;
+    end
+    if (rst) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$341  = z_29;
+    if (state_wr__en) begin
+      \$341  = z_30;
+    end
+    if (rst) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$342  = z_30;
+    if (state_wr__en) begin
+      \$342  = z_31;
+    end
+    if (rst) begin
+      \$342  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$343  = z_31;
+    if (state_wr__en) begin
+      \$343  = z_32;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$344  = z_32;
+    if (state_wr__en) begin
+      \$344  = z_33;
+    end
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$345  = z_33;
+    if (state_wr__en) begin
+      \$345  = z_34;
+    end
+    if (rst) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$346  = z_34;
+    if (state_wr__en) begin
+      \$346  = z_35;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$347  = z_35;
+    if (state_wr__en) begin
+      \$347  = \$148 ;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$348  = li_issuing;
+    if (rst) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$349  = li_valid_sel;
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$350  = li_valid_a;
+    if (rst) begin
+      \$350  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$351  = o_0;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            \$351  = \$197 ;
+      endcase
+    end
+    if (rst) begin
+      \$351  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$352  = o_1;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
             /* empty */;
         3'h1:
-            \$338  = \$196 ;
+            \$352  = \$197 ;
       endcase
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$338  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$338  = 16'h0000;
+      \$352  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = o_2;
+    \$353  = o_2;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2494,24 +2500,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h1:
             /* empty */;
         3'h2:
-            \$339  = \$196 ;
+            \$353  = \$197 ;
       endcase
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$339  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$339  = 16'h0000;
+      \$353  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = o_3;
+    \$354  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2521,24 +2519,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$340  = \$196 ;
+            \$354  = \$197 ;
       endcase
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$340  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$340  = 16'h0000;
+      \$354  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = o_4;
+    \$355  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2550,24 +2540,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$341  = \$196 ;
+            \$355  = \$197 ;
       endcase
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$341  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$341  = 16'h0000;
+      \$355  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = o_5;
+    \$356  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2581,414 +2563,616 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$342  = \$196 ;
+            \$356  = \$197 ;
       endcase
     end
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$342  = 16'h0000;
-            end
-          end
-    endcase
     if (rst) begin
-      \$342  = 16'h0000;
+      \$356  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = best;
-    if (\$200 ) begin
-      \$343  = o_b;
+    \$357  = best;
+    if (\$201 ) begin
+      \$357  = o_b;
     end
     if (rst) begin
-      \$343  = 16'h0000;
+      \$357  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = label;
-    if (\$200 ) begin
-      \$344  = li_index_b;
+    \$358  = label;
+    if (\$201 ) begin
+      \$358  = li_index_b;
     end
-    if (rst) begin
-      \$344  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = next_source_mask;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$345  = { 36'h000000000, inp__payload[3:0] };
-          end
-      3'h1:
-          if (\$207 ) begin
-            if (\$208 ) begin
-              \$345  = \$210 [39:0];
-            end
-          end
-      3'h2:
-          if (\$226 ) begin
-            \$345  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
-          end
-      3'h3:
-          if (\$235 ) begin
-            if (\$236 ) begin
-              \$345  = \$238 [39:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$345  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = cycles;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$346  = 16'h0001;
-          end
-      3'h1:
-          \$346  = \$201 [15:0];
-      3'h2:
-          \$346  = \$214 [15:0];
-      3'h3:
-          \$346  = \$229 [15:0];
-      3'h4:
-          \$346  = \$242 [15:0];
-    endcase
-    if (rst) begin
-      \$346  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = fresh;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$347  = 1'h1;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (\$226 ) begin
-            \$347  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$347  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$348  = 3'h1;
-          end
-      3'h1:
-          if (\$207 ) begin
-            (* full_case = 32'd1 *)
-            if (\$208 ) begin
-            end else begin
-              if (\$213 ) begin
-                \$348  = 3'h2;
-              end
-            end
-          end
-      3'h2:
-          if (\$226 ) begin
-            \$348  = 3'h3;
-          end
-      3'h3:
-          if (\$235 ) begin
-            (* full_case = 32'd1 *)
-            if (\$236 ) begin
-            end else begin
-              if (\$241 ) begin
-                \$348  = 3'h4;
-              end
-            end
-          end
-      3'h4:
-          if (\$248 ) begin
-            \$348  = 3'h5;
-          end
-      3'h5:
-          if (out__ready) begin
-            \$348  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$348  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$349  = have;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$349  = have;
-    endcase
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = segment;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (have) begin
-            \$350  = \$204 [0];
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$215 ) begin
-              \$350  = 1'h0;
-            end else begin
-              \$350  = \$217 [0];
-            end
-          end
-      3'h3:
-          if (have) begin
-            \$350  = \$232 [0];
-          end
-    endcase
-    if (rst) begin
-      \$350  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = source;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$207 ) begin
-            if (\$208 ) begin
-              \$351  = next_source;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$235 ) begin
-            if (\$236 ) begin
-              \$351  = next_source;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = have;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$207 ) begin
-            (* full_case = 32'd1 *)
-            if (\$208 ) begin
-              \$352  = 1'h1;
-            end else begin
-              \$352  = 1'h0;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$235 ) begin
-            (* full_case = 32'd1 *)
-            if (\$236 ) begin
-              \$352  = 1'h1;
-            end else begin
-              \$352  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$352  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$207 ) begin
-            (* full_case = 32'd1 *)
-            if (\$208 ) begin
-            end else begin
-              if (\$213 ) begin
-                \$353  = 1'h1;
-              end
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            if (\$218 ) begin
-              \$353  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$353  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = \$signature__addr$14 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$207 ) begin
-            (* full_case = 32'd1 *)
-            if (\$208 ) begin
-            end else begin
-              if (\$213 ) begin
-                \$354  = 6'h00;
-              end
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$218 ) begin
-              \$354  = 6'h00;
-            end else begin
-              \$354  = \$219 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$354  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = place;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (issuing) begin
-            if (\$215 ) begin
-              \$355  = \$216 [4:0];
-            end
-            if (\$218 ) begin
-              \$355  = 5'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$355  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = out_fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$356  = \$228 ;
-    endcase
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = li_issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$235 ) begin
-            (* full_case = 32'd1 *)
-            if (\$236 ) begin
-            end else begin
-              if (\$241 ) begin
-                \$357  = 1'h1;
-              end
-            end
-          end
-      3'h4:
-          if (li_issuing) begin
-            if (\$243 ) begin
-              \$357  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$357  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = li_index;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$235 ) begin
-            (* full_case = 32'd1 *)
-            if (\$236 ) begin
-            end else begin
-              if (\$241 ) begin
-                \$358  = 3'h0;
-              end
-            end
-          end
-      3'h4:
-          if (li_issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$243 ) begin
-            end else begin
-              \$358  = \$244 [2:0];
-            end
-          end
-    endcase
     if (rst) begin
       \$358  = 3'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$359  = out_cycles;
+    if (li_running) begin
+      \$359  = \$202 [15:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$359  = \$261 [15:0];
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$359  = cycles;
+          end
+    endcase
+    if (rst) begin
+      \$359  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$360  = li_issuing;
+    if (li_running) begin
+      if (li_issuing) begin
+        if (\$207 ) begin
+          \$360  = 1'h0;
+        end
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$360  = 1'h1;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$360  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$360  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$361  = li_index;
+    if (li_running) begin
+      if (li_issuing) begin
+        (* full_case = 32'd1 *)
+        if (\$207 ) begin
+        end else begin
+          \$361  = \$208 [2:0];
+        end
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$361  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$361  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$361  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$362  = li_running;
+    if (li_running) begin
+      if (li_issuing) begin
+      end else if (\$206 ) begin
+        \$362  = 1'h0;
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$362  = 1'h1;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$362  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$363  = out__valid;
+    if (li_running) begin
+      if (li_issuing) begin
+      end else if (\$206 ) begin
+        \$363  = 1'h1;
+      end
+    end
+    if (\$209 ) begin
+      \$363  = 1'h0;
+    end
+    if (rst) begin
+      \$363  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$364  = next_source_mask;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$364  = { 36'h000000000, inp__payload[3:0] };
+          end
+      3'h1:
+          if (\$216 ) begin
+            if (\$217 ) begin
+              \$364  = \$219 [39:0];
+            end
+          end
+      3'h2:
+          if (\$245 ) begin
+            \$364  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
+          end
+      3'h3:
+          if (\$254 ) begin
+            if (\$255 ) begin
+              \$364  = \$257 [39:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$364  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = cycles;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$365  = 16'h0001;
+          end
+      3'h1:
+          \$365  = \$210 [15:0];
+      3'h2:
+          if (\$230 ) begin
+            \$365  = \$231 [15:0];
+          end
+      3'h3:
+          \$365  = \$248 [15:0];
+    endcase
+    if (rst) begin
+      \$365  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = fresh;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$366  = 1'h1;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (\$245 ) begin
+            \$366  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$366  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = restart;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$367  = 1'h1;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$367  = 1'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$367  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$368  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$368  = 3'h1;
+          end
+      3'h1:
+          if (\$216 ) begin
+            (* full_case = 32'd1 *)
+            if (\$217 ) begin
+            end else begin
+              if (\$222 ) begin
+                \$368  = 3'h2;
+              end
+            end
+          end
+      3'h2:
+          if (\$245 ) begin
+            \$368  = 3'h3;
+          end
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                  \$368  = 3'h4;
+                end else begin
+                  \$368  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$368  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$368  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$369  = fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$369  = have;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$369  = have;
+    endcase
+    if (rst) begin
+      \$369  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$370  = segment;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (have) begin
+            \$370  = \$213 [0];
+          end
+      3'h2:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$232 ) begin
+              \$370  = 1'h0;
+            end else begin
+              \$370  = \$234 [0];
+            end
+          end
+      3'h3:
+          if (have) begin
+            \$370  = \$251 [0];
+          end
+    endcase
+    if (rst) begin
+      \$370  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$371  = source;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+            if (\$217 ) begin
+              \$371  = next_source;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            if (\$255 ) begin
+              \$371  = next_source;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = have;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+            (* full_case = 32'd1 *)
+            if (\$217 ) begin
+              \$372  = 1'h1;
+            end else begin
+              \$372  = 1'h0;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+              \$372  = 1'h1;
+            end else begin
+              \$372  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$372  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = issuing;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+            (* full_case = 32'd1 *)
+            if (\$217 ) begin
+            end else begin
+              if (\$222 ) begin
+                \$373  = 1'h1;
+              end
+            end
+          end
+      3'h2:
+          if (issuing) begin
+            if (\$235 ) begin
+              \$373  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = \$signature__addr$14 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (\$216 ) begin
+            (* full_case = 32'd1 *)
+            if (\$217 ) begin
+            end else begin
+              if (\$222 ) begin
+                \$374  = 6'h00;
+              end
+            end
+          end
+      3'h2:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$235 ) begin
+              \$374  = 6'h00;
+            end else begin
+              \$374  = \$236 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$374  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = place;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (issuing) begin
+            if (\$232 ) begin
+              \$375  = \$233 [4:0];
+            end
+            if (\$235 ) begin
+              \$375  = 5'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$375  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = out_fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$376  = \$247 ;
+    endcase
+    if (rst) begin
+      \$376  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$377  = li_restart;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$377  = restart;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$377  = restart;
+          end
+    endcase
+    if (rst) begin
+      \$377  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = out_spikes;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$254 ) begin
+            (* full_case = 32'd1 *)
+            if (\$255 ) begin
+            end else begin
+              if (\$260 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$378  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$262 ) begin
+            \$378  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+          end
+    endcase
   end
   assign \$signature__addr  = { source, segment };
   assign \$signature__addr$13  = \$1 [5:0];
@@ -2997,6 +3181,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign chunk_s6 = state_wr__addr;
   assign valid_s6 = state_wr__en;
   assign state_wr__data = { \$31 , v_s6_0, u_s6_0 };
+  assign out_pending = out__valid;
   assign \inp__payload.spikes  = inp__payload[3:0];
   assign \inp__payload.first  = inp__payload[4];
   assign \out__payload.potentials  = out__payload[95:0];
@@ -3009,6 +3194,15 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \out__payload.label  = out__payload[98:96];
   assign \out__payload.spikes  = out__payload[134:99];
   assign \out__payload.cycles  = out__payload[150:135];
+  assign out__payload[95:80] = o_5;
+  assign out__payload[79:64] = o_4;
+  assign out__payload[63:48] = o_3;
+  assign out__payload[47:32] = o_2;
+  assign out__payload[31:16] = o_1;
+  assign out__payload[15:0] = o_0;
+  assign out__payload[150:135] = out_cycles;
+  assign out__payload[134:99] = out_spikes;
+  assign out__payload[98:96] = label;
   assign \$3  = { \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30], \$2 [30:14] };
   assign \$10  = { \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30:14] };
   assign \$19  = { \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30:14] };
@@ -3029,25 +3223,25 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$135  = { \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33:14] };
   assign \$141  = { \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33:14] };
   assign \$144  = { \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33:14] };
-  assign \$154  = { \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32], \$153 [32:14] };
-  assign \$155  = { acc_o_a, 3'h0 };
-  assign \$159  = { \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32], \$158 [32:14] };
-  assign \$160  = { acc_o_a, 3'h0 };
-  assign \$166  = { \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32], \$165 [32:14] };
-  assign \$167  = { acc_o_a, 3'h0 };
-  assign \$170  = { \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32], \$169 [32:14] };
-  assign \$171  = { acc_o_a, 3'h0 };
-  assign \$176  = { \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32:14] };
-  assign \$177  = { acc_o_a, 3'h0 };
-  assign \$181  = { \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32:14] };
-  assign \$182  = { acc_o_a, 3'h0 };
-  assign \$188  = { \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32], \$187 [32:14] };
-  assign \$189  = { acc_o_a, 3'h0 };
-  assign \$192  = { \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32], \$191 [32:14] };
-  assign \$193  = { acc_o_a, 3'h0 };
-  assign \$202  = segment;
-  assign \$206  = segment;
+  assign \$155  = { \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32:14] };
+  assign \$156  = { acc_o_a, 3'h0 };
+  assign \$160  = { \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32:14] };
+  assign \$161  = { acc_o_a, 3'h0 };
+  assign \$167  = { \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32:14] };
+  assign \$168  = { acc_o_a, 3'h0 };
+  assign \$171  = { \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32:14] };
+  assign \$172  = { acc_o_a, 3'h0 };
+  assign \$177  = { \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32:14] };
+  assign \$178  = { acc_o_a, 3'h0 };
+  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
+  assign \$183  = { acc_o_a, 3'h0 };
+  assign \$189  = { \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32:14] };
+  assign \$190  = { acc_o_a, 3'h0 };
+  assign \$193  = { \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32:14] };
+  assign \$194  = { acc_o_a, 3'h0 };
+  assign \$211  = segment;
   assign \$215  = segment;
-  assign \$230  = segment;
-  assign \$234  = segment;
+  assign \$232  = segment;
+  assign \$249  = segment;
+  assign \$253  = segment;
 endmodule

@@ -19,6 +19,7 @@ from brf_hw.fixed.formats import FormatError
 from brf_hw.fixed.spec import Readout
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main, shape_network
+from brf_hw.hw.core import period_model
 from brf_hw.hw.core import BRFAccelerator
 from brf_hw.hw.layout import pack, source_rows
 from brf_hw.hw.simulate import expected_cycles, simulate
@@ -126,13 +127,18 @@ def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_split
 
 def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
     x = ecg_splits["test"].inputs[3, :200].numpy().astype(np.int64)
-    for lanes, segments in ((1, 1), (6, 1), (1, 3)):
+    for lanes, segments in ((1, 1), (6, 1), (1, 3), (36, 1)):
         hw = simulate(ecg_net, x, lanes=lanes, segments=segments)
         chunks = -(-36 // lanes)
-        expected = [cycle_model(int(x[t].sum()), int(hw.spikes[t].sum()), chunks, 6, segments) for t in range(len(x))]
-        assert hw.cycles.tolist() == expected
+        work = [(int(x[t].sum()), int(hw.spikes[t].sum())) for t in range(len(x))]
+        assert hw.cycles.tolist() == [cycle_model(a, z, chunks, 6, segments) for a, z in work]
         assert hw.cycles.min() == cycle_model(0, 0, chunks, 6)  # silent steps cost only the sweeps
         assert len(set(hw.cycles.tolist())) > 3  # and each active source one cycle more
+        # streamed, LI hides behind the next step (lanes 36: 1 chunk, where LI is the longer)
+        periods = np.diff(hw.accepted_at)
+        assert periods[1:].tolist() == [period_model(a, z, chunks, 6, segments) for a, z in work[1:-1]]
+        assert periods[0] <= period_model(*work[0], chunks, 6, segments)
+        assert (periods < hw.cycles[:-1] + 1).all()
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -29,8 +29,10 @@ Phases of a step (cycle counts in ``cycle_model``):
   LI      the O output potentials one after another through one multiplier (select, multiply,
           round and saturate, compare for the argmax); a mean readout adds o onto its running
           sum one stage later and compares the sums (one more cycle).
-Then OUTPUT holds the beat until it is taken. Silent sources cost nothing: cycles grow with
-spikes, not synapses. The hidden state is cleared without touching the memory: while ``fresh``
+LI and the output beat run beside the next step: as READOUT ends, LI starts and the next beat
+may be accepted, so in a stream a step occupies only accept + ACC + UPDATE + READOUT
+(``period_model``). The beat is held until it is taken. Silent sources cost nothing: cycles grow
+with spikes, not synapses. The hidden state is cleared without touching the memory: while ``fresh``
 is set (after reset, or from a beat with ``first``) UPDATE reads zeros. Accumulators and data
 registers have no reset: a register with two resets would cost a LUT per bit.
 """
@@ -63,6 +65,16 @@ def cycle_model(input_sources: int, spikes: int, chunks: int, outputs: int, segm
     READOUT (the step's hidden spikes) * segments + 3 (1 when none), LI outputs + 4 (+ 1 for a
     mean readout's running sums)."""
     return 1 + _pass(input_sources, segments) + (chunks + 7) + _pass(spikes, segments) + (outputs + 4 + int(mean))
+
+
+def period_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
+                  mean: bool = False) -> int:
+    """Cycles from accepting a beat to accepting the next, in a stream whose next beat is waiting
+    and whose beats are taken at once: accept 1, ACC, UPDATE, READOUT; LI runs beside the next
+    step's ACC and UPDATE, and adds cycles only where it is the longer (few chunks, many outputs;
+    the first step of a stream has no LI before it and may be shorter)."""
+    li = outputs + 4 + int(mean)  # the previous step's LI must be done before READOUT starts
+    return 1 + max(_pass(input_sources, segments) + chunks + 7, li) + _pass(spikes, segments)
 
 
 def cycle_counter_bits(inputs: int, hidden: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
@@ -206,7 +218,8 @@ class BRFAccelerator(wiring.Component):
         out_row = Signal(len(outw_rd.data), name="out_row", reset_less=True)
         m.d.sync += out_row.eq(Mux(out_fetched, outw_rd.data, 0))
         m.d.sync += [a.eq(a + _field(out_row, j, owb)) for j, a in enumerate(acc_o)]
-        with m.If(self.inp.valid & self.inp.ready):
+        clear_o = Signal()  # READOUT starts (the last LI has read the sums)
+        with m.If(clear_o):
             m.d.sync += [a.eq(0) for a in acc_o]
 
         # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
@@ -265,7 +278,12 @@ class BRFAccelerator(wiring.Component):
         alpha = Array(Const(int(a), signed(cb)) for a in net.alpha)
         li_issuing = Signal()
         li_index = Signal(range(max(2, n_out)))
-        o_sel, alpha_sel = reg(Array(o)[li_index], "o_sel"), reg(alpha[li_index], "alpha_sel")
+        # LI runs beside the next step's ACC and UPDATE, so a sequence start cannot zero o and the
+        # sums as its beat is accepted: the LI that follows reads them as zero instead
+        restart = Signal()  # a beat with ``first`` was accepted since the last LI started
+        li_restart = Signal()  # this LI's step starts a sequence
+        o_sel = reg(Mux(li_restart, 0, Array(o)[li_index]), "o_sel")
+        alpha_sel = reg(alpha[li_index], "alpha_sel")
         acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel", False),
                                            reg(li_index, "li_index_sel"))
         o_alpha_a, acc_o_a = reg(o_sel * alpha_sel, "o_alpha_a"), reg(acc_o_sel, "acc_o_a")
@@ -283,7 +301,7 @@ class BRFAccelerator(wiring.Component):
         if self.mean:  # s_j = sat(s_j + o_j), one stage after o_j; then a running argmax of the sums
             sum_bits = net.readout.sum_bits
             sums = [Signal(signed(sum_bits), name=f"sum_{j}") for j in range(n_out)]
-            s_next = ops.running_sum(Array(sums)[index_b], o_b, sum_bits)
+            s_next = ops.running_sum(Mux(li_restart, 0, Array(sums)[index_b]), o_b, sum_bits)
             s_c, valid_c, index_c = reg(s_next, "sum_c"), reg(valid_b, "li_valid_c", False), reg(index_b, "li_index_c")
             with m.If(valid_b):
                 m.d.sync += Array(sums)[index_b].eq(s_next)
@@ -308,6 +326,37 @@ class BRFAccelerator(wiring.Component):
                     with m.If(~have & ~fetched):
                         done()
 
+        # LI and the output beat, beside the next step: LI(t) starts as READOUT(t) ends and the
+        # next beat may be accepted; UPDATE(t+1) may not hand over to READOUT (which clears the
+        # output sums) before LI(t) is done, READOUT(t+1) not to LI before beat t is taken. Cycles
+        # spent so waiting are not counted: ``cycles`` is the step's own work, whatever the stream.
+        li_running = Signal()
+        out_pending = Signal()
+        out_cycles = Signal.like(cycles)
+        out_spikes = Signal(n_hid, name="out_spikes", reset_less=True)  # z changes in UPDATE(t+1)
+
+        def start_li(count):
+            m.d.sync += [li_issuing.eq(1), li_index.eq(0), li_running.eq(1), li_restart.eq(restart),
+                         restart.eq(0), out_cycles.eq(count), out_spikes.eq(z_flat)]
+
+        with m.If(li_running):
+            m.d.sync += out_cycles.eq(out_cycles + 1)
+            with m.If(li_issuing):
+                with m.If(li_index == n_out - 1):
+                    m.d.sync += li_issuing.eq(0)
+                with m.Else():
+                    m.d.sync += li_index.eq(li_index + 1)
+            with m.Elif(~li_busy):
+                m.d.sync += [li_running.eq(0), out_pending.eq(1)]
+        with m.If(self.out.valid & self.out.ready):
+            m.d.sync += out_pending.eq(0)
+        payload = self.out.payload
+        m.d.comb += [self.out.valid.eq(out_pending), payload.label.eq(label), payload.spikes.eq(out_spikes),
+                     payload.cycles.eq(out_cycles)]
+        m.d.comb += [payload.potentials[j].eq(o[j]) for j in range(n_out)]
+        if self.mean:
+            m.d.comb += payload.sum_label.eq(sum_label)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
@@ -317,7 +366,7 @@ class BRFAccelerator(wiring.Component):
                     with m.If(first | fresh):  # the last step's spikes were accumulated for nothing
                         m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
-                        m.d.sync += [fresh.eq(1)] + [x.eq(0) for x in o + sums]
+                        m.d.sync += [fresh.eq(1), restart.eq(1)]
                     m.next = "ACC"
 
             with m.State("ACC"):
@@ -327,7 +376,8 @@ class BRFAccelerator(wiring.Component):
                 accumulate(to_update)
 
             with m.State("UPDATE"):
-                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(pipeline_busy | ~li_running):
+                    m.d.sync += cycles.eq(cycles + 1)
                 with m.If(issuing):
                     if G > 1:
                         with m.If(segment == G - 1):
@@ -340,8 +390,9 @@ class BRFAccelerator(wiring.Component):
                         m.d.sync += [issuing.eq(0), chunk.eq(0), place.eq(0)]
                     with m.Else():
                         m.d.sync += chunk.eq(chunk + 1)
-                with m.If(~pipeline_busy):  # every chunk read its sums, every spike is in z_ring
-                    m.d.comb += clear.eq(1)
+                # every chunk read its sums, every spike is in z_ring, the last LI read its sums
+                with m.If(~pipeline_busy & ~li_running):
+                    m.d.comb += [clear.eq(1), clear_o.eq(1)]
                     m.d.sync += [fresh.eq(0), mask.eq(Cat(Const(0, n_in_bits), z_flat))]
                     m.next = "READOUT"
 
@@ -349,27 +400,15 @@ class BRFAccelerator(wiring.Component):
                 m.d.sync += out_fetched.eq(have & (segment == 0))
 
                 def to_li():
-                    m.d.sync += [li_issuing.eq(1), li_index.eq(0)]
-                    m.next = "LI"
+                    with m.If(out_pending):  # the last beat is still to be taken
+                        m.next = "HOLD"
+                    with m.Else():
+                        start_li(cycles + 1)
+                        m.next = "IDLE"
                 accumulate(to_li)
 
-            with m.State("LI"):
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(li_issuing):
-                    with m.If(li_index == n_out - 1):
-                        m.d.sync += li_issuing.eq(0)
-                    with m.Else():
-                        m.d.sync += li_index.eq(li_index + 1)
-                with m.If(~li_busy):
-                    m.next = "OUTPUT"
-
-            with m.State("OUTPUT"):
-                payload = self.out.payload
-                m.d.comb += [self.out.valid.eq(1), payload.label.eq(label), payload.spikes.eq(z_flat),
-                             payload.cycles.eq(cycles)]
-                m.d.comb += [payload.potentials[j].eq(o[j]) for j in range(n_out)]
-                if self.mean:
-                    m.d.comb += payload.sum_label.eq(sum_label)
-                with m.If(self.out.ready):
+            with m.State("HOLD"):
+                with m.If(~out_pending):
+                    start_li(cycles)
                     m.next = "IDLE"
         return m

@@ -23,6 +23,7 @@ class HardwareRun(NamedTuple):
     labels: np.ndarray  # [T]
     cycles: np.ndarray  # [T] cycles the accelerator spent on each step
     sum_labels: np.ndarray | None = None  # [T] argmax of the running sums (mean readout), else None
+    accepted_at: np.ndarray | None = None  # [T] the clock cycle each input beat was taken in
 
 
 def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1, segments: int | None = None,
@@ -61,10 +62,21 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
             got.append(([int(payload.potentials[k]) for k in range(n_out)], int(payload.label),
                          int(payload.spikes), int(payload.cycles), int(payload.sum_label) if dut.mean else 0))
 
+    accepted = []
+
+    async def monitor(ctx):
+        cycle = 0
+        while len(accepted) < steps:
+            *_, valid, ready = await ctx.tick().sample(dut.inp.valid, dut.inp.ready)  # after clk, rst
+            if valid and ready:
+                accepted.append(cycle)
+            cycle += 1
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    sim.add_testbench(monitor, background=True)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
@@ -72,7 +84,8 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
         sim.run()
     spikes = np.array([[(g[2] >> h) & 1 for h in range(n_hid)] for g in got], dtype=np.int64)
     return HardwareRun(spikes, np.array([g[0] for g in got], np.int64), np.array([g[1] for g in got]),
-                       np.array([g[3] for g in got]), np.array([g[4] for g in got]) if dut.mean else None)
+                       np.array([g[3] for g in got]), np.array([g[4] for g in got]) if dut.mean else None,
+                       np.array(accepted))
 
 
 def expected_cycles(net: IntNetwork, x: np.ndarray, spikes: np.ndarray, lanes: int,
