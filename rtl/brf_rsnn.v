@@ -6,157 +6,157 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [6:0] \$1 ;
   wire [30:0] \$10 ;
-  wire [31:0] \$100 ;
-  wire [29:0] \$101 ;
-  wire [16:0] \$102 ;
-  wire [32:0] \$103 ;
-  wire [33:0] \$104 ;
-  wire [33:0] \$105 ;
-  wire [17:0] \$106 ;
-  wire [34:0] \$107 ;
-  wire \$108 ;
-  wire [32:0] \$109 ;
+  wire \$100 ;
+  wire [24:0] \$101 ;
+  wire [24:0] \$102 ;
+  wire [25:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [24:0] \$107 ;
+  wire [24:0] \$108 ;
+  wire [25:0] \$109 ;
   wire [17:0] \$11 ;
-  wire [33:0] \$110 ;
-  wire [33:0] \$111 ;
-  wire [17:0] \$112 ;
-  wire [34:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire [32:0] \$117 ;
-  wire [33:0] \$118 ;
-  wire [33:0] \$119 ;
+  wire [24:0] \$110 ;
+  wire [24:0] \$111 ;
+  wire [25:0] \$112 ;
+  wire [15:0] \$113 ;
+  wire [15:0] \$114 ;
+  wire [31:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [31:0] \$118 ;
+  wire [29:0] \$119 ;
   wire \$12 ;
-  wire [17:0] \$120 ;
-  wire [34:0] \$121 ;
-  wire [32:0] \$122 ;
+  wire [16:0] \$120 ;
+  wire [32:0] \$121 ;
+  wire [33:0] \$122 ;
   wire [33:0] \$123 ;
-  wire [33:0] \$124 ;
-  wire [17:0] \$125 ;
-  wire [34:0] \$126 ;
-  wire [15:0] \$127 ;
-  wire [15:0] \$128 ;
-  wire [32:0] \$129 ;
+  wire [34:0] \$124 ;
+  wire \$125 ;
+  wire [32:0] \$126 ;
+  wire [33:0] \$127 ;
+  wire [33:0] \$128 ;
+  wire [34:0] \$129 ;
   wire [10:0] \$13 ;
-  wire [33:0] \$130 ;
-  wire [33:0] \$131 ;
+  wire \$130 ;
+  wire \$131 ;
   wire \$132 ;
   wire [32:0] \$133 ;
   wire [33:0] \$134 ;
   wire [33:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire [32:0] \$139 ;
+  wire [34:0] \$136 ;
+  wire [32:0] \$137 ;
+  wire [33:0] \$138 ;
+  wire [33:0] \$139 ;
   wire [31:0] \$14 ;
-  wire [33:0] \$140 ;
-  wire [33:0] \$141 ;
-  wire [32:0] \$142 ;
-  wire [33:0] \$143 ;
+  wire [34:0] \$140 ;
+  wire [15:0] \$141 ;
+  wire [15:0] \$142 ;
+  wire [32:0] \$143 ;
   wire [33:0] \$144 ;
-  wire [15:0] \$145 ;
-  wire [15:0] \$146 ;
-  wire [17:0] \$147 ;
-  wire \$148 ;
-  reg [15:0] \$149 ;
+  wire [33:0] \$145 ;
+  wire \$146 ;
+  wire [32:0] \$147 ;
+  wire [33:0] \$148 ;
+  wire [33:0] \$149 ;
   wire \$15 ;
-  wire [15:0] \$150 ;
-  reg [15:0] \$151 ;
-  reg [13:0] \$152 ;
-  wire [31:0] \$153 ;
-  wire [32:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [16:0] \$156 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [32:0] \$153 ;
+  wire [33:0] \$154 ;
+  wire [33:0] \$155 ;
+  wire [32:0] \$156 ;
   wire [33:0] \$157 ;
-  wire \$158 ;
-  wire [32:0] \$159 ;
+  wire [33:0] \$158 ;
+  wire [15:0] \$159 ;
   wire \$16 ;
-  wire [32:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire [33:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [32:0] \$166 ;
-  wire [32:0] \$167 ;
-  wire [16:0] \$168 ;
-  wire [33:0] \$169 ;
+  wire [15:0] \$160 ;
+  wire [17:0] \$161 ;
+  wire \$162 ;
+  reg [15:0] \$163 ;
+  wire [15:0] \$164 ;
+  reg [15:0] \$165 ;
+  reg [13:0] \$166 ;
+  wire [31:0] \$167 ;
+  wire [32:0] \$168 ;
+  wire [32:0] \$169 ;
   wire \$17 ;
-  wire [32:0] \$170 ;
-  wire [32:0] \$171 ;
-  wire [16:0] \$172 ;
-  wire [33:0] \$173 ;
-  wire [15:0] \$174 ;
-  wire [15:0] \$175 ;
-  wire [32:0] \$176 ;
-  wire [32:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [33:0] \$179 ;
+  wire [16:0] \$170 ;
+  wire [33:0] \$171 ;
+  wire \$172 ;
+  wire [32:0] \$173 ;
+  wire [32:0] \$174 ;
+  wire [16:0] \$175 ;
+  wire [33:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [30:0] \$18 ;
-  wire \$180 ;
+  wire [32:0] \$180 ;
   wire [32:0] \$181 ;
-  wire [32:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [33:0] \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire [32:0] \$188 ;
-  wire [32:0] \$189 ;
+  wire [16:0] \$182 ;
+  wire [33:0] \$183 ;
+  wire [32:0] \$184 ;
+  wire [32:0] \$185 ;
+  wire [16:0] \$186 ;
+  wire [33:0] \$187 ;
+  wire [15:0] \$188 ;
+  wire [15:0] \$189 ;
   wire [30:0] \$19 ;
-  wire [16:0] \$190 ;
-  wire [33:0] \$191 ;
-  wire [32:0] \$192 ;
-  wire [32:0] \$193 ;
-  wire [16:0] \$194 ;
-  wire [33:0] \$195 ;
-  wire [15:0] \$196 ;
-  wire [15:0] \$197 ;
-  wire \$198 ;
+  wire [32:0] \$190 ;
+  wire [32:0] \$191 ;
+  wire [16:0] \$192 ;
+  wire [33:0] \$193 ;
+  wire \$194 ;
+  wire [32:0] \$195 ;
+  wire [32:0] \$196 ;
+  wire [16:0] \$197 ;
+  wire [33:0] \$198 ;
   wire \$199 ;
   wire [30:0] \$2 ;
   wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [16:0] \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire [3:0] \$208 ;
-  wire \$209 ;
+  wire [32:0] \$202 ;
+  wire [32:0] \$203 ;
+  wire [16:0] \$204 ;
+  wire [33:0] \$205 ;
+  wire [32:0] \$206 ;
+  wire [32:0] \$207 ;
+  wire [16:0] \$208 ;
+  wire [33:0] \$209 ;
   wire \$21 ;
-  wire [16:0] \$210 ;
-  wire \$211 ;
-  wire [1:0] \$212 ;
-  wire [1:0] \$213 ;
+  wire [15:0] \$210 ;
+  wire [15:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire \$216 ;
+  wire [16:0] \$216 ;
   wire \$217 ;
-  wire [40:0] \$218 ;
-  wire [40:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire [10:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire \$222 ;
+  wire [3:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
+  wire [16:0] \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
+  wire [1:0] \$227 ;
+  wire [1:0] \$228 ;
   wire \$229 ;
   wire [31:0] \$23 ;
   wire \$230 ;
-  wire [16:0] \$231 ;
+  wire \$231 ;
   wire \$232 ;
-  wire [5:0] \$233 ;
-  wire [1:0] \$234 ;
+  wire [40:0] \$233 ;
+  wire [40:0] \$234 ;
   wire \$235 ;
-  wire [6:0] \$236 ;
+  wire \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
@@ -167,42 +167,42 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$243 ;
   wire \$244 ;
   wire \$245 ;
-  wire \$246 ;
+  wire [16:0] \$246 ;
   wire \$247 ;
-  wire [16:0] \$248 ;
-  wire \$249 ;
+  wire [5:0] \$248 ;
+  wire [1:0] \$249 ;
   wire [30:0] \$25 ;
-  wire [1:0] \$250 ;
-  wire [1:0] \$251 ;
+  wire \$250 ;
+  wire [6:0] \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire [40:0] \$256 ;
-  wire [40:0] \$257 ;
+  wire \$256 ;
+  wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [17:0] \$26 ;
   wire \$260 ;
-  wire [16:0] \$261 ;
+  wire \$261 ;
   wire \$262 ;
-  reg \$263 ;
-  reg [14:0] \$264 ;
-  reg [14:0] \$265 ;
-  reg [14:0] \$266 ;
-  reg [14:0] \$267 ;
-  reg [14:0] \$268 ;
-  reg [14:0] \$269 ;
+  wire [16:0] \$263 ;
+  wire \$264 ;
+  wire [1:0] \$265 ;
+  wire [1:0] \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [14:0] \$270 ;
-  reg [14:0] \$271 ;
-  reg [14:0] \$272 ;
-  reg [14:0] \$273 ;
-  reg [14:0] \$274 ;
-  reg [14:0] \$275 ;
-  reg [14:0] \$276 ;
-  reg [14:0] \$277 ;
-  reg [14:0] \$278 ;
+  wire \$270 ;
+  wire [40:0] \$271 ;
+  wire [40:0] \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [16:0] \$276 ;
+  wire \$277 ;
+  reg \$278 ;
   reg [14:0] \$279 ;
   wire [10:0] \$28 ;
   reg [14:0] \$280 ;
@@ -228,29 +228,29 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$299 ;
   wire [30:0] \$3 ;
   wire [15:0] \$30 ;
-  reg [13:0] \$300 ;
-  reg [13:0] \$301 ;
-  reg [13:0] \$302 ;
-  reg [13:0] \$303 ;
-  reg [13:0] \$304 ;
-  reg [13:0] \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg \$309 ;
+  reg [14:0] \$300 ;
+  reg [14:0] \$301 ;
+  reg [14:0] \$302 ;
+  reg [14:0] \$303 ;
+  reg [14:0] \$304 ;
+  reg [14:0] \$305 ;
+  reg [14:0] \$306 ;
+  reg [14:0] \$307 ;
+  reg [14:0] \$308 ;
+  reg [14:0] \$309 ;
   wire [15:0] \$31 ;
-  reg \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg \$315 ;
-  reg \$316 ;
-  reg \$317 ;
-  reg \$318 ;
-  reg \$319 ;
+  reg [14:0] \$310 ;
+  reg [14:0] \$311 ;
+  reg [14:0] \$312 ;
+  reg [14:0] \$313 ;
+  reg [14:0] \$314 ;
+  reg [13:0] \$315 ;
+  reg [13:0] \$316 ;
+  reg [13:0] \$317 ;
+  reg [13:0] \$318 ;
+  reg [13:0] \$319 ;
   wire \$32 ;
-  reg \$320 ;
+  reg [13:0] \$320 ;
   reg \$321 ;
   reg \$322 ;
   reg \$323 ;
@@ -284,38 +284,53 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$349 ;
   wire \$35 ;
   reg \$350 ;
-  reg [15:0] \$351 ;
-  reg [15:0] \$352 ;
-  reg [15:0] \$353 ;
-  reg [15:0] \$354 ;
-  reg [15:0] \$355 ;
-  reg [15:0] \$356 ;
-  reg [15:0] \$357 ;
-  reg [2:0] \$358 ;
-  reg [15:0] \$359 ;
+  reg \$351 ;
+  reg \$352 ;
+  reg \$353 ;
+  reg \$354 ;
+  reg \$355 ;
+  reg \$356 ;
+  reg \$357 ;
+  reg \$358 ;
+  reg \$359 ;
   wire \$36 ;
   reg \$360 ;
-  reg [2:0] \$361 ;
+  reg \$361 ;
   reg \$362 ;
   reg \$363 ;
-  reg [39:0] \$364 ;
-  reg [15:0] \$365 ;
-  reg \$366 ;
-  reg \$367 ;
-  reg [2:0] \$368 ;
-  reg \$369 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg [15:0] \$366 ;
+  reg [15:0] \$367 ;
+  reg [15:0] \$368 ;
+  reg [15:0] \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg [5:0] \$371 ;
-  reg \$372 ;
-  reg \$373 ;
-  reg [5:0] \$374 ;
-  reg [4:0] \$375 ;
-  reg \$376 ;
+  reg [15:0] \$370 ;
+  reg [15:0] \$371 ;
+  reg [15:0] \$372 ;
+  reg [2:0] \$373 ;
+  reg [15:0] \$374 ;
+  reg \$375 ;
+  reg [2:0] \$376 ;
   reg \$377 ;
-  reg [35:0] \$378 ;
+  reg \$378 ;
+  reg [39:0] \$379 ;
   wire \$38 ;
+  reg [15:0] \$380 ;
+  reg \$381 ;
+  reg \$382 ;
+  reg \$383 ;
+  reg [5:0] \$384 ;
+  reg [2:0] \$385 ;
+  reg \$386 ;
+  reg \$387 ;
+  reg [5:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
+  reg [4:0] \$390 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [35:0] \$393 ;
   wire [17:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
@@ -354,34 +369,34 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [14:0] \$71 ;
   wire [14:0] \$72 ;
   wire [14:0] \$73 ;
-  reg [14:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire [23:0] \$78 ;
-  wire [24:0] \$79 ;
+  wire [17:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire [17:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
   wire \$8 ;
-  wire [24:0] \$80 ;
-  wire [25:0] \$81 ;
-  wire \$82 ;
-  wire [24:0] \$83 ;
-  wire [24:0] \$84 ;
-  wire [25:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [24:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [17:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [17:0] \$84 ;
+  wire [17:0] \$85 ;
+  wire [17:0] \$86 ;
+  wire [17:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire [17:0] \$89 ;
   wire [30:0] \$9 ;
-  wire [24:0] \$90 ;
-  wire [25:0] \$91 ;
-  wire [24:0] \$92 ;
-  wire [24:0] \$93 ;
-  wire [25:0] \$94 ;
+  wire [17:0] \$90 ;
+  wire [17:0] \$91 ;
+  reg [17:0] \$92 ;
+  wire [15:0] \$93 ;
+  wire [15:0] \$94 ;
   wire [15:0] \$95 ;
-  wire [15:0] \$96 ;
-  wire [31:0] \$97 ;
-  wire [31:0] \$98 ;
-  wire [31:0] \$99 ;
+  wire [23:0] \$96 ;
+  wire [24:0] \$97 ;
+  wire [24:0] \$98 ;
+  wire [25:0] \$99 ;
   wire [6:0] \$signature__addr ;
   wire [5:0] \$signature__addr$13 ;
   reg [5:0] \$signature__addr$14  = 6'h00;
@@ -435,11 +450,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [13:0] acc_o_5 = 14'h0000;
   reg [13:0] acc_o_a = 14'h0000;
   reg [13:0] acc_o_sel = 14'h0000;
-  reg [14:0] acc_s1_0 = 15'h0000;
-  reg [14:0] acc_s2_0 = 15'h0000;
-  reg [14:0] acc_s3_0 = 15'h0000;
-  reg [14:0] acc_s4_0 = 15'h0000;
-  reg [14:0] acc_s5_0 = 15'h0000;
+  reg [17:0] acc_s1_0 = 18'h00000;
+  reg [17:0] acc_s2_0 = 18'h00000;
+  reg [17:0] acc_s3_0 = 18'h00000;
+  reg [17:0] acc_s4_0 = 18'h00000;
+  reg [17:0] acc_s5_0 = 18'h00000;
   reg adding = 1'h0;
   reg [15:0] alpha_sel = 16'h0000;
   reg [15:0] best = 16'h0000;
@@ -894,256 +909,257 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$71  = $signed(acc_o_3) + $signed(out_row[31:24]);
   assign \$72  = $signed(acc_o_4) + $signed(out_row[39:32]);
   assign \$73  = $signed(acc_o_5) + $signed(out_row[47:40]);
-  assign \$75  = fresh ? 16'h0000 : \$signature__data$100 [15:0];
-  assign \$76  = fresh ? 16'h0000 : \$signature__data$100 [31:16];
-  assign \$77  = fresh ? 16'h0000 : \$signature__data$100 [47:32];
-  assign \$78  = $signed(q_s2_0) * $signed(9'h0a4);
-  assign \$79  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$81  = $signed(d_s3_0) - $signed(\$80 );
-  assign \$82  = & \$81 [25:15];
-  assign \$83  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$85  = $signed(d_s3_0) - $signed(\$84 );
-  assign \$86  = | \$85 [25:15];
-  assign \$87  = ~ \$86 ;
-  assign \$88  = \$82  | \$87 ;
-  assign \$89  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$91  = $signed(d_s3_0) - $signed(\$90 );
-  assign \$92  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$94  = $signed(d_s3_0) - $signed(\$93 );
-  assign \$95  = \$94 [25] ? 16'h8000 : 16'h7fff;
-  assign \$96  = \$88  ? \$91 [15:0] : \$95 ;
-  assign \$97  = $signed(e_s4_0) * $signed(u_s4_0);
-  assign \$98  = $signed(c_s4_0) * $signed(v_s4_0);
-  assign \$99  = $signed(e_s4_0) * $signed(v_s4_0);
-  assign \$100  = $signed(c_s4_0) * $signed(u_s4_0);
-  assign \$101  = $signed(q_s4_0) * $signed(15'h399a);
-  assign \$102  = $signed(q_s4_0) + $signed(12'h400);
-  assign \$103  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$104  = $signed(\$103 ) + $signed(15'h2000);
-  assign \$107  = $signed(\$105 ) + $signed(\$106 );
-  assign \$108  = & \$107 [34:15];
-  assign \$109  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$110  = $signed(\$109 ) + $signed(15'h2000);
-  assign \$113  = $signed(\$111 ) + $signed(\$112 );
-  assign \$114  = | \$113 [34:15];
-  assign \$115  = ~ \$114 ;
-  assign \$116  = \$108  | \$115 ;
-  assign \$117  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$118  = $signed(\$117 ) + $signed(15'h2000);
-  assign \$121  = $signed(\$119 ) + $signed(\$120 );
-  assign \$122  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$123  = $signed(\$122 ) + $signed(15'h2000);
-  assign \$126  = $signed(\$124 ) + $signed(\$125 );
-  assign \$127  = \$126 [34] ? 16'h8000 : 16'h7fff;
-  assign \$128  = \$116  ? \$121 [15:0] : \$127 ;
-  assign \$129  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$130  = $signed(\$129 ) + $signed(15'h2000);
-  assign \$132  = & \$131 [33:15];
-  assign \$133  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$93  = fresh ? 16'h0000 : \$signature__data$100 [15:0];
+  assign \$94  = fresh ? 16'h0000 : \$signature__data$100 [31:16];
+  assign \$95  = fresh ? 16'h0000 : \$signature__data$100 [47:32];
+  assign \$96  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$97  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$99  = $signed(d_s3_0) - $signed(\$98 );
+  assign \$100  = & \$99 [25:15];
+  assign \$101  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$103  = $signed(d_s3_0) - $signed(\$102 );
+  assign \$104  = | \$103 [25:15];
+  assign \$105  = ~ \$104 ;
+  assign \$106  = \$100  | \$105 ;
+  assign \$107  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$109  = $signed(d_s3_0) - $signed(\$108 );
+  assign \$110  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$112  = $signed(d_s3_0) - $signed(\$111 );
+  assign \$113  = \$112 [25] ? 16'h8000 : 16'h7fff;
+  assign \$114  = \$106  ? \$109 [15:0] : \$113 ;
+  assign \$115  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$116  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$117  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$118  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$119  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$120  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$121  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$122  = $signed(\$121 ) + $signed(15'h2000);
+  assign \$124  = $signed(\$123 ) + $signed(acc_s5_0);
+  assign \$125  = & \$124 [34:15];
+  assign \$126  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$127  = $signed(\$126 ) + $signed(15'h2000);
+  assign \$129  = $signed(\$128 ) + $signed(acc_s5_0);
+  assign \$130  = | \$129 [34:15];
+  assign \$131  = ~ \$130 ;
+  assign \$132  = \$125  | \$131 ;
+  assign \$133  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
   assign \$134  = $signed(\$133 ) + $signed(15'h2000);
-  assign \$136  = | \$135 [33:15];
-  assign \$137  = ~ \$136 ;
-  assign \$138  = \$132  | \$137 ;
-  assign \$139  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$140  = $signed(\$139 ) + $signed(15'h2000);
-  assign \$142  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$143  = $signed(\$142 ) + $signed(15'h2000);
-  assign \$145  = \$144 [33] ? 16'h8000 : 16'h7fff;
-  assign \$146  = \$138  ? \$141 [15:0] : \$145 ;
-  assign \$147  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$148  = $signed(\$147 ) < $signed(1'h0);
-  assign \$150  = li_restart ? 16'h0000 : \$149 ;
-  assign \$153  = $signed(o_sel) * $signed(alpha_sel);
-  assign \$154  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$157  = $signed(\$155 ) + $signed(\$156 );
-  assign \$158  = & \$157 [33:15];
-  assign \$159  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$162  = $signed(\$160 ) + $signed(\$161 );
-  assign \$163  = | \$162 [33:15];
-  assign \$164  = ~ \$163 ;
-  assign \$165  = \$158  | \$164 ;
-  assign \$166  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$169  = $signed(\$167 ) + $signed(\$168 );
-  assign \$170  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$173  = $signed(\$171 ) + $signed(\$172 );
-  assign \$174  = \$173 [33] ? 16'h8000 : 16'h7fff;
-  assign \$175  = \$165  ? \$169 [15:0] : \$174 ;
-  assign \$176  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$179  = $signed(\$177 ) + $signed(\$178 );
-  assign \$180  = & \$179 [33:15];
-  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$184  = $signed(\$182 ) + $signed(\$183 );
-  assign \$185  = | \$184 [33:15];
-  assign \$186  = ~ \$185 ;
-  assign \$187  = \$180  | \$186 ;
-  assign \$188  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$191  = $signed(\$189 ) + $signed(\$190 );
-  assign \$192  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$195  = $signed(\$193 ) + $signed(\$194 );
-  assign \$196  = \$195 [33] ? 16'h8000 : 16'h7fff;
-  assign \$197  = \$187  ? \$191 [15:0] : \$196 ;
-  assign \$198  = ! li_index_b;
-  assign \$199  = $signed(o_b) > $signed(best);
-  assign \$200  = \$198  | \$199 ;
-  assign \$201  = li_valid_b & \$200 ;
-  assign \$202  = out_cycles + 1'h1;
-  assign \$203  = li_issuing | li_valid_sel;
-  assign \$204  = \$203  | li_valid_a;
-  assign \$205  = \$204  | li_valid_b;
-  assign \$206  = ~ \$205 ;
-  assign \$207  = li_index == 3'h5;
-  assign \$208  = li_index + 1'h1;
-  assign \$209  = out__valid & out__ready;
-  assign \$210  = cycles + 1'h1;
-  assign \$212  = segment + 1'h1;
-  assign \$213  = \$211  ? 2'h0 : \$212 ;
-  assign \$214  = ~ have;
-  assign \$216  = \$214  | \$215 ;
-  assign \$217  = | next_source_mask;
-  assign \$218  = next_source_mask - 1'h1;
-  assign \$219  = { 1'h0, next_source_mask } & \$218 ;
-  assign \$220  = ~ have;
-  assign \$221  = ~ fetched;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = issuing | valid_s1;
-  assign \$224  = \$223  | valid_s2;
-  assign \$225  = \$224  | valid_s3;
-  assign \$226  = \$225  | valid_s4;
-  assign \$227  = \$226  | valid_s5;
-  assign \$228  = \$227  | state_wr__en;
-  assign \$229  = ~ li_running;
-  assign \$230  = \$228  | \$229 ;
-  assign \$231  = cycles + 1'h1;
-  assign \$233  = place + 1'h1;
-  assign \$234  = segment + 1'h1;
-  assign \$235  = \$signature__addr$14  == 6'h23;
-  assign \$236  = \$signature__addr$14  + 1'h1;
-  assign \$237  = issuing | valid_s1;
-  assign \$238  = \$237  | valid_s2;
-  assign \$239  = \$238  | valid_s3;
-  assign \$240  = \$239  | valid_s4;
-  assign \$241  = \$240  | valid_s5;
-  assign \$242  = \$241  | state_wr__en;
-  assign \$243  = ~ \$242 ;
+  assign \$136  = $signed(\$135 ) + $signed(acc_s5_0);
+  assign \$137  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$138  = $signed(\$137 ) + $signed(15'h2000);
+  assign \$140  = $signed(\$139 ) + $signed(acc_s5_0);
+  assign \$141  = \$140 [34] ? 16'h8000 : 16'h7fff;
+  assign \$142  = \$132  ? \$136 [15:0] : \$141 ;
+  assign \$143  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$144  = $signed(\$143 ) + $signed(15'h2000);
+  assign \$146  = & \$145 [33:15];
+  assign \$147  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$148  = $signed(\$147 ) + $signed(15'h2000);
+  assign \$150  = | \$149 [33:15];
+  assign \$151  = ~ \$150 ;
+  assign \$152  = \$146  | \$151 ;
+  assign \$153  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$154  = $signed(\$153 ) + $signed(15'h2000);
+  assign \$156  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$157  = $signed(\$156 ) + $signed(15'h2000);
+  assign \$159  = \$158 [33] ? 16'h8000 : 16'h7fff;
+  assign \$160  = \$152  ? \$155 [15:0] : \$159 ;
+  assign \$161  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$162  = $signed(\$161 ) < $signed(1'h0);
+  assign \$164  = li_restart ? 16'h0000 : \$163 ;
+  assign \$167  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$168  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$171  = $signed(\$169 ) + $signed(\$170 );
+  assign \$172  = & \$171 [33:15];
+  assign \$173  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$176  = $signed(\$174 ) + $signed(\$175 );
+  assign \$177  = | \$176 [33:15];
+  assign \$178  = ~ \$177 ;
+  assign \$179  = \$172  | \$178 ;
+  assign \$180  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$183  = $signed(\$181 ) + $signed(\$182 );
+  assign \$184  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$187  = $signed(\$185 ) + $signed(\$186 );
+  assign \$188  = \$187 [33] ? 16'h8000 : 16'h7fff;
+  assign \$189  = \$179  ? \$183 [15:0] : \$188 ;
+  assign \$190  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$193  = $signed(\$191 ) + $signed(\$192 );
+  assign \$194  = & \$193 [33:15];
+  assign \$195  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$198  = $signed(\$196 ) + $signed(\$197 );
+  assign \$199  = | \$198 [33:15];
+  assign \$200  = ~ \$199 ;
+  assign \$201  = \$194  | \$200 ;
+  assign \$202  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$205  = $signed(\$203 ) + $signed(\$204 );
+  assign \$206  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$209  = $signed(\$207 ) + $signed(\$208 );
+  assign \$210  = \$209 [33] ? 16'h8000 : 16'h7fff;
+  assign \$211  = \$201  ? \$205 [15:0] : \$210 ;
+  assign \$212  = ! li_index_b;
+  assign \$213  = $signed(o_b) > $signed(best);
+  assign \$214  = \$212  | \$213 ;
+  assign \$215  = li_valid_b & \$214 ;
+  assign \$216  = out_cycles + 1'h1;
+  assign \$217  = li_issuing | li_valid_sel;
+  assign \$218  = \$217  | li_valid_a;
+  assign \$219  = \$218  | li_valid_b;
+  assign \$220  = ~ \$219 ;
+  assign \$221  = li_index == 3'h5;
+  assign \$222  = li_index + 1'h1;
+  assign \$223  = out__valid & out__ready;
+  assign \$224  = ! inp__payload[3:0];
+  assign \$225  = cycles + 1'h1;
+  assign \$227  = segment + 1'h1;
+  assign \$228  = \$226  ? 2'h0 : \$227 ;
+  assign \$229  = ~ have;
+  assign \$231  = \$229  | \$230 ;
+  assign \$232  = | next_source_mask;
+  assign \$233  = next_source_mask - 1'h1;
+  assign \$234  = { 1'h0, next_source_mask } & \$233 ;
+  assign \$235  = ~ have;
+  assign \$236  = ~ fetched;
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = issuing | valid_s1;
+  assign \$239  = \$238  | valid_s2;
+  assign \$240  = \$239  | valid_s3;
+  assign \$241  = \$240  | valid_s4;
+  assign \$242  = \$241  | valid_s5;
+  assign \$243  = \$242  | state_wr__en;
   assign \$244  = ~ li_running;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = ! segment;
-  assign \$247  = have & \$246 ;
-  assign \$248  = cycles + 1'h1;
-  assign \$250  = segment + 1'h1;
-  assign \$251  = \$249  ? 2'h0 : \$250 ;
-  assign \$252  = ~ have;
-  assign \$254  = \$252  | \$253 ;
-  assign \$255  = | next_source_mask;
-  assign \$256  = next_source_mask - 1'h1;
-  assign \$257  = { 1'h0, next_source_mask } & \$256 ;
-  assign \$258  = ~ have;
-  assign \$259  = ~ fetched;
+  assign \$245  = \$243  | \$244 ;
+  assign \$246  = cycles + 1'h1;
+  assign \$248  = place + 1'h1;
+  assign \$249  = segment + 1'h1;
+  assign \$250  = \$signature__addr$14  == 6'h23;
+  assign \$251  = \$signature__addr$14  + 1'h1;
+  assign \$252  = issuing | valid_s1;
+  assign \$253  = \$252  | valid_s2;
+  assign \$254  = \$253  | valid_s3;
+  assign \$255  = \$254  | valid_s4;
+  assign \$256  = \$255  | valid_s5;
+  assign \$257  = \$256  | state_wr__en;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = ~ li_running;
   assign \$260  = \$258  & \$259 ;
-  assign \$261  = cycles + 1'h1;
-  assign \$262  = ~ out__valid;
+  assign \$261  = ! segment;
+  assign \$262  = have & \$261 ;
+  assign \$263  = cycles + 1'h1;
+  assign \$265  = segment + 1'h1;
+  assign \$266  = \$264  ? 2'h0 : \$265 ;
+  assign \$267  = ~ have;
+  assign \$269  = \$267  | \$268 ;
+  assign \$270  = | next_source_mask;
+  assign \$271  = next_source_mask - 1'h1;
+  assign \$272  = { 1'h0, next_source_mask } & \$271 ;
+  assign \$273  = ~ have;
+  assign \$274  = ~ fetched;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = cycles + 1'h1;
+  assign \$277  = ~ out__valid;
   always @(posedge clk)
     synapse_row <= \$47 ;
   always @(posedge clk)
-    adding <= \$263 ;
+    adding <= \$278 ;
   always @(posedge clk)
-    acc_0 <= \$264 ;
+    acc_0 <= \$279 ;
   always @(posedge clk)
-    acc_1 <= \$265 ;
+    acc_1 <= \$280 ;
   always @(posedge clk)
-    acc_2 <= \$266 ;
+    acc_2 <= \$281 ;
   always @(posedge clk)
-    acc_3 <= \$267 ;
+    acc_3 <= \$282 ;
   always @(posedge clk)
-    acc_4 <= \$268 ;
+    acc_4 <= \$283 ;
   always @(posedge clk)
-    acc_5 <= \$269 ;
+    acc_5 <= \$284 ;
   always @(posedge clk)
-    acc_6 <= \$270 ;
+    acc_6 <= \$285 ;
   always @(posedge clk)
-    acc_7 <= \$271 ;
+    acc_7 <= \$286 ;
   always @(posedge clk)
-    acc_8 <= \$272 ;
+    acc_8 <= \$287 ;
   always @(posedge clk)
-    acc_9 <= \$273 ;
+    acc_9 <= \$288 ;
   always @(posedge clk)
-    acc_10 <= \$274 ;
+    acc_10 <= \$289 ;
   always @(posedge clk)
-    acc_11 <= \$275 ;
+    acc_11 <= \$290 ;
   always @(posedge clk)
-    acc_12 <= \$276 ;
+    acc_12 <= \$291 ;
   always @(posedge clk)
-    acc_13 <= \$277 ;
+    acc_13 <= \$292 ;
   always @(posedge clk)
-    acc_14 <= \$278 ;
+    acc_14 <= \$293 ;
   always @(posedge clk)
-    acc_15 <= \$279 ;
+    acc_15 <= \$294 ;
   always @(posedge clk)
-    acc_16 <= \$280 ;
+    acc_16 <= \$295 ;
   always @(posedge clk)
-    acc_17 <= \$281 ;
+    acc_17 <= \$296 ;
   always @(posedge clk)
-    acc_18 <= \$282 ;
+    acc_18 <= \$297 ;
   always @(posedge clk)
-    acc_19 <= \$283 ;
+    acc_19 <= \$298 ;
   always @(posedge clk)
-    acc_20 <= \$284 ;
+    acc_20 <= \$299 ;
   always @(posedge clk)
-    acc_21 <= \$285 ;
+    acc_21 <= \$300 ;
   always @(posedge clk)
-    acc_22 <= \$286 ;
+    acc_22 <= \$301 ;
   always @(posedge clk)
-    acc_23 <= \$287 ;
+    acc_23 <= \$302 ;
   always @(posedge clk)
-    acc_24 <= \$288 ;
+    acc_24 <= \$303 ;
   always @(posedge clk)
-    acc_25 <= \$289 ;
+    acc_25 <= \$304 ;
   always @(posedge clk)
-    acc_26 <= \$290 ;
+    acc_26 <= \$305 ;
   always @(posedge clk)
-    acc_27 <= \$291 ;
+    acc_27 <= \$306 ;
   always @(posedge clk)
-    acc_28 <= \$292 ;
+    acc_28 <= \$307 ;
   always @(posedge clk)
-    acc_29 <= \$293 ;
+    acc_29 <= \$308 ;
   always @(posedge clk)
-    acc_30 <= \$294 ;
+    acc_30 <= \$309 ;
   always @(posedge clk)
-    acc_31 <= \$295 ;
+    acc_31 <= \$310 ;
   always @(posedge clk)
-    acc_32 <= \$296 ;
+    acc_32 <= \$311 ;
   always @(posedge clk)
-    acc_33 <= \$297 ;
+    acc_33 <= \$312 ;
   always @(posedge clk)
-    acc_34 <= \$298 ;
+    acc_34 <= \$313 ;
   always @(posedge clk)
-    acc_35 <= \$299 ;
+    acc_35 <= \$314 ;
   always @(posedge clk)
     out_row <= \$67 ;
   always @(posedge clk)
-    acc_o_0 <= \$300 ;
+    acc_o_0 <= \$315 ;
   always @(posedge clk)
-    acc_o_1 <= \$301 ;
+    acc_o_1 <= \$316 ;
   always @(posedge clk)
-    acc_o_2 <= \$302 ;
+    acc_o_2 <= \$317 ;
   always @(posedge clk)
-    acc_o_3 <= \$303 ;
+    acc_o_3 <= \$318 ;
   always @(posedge clk)
-    acc_o_4 <= \$304 ;
+    acc_o_4 <= \$319 ;
   always @(posedge clk)
-    acc_o_5 <= \$305 ;
+    acc_o_5 <= \$320 ;
   always @(posedge clk)
-    valid_s1 <= \$306 ;
+    valid_s1 <= \$321 ;
   always @(posedge clk)
     chunk_s1 <= \$signature__addr$14 ;
   always @(posedge clk)
-    acc_s1_0 <= \$74 ;
+    acc_s1_0 <= \$92 ;
   always @(posedge clk)
-    u_s2_0 <= \$75 ;
+    u_s2_0 <= \$93 ;
   always @(posedge clk)
-    v_s2_0 <= \$76 ;
+    v_s2_0 <= \$94 ;
   always @(posedge clk)
-    q_s2_0 <= \$77 ;
+    q_s2_0 <= \$95 ;
   always @(posedge clk)
     d_s2_0 <= \$signature__data$104 [15:0];
   always @(posedge clk)
@@ -1151,11 +1167,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s2_0 <= acc_s1_0;
   always @(posedge clk)
-    valid_s2 <= \$307 ;
+    valid_s2 <= \$322 ;
   always @(posedge clk)
     chunk_s2 <= chunk_s1;
   always @(posedge clk)
-    q_dt_s3_0 <= \$78 ;
+    q_dt_s3_0 <= \$96 ;
   always @(posedge clk)
     u_s3_0 <= u_s2_0;
   always @(posedge clk)
@@ -1169,11 +1185,11 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s3_0 <= acc_s2_0;
   always @(posedge clk)
-    valid_s3 <= \$308 ;
+    valid_s3 <= \$323 ;
   always @(posedge clk)
     chunk_s3 <= chunk_s2;
   always @(posedge clk)
-    e_s4_0 <= \$96 ;
+    e_s4_0 <= \$114 ;
   always @(posedge clk)
     u_s4_0 <= u_s3_0;
   always @(posedge clk)
@@ -1185,285 +1201,285 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s4_0 <= acc_s3_0;
   always @(posedge clk)
-    valid_s4 <= \$309 ;
+    valid_s4 <= \$324 ;
   always @(posedge clk)
     chunk_s4 <= chunk_s3;
   always @(posedge clk)
-    e_u_s5_0 <= \$97 ;
+    e_u_s5_0 <= \$115 ;
   always @(posedge clk)
-    c_v_s5_0 <= \$98 ;
+    c_v_s5_0 <= \$116 ;
   always @(posedge clk)
-    e_v_s5_0 <= \$99 ;
+    e_v_s5_0 <= \$117 ;
   always @(posedge clk)
-    c_u_s5_0 <= \$100 ;
+    c_u_s5_0 <= \$118 ;
   always @(posedge clk)
-    q_g_s5_0 <= \$101 ;
+    q_g_s5_0 <= \$119 ;
   always @(posedge clk)
-    th_q_s5_0 <= \$102 ;
+    th_q_s5_0 <= \$120 ;
   always @(posedge clk)
     acc_s5_0 <= acc_s4_0;
   always @(posedge clk)
-    valid_s5 <= \$310 ;
+    valid_s5 <= \$325 ;
   always @(posedge clk)
     chunk_s5 <= chunk_s4;
   always @(posedge clk)
-    u_s6_0 <= \$128 ;
+    u_s6_0 <= \$142 ;
   always @(posedge clk)
-    v_s6_0 <= \$146 ;
+    v_s6_0 <= \$160 ;
   always @(posedge clk)
     q_g_s6_0 <= q_g_s5_0;
   always @(posedge clk)
     th_q_s6_0 <= th_q_s5_0;
   always @(posedge clk)
-    state_wr__en <= \$311 ;
+    state_wr__en <= \$326 ;
   always @(posedge clk)
     state_wr__addr <= chunk_s5;
   always @(posedge clk)
-    z_0 <= \$312 ;
+    z_0 <= \$327 ;
   always @(posedge clk)
-    z_1 <= \$313 ;
+    z_1 <= \$328 ;
   always @(posedge clk)
-    z_2 <= \$314 ;
+    z_2 <= \$329 ;
   always @(posedge clk)
-    z_3 <= \$315 ;
+    z_3 <= \$330 ;
   always @(posedge clk)
-    z_4 <= \$316 ;
+    z_4 <= \$331 ;
   always @(posedge clk)
-    z_5 <= \$317 ;
+    z_5 <= \$332 ;
   always @(posedge clk)
-    z_6 <= \$318 ;
+    z_6 <= \$333 ;
   always @(posedge clk)
-    z_7 <= \$319 ;
+    z_7 <= \$334 ;
   always @(posedge clk)
-    z_8 <= \$320 ;
+    z_8 <= \$335 ;
   always @(posedge clk)
-    z_9 <= \$321 ;
+    z_9 <= \$336 ;
   always @(posedge clk)
-    z_10 <= \$322 ;
+    z_10 <= \$337 ;
   always @(posedge clk)
-    z_11 <= \$323 ;
+    z_11 <= \$338 ;
   always @(posedge clk)
-    z_12 <= \$324 ;
+    z_12 <= \$339 ;
   always @(posedge clk)
-    z_13 <= \$325 ;
+    z_13 <= \$340 ;
   always @(posedge clk)
-    z_14 <= \$326 ;
+    z_14 <= \$341 ;
   always @(posedge clk)
-    z_15 <= \$327 ;
+    z_15 <= \$342 ;
   always @(posedge clk)
-    z_16 <= \$328 ;
+    z_16 <= \$343 ;
   always @(posedge clk)
-    z_17 <= \$329 ;
+    z_17 <= \$344 ;
   always @(posedge clk)
-    z_18 <= \$330 ;
+    z_18 <= \$345 ;
   always @(posedge clk)
-    z_19 <= \$331 ;
+    z_19 <= \$346 ;
   always @(posedge clk)
-    z_20 <= \$332 ;
+    z_20 <= \$347 ;
   always @(posedge clk)
-    z_21 <= \$333 ;
+    z_21 <= \$348 ;
   always @(posedge clk)
-    z_22 <= \$334 ;
+    z_22 <= \$349 ;
   always @(posedge clk)
-    z_23 <= \$335 ;
+    z_23 <= \$350 ;
   always @(posedge clk)
-    z_24 <= \$336 ;
+    z_24 <= \$351 ;
   always @(posedge clk)
-    z_25 <= \$337 ;
+    z_25 <= \$352 ;
   always @(posedge clk)
-    z_26 <= \$338 ;
+    z_26 <= \$353 ;
   always @(posedge clk)
-    z_27 <= \$339 ;
+    z_27 <= \$354 ;
   always @(posedge clk)
-    z_28 <= \$340 ;
+    z_28 <= \$355 ;
   always @(posedge clk)
-    z_29 <= \$341 ;
+    z_29 <= \$356 ;
   always @(posedge clk)
-    z_30 <= \$342 ;
+    z_30 <= \$357 ;
   always @(posedge clk)
-    z_31 <= \$343 ;
+    z_31 <= \$358 ;
   always @(posedge clk)
-    z_32 <= \$344 ;
+    z_32 <= \$359 ;
   always @(posedge clk)
-    z_33 <= \$345 ;
+    z_33 <= \$360 ;
   always @(posedge clk)
-    z_34 <= \$346 ;
+    z_34 <= \$361 ;
   always @(posedge clk)
-    z_35 <= \$347 ;
+    z_35 <= \$362 ;
   always @(posedge clk)
-    o_sel <= \$150 ;
+    o_sel <= \$164 ;
   always @(posedge clk)
-    alpha_sel <= \$151 ;
+    alpha_sel <= \$165 ;
   always @(posedge clk)
-    acc_o_sel <= \$152 ;
+    acc_o_sel <= \$166 ;
   always @(posedge clk)
-    li_valid_sel <= \$348 ;
+    li_valid_sel <= \$363 ;
   always @(posedge clk)
     li_index_sel <= li_index;
   always @(posedge clk)
-    o_alpha_a <= \$153 ;
+    o_alpha_a <= \$167 ;
   always @(posedge clk)
     acc_o_a <= acc_o_sel;
   always @(posedge clk)
-    li_valid_a <= \$349 ;
+    li_valid_a <= \$364 ;
   always @(posedge clk)
     li_index_a <= li_index_sel;
   always @(posedge clk)
-    o_b <= \$175 ;
+    o_b <= \$189 ;
   always @(posedge clk)
-    li_valid_b <= \$350 ;
+    li_valid_b <= \$365 ;
   always @(posedge clk)
     li_index_b <= li_index_a;
   always @(posedge clk)
-    o_0 <= \$351 ;
+    o_0 <= \$366 ;
   always @(posedge clk)
-    o_1 <= \$352 ;
+    o_1 <= \$367 ;
   always @(posedge clk)
-    o_2 <= \$353 ;
+    o_2 <= \$368 ;
   always @(posedge clk)
-    o_3 <= \$354 ;
+    o_3 <= \$369 ;
   always @(posedge clk)
-    o_4 <= \$355 ;
+    o_4 <= \$370 ;
   always @(posedge clk)
-    o_5 <= \$356 ;
+    o_5 <= \$371 ;
   always @(posedge clk)
-    best <= \$357 ;
+    best <= \$372 ;
   always @(posedge clk)
-    label <= \$358 ;
+    label <= \$373 ;
   always @(posedge clk)
-    out_cycles <= \$359 ;
+    out_cycles <= \$374 ;
   always @(posedge clk)
-    li_issuing <= \$360 ;
+    li_issuing <= \$375 ;
   always @(posedge clk)
-    li_index <= \$361 ;
+    li_index <= \$376 ;
   always @(posedge clk)
-    li_running <= \$362 ;
+    li_running <= \$377 ;
   always @(posedge clk)
-    out__valid <= \$363 ;
+    out__valid <= \$378 ;
   always @(posedge clk)
-    next_source_mask <= \$364 ;
+    next_source_mask <= \$379 ;
   always @(posedge clk)
-    cycles <= \$365 ;
+    cycles <= \$380 ;
   always @(posedge clk)
-    fresh <= \$366 ;
+    fresh <= \$381 ;
   always @(posedge clk)
-    restart <= \$367 ;
+    restart <= \$382 ;
   always @(posedge clk)
-    fsm_state <= \$368 ;
+    issuing <= \$383 ;
   always @(posedge clk)
-    fetched <= \$369 ;
+    \$signature__addr$14  <= \$384 ;
   always @(posedge clk)
-    segment <= \$370 ;
+    fsm_state <= \$385 ;
   always @(posedge clk)
-    source <= \$371 ;
+    fetched <= \$386 ;
   always @(posedge clk)
-    have <= \$372 ;
+    segment <= \$387 ;
   always @(posedge clk)
-    issuing <= \$373 ;
+    source <= \$388 ;
   always @(posedge clk)
-    \$signature__addr$14  <= \$374 ;
+    have <= \$389 ;
   always @(posedge clk)
-    place <= \$375 ;
+    place <= \$390 ;
   always @(posedge clk)
-    out_fetched <= \$376 ;
+    out_fetched <= \$391 ;
   always @(posedge clk)
-    li_restart <= \$377 ;
+    li_restart <= \$392 ;
   always @(posedge clk)
-    out_spikes <= \$378 ;
+    out_spikes <= \$393 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = 15'h0000;
+    \$92  = 18'h00000;
     casez (place)
       5'h00:
-          \$74  = acc_0;
+          \$92  = \$74 ;
       5'h01:
-          \$74  = acc_1;
+          \$92  = \$75 ;
       5'h02:
-          \$74  = acc_2;
+          \$92  = \$76 ;
       5'h03:
-          \$74  = acc_3;
+          \$92  = \$77 ;
       5'h04:
-          \$74  = acc_4;
+          \$92  = \$78 ;
       5'h05:
-          \$74  = acc_5;
+          \$92  = \$79 ;
       5'h06:
-          \$74  = acc_6;
+          \$92  = \$80 ;
       5'h07:
-          \$74  = acc_7;
+          \$92  = \$81 ;
       5'h08:
-          \$74  = acc_8;
+          \$92  = \$82 ;
       5'h09:
-          \$74  = acc_9;
+          \$92  = \$83 ;
       5'h0a:
-          \$74  = acc_10;
+          \$92  = \$84 ;
       5'h0b:
-          \$74  = acc_11;
+          \$92  = \$85 ;
       5'h0c:
-          \$74  = acc_12;
+          \$92  = \$86 ;
       5'h0d:
-          \$74  = acc_13;
+          \$92  = \$87 ;
       5'h0e:
-          \$74  = acc_14;
+          \$92  = \$88 ;
       5'h0f:
-          \$74  = acc_15;
+          \$92  = \$89 ;
       5'h10:
-          \$74  = acc_16;
+          \$92  = \$90 ;
       5'h11:
-          \$74  = acc_17;
+          \$92  = \$91 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = 16'h0000;
+    \$163  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$149  = o_0;
+          \$163  = o_0;
       3'h1:
-          \$149  = o_1;
+          \$163  = o_1;
       3'h2:
-          \$149  = o_2;
+          \$163  = o_2;
       3'h3:
-          \$149  = o_3;
+          \$163  = o_3;
       3'h4:
-          \$149  = o_4;
+          \$163  = o_4;
       3'h5:
-          \$149  = o_5;
+          \$163  = o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = 16'h0000;
+    \$165  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$151  = 16'h3d52;
+          \$165  = 16'h3d52;
       3'h1:
-          \$151  = 16'h3be2;
+          \$165  = 16'h3be2;
       3'h2:
-          \$151  = 16'h3983;
+          \$165  = 16'h3983;
       3'h3:
-          \$151  = 16'h377e;
+          \$165  = 16'h377e;
       3'h4:
-          \$151  = 16'h3c1b;
+          \$165  = 16'h3c1b;
       3'h5:
-          \$151  = 16'h3e08;
+          \$165  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = 14'h0000;
+    \$166  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$152  = acc_o_0;
+          \$166  = acc_o_0;
       3'h1:
-          \$152  = acc_o_1;
+          \$166  = acc_o_1;
       3'h2:
-          \$152  = acc_o_2;
+          \$166  = acc_o_2;
       3'h3:
-          \$152  = acc_o_3;
+          \$166  = acc_o_3;
       3'h4:
-          \$152  = acc_o_4;
+          \$166  = acc_o_4;
       3'h5:
-          \$152  = acc_o_5;
+          \$166  = acc_o_5;
     endcase
   end
   always @* begin
@@ -1608,9 +1624,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
               clear = 1'h1;
             end
           end
-      3'h1:
-          /* empty */;
       3'h2:
+          /* empty */;
+      3'h1:
           if (\$41 ) begin
             clear = 1'h1;
           end
@@ -1622,9 +1638,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     casez (fsm_state)
       3'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
       3'h2:
+          /* empty */;
+      3'h1:
           if (\$41 ) begin
             clear_o = 1'h1;
           end
@@ -1632,166 +1648,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = fetched;
+    \$278  = fetched;
     if (rst) begin
-      \$263  = 1'h0;
+      \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc_0;
+    \$279  = acc_0;
     if (\$48 ) begin
-      \$264  = acc_18;
-    end
-    if (clear) begin
-      \$264  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc_1;
-    if (\$48 ) begin
-      \$265  = acc_19;
-    end
-    if (clear) begin
-      \$265  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = acc_2;
-    if (\$48 ) begin
-      \$266  = acc_20;
-    end
-    if (clear) begin
-      \$266  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = acc_3;
-    if (\$48 ) begin
-      \$267  = acc_21;
-    end
-    if (clear) begin
-      \$267  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc_4;
-    if (\$48 ) begin
-      \$268  = acc_22;
-    end
-    if (clear) begin
-      \$268  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc_5;
-    if (\$48 ) begin
-      \$269  = acc_23;
-    end
-    if (clear) begin
-      \$269  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc_6;
-    if (\$48 ) begin
-      \$270  = acc_24;
-    end
-    if (clear) begin
-      \$270  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc_7;
-    if (\$48 ) begin
-      \$271  = acc_25;
-    end
-    if (clear) begin
-      \$271  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = acc_8;
-    if (\$48 ) begin
-      \$272  = acc_26;
-    end
-    if (clear) begin
-      \$272  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = acc_9;
-    if (\$48 ) begin
-      \$273  = acc_27;
-    end
-    if (clear) begin
-      \$273  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = acc_10;
-    if (\$48 ) begin
-      \$274  = acc_28;
-    end
-    if (clear) begin
-      \$274  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = acc_11;
-    if (\$48 ) begin
-      \$275  = acc_29;
-    end
-    if (clear) begin
-      \$275  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = acc_12;
-    if (\$48 ) begin
-      \$276  = acc_30;
-    end
-    if (clear) begin
-      \$276  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = acc_13;
-    if (\$48 ) begin
-      \$277  = acc_31;
-    end
-    if (clear) begin
-      \$277  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = acc_14;
-    if (\$48 ) begin
-      \$278  = acc_32;
-    end
-    if (clear) begin
-      \$278  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = acc_15;
-    if (\$48 ) begin
-      \$279  = acc_33;
+      \$279  = acc_18;
     end
     if (clear) begin
       \$279  = 15'h0000;
@@ -1799,9 +1665,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = acc_16;
+    \$280  = acc_1;
     if (\$48 ) begin
-      \$280  = acc_34;
+      \$280  = acc_19;
     end
     if (clear) begin
       \$280  = 15'h0000;
@@ -1809,9 +1675,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = acc_17;
+    \$281  = acc_2;
     if (\$48 ) begin
-      \$281  = acc_35;
+      \$281  = acc_20;
     end
     if (clear) begin
       \$281  = 15'h0000;
@@ -1819,9 +1685,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = acc_18;
+    \$282  = acc_3;
     if (\$48 ) begin
-      \$282  = \$49 [14:0];
+      \$282  = acc_21;
     end
     if (clear) begin
       \$282  = 15'h0000;
@@ -1829,9 +1695,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_19;
+    \$283  = acc_4;
     if (\$48 ) begin
-      \$283  = \$50 [14:0];
+      \$283  = acc_22;
     end
     if (clear) begin
       \$283  = 15'h0000;
@@ -1839,9 +1705,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = acc_20;
+    \$284  = acc_5;
     if (\$48 ) begin
-      \$284  = \$51 [14:0];
+      \$284  = acc_23;
     end
     if (clear) begin
       \$284  = 15'h0000;
@@ -1849,9 +1715,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = acc_21;
+    \$285  = acc_6;
     if (\$48 ) begin
-      \$285  = \$52 [14:0];
+      \$285  = acc_24;
     end
     if (clear) begin
       \$285  = 15'h0000;
@@ -1859,9 +1725,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = acc_22;
+    \$286  = acc_7;
     if (\$48 ) begin
-      \$286  = \$53 [14:0];
+      \$286  = acc_25;
     end
     if (clear) begin
       \$286  = 15'h0000;
@@ -1869,9 +1735,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = acc_23;
+    \$287  = acc_8;
     if (\$48 ) begin
-      \$287  = \$54 [14:0];
+      \$287  = acc_26;
     end
     if (clear) begin
       \$287  = 15'h0000;
@@ -1879,9 +1745,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = acc_24;
+    \$288  = acc_9;
     if (\$48 ) begin
-      \$288  = \$55 [14:0];
+      \$288  = acc_27;
     end
     if (clear) begin
       \$288  = 15'h0000;
@@ -1889,9 +1755,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = acc_25;
+    \$289  = acc_10;
     if (\$48 ) begin
-      \$289  = \$56 [14:0];
+      \$289  = acc_28;
     end
     if (clear) begin
       \$289  = 15'h0000;
@@ -1899,9 +1765,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = acc_26;
+    \$290  = acc_11;
     if (\$48 ) begin
-      \$290  = \$57 [14:0];
+      \$290  = acc_29;
     end
     if (clear) begin
       \$290  = 15'h0000;
@@ -1909,9 +1775,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = acc_27;
+    \$291  = acc_12;
     if (\$48 ) begin
-      \$291  = \$58 [14:0];
+      \$291  = acc_30;
     end
     if (clear) begin
       \$291  = 15'h0000;
@@ -1919,9 +1785,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = acc_28;
+    \$292  = acc_13;
     if (\$48 ) begin
-      \$292  = \$59 [14:0];
+      \$292  = acc_31;
     end
     if (clear) begin
       \$292  = 15'h0000;
@@ -1929,9 +1795,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = acc_29;
+    \$293  = acc_14;
     if (\$48 ) begin
-      \$293  = \$60 [14:0];
+      \$293  = acc_32;
     end
     if (clear) begin
       \$293  = 15'h0000;
@@ -1939,9 +1805,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = acc_30;
+    \$294  = acc_15;
     if (\$48 ) begin
-      \$294  = \$61 [14:0];
+      \$294  = acc_33;
     end
     if (clear) begin
       \$294  = 15'h0000;
@@ -1949,9 +1815,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = acc_31;
+    \$295  = acc_16;
     if (\$48 ) begin
-      \$295  = \$62 [14:0];
+      \$295  = acc_34;
     end
     if (clear) begin
       \$295  = 15'h0000;
@@ -1959,9 +1825,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = acc_32;
+    \$296  = acc_17;
     if (\$48 ) begin
-      \$296  = \$63 [14:0];
+      \$296  = acc_35;
     end
     if (clear) begin
       \$296  = 15'h0000;
@@ -1969,9 +1835,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = acc_33;
+    \$297  = acc_18;
     if (\$48 ) begin
-      \$297  = \$64 [14:0];
+      \$297  = \$49 [14:0];
     end
     if (clear) begin
       \$297  = 15'h0000;
@@ -1979,9 +1845,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = acc_34;
+    \$298  = acc_19;
     if (\$48 ) begin
-      \$298  = \$65 [14:0];
+      \$298  = \$50 [14:0];
     end
     if (clear) begin
       \$298  = 15'h0000;
@@ -1989,9 +1855,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = acc_35;
+    \$299  = acc_20;
     if (\$48 ) begin
-      \$299  = \$66 [14:0];
+      \$299  = \$51 [14:0];
     end
     if (clear) begin
       \$299  = 15'h0000;
@@ -1999,243 +1865,243 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = \$68 [13:0];
+    \$300  = acc_21;
+    if (\$48 ) begin
+      \$300  = \$52 [14:0];
+    end
+    if (clear) begin
+      \$300  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$301  = acc_22;
+    if (\$48 ) begin
+      \$301  = \$53 [14:0];
+    end
+    if (clear) begin
+      \$301  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$302  = acc_23;
+    if (\$48 ) begin
+      \$302  = \$54 [14:0];
+    end
+    if (clear) begin
+      \$302  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$303  = acc_24;
+    if (\$48 ) begin
+      \$303  = \$55 [14:0];
+    end
+    if (clear) begin
+      \$303  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$304  = acc_25;
+    if (\$48 ) begin
+      \$304  = \$56 [14:0];
+    end
+    if (clear) begin
+      \$304  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$305  = acc_26;
+    if (\$48 ) begin
+      \$305  = \$57 [14:0];
+    end
+    if (clear) begin
+      \$305  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$306  = acc_27;
+    if (\$48 ) begin
+      \$306  = \$58 [14:0];
+    end
+    if (clear) begin
+      \$306  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$307  = acc_28;
+    if (\$48 ) begin
+      \$307  = \$59 [14:0];
+    end
+    if (clear) begin
+      \$307  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$308  = acc_29;
+    if (\$48 ) begin
+      \$308  = \$60 [14:0];
+    end
+    if (clear) begin
+      \$308  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$309  = acc_30;
+    if (\$48 ) begin
+      \$309  = \$61 [14:0];
+    end
+    if (clear) begin
+      \$309  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$310  = acc_31;
+    if (\$48 ) begin
+      \$310  = \$62 [14:0];
+    end
+    if (clear) begin
+      \$310  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$311  = acc_32;
+    if (\$48 ) begin
+      \$311  = \$63 [14:0];
+    end
+    if (clear) begin
+      \$311  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$312  = acc_33;
+    if (\$48 ) begin
+      \$312  = \$64 [14:0];
+    end
+    if (clear) begin
+      \$312  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$313  = acc_34;
+    if (\$48 ) begin
+      \$313  = \$65 [14:0];
+    end
+    if (clear) begin
+      \$313  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$314  = acc_35;
+    if (\$48 ) begin
+      \$314  = \$66 [14:0];
+    end
+    if (clear) begin
+      \$314  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$315  = \$68 [13:0];
     if (clear_o) begin
-      \$300  = 14'h0000;
+      \$315  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = \$69 [13:0];
+    \$316  = \$69 [13:0];
     if (clear_o) begin
-      \$301  = 14'h0000;
+      \$316  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = \$70 [13:0];
+    \$317  = \$70 [13:0];
     if (clear_o) begin
-      \$302  = 14'h0000;
+      \$317  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = \$71 [13:0];
+    \$318  = \$71 [13:0];
     if (clear_o) begin
-      \$303  = 14'h0000;
+      \$318  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = \$72 [13:0];
+    \$319  = \$72 [13:0];
     if (clear_o) begin
-      \$304  = 14'h0000;
+      \$319  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = \$73 [13:0];
+    \$320  = \$73 [13:0];
     if (clear_o) begin
-      \$305  = 14'h0000;
+      \$320  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = issuing;
-    if (rst) begin
-      \$306  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = valid_s1;
-    if (rst) begin
-      \$307  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = valid_s2;
-    if (rst) begin
-      \$308  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = valid_s3;
-    if (rst) begin
-      \$309  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = valid_s4;
-    if (rst) begin
-      \$310  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = valid_s5;
-    if (rst) begin
-      \$311  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = z_0;
-    if (state_wr__en) begin
-      \$312  = z_1;
-    end
-    if (rst) begin
-      \$312  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = z_1;
-    if (state_wr__en) begin
-      \$313  = z_2;
-    end
-    if (rst) begin
-      \$313  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = z_2;
-    if (state_wr__en) begin
-      \$314  = z_3;
-    end
-    if (rst) begin
-      \$314  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = z_3;
-    if (state_wr__en) begin
-      \$315  = z_4;
-    end
-    if (rst) begin
-      \$315  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = z_4;
-    if (state_wr__en) begin
-      \$316  = z_5;
-    end
-    if (rst) begin
-      \$316  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = z_5;
-    if (state_wr__en) begin
-      \$317  = z_6;
-    end
-    if (rst) begin
-      \$317  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = z_6;
-    if (state_wr__en) begin
-      \$318  = z_7;
-    end
-    if (rst) begin
-      \$318  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = z_7;
-    if (state_wr__en) begin
-      \$319  = z_8;
-    end
-    if (rst) begin
-      \$319  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = z_8;
-    if (state_wr__en) begin
-      \$320  = z_9;
-    end
-    if (rst) begin
-      \$320  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = z_9;
-    if (state_wr__en) begin
-      \$321  = z_10;
-    end
+    \$321  = issuing;
     if (rst) begin
       \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = z_10;
-    if (state_wr__en) begin
-      \$322  = z_11;
-    end
+    \$322  = valid_s1;
     if (rst) begin
       \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = z_11;
-    if (state_wr__en) begin
-      \$323  = z_12;
-    end
+    \$323  = valid_s2;
     if (rst) begin
       \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = z_12;
-    if (state_wr__en) begin
-      \$324  = z_13;
-    end
+    \$324  = valid_s3;
     if (rst) begin
       \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = z_13;
-    if (state_wr__en) begin
-      \$325  = z_14;
-    end
+    \$325  = valid_s4;
     if (rst) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = z_14;
-    if (state_wr__en) begin
-      \$326  = z_15;
-    end
+    \$326  = valid_s5;
     if (rst) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = z_15;
+    \$327  = z_0;
     if (state_wr__en) begin
-      \$327  = z_16;
+      \$327  = z_1;
     end
     if (rst) begin
       \$327  = 1'h0;
@@ -2243,9 +2109,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = z_16;
+    \$328  = z_1;
     if (state_wr__en) begin
-      \$328  = z_17;
+      \$328  = z_2;
     end
     if (rst) begin
       \$328  = 1'h0;
@@ -2253,9 +2119,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = z_17;
+    \$329  = z_2;
     if (state_wr__en) begin
-      \$329  = z_18;
+      \$329  = z_3;
     end
     if (rst) begin
       \$329  = 1'h0;
@@ -2263,9 +2129,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = z_18;
+    \$330  = z_3;
     if (state_wr__en) begin
-      \$330  = z_19;
+      \$330  = z_4;
     end
     if (rst) begin
       \$330  = 1'h0;
@@ -2273,9 +2139,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = z_19;
+    \$331  = z_4;
     if (state_wr__en) begin
-      \$331  = z_20;
+      \$331  = z_5;
     end
     if (rst) begin
       \$331  = 1'h0;
@@ -2283,9 +2149,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = z_20;
+    \$332  = z_5;
     if (state_wr__en) begin
-      \$332  = z_21;
+      \$332  = z_6;
     end
     if (rst) begin
       \$332  = 1'h0;
@@ -2293,9 +2159,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = z_21;
+    \$333  = z_6;
     if (state_wr__en) begin
-      \$333  = z_22;
+      \$333  = z_7;
     end
     if (rst) begin
       \$333  = 1'h0;
@@ -2303,9 +2169,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = z_22;
+    \$334  = z_7;
     if (state_wr__en) begin
-      \$334  = z_23;
+      \$334  = z_8;
     end
     if (rst) begin
       \$334  = 1'h0;
@@ -2313,9 +2179,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = z_23;
+    \$335  = z_8;
     if (state_wr__en) begin
-      \$335  = z_24;
+      \$335  = z_9;
     end
     if (rst) begin
       \$335  = 1'h0;
@@ -2323,9 +2189,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = z_24;
+    \$336  = z_9;
     if (state_wr__en) begin
-      \$336  = z_25;
+      \$336  = z_10;
     end
     if (rst) begin
       \$336  = 1'h0;
@@ -2333,9 +2199,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = z_25;
+    \$337  = z_10;
     if (state_wr__en) begin
-      \$337  = z_26;
+      \$337  = z_11;
     end
     if (rst) begin
       \$337  = 1'h0;
@@ -2343,9 +2209,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = z_26;
+    \$338  = z_11;
     if (state_wr__en) begin
-      \$338  = z_27;
+      \$338  = z_12;
     end
     if (rst) begin
       \$338  = 1'h0;
@@ -2353,9 +2219,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = z_27;
+    \$339  = z_12;
     if (state_wr__en) begin
-      \$339  = z_28;
+      \$339  = z_13;
     end
     if (rst) begin
       \$339  = 1'h0;
@@ -2363,9 +2229,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = z_28;
+    \$340  = z_13;
     if (state_wr__en) begin
-      \$340  = z_29;
+      \$340  = z_14;
     end
     if (rst) begin
       \$340  = 1'h0;
@@ -2373,9 +2239,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = z_29;
+    \$341  = z_14;
     if (state_wr__en) begin
-      \$341  = z_30;
+      \$341  = z_15;
     end
     if (rst) begin
       \$341  = 1'h0;
@@ -2383,9 +2249,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = z_30;
+    \$342  = z_15;
     if (state_wr__en) begin
-      \$342  = z_31;
+      \$342  = z_16;
     end
     if (rst) begin
       \$342  = 1'h0;
@@ -2393,9 +2259,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = z_31;
+    \$343  = z_16;
     if (state_wr__en) begin
-      \$343  = z_32;
+      \$343  = z_17;
     end
     if (rst) begin
       \$343  = 1'h0;
@@ -2403,9 +2269,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = z_32;
+    \$344  = z_17;
     if (state_wr__en) begin
-      \$344  = z_33;
+      \$344  = z_18;
     end
     if (rst) begin
       \$344  = 1'h0;
@@ -2413,9 +2279,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = z_33;
+    \$345  = z_18;
     if (state_wr__en) begin
-      \$345  = z_34;
+      \$345  = z_19;
     end
     if (rst) begin
       \$345  = 1'h0;
@@ -2423,9 +2289,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = z_34;
+    \$346  = z_19;
     if (state_wr__en) begin
-      \$346  = z_35;
+      \$346  = z_20;
     end
     if (rst) begin
       \$346  = 1'h0;
@@ -2433,9 +2299,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = z_35;
+    \$347  = z_20;
     if (state_wr__en) begin
-      \$347  = \$148 ;
+      \$347  = z_21;
     end
     if (rst) begin
       \$347  = 1'h0;
@@ -2443,56 +2309,206 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = li_issuing;
+    \$348  = z_21;
+    if (state_wr__en) begin
+      \$348  = z_22;
+    end
     if (rst) begin
       \$348  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = li_valid_sel;
+    \$349  = z_22;
+    if (state_wr__en) begin
+      \$349  = z_23;
+    end
     if (rst) begin
       \$349  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = li_valid_a;
+    \$350  = z_23;
+    if (state_wr__en) begin
+      \$350  = z_24;
+    end
     if (rst) begin
       \$350  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = o_0;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            \$351  = \$197 ;
-      endcase
+    \$351  = z_24;
+    if (state_wr__en) begin
+      \$351  = z_25;
     end
     if (rst) begin
-      \$351  = 16'h0000;
+      \$351  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = o_1;
+    \$352  = z_25;
+    if (state_wr__en) begin
+      \$352  = z_26;
+    end
+    if (rst) begin
+      \$352  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$353  = z_26;
+    if (state_wr__en) begin
+      \$353  = z_27;
+    end
+    if (rst) begin
+      \$353  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$354  = z_27;
+    if (state_wr__en) begin
+      \$354  = z_28;
+    end
+    if (rst) begin
+      \$354  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$355  = z_28;
+    if (state_wr__en) begin
+      \$355  = z_29;
+    end
+    if (rst) begin
+      \$355  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$356  = z_29;
+    if (state_wr__en) begin
+      \$356  = z_30;
+    end
+    if (rst) begin
+      \$356  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$357  = z_30;
+    if (state_wr__en) begin
+      \$357  = z_31;
+    end
+    if (rst) begin
+      \$357  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$358  = z_31;
+    if (state_wr__en) begin
+      \$358  = z_32;
+    end
+    if (rst) begin
+      \$358  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$359  = z_32;
+    if (state_wr__en) begin
+      \$359  = z_33;
+    end
+    if (rst) begin
+      \$359  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$360  = z_33;
+    if (state_wr__en) begin
+      \$360  = z_34;
+    end
+    if (rst) begin
+      \$360  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$361  = z_34;
+    if (state_wr__en) begin
+      \$361  = z_35;
+    end
+    if (rst) begin
+      \$361  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$362  = z_35;
+    if (state_wr__en) begin
+      \$362  = \$162 ;
+    end
+    if (rst) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$363  = li_issuing;
+    if (rst) begin
+      \$363  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$364  = li_valid_sel;
+    if (rst) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = li_valid_a;
+    if (rst) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = o_0;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            \$366  = \$211 ;
+      endcase
+    end
+    if (rst) begin
+      \$366  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = o_1;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
             /* empty */;
         3'h1:
-            \$352  = \$197 ;
+            \$367  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$352  = 16'h0000;
+      \$367  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = o_2;
+    \$368  = o_2;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2500,16 +2516,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h1:
             /* empty */;
         3'h2:
-            \$353  = \$197 ;
+            \$368  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$353  = 16'h0000;
+      \$368  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = o_3;
+    \$369  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2519,16 +2535,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$354  = \$197 ;
+            \$369  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$354  = 16'h0000;
+      \$369  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = o_4;
+    \$370  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2540,16 +2556,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$355  = \$197 ;
+            \$370  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$355  = 16'h0000;
+      \$370  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = o_5;
+    \$371  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2563,581 +2579,184 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$356  = \$197 ;
+            \$371  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$356  = 16'h0000;
+      \$371  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = best;
-    if (\$201 ) begin
-      \$357  = o_b;
+    \$372  = best;
+    if (\$215 ) begin
+      \$372  = o_b;
     end
     if (rst) begin
-      \$357  = 16'h0000;
+      \$372  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = label;
-    if (\$201 ) begin
-      \$358  = li_index_b;
+    \$373  = label;
+    if (\$215 ) begin
+      \$373  = li_index_b;
     end
     if (rst) begin
-      \$358  = 3'h0;
+      \$373  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = out_cycles;
+    \$374  = out_cycles;
     if (li_running) begin
-      \$359  = \$202 [15:0];
+      \$374  = \$216 [15:0];
     end
     casez (fsm_state)
       3'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
       3'h2:
           /* empty */;
+      3'h1:
+          /* empty */;
       3'h3:
-          if (\$254 ) begin
+          if (\$269 ) begin
             (* full_case = 32'd1 *)
-            if (\$255 ) begin
+            if (\$270 ) begin
             end else begin
-              if (\$260 ) begin
+              if (\$275 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$359  = \$261 [15:0];
+                  \$374  = \$276 [15:0];
                 end
               end
             end
           end
       3'h4:
-          if (\$262 ) begin
-            \$359  = cycles;
+          if (\$277 ) begin
+            \$374  = cycles;
           end
     endcase
     if (rst) begin
-      \$359  = 16'h0000;
+      \$374  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = li_issuing;
+    \$375  = li_issuing;
     if (li_running) begin
       if (li_issuing) begin
-        if (\$207 ) begin
-          \$360  = 1'h0;
+        if (\$221 ) begin
+          \$375  = 1'h0;
         end
       end
     end
     casez (fsm_state)
       3'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
       3'h2:
           /* empty */;
+      3'h1:
+          /* empty */;
       3'h3:
-          if (\$254 ) begin
+          if (\$269 ) begin
             (* full_case = 32'd1 *)
-            if (\$255 ) begin
+            if (\$270 ) begin
             end else begin
-              if (\$260 ) begin
+              if (\$275 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$360  = 1'h1;
+                  \$375  = 1'h1;
                 end
               end
             end
           end
       3'h4:
-          if (\$262 ) begin
-            \$360  = 1'h1;
+          if (\$277 ) begin
+            \$375  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$360  = 1'h0;
+      \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = li_index;
+    \$376  = li_index;
     if (li_running) begin
       if (li_issuing) begin
         (* full_case = 32'd1 *)
-        if (\$207 ) begin
+        if (\$221 ) begin
         end else begin
-          \$361  = \$208 [2:0];
+          \$376  = \$222 [2:0];
         end
       end
     end
     casez (fsm_state)
       3'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
       3'h2:
           /* empty */;
+      3'h1:
+          /* empty */;
       3'h3:
-          if (\$254 ) begin
+          if (\$269 ) begin
             (* full_case = 32'd1 *)
-            if (\$255 ) begin
+            if (\$270 ) begin
             end else begin
-              if (\$260 ) begin
+              if (\$275 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$361  = 3'h0;
+                  \$376  = 3'h0;
                 end
               end
             end
           end
       3'h4:
-          if (\$262 ) begin
-            \$361  = 3'h0;
+          if (\$277 ) begin
+            \$376  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$361  = 3'h0;
+      \$376  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = li_running;
+    \$377  = li_running;
     if (li_running) begin
       if (li_issuing) begin
-      end else if (\$206 ) begin
-        \$362  = 1'h0;
+      end else if (\$220 ) begin
+        \$377  = 1'h0;
       end
     end
     casez (fsm_state)
       3'h0:
           /* empty */;
-      3'h1:
-          /* empty */;
       3'h2:
           /* empty */;
+      3'h1:
+          /* empty */;
       3'h3:
-          if (\$254 ) begin
+          if (\$269 ) begin
             (* full_case = 32'd1 *)
-            if (\$255 ) begin
+            if (\$270 ) begin
             end else begin
-              if (\$260 ) begin
+              if (\$275 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$362  = 1'h1;
+                  \$377  = 1'h1;
                 end
               end
             end
           end
       3'h4:
-          if (\$262 ) begin
-            \$362  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$362  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = out__valid;
-    if (li_running) begin
-      if (li_issuing) begin
-      end else if (\$206 ) begin
-        \$363  = 1'h1;
-      end
-    end
-    if (\$209 ) begin
-      \$363  = 1'h0;
-    end
-    if (rst) begin
-      \$363  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = next_source_mask;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$364  = { 36'h000000000, inp__payload[3:0] };
-          end
-      3'h1:
-          if (\$216 ) begin
-            if (\$217 ) begin
-              \$364  = \$219 [39:0];
-            end
-          end
-      3'h2:
-          if (\$245 ) begin
-            \$364  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
-          end
-      3'h3:
-          if (\$254 ) begin
-            if (\$255 ) begin
-              \$364  = \$257 [39:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$364  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = cycles;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$365  = 16'h0001;
-          end
-      3'h1:
-          \$365  = \$210 [15:0];
-      3'h2:
-          if (\$230 ) begin
-            \$365  = \$231 [15:0];
-          end
-      3'h3:
-          \$365  = \$248 [15:0];
-    endcase
-    if (rst) begin
-      \$365  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = fresh;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$366  = 1'h1;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (\$245 ) begin
-            \$366  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$366  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = restart;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$367  = 1'h1;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$254 ) begin
-            (* full_case = 32'd1 *)
-            if (\$255 ) begin
-            end else begin
-              if (\$260 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$367  = 1'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$262 ) begin
-            \$367  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$367  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$368  = 3'h1;
-          end
-      3'h1:
-          if (\$216 ) begin
-            (* full_case = 32'd1 *)
-            if (\$217 ) begin
-            end else begin
-              if (\$222 ) begin
-                \$368  = 3'h2;
-              end
-            end
-          end
-      3'h2:
-          if (\$245 ) begin
-            \$368  = 3'h3;
-          end
-      3'h3:
-          if (\$254 ) begin
-            (* full_case = 32'd1 *)
-            if (\$255 ) begin
-            end else begin
-              if (\$260 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                  \$368  = 3'h4;
-                end else begin
-                  \$368  = 3'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$262 ) begin
-            \$368  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$368  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$369  = have;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$369  = have;
-    endcase
-    if (rst) begin
-      \$369  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = segment;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (have) begin
-            \$370  = \$213 [0];
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$232 ) begin
-              \$370  = 1'h0;
-            end else begin
-              \$370  = \$234 [0];
-            end
-          end
-      3'h3:
-          if (have) begin
-            \$370  = \$251 [0];
-          end
-    endcase
-    if (rst) begin
-      \$370  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = source;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-            if (\$217 ) begin
-              \$371  = next_source;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$254 ) begin
-            if (\$255 ) begin
-              \$371  = next_source;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = have;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-            (* full_case = 32'd1 *)
-            if (\$217 ) begin
-              \$372  = 1'h1;
-            end else begin
-              \$372  = 1'h0;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$254 ) begin
-            (* full_case = 32'd1 *)
-            if (\$255 ) begin
-              \$372  = 1'h1;
-            end else begin
-              \$372  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$372  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = issuing;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-            (* full_case = 32'd1 *)
-            if (\$217 ) begin
-            end else begin
-              if (\$222 ) begin
-                \$373  = 1'h1;
-              end
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            if (\$235 ) begin
-              \$373  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$373  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = \$signature__addr$14 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          if (\$216 ) begin
-            (* full_case = 32'd1 *)
-            if (\$217 ) begin
-            end else begin
-              if (\$222 ) begin
-                \$374  = 6'h00;
-              end
-            end
-          end
-      3'h2:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$235 ) begin
-              \$374  = 6'h00;
-            end else begin
-              \$374  = \$236 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$374  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = place;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (issuing) begin
-            if (\$232 ) begin
-              \$375  = \$233 [4:0];
-            end
-            if (\$235 ) begin
-              \$375  = 5'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$375  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = out_fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$376  = \$247 ;
-    endcase
-    if (rst) begin
-      \$376  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = li_restart;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$254 ) begin
-            (* full_case = 32'd1 *)
-            if (\$255 ) begin
-            end else begin
-              if (\$260 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$377  = restart;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$262 ) begin
-            \$377  = restart;
+          if (\$277 ) begin
+            \$377  = 1'h1;
           end
     endcase
     if (rst) begin
@@ -3146,31 +2765,441 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = out_spikes;
+    \$378  = out__valid;
+    if (li_running) begin
+      if (li_issuing) begin
+      end else if (\$220 ) begin
+        \$378  = 1'h1;
+      end
+    end
+    if (\$223 ) begin
+      \$378  = 1'h0;
+    end
+    if (rst) begin
+      \$378  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$379  = next_source_mask;
     casez (fsm_state)
       3'h0:
+          if (inp__valid) begin
+            \$379  = { 36'h000000000, inp__payload[3:0] };
+          end
+      3'h2:
+          if (\$231 ) begin
+            if (\$232 ) begin
+              \$379  = \$234 [39:0];
+            end
+          end
+      3'h1:
+          if (\$260 ) begin
+            \$379  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
+          end
+      3'h3:
+          if (\$269 ) begin
+            if (\$270 ) begin
+              \$379  = \$272 [39:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$379  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = cycles;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$380  = 16'h0001;
+          end
+      3'h2:
+          \$380  = \$225 [15:0];
+      3'h1:
+          if (\$245 ) begin
+            \$380  = \$246 [15:0];
+          end
+      3'h3:
+          \$380  = \$263 [15:0];
+    endcase
+    if (rst) begin
+      \$380  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = fresh;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$381  = 1'h1;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h1:
+          if (\$260 ) begin
+            \$381  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$381  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = restart;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$382  = 1'h1;
+            end
+          end
+      3'h2:
           /* empty */;
       3'h1:
           /* empty */;
-      3'h2:
-          /* empty */;
       3'h3:
-          if (\$254 ) begin
+          if (\$269 ) begin
             (* full_case = 32'd1 *)
-            if (\$255 ) begin
+            if (\$270 ) begin
             end else begin
-              if (\$260 ) begin
+              if (\$275 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$378  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+                  \$382  = 1'h0;
                 end
               end
             end
           end
       3'h4:
-          if (\$262 ) begin
-            \$378  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+          if (\$277 ) begin
+            \$382  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$382  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$383  = issuing;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$224 ) begin
+              \$383  = 1'h1;
+            end
+          end
+      3'h2:
+          if (\$231 ) begin
+            (* full_case = 32'd1 *)
+            if (\$232 ) begin
+            end else begin
+              if (\$237 ) begin
+                \$383  = 1'h1;
+              end
+            end
+          end
+      3'h1:
+          if (issuing) begin
+            if (\$250 ) begin
+              \$383  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$383  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = \$signature__addr$14 ;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$224 ) begin
+              \$384  = 6'h00;
+            end
+          end
+      3'h2:
+          if (\$231 ) begin
+            (* full_case = 32'd1 *)
+            if (\$232 ) begin
+            end else begin
+              if (\$237 ) begin
+                \$384  = 6'h00;
+              end
+            end
+          end
+      3'h1:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+              \$384  = 6'h00;
+            end else begin
+              \$384  = \$251 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$384  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$224 ) begin
+              \$385  = 3'h1;
+            end else begin
+              \$385  = 3'h2;
+            end
+          end
+      3'h2:
+          if (\$231 ) begin
+            (* full_case = 32'd1 *)
+            if (\$232 ) begin
+            end else begin
+              if (\$237 ) begin
+                \$385  = 3'h1;
+              end
+            end
+          end
+      3'h1:
+          if (\$260 ) begin
+            \$385  = 3'h3;
+          end
+      3'h3:
+          if (\$269 ) begin
+            (* full_case = 32'd1 *)
+            if (\$270 ) begin
+            end else begin
+              if (\$275 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                  \$385  = 3'h4;
+                end else begin
+                  \$385  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$277 ) begin
+            \$385  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$385  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          \$386  = have;
+      3'h1:
+          /* empty */;
+      3'h3:
+          \$386  = have;
+    endcase
+    if (rst) begin
+      \$386  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = segment;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (have) begin
+            \$387  = \$228 [0];
+          end
+      3'h1:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$247 ) begin
+              \$387  = 1'h0;
+            end else begin
+              \$387  = \$249 [0];
+            end
+          end
+      3'h3:
+          if (have) begin
+            \$387  = \$266 [0];
+          end
+    endcase
+    if (rst) begin
+      \$387  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = source;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$231 ) begin
+            if (\$232 ) begin
+              \$388  = next_source;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$269 ) begin
+            if (\$270 ) begin
+              \$388  = next_source;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = have;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$231 ) begin
+            (* full_case = 32'd1 *)
+            if (\$232 ) begin
+              \$389  = 1'h1;
+            end else begin
+              \$389  = 1'h0;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$269 ) begin
+            (* full_case = 32'd1 *)
+            if (\$270 ) begin
+              \$389  = 1'h1;
+            end else begin
+              \$389  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$389  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = place;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          if (issuing) begin
+            if (\$247 ) begin
+              \$390  = \$248 [4:0];
+            end
+            if (\$250 ) begin
+              \$390  = 5'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$390  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = out_fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          \$391  = \$262 ;
+    endcase
+    if (rst) begin
+      \$391  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = li_restart;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$269 ) begin
+            (* full_case = 32'd1 *)
+            if (\$270 ) begin
+            end else begin
+              if (\$275 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$392  = restart;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$277 ) begin
+            \$392  = restart;
+          end
+    endcase
+    if (rst) begin
+      \$392  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = out_spikes;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$269 ) begin
+            (* full_case = 32'd1 *)
+            if (\$270 ) begin
+            end else begin
+              if (\$275 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$393  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$277 ) begin
+            \$393  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
           end
     endcase
   end
@@ -3207,41 +3236,55 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$10  = { \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30:14] };
   assign \$19  = { \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30:14] };
   assign \$25  = { \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30:14] };
-  assign \$80  = { \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24], \$79 [24:10] };
-  assign \$84  = { \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24], \$83 [24:10] };
-  assign \$90  = { \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24], \$89 [24:10] };
-  assign \$93  = { \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24:10] };
-  assign \$105  = { \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33], \$104 [33:14] };
-  assign \$106  = { acc_s5_0, 3'h0 };
-  assign \$111  = { \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33], \$110 [33:14] };
-  assign \$112  = { acc_s5_0, 3'h0 };
-  assign \$119  = { \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33:14] };
-  assign \$120  = { acc_s5_0, 3'h0 };
-  assign \$124  = { \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33], \$123 [33:14] };
-  assign \$125  = { acc_s5_0, 3'h0 };
-  assign \$131  = { \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33], \$130 [33:14] };
+  assign \$74  = { acc_0, 3'h0 };
+  assign \$75  = { acc_1, 3'h0 };
+  assign \$76  = { acc_2, 3'h0 };
+  assign \$77  = { acc_3, 3'h0 };
+  assign \$78  = { acc_4, 3'h0 };
+  assign \$79  = { acc_5, 3'h0 };
+  assign \$80  = { acc_6, 3'h0 };
+  assign \$81  = { acc_7, 3'h0 };
+  assign \$82  = { acc_8, 3'h0 };
+  assign \$83  = { acc_9, 3'h0 };
+  assign \$84  = { acc_10, 3'h0 };
+  assign \$85  = { acc_11, 3'h0 };
+  assign \$86  = { acc_12, 3'h0 };
+  assign \$87  = { acc_13, 3'h0 };
+  assign \$88  = { acc_14, 3'h0 };
+  assign \$89  = { acc_15, 3'h0 };
+  assign \$90  = { acc_16, 3'h0 };
+  assign \$91  = { acc_17, 3'h0 };
+  assign \$98  = { \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24:10] };
+  assign \$102  = { \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24:10] };
+  assign \$108  = { \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24:10] };
+  assign \$111  = { \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24:10] };
+  assign \$123  = { \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33:14] };
+  assign \$128  = { \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33:14] };
   assign \$135  = { \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33:14] };
-  assign \$141  = { \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33], \$140 [33:14] };
-  assign \$144  = { \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33], \$143 [33:14] };
-  assign \$155  = { \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32], \$154 [32:14] };
-  assign \$156  = { acc_o_a, 3'h0 };
-  assign \$160  = { \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32:14] };
-  assign \$161  = { acc_o_a, 3'h0 };
-  assign \$167  = { \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32], \$166 [32:14] };
-  assign \$168  = { acc_o_a, 3'h0 };
-  assign \$171  = { \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32], \$170 [32:14] };
-  assign \$172  = { acc_o_a, 3'h0 };
-  assign \$177  = { \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32], \$176 [32:14] };
-  assign \$178  = { acc_o_a, 3'h0 };
-  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
-  assign \$183  = { acc_o_a, 3'h0 };
-  assign \$189  = { \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32], \$188 [32:14] };
-  assign \$190  = { acc_o_a, 3'h0 };
-  assign \$193  = { \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32], \$192 [32:14] };
-  assign \$194  = { acc_o_a, 3'h0 };
-  assign \$211  = segment;
-  assign \$215  = segment;
-  assign \$232  = segment;
-  assign \$249  = segment;
-  assign \$253  = segment;
+  assign \$139  = { \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33:14] };
+  assign \$145  = { \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33:14] };
+  assign \$149  = { \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33:14] };
+  assign \$155  = { \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33:14] };
+  assign \$158  = { \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33:14] };
+  assign \$169  = { \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32:14] };
+  assign \$170  = { acc_o_a, 3'h0 };
+  assign \$174  = { \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32:14] };
+  assign \$175  = { acc_o_a, 3'h0 };
+  assign \$181  = { \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32:14] };
+  assign \$182  = { acc_o_a, 3'h0 };
+  assign \$185  = { \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32:14] };
+  assign \$186  = { acc_o_a, 3'h0 };
+  assign \$191  = { \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32:14] };
+  assign \$192  = { acc_o_a, 3'h0 };
+  assign \$196  = { \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32:14] };
+  assign \$197  = { acc_o_a, 3'h0 };
+  assign \$203  = { \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32:14] };
+  assign \$204  = { acc_o_a, 3'h0 };
+  assign \$207  = { \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32:14] };
+  assign \$208  = { acc_o_a, 3'h0 };
+  assign \$226  = segment;
+  assign \$230  = segment;
+  assign \$247  = segment;
+  assign \$264  = segment;
+  assign \$268  = segment;
 endmodule

@@ -313,7 +313,7 @@ def test_source_queue(n):
     mask, index, take = _source_queue(m, n, "index")
     go = Signal()
     with m.If(go):
-        m.d.sync += take
+        take()
     rng = np.random.default_rng(n)
     cases = [0, (1 << n) - 1] + [1 << i for i in range(n)] + [(1 << n) - (1 << i) for i in range(0, n, 7)]
     cases += [int("".join(rng.choice(["0", "1"], n, p=[1 - p, p])), 2) for p in (0.01, 0.05, 0.5) for _ in range(40)]

@@ -12,7 +12,7 @@ the label of its last step); mean keeps O running sums s_j = sat(s_j + o_j) (``a
 readout.sum_bits wide, cleared with ``first``) and their running argmax.
 
 Phases of a step (cycle counts in ``cycle_model``):
-  ACC     G cycles per set input bit (lowest index first): the accumulators form a ring of G
+  ACC     G cycles per set input bit (lowest index first; no inputs: skipped): the accumulators form a ring of G
           segments that turns one segment per cycle; the segment passing the A = C*P/G shared
           adders gets its slice of the source's weight row (one synapse-memory word). G = 1 adds
           a whole row per cycle; larger G trades cycles for adders. The previous step's hidden
@@ -51,20 +51,20 @@ from .layout import memory_images
 MIN_CYCLE_COUNTER_BITS = 16
 
 
-def _pass(sources: int, segments: int) -> int:
+def _pass(sources: int, segments: int, empty: int = 1) -> int:
     """Cycles of an ACC or READOUT pass over ``sources`` set sources: take the first, G per
-    source, two until its last row is added; 1 when there are none."""
-    return sources * segments + 3 if sources else 1
+    source, two until its last row is added; ``empty`` when there are none."""
+    return sources * segments + 3 if sources else empty
 
 
 def cycle_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
                 mean: bool = False) -> int:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (set input bits) * segments + 3 (1 when there are none), UPDATE chunks + 7,
+    accept 1, ACC (set input bits) * segments + 3 (skipped when there are none), UPDATE chunks + 7,
     READOUT (the step's hidden spikes) * segments + 3 (1 when none), LI outputs + 4 (+ 1 for a
     mean readout's running sums)."""
-    return 1 + _pass(input_sources, segments) + (chunks + 7) + _pass(spikes, segments) + (outputs + 4 + int(mean))
+    return 1 + _pass(input_sources, segments, 0) + (chunks + 7) + _pass(spikes, segments) + (outputs + 4 + int(mean))
 
 
 def period_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
@@ -74,7 +74,7 @@ def period_model(input_sources: int, spikes: int, chunks: int, outputs: int, seg
     step's ACC and UPDATE, and adds cycles only where it is the longer (few chunks, many outputs;
     the first step of a stream has no LI before it and may be shorter)."""
     li = outputs + 4 + int(mean)  # the previous step's LI must be done before READOUT starts
-    return 1 + max(_pass(input_sources, segments) + chunks + 7, li) + _pass(spikes, segments)
+    return 1 + max(_pass(input_sources, segments, 0) + chunks + 7, li) + _pass(spikes, segments)
 
 
 def cycle_counter_bits(inputs: int, hidden: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
@@ -99,15 +99,19 @@ def _priority_chain(m: Module, vector, index: Signal) -> None:
 
 def _source_queue(m: Module, n: int, name: str):
     """A mask of n sources, the index of its lowest set bit (combinational; 0 when none is set)
-    and the statements that clear that bit. Wide masks: groups of W = 2^ceil(log2(sqrt(n))) bits;
-    a chain over the groups' any-set flags finds the lowest non-empty group, a mux takes it, a chain
-    over its W bits the bit in it; the index is (group, bit), and only that group's W bits are
-    rewritten (word & (word - 1): a W-bit carry chain, not an n-bit one)."""
+    and a function that emits, in the current context, the statements clearing that bit. Wide
+    masks: groups of W = 2^ceil(log2(sqrt(n))) bits; a chain over the groups' any-set flags finds
+    the lowest non-empty group, a mux takes it, a chain over its W bits the bit in it; the index is
+    (group, bit). Each group computes its own word & (word - 1) (a W-bit carry chain beside the
+    encoder, not after it) and only the lowest non-empty group takes it."""
     index = Signal(range(max(2, n)), name=name)
     if n <= FLAT_ENCODER_MAX:
         mask = Signal(n, name=f"{name}_mask")
         _priority_chain(m, mask, index)
-        return mask, index, [mask.eq(mask & (mask - 1))]
+
+        def take_flat():
+            m.d.sync += mask.eq(mask & (mask - 1))
+        return mask, index, take_flat
     width = 1 << ((n - 1).bit_length() + 1) // 2  # >= sqrt(n), a power of two
     groups = -(-n // width)
     mask = Signal(groups * width, name=f"{name}_mask")  # the padding bits are never set
@@ -119,7 +123,13 @@ def _source_queue(m: Module, n: int, name: str):
     bit = Signal(range(width), name=f"{name}_bit")
     _priority_chain(m, word, bit)
     m.d.comb += index.eq(Cat(bit, group))
-    return mask, index, [mask.word_select(group, width).eq(word & (word - 1))]
+
+    def take():
+        with m.Switch(group):
+            for g, w in enumerate(words):
+                with m.Case(g):
+                    m.d.sync += w.eq(w & (w - 1))
+    return mask, index, take
 
 
 def _field(word, index: int, width: int):
@@ -156,7 +166,11 @@ class BRFAccelerator(wiring.Component):
         P, C = self.lanes, self.chunks
         wb, cb, sb, ob, owb = (spec.synapse_bits, spec.coef.bits, spec.state.bits, spec.output.bits,
                                spec.out_weight.bits)
-        acc_bits = spec.acc_bits(self.sources)
+        # the accumulators start from rshift's rounding constant (``ops.acc_offset``) and must hold
+        # any sum of fan-in weights on top of it, so the slice below never drops a set bit
+        offset = ops.acc_offset(spec)
+        fan_in = self.sources * (1 << (wb - 1))
+        acc_bits = max(spec.acc_bits(self.sources), (fan_in + offset).bit_length() + 1)
         out_acc_bits = spec.out_acc_bits(n_hid)
 
         # block RAM even where a memory is small: a ROM or RAM in logic costs the LUTs we save for
@@ -184,7 +198,7 @@ class BRFAccelerator(wiring.Component):
         fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
-        acc = [Signal(signed(acc_bits), name=f"acc_{h}", reset_less=True) for h in range(G * A)]
+        acc = [Signal(signed(acc_bits), name=f"acc_{h}", init=offset, reset_less=True) for h in range(G * A)]
         ring = [acc[g * A:(g + 1) * A] for g in range(G)]
         # sources still to be accumulated; the next one is registered (``source``, ``have``) while
         # its G segments are read, so the encoder has a cycle of its own, off the address path
@@ -204,10 +218,9 @@ class BRFAccelerator(wiring.Component):
         with m.If(adding | issuing):  # segments arrive in ring order, so after G adds the ring is home again
             for g in range(G - 1):
                 m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
-            # acc_bits holds any sum of fan-in weights: the slice never drops a set bit
             m.d.sync += [a.eq((b + _field(row, k, wb))[:acc_bits]) for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
         with m.If(clear):  # after the adds: one sync reset and one enable per FF, no LUTs
-            m.d.sync += [a.eq(0) for a in acc]
+            m.d.sync += [a.eq(offset) for a in acc]
 
         # READOUT's output rows: hidden source I*b + h reads word h with its first segment; the row
         # is zero unless fetched, so the O adders run every cycle (no enable)
@@ -227,7 +240,7 @@ class BRFAccelerator(wiring.Component):
         place = Signal(range(max(2, A // P)))  # chunk // G: where in the segment at the adders
         m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
         valid1, chunk1 = reg(issuing, "valid_s1", reset_less=False), reg(chunk, "chunk_s1")
-        acc1 = [reg(Array(ring[0][k * P + p] for k in range(A // P))[place], f"acc_s1_{p}") for p in range(P)]
+        acc1 = [reg(Array(ops.current(spec, a) for a in ring[0][p::P])[place], f"acc_s1_{p}") for p in range(P)]
         # stage 1: state and constants arrive from memory (registered before any arithmetic: the
         # block RAM's clock-to-output is most of a cycle)
         old = [[Mux(fresh, 0, _field(state_rd.data, i * P + p, sb)) for p in range(P)] for i in range(3)]
@@ -256,7 +269,7 @@ class BRFAccelerator(wiring.Component):
         acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
         valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
         # stage 5: new u, v (the output-weight word of this chunk arrives meanwhile)
-        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
+        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]  # acc: the current
         v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
         q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
         valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
@@ -320,7 +333,8 @@ class BRFAccelerator(wiring.Component):
                     m.d.sync += segment.eq(Mux(segment == G - 1, 0, segment + 1))
             with m.If(~have | (segment == G - 1)):  # the source's last segment: take the next one
                 with m.If(mask != 0):
-                    m.d.sync += [source.eq(lowest), have.eq(1)] + take_lowest
+                    m.d.sync += [source.eq(lowest), have.eq(1)]
+                    take_lowest()
                 with m.Else():
                     m.d.sync += have.eq(0)
                     with m.If(~have & ~fetched):
@@ -357,22 +371,27 @@ class BRFAccelerator(wiring.Component):
         if self.mean:
             m.d.comb += payload.sum_label.eq(sum_label)
 
+        def to_update():
+            m.d.sync += [issuing.eq(1), chunk.eq(0)]
+            m.next = "UPDATE"
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.inp.ready.eq(1)
                 with m.If(self.inp.valid):
                     first = self.inp.payload.first
-                    m.d.sync += [mask.eq(getattr(self.inp.payload, self.input_field)), cycles.eq(1)]
+                    inputs = getattr(self.inp.payload, self.input_field)
+                    m.d.sync += [mask.eq(inputs), cycles.eq(1)]
                     with m.If(first | fresh):  # the last step's spikes were accumulated for nothing
                         m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
                         m.d.sync += [fresh.eq(1), restart.eq(1)]
-                    m.next = "ACC"
+                    with m.If(inputs == 0):  # nothing to accumulate: straight on to UPDATE
+                        to_update()
+                    with m.Else():
+                        m.next = "ACC"
 
             with m.State("ACC"):
-                def to_update():
-                    m.d.sync += [issuing.eq(1), chunk.eq(0)]
-                    m.next = "UPDATE"
                 accumulate(to_update)
 
             with m.State("UPDATE"):
