@@ -26,7 +26,8 @@ from .board import protocol as P
 from .board.platforms import BOARD_NAMES, get_board
 from .board.top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
 from .cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
-from .generate import cycle_model, default_artifact
+from .generate import default_artifact
+from .hw.core import period_model
 from .synth import tool as synth_tool
 
 NAME = "brf_board"
@@ -93,7 +94,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
     # cycles per step at the ECG test set's mean activity (0.32 input spikes and 4.75 hidden spikes
     # per step, shipped 8-bit network), as the synthesis report
     core = link.core
-    cycles = cycle_model(0.32, 4.75, core.chunks, net.shape[2], core.segments) + 1
+    cycles = period_model(0.32, 4.75, core.chunks, net.shape[2], core.segments)
     label_bytes = P.frame_bytes(P.label_bits(net.shape[2]))
     step_bytes = P.frame_bytes(net.shape[0])
     link_steps = baud / 10 / max(label_bytes, step_bytes)

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
-from .hw.core import BRFAccelerator, cycle_model
+from .hw.core import BRFAccelerator, cycle_model, period_model
 from .hw.layout import geometry
 
 TOP = "brf_rsnn"
@@ -75,12 +75,18 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
             "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
         },
         "cycles_per_step": {
-            "formula": f"(set input bits + previous hidden spikes) * segments + 1 [if any] + chunks + outputs + "
-                       f"{13 + dut.mean}, plus 1 cycle to hand over the output beat",
+            "formula": "in a stream (core.period_model): 1 + max(ACC + chunks + 7, outputs + 4 [+1 mean]) + READOUT, "
+                       "ACC = set input bits * segments + 3 (0 if none), READOUT = hidden spikes * segments + 3 "
+                       "(1 if none); LI of a step runs beside the next step",
+            "silent_step": period_model(0, 0, dut.chunks, n_out, dut.segments, dut.mean),
+            "every_source_active": period_model(dut.sources - n_hid, n_hid, dut.chunks, n_out, dut.segments, dut.mean),
+        },
+        "latency_cycles": {
+            "formula": "input accepted -> output valid (core.cycle_model, the payload's cycles field): "
+                       "1 + ACC + chunks + 7 + READOUT + outputs + 4 [+1 mean]",
             "silent_step": cycle_model(0, 0, dut.chunks, n_out, dut.segments, dut.mean),
             "every_source_active": cycle_model(dut.sources - n_hid, n_hid, dut.chunks, n_out, dut.segments, dut.mean),
         },
-        "latency_cycles": "equal to cycles per step (input accepted -> output valid); one step in flight",
     }
 
 

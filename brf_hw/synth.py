@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
 from .generate import default_artifact, shape_network
-from .hw.core import BRFAccelerator
+from .hw.core import BRFAccelerator, period_model
 from .hw.layout import active_sources
 from .hw.simulate import expected_cycles
 
@@ -152,13 +152,15 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     report = json.loads((work / "report.json").read_text())
     fmax = min(v["achieved"] for v in report["fmax"].values())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
-    # mean cycles per step at the task's measured activity (+1: the output handover)
-    cycles = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments).mean()) + 1
+    # mean cycles a step occupies in a stream at the task's measured activity (LI beside the next
+    # step); the latency of a step is longer by its LI
+    cycles = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments, period_model).mean())
+    latency = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments).mean()) + 1
     rate = fmax * 1e6 / cycles
     steps = activity.x.shape[0]
     return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax,
             "utilization": used, "mean_input_sources": activity.input_sources, "mean_spikes": activity.spikes_per_step,
-            "cycles_per_step": cycles, "steps_per_second": rate, "steps_per_inference": steps,
+            "cycles_per_step": cycles, "latency_cycles": latency, "steps_per_second": rate, "steps_per_inference": steps,
             "inferences_per_second": rate / steps}
 
 

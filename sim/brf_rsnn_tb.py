@@ -59,23 +59,30 @@ async def settle_combinational(dut):
 
 
 async def _stream_back_to_back(dut, beats, words):
-    """No gaps, no stalls: valid and ready stay high. Per step: wait for output valid, read the
-    beat, put the next input on the bus (it is sampled two clock edges later, when the design is
-    back in IDLE). Verilator evaluates the whole model before the callback, so the beat can be read
-    at once; event-driven simulators get a falling edge to settle first."""
-    settle = "verilator" not in cocotb.SIM_NAME.lower()
-    dut.inp__payload.value = beats[0]
+    """No gaps, no stalls: the next beat waits on the bus and every output beat is taken at once,
+    as a stream source and sink would (the design takes beat t+1 while it computes LI and the
+    output of beat t). Handshakes are decided at falling edges, where every simulator has settled:
+    valid/ready seen high there complete at the next rising edge."""
+
+    async def produce():
+        for beat in beats:
+            dut.inp__payload.value = beat
+            dut.inp__valid.value = 1
+            await FallingEdge(dut.clk)
+            while not dut.inp__ready.value:
+                await FallingEdge(dut.clk)
+            await RisingEdge(dut.clk)
+        dut.inp__valid.value = 0
+
+    producer = cocotb.start_soon(produce())
     dut.out__ready.value = 1
-    dut.inp__valid.value = 1
     for t in range(len(beats)):
-        await RisingEdge(dut.out__valid)
-        if settle:
+        await FallingEdge(dut.clk)
+        while not dut.out__valid.value:
             await FallingEdge(dut.clk)
         words[t] = int(dut.out__payload.value)
-        if t + 1 < len(beats):
-            dut.inp__payload.value = beats[t + 1]
-        else:
-            dut.inp__valid.value = 0
+        await RisingEdge(dut.clk)
+    await producer
 
 
 async def _stream_with_backpressure(dut, beats, words, rng, gap, stall):

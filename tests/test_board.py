@@ -516,7 +516,9 @@ def test_board_ecg_sequences_errors_and_resync_at_the_uart_bit_level(board_desig
     case = board_bridge.ecg_case(test.inputs.numpy().astype(np.int64), test.labels.numpy())
     measured = board_bridge.run_tests(board_design, case)
     assert measured["steps"] == 600
-    assert 67 < measured["cycles_per_step"] < 70  # accelerator-bound: the UART at 4 cycles per bit keeps up
+    # accelerator-bound (the UART at 4 cycles per bit keeps up): the ECG period at lanes 1 is ~57.4
+    # cycles (core.period_model at the test set's activity; LI beside the next step)
+    assert 57 < measured["cycles_per_step"] < 60
 
 
 @pytest.mark.sim

@@ -88,16 +88,17 @@ def run_name(neuron: str, fraction: float, seed: int) -> str:
 
 # --------------------------------------------------------------------------- one run
 def hardware_cost(net, x: np.ndarray, spikes: np.ndarray, lanes: int, segments: int | None) -> dict:
-    """Accelerator cycles per step at the measured activity (``simulate.expected_cycles``: the
-    step's input spikes and its own hidden spikes, + 1 for the hand-over); synaptic operations:
+    """Accelerator cycles a step occupies in a stream at the measured activity
+    (``core.period_model`` of the step's input spikes and its own hidden spikes); synaptic operations:
     S_t = active inputs at t + hidden spikes at t-1 (the state, and so the previous spikes, are
     cleared at each sequence start). x [T, B, I], spikes [T, B, H]."""
+    from ..hw.core import period_model
     from ..hw.simulate import expected_cycles
 
     n_in, n_hid, n_out = net.shape
     prev = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]])
     sources = x.sum(-1).astype(np.int64) + prev.sum(-1)  # [T, B]
-    cycles = expected_cycles(net, x.astype(np.int64), spikes, lanes, segments) + 1
+    cycles = expected_cycles(net, x.astype(np.int64), spikes, lanes, segments, period_model)
     # synapses a zero-skipping design would add: non-zero weights out of each active source
     fan_in = (net.w_in != 0).sum(0)  # [I] non-zero targets per input
     fan_rec = (net.w_rec != 0).sum(0)  # [H] per hidden source

@@ -89,13 +89,14 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
 
 
 def expected_cycles(net: IntNetwork, x: np.ndarray, spikes: np.ndarray, lanes: int,
-                    segments: int | None = None) -> np.ndarray:
+                    segments: int | None = None, model=cycle_model) -> np.ndarray:
     """The cycle model per step (x [..., I], spikes [..., H] the golden model's): the step's set
-    input bits and its own hidden spikes (READOUT accumulates them at the step's end)."""
+    input bits and its own hidden spikes (READOUT accumulates them at the step's end).
+    ``model=period_model``: the cycles a step occupies in a stream (throughput)."""
     chunks, segments = geometry(net.shape[1], lanes, segments)
     mean = net.readout.rule == "mean"
     inputs = active_sources(x, net.spec.input.bits)
     fired = np.asarray(spikes).sum(-1)
-    table = {pair: cycle_model(pair[0], pair[1], chunks, net.shape[2], segments, mean)
+    table = {pair: model(pair[0], pair[1], chunks, net.shape[2], segments, mean)
              for pair in set(zip(inputs.reshape(-1).tolist(), fired.reshape(-1).tolist()))}
     return np.vectorize(lambda a, s: table[(a, s)], otypes=[np.int64])(inputs, fired)
