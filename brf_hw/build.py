@@ -28,6 +28,7 @@ from .board.top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
 from .cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
 from .generate import default_artifact
 from .hw.core import period_model
+from .hw.simulate import expected_cycles
 from .synth import tool as synth_tool
 
 NAME = "brf_board"
@@ -91,10 +92,12 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
         if abs(c["constraint_mhz"] / board_mhz - 1) > 1e-3:
             raise RuntimeError(f"nextpnr timed clock {name} at {c['constraint_mhz']:.2f} MHz, not the board's "
                                f"{board_mhz:g} MHz: a missing clock constraint; see {rel / 'brf_board.tim'}")
-    # cycles per step at the ECG test set's mean activity (0.32 input spikes and 4.75 hidden spikes
-    # per step, shipped 8-bit network), as the synthesis report
+    # cycles a step occupies in a stream at the task's measured activity, as the synthesis report
+    from .synth import activity
+
     core = link.core
-    cycles = period_model(0.32, 4.75, core.chunks, net.shape[2], core.segments)
+    act = activity(net, "ecg")
+    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())
     label_bytes = P.frame_bytes(P.label_bits(net.shape[2]))
     step_bytes = P.frame_bytes(net.shape[0])
     link_steps = baud / 10 / max(label_bytes, step_bytes)

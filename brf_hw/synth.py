@@ -223,6 +223,7 @@ def main(argv=None) -> None:
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2; see brf_hw.generate)")
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
+    parser.add_argument("--sequences", type=POSITIVE_INT, default=8, help="test sequences the activity is measured on")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
     from .train.tasks import TASKS
@@ -242,7 +243,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for net, task in networks:
-        act = activity(net, task, args.data_dir)
+        act = activity(net, task, args.data_dir, args.sequences)
         print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} set input bits and {act.spikes_per_step:.2f} "
               f"hidden spikes per step on {act.measured}", flush=True)
         for target in args.targets:

@@ -413,8 +413,8 @@ def test_link_overrun_is_reported_and_sync_recovers(ecg_artifact, ecg_splits):
 
     async def script(host):
         # full results (22 bytes each) drain far slower than 1-byte steps arrive: the FIFO overruns
-        await host.send(P.encode(P.Cmd.MODE, P.Mode.FULL) + P.step_frames(x[:10], np.eye(1, 10, dtype=bool)[0]))
-        await host.idle(10 * 22 * 10 * div)
+        await host.send(P.encode(P.Cmd.MODE, P.Mode.FULL) + P.step_frames(x[:14], np.eye(1, 14, dtype=bool)[0]))
+        await host.idle(14 * 22 * 10 * div)
         kinds = [(f.type, f.payload) for f in host.frames_seen]
         assert _error(P.Error.OVERRUN) in kinds
         assert host.ctx.get(link.led_error) == 1

@@ -12,7 +12,7 @@ is taken. LEDs: ``led_error`` lights at the first error report and stays lit unt
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Array, Cat, ClockDomain, Const, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -85,12 +85,21 @@ class BoardLink(wiring.Component):
 
         step_taken = core.inp.valid & core.inp.ready
         result_taken = core.out.valid & core.out.ready
-        inflight, result_full = Signal(), Signal()
-        with m.If(step_taken):
-            m.d.sync += [inflight.eq(1), result_full.eq(dec.mode)]
-        with m.Elif(result_taken):
-            m.d.sync += inflight.eq(0)
-        m.d.comb += [dec.quiet.eq(~inflight), enc.result_full.eq(result_full)]
+        # up to two steps in flight (the core takes the next beat during a step's LI): their count,
+        # and the result mode each was sent in (MODE may change between them), oldest first
+        inflight = Signal(range(3))
+        full = [Signal(name=f"result_full_{i}") for i in range(2)]
+        with m.If(step_taken & ~result_taken):
+            m.d.sync += inflight.eq(inflight + 1)
+            m.d.sync += Array(full)[inflight[0]].eq(dec.mode)
+        with m.Elif(result_taken & ~step_taken):
+            m.d.sync += [inflight.eq(inflight - 1), full[0].eq(full[1])]
+        with m.Elif(result_taken & step_taken):
+            with m.If(inflight == 2):
+                m.d.sync += [full[0].eq(full[1]), full[1].eq(dec.mode)]
+            with m.Else():
+                m.d.sync += full[0].eq(dec.mode)
+        m.d.comb += [dec.quiet.eq(inflight == 0), enc.result_full.eq(full[0])]
 
         # error reports and the STATUS counters
         events = Signal(N_ERRORS)
