@@ -33,7 +33,7 @@ from ..fixed.spec import IntNetwork
 
 # Two segments halve the accumulator adders (the largest block of carry logic) for one more cycle
 # per active source: on the ECP5 at lanes 1, 3,088 -> 2,728 LUTs and 14 -> 10 block RAMs,
-# 103 -> 102 MHz (README).
+# 103 -> 102 MHz (the ECG network on the previous design).
 DEFAULT_SEGMENTS = 2
 
 
