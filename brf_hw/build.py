@@ -29,7 +29,7 @@ from .cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError,
 from .generate import default_artifact
 from .hw.core import period_model
 from .hw.simulate import expected_cycles
-from .synth import tool as synth_tool
+from .synth import activity, tool as synth_tool
 
 NAME = "brf_board"
 MAX_BAUD_ERROR = 0.01  # a UART receiver tolerates a few percent; keep the divisor's rounding well inside
@@ -93,8 +93,6 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
             raise RuntimeError(f"nextpnr timed clock {name} at {c['constraint_mhz']:.2f} MHz, not the board's "
                                f"{board_mhz:g} MHz: a missing clock constraint; see {rel / 'brf_board.tim'}")
     # cycles a step occupies in a stream at the task's measured activity, as the synthesis report
-    from .synth import activity
-
     core = link.core
     act = activity(net, "ecg")
     cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())

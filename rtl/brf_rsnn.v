@@ -147,14 +147,14 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [16:0] \$225 ;
   wire \$226 ;
   wire [1:0] \$227 ;
-  wire [1:0] \$228 ;
+  wire \$228 ;
   wire \$229 ;
   wire [31:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [40:0] \$232 ;
   wire [40:0] \$233 ;
-  wire [40:0] \$234 ;
+  wire \$234 ;
   wire \$235 ;
   wire \$236 ;
   wire \$237 ;
@@ -166,14 +166,14 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
-  wire [16:0] \$246 ;
-  wire \$247 ;
-  wire [5:0] \$248 ;
-  wire [1:0] \$249 ;
+  wire [16:0] \$245 ;
+  wire \$246 ;
+  wire [5:0] \$247 ;
+  wire [1:0] \$248 ;
+  wire \$249 ;
   wire [30:0] \$25 ;
-  wire \$250 ;
-  wire [6:0] \$251 ;
+  wire [6:0] \$250 ;
+  wire \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
@@ -185,24 +185,24 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [17:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire \$262 ;
-  wire [16:0] \$263 ;
-  wire \$264 ;
-  wire [1:0] \$265 ;
-  wire [1:0] \$266 ;
+  wire [16:0] \$262 ;
+  wire \$263 ;
+  wire [1:0] \$264 ;
+  wire \$265 ;
+  wire \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire \$269 ;
+  wire [40:0] \$269 ;
   wire \$27 ;
-  wire \$270 ;
-  wire [40:0] \$271 ;
-  wire [40:0] \$272 ;
+  wire [40:0] \$270 ;
+  wire \$271 ;
+  wire \$272 ;
   wire \$273 ;
-  wire \$274 ;
+  wire [16:0] \$274 ;
   wire \$275 ;
-  wire [16:0] \$276 ;
-  wire \$277 ;
-  reg \$278 ;
+  reg \$276 ;
+  reg [14:0] \$277 ;
+  reg [14:0] \$278 ;
   reg [14:0] \$279 ;
   wire [10:0] \$28 ;
   reg [14:0] \$280 ;
@@ -242,15 +242,15 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [14:0] \$310 ;
   reg [14:0] \$311 ;
   reg [14:0] \$312 ;
-  reg [14:0] \$313 ;
-  reg [14:0] \$314 ;
+  reg [13:0] \$313 ;
+  reg [13:0] \$314 ;
   reg [13:0] \$315 ;
   reg [13:0] \$316 ;
   reg [13:0] \$317 ;
   reg [13:0] \$318 ;
-  reg [13:0] \$319 ;
+  reg \$319 ;
   wire \$32 ;
-  reg [13:0] \$320 ;
+  reg \$320 ;
   reg \$321 ;
   reg \$322 ;
   reg \$323 ;
@@ -298,39 +298,37 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$361 ;
   reg \$362 ;
   reg \$363 ;
-  reg \$364 ;
-  reg \$365 ;
+  reg [15:0] \$364 ;
+  reg [15:0] \$365 ;
   reg [15:0] \$366 ;
   reg [15:0] \$367 ;
   reg [15:0] \$368 ;
   reg [15:0] \$369 ;
   wire \$37 ;
   reg [15:0] \$370 ;
-  reg [15:0] \$371 ;
+  reg [2:0] \$371 ;
   reg [15:0] \$372 ;
-  reg [2:0] \$373 ;
-  reg [15:0] \$374 ;
+  reg \$373 ;
+  reg [2:0] \$374 ;
   reg \$375 ;
-  reg [2:0] \$376 ;
-  reg \$377 ;
-  reg \$378 ;
-  reg [39:0] \$379 ;
+  reg \$376 ;
+  reg [39:0] \$377 ;
+  reg [15:0] \$378 ;
+  reg \$379 ;
   wire \$38 ;
-  reg [15:0] \$380 ;
+  reg \$380 ;
   reg \$381 ;
-  reg \$382 ;
-  reg \$383 ;
-  reg [5:0] \$384 ;
-  reg [2:0] \$385 ;
-  reg \$386 ;
+  reg [5:0] \$382 ;
+  reg [2:0] \$383 ;
+  reg \$384 ;
+  reg \$385 ;
+  reg [5:0] \$386 ;
   reg \$387 ;
-  reg [5:0] \$388 ;
+  reg [4:0] \$388 ;
   reg \$389 ;
   wire \$39 ;
-  reg [4:0] \$390 ;
-  reg \$391 ;
-  reg \$392 ;
-  reg [35:0] \$393 ;
+  reg \$390 ;
+  reg [35:0] \$391 ;
   wire [17:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
@@ -1012,144 +1010,142 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$224  = ! inp__payload[3:0];
   assign \$225  = cycles + 1'h1;
   assign \$227  = segment + 1'h1;
-  assign \$228  = \$226  ? 2'h0 : \$227 ;
-  assign \$229  = ~ have;
-  assign \$231  = \$229  | \$230 ;
-  assign \$232  = | next_source_mask;
-  assign \$233  = next_source_mask - 1'h1;
-  assign \$234  = { 1'h0, next_source_mask } & \$233 ;
-  assign \$235  = ~ have;
-  assign \$236  = ~ fetched;
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = issuing | valid_s1;
-  assign \$239  = \$238  | valid_s2;
-  assign \$240  = \$239  | valid_s3;
-  assign \$241  = \$240  | valid_s4;
-  assign \$242  = \$241  | valid_s5;
-  assign \$243  = \$242  | state_wr__en;
-  assign \$244  = ~ li_running;
-  assign \$245  = \$243  | \$244 ;
-  assign \$246  = cycles + 1'h1;
-  assign \$248  = place + 1'h1;
-  assign \$249  = segment + 1'h1;
-  assign \$250  = \$signature__addr$14  == 6'h23;
-  assign \$251  = \$signature__addr$14  + 1'h1;
-  assign \$252  = issuing | valid_s1;
-  assign \$253  = \$252  | valid_s2;
-  assign \$254  = \$253  | valid_s3;
-  assign \$255  = \$254  | valid_s4;
-  assign \$256  = \$255  | valid_s5;
-  assign \$257  = \$256  | state_wr__en;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = ~ li_running;
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = ! segment;
-  assign \$262  = have & \$261 ;
-  assign \$263  = cycles + 1'h1;
-  assign \$265  = segment + 1'h1;
-  assign \$266  = \$264  ? 2'h0 : \$265 ;
-  assign \$267  = ~ have;
-  assign \$269  = \$267  | \$268 ;
-  assign \$270  = | next_source_mask;
-  assign \$271  = next_source_mask - 1'h1;
-  assign \$272  = { 1'h0, next_source_mask } & \$271 ;
-  assign \$273  = ~ have;
-  assign \$274  = ~ fetched;
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = cycles + 1'h1;
-  assign \$277  = ~ out__valid;
+  assign \$228  = ~ have;
+  assign \$230  = \$228  | \$229 ;
+  assign \$231  = | next_source_mask;
+  assign \$232  = next_source_mask - 1'h1;
+  assign \$233  = { 1'h0, next_source_mask } & \$232 ;
+  assign \$234  = ~ have;
+  assign \$235  = ~ fetched;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = issuing | valid_s1;
+  assign \$238  = \$237  | valid_s2;
+  assign \$239  = \$238  | valid_s3;
+  assign \$240  = \$239  | valid_s4;
+  assign \$241  = \$240  | valid_s5;
+  assign \$242  = \$241  | state_wr__en;
+  assign \$243  = ~ li_running;
+  assign \$244  = \$242  | \$243 ;
+  assign \$245  = cycles + 1'h1;
+  assign \$247  = place + 1'h1;
+  assign \$248  = segment + 1'h1;
+  assign \$249  = \$signature__addr$14  == 6'h23;
+  assign \$250  = \$signature__addr$14  + 1'h1;
+  assign \$251  = issuing | valid_s1;
+  assign \$252  = \$251  | valid_s2;
+  assign \$253  = \$252  | valid_s3;
+  assign \$254  = \$253  | valid_s4;
+  assign \$255  = \$254  | valid_s5;
+  assign \$256  = \$255  | state_wr__en;
+  assign \$257  = ~ \$256 ;
+  assign \$258  = ~ li_running;
+  assign \$259  = \$257  & \$258 ;
+  assign \$260  = ! segment;
+  assign \$261  = have & \$260 ;
+  assign \$262  = cycles + 1'h1;
+  assign \$264  = segment + 1'h1;
+  assign \$265  = ~ have;
+  assign \$267  = \$265  | \$266 ;
+  assign \$268  = | next_source_mask;
+  assign \$269  = next_source_mask - 1'h1;
+  assign \$270  = { 1'h0, next_source_mask } & \$269 ;
+  assign \$271  = ~ have;
+  assign \$272  = ~ fetched;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = cycles + 1'h1;
+  assign \$275  = ~ out__valid;
   always @(posedge clk)
     synapse_row <= \$47 ;
   always @(posedge clk)
-    adding <= \$278 ;
+    adding <= \$276 ;
   always @(posedge clk)
-    acc_0 <= \$279 ;
+    acc_0 <= \$277 ;
   always @(posedge clk)
-    acc_1 <= \$280 ;
+    acc_1 <= \$278 ;
   always @(posedge clk)
-    acc_2 <= \$281 ;
+    acc_2 <= \$279 ;
   always @(posedge clk)
-    acc_3 <= \$282 ;
+    acc_3 <= \$280 ;
   always @(posedge clk)
-    acc_4 <= \$283 ;
+    acc_4 <= \$281 ;
   always @(posedge clk)
-    acc_5 <= \$284 ;
+    acc_5 <= \$282 ;
   always @(posedge clk)
-    acc_6 <= \$285 ;
+    acc_6 <= \$283 ;
   always @(posedge clk)
-    acc_7 <= \$286 ;
+    acc_7 <= \$284 ;
   always @(posedge clk)
-    acc_8 <= \$287 ;
+    acc_8 <= \$285 ;
   always @(posedge clk)
-    acc_9 <= \$288 ;
+    acc_9 <= \$286 ;
   always @(posedge clk)
-    acc_10 <= \$289 ;
+    acc_10 <= \$287 ;
   always @(posedge clk)
-    acc_11 <= \$290 ;
+    acc_11 <= \$288 ;
   always @(posedge clk)
-    acc_12 <= \$291 ;
+    acc_12 <= \$289 ;
   always @(posedge clk)
-    acc_13 <= \$292 ;
+    acc_13 <= \$290 ;
   always @(posedge clk)
-    acc_14 <= \$293 ;
+    acc_14 <= \$291 ;
   always @(posedge clk)
-    acc_15 <= \$294 ;
+    acc_15 <= \$292 ;
   always @(posedge clk)
-    acc_16 <= \$295 ;
+    acc_16 <= \$293 ;
   always @(posedge clk)
-    acc_17 <= \$296 ;
+    acc_17 <= \$294 ;
   always @(posedge clk)
-    acc_18 <= \$297 ;
+    acc_18 <= \$295 ;
   always @(posedge clk)
-    acc_19 <= \$298 ;
+    acc_19 <= \$296 ;
   always @(posedge clk)
-    acc_20 <= \$299 ;
+    acc_20 <= \$297 ;
   always @(posedge clk)
-    acc_21 <= \$300 ;
+    acc_21 <= \$298 ;
   always @(posedge clk)
-    acc_22 <= \$301 ;
+    acc_22 <= \$299 ;
   always @(posedge clk)
-    acc_23 <= \$302 ;
+    acc_23 <= \$300 ;
   always @(posedge clk)
-    acc_24 <= \$303 ;
+    acc_24 <= \$301 ;
   always @(posedge clk)
-    acc_25 <= \$304 ;
+    acc_25 <= \$302 ;
   always @(posedge clk)
-    acc_26 <= \$305 ;
+    acc_26 <= \$303 ;
   always @(posedge clk)
-    acc_27 <= \$306 ;
+    acc_27 <= \$304 ;
   always @(posedge clk)
-    acc_28 <= \$307 ;
+    acc_28 <= \$305 ;
   always @(posedge clk)
-    acc_29 <= \$308 ;
+    acc_29 <= \$306 ;
   always @(posedge clk)
-    acc_30 <= \$309 ;
+    acc_30 <= \$307 ;
   always @(posedge clk)
-    acc_31 <= \$310 ;
+    acc_31 <= \$308 ;
   always @(posedge clk)
-    acc_32 <= \$311 ;
+    acc_32 <= \$309 ;
   always @(posedge clk)
-    acc_33 <= \$312 ;
+    acc_33 <= \$310 ;
   always @(posedge clk)
-    acc_34 <= \$313 ;
+    acc_34 <= \$311 ;
   always @(posedge clk)
-    acc_35 <= \$314 ;
+    acc_35 <= \$312 ;
   always @(posedge clk)
     out_row <= \$67 ;
   always @(posedge clk)
-    acc_o_0 <= \$315 ;
+    acc_o_0 <= \$313 ;
   always @(posedge clk)
-    acc_o_1 <= \$316 ;
+    acc_o_1 <= \$314 ;
   always @(posedge clk)
-    acc_o_2 <= \$317 ;
+    acc_o_2 <= \$315 ;
   always @(posedge clk)
-    acc_o_3 <= \$318 ;
+    acc_o_3 <= \$316 ;
   always @(posedge clk)
-    acc_o_4 <= \$319 ;
+    acc_o_4 <= \$317 ;
   always @(posedge clk)
-    acc_o_5 <= \$320 ;
+    acc_o_5 <= \$318 ;
   always @(posedge clk)
-    valid_s1 <= \$321 ;
+    valid_s1 <= \$319 ;
   always @(posedge clk)
     chunk_s1 <= \$signature__addr$14 ;
   always @(posedge clk)
@@ -1167,7 +1163,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s2_0 <= acc_s1_0;
   always @(posedge clk)
-    valid_s2 <= \$322 ;
+    valid_s2 <= \$320 ;
   always @(posedge clk)
     chunk_s2 <= chunk_s1;
   always @(posedge clk)
@@ -1185,7 +1181,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s3_0 <= acc_s2_0;
   always @(posedge clk)
-    valid_s3 <= \$323 ;
+    valid_s3 <= \$321 ;
   always @(posedge clk)
     chunk_s3 <= chunk_s2;
   always @(posedge clk)
@@ -1201,7 +1197,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s4_0 <= acc_s3_0;
   always @(posedge clk)
-    valid_s4 <= \$324 ;
+    valid_s4 <= \$322 ;
   always @(posedge clk)
     chunk_s4 <= chunk_s3;
   always @(posedge clk)
@@ -1219,7 +1215,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_s5_0 <= acc_s4_0;
   always @(posedge clk)
-    valid_s5 <= \$325 ;
+    valid_s5 <= \$323 ;
   always @(posedge clk)
     chunk_s5 <= chunk_s4;
   always @(posedge clk)
@@ -1231,81 +1227,81 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     th_q_s6_0 <= th_q_s5_0;
   always @(posedge clk)
-    state_wr__en <= \$326 ;
+    state_wr__en <= \$324 ;
   always @(posedge clk)
     state_wr__addr <= chunk_s5;
   always @(posedge clk)
-    z_0 <= \$327 ;
+    z_0 <= \$325 ;
   always @(posedge clk)
-    z_1 <= \$328 ;
+    z_1 <= \$326 ;
   always @(posedge clk)
-    z_2 <= \$329 ;
+    z_2 <= \$327 ;
   always @(posedge clk)
-    z_3 <= \$330 ;
+    z_3 <= \$328 ;
   always @(posedge clk)
-    z_4 <= \$331 ;
+    z_4 <= \$329 ;
   always @(posedge clk)
-    z_5 <= \$332 ;
+    z_5 <= \$330 ;
   always @(posedge clk)
-    z_6 <= \$333 ;
+    z_6 <= \$331 ;
   always @(posedge clk)
-    z_7 <= \$334 ;
+    z_7 <= \$332 ;
   always @(posedge clk)
-    z_8 <= \$335 ;
+    z_8 <= \$333 ;
   always @(posedge clk)
-    z_9 <= \$336 ;
+    z_9 <= \$334 ;
   always @(posedge clk)
-    z_10 <= \$337 ;
+    z_10 <= \$335 ;
   always @(posedge clk)
-    z_11 <= \$338 ;
+    z_11 <= \$336 ;
   always @(posedge clk)
-    z_12 <= \$339 ;
+    z_12 <= \$337 ;
   always @(posedge clk)
-    z_13 <= \$340 ;
+    z_13 <= \$338 ;
   always @(posedge clk)
-    z_14 <= \$341 ;
+    z_14 <= \$339 ;
   always @(posedge clk)
-    z_15 <= \$342 ;
+    z_15 <= \$340 ;
   always @(posedge clk)
-    z_16 <= \$343 ;
+    z_16 <= \$341 ;
   always @(posedge clk)
-    z_17 <= \$344 ;
+    z_17 <= \$342 ;
   always @(posedge clk)
-    z_18 <= \$345 ;
+    z_18 <= \$343 ;
   always @(posedge clk)
-    z_19 <= \$346 ;
+    z_19 <= \$344 ;
   always @(posedge clk)
-    z_20 <= \$347 ;
+    z_20 <= \$345 ;
   always @(posedge clk)
-    z_21 <= \$348 ;
+    z_21 <= \$346 ;
   always @(posedge clk)
-    z_22 <= \$349 ;
+    z_22 <= \$347 ;
   always @(posedge clk)
-    z_23 <= \$350 ;
+    z_23 <= \$348 ;
   always @(posedge clk)
-    z_24 <= \$351 ;
+    z_24 <= \$349 ;
   always @(posedge clk)
-    z_25 <= \$352 ;
+    z_25 <= \$350 ;
   always @(posedge clk)
-    z_26 <= \$353 ;
+    z_26 <= \$351 ;
   always @(posedge clk)
-    z_27 <= \$354 ;
+    z_27 <= \$352 ;
   always @(posedge clk)
-    z_28 <= \$355 ;
+    z_28 <= \$353 ;
   always @(posedge clk)
-    z_29 <= \$356 ;
+    z_29 <= \$354 ;
   always @(posedge clk)
-    z_30 <= \$357 ;
+    z_30 <= \$355 ;
   always @(posedge clk)
-    z_31 <= \$358 ;
+    z_31 <= \$356 ;
   always @(posedge clk)
-    z_32 <= \$359 ;
+    z_32 <= \$357 ;
   always @(posedge clk)
-    z_33 <= \$360 ;
+    z_33 <= \$358 ;
   always @(posedge clk)
-    z_34 <= \$361 ;
+    z_34 <= \$359 ;
   always @(posedge clk)
-    z_35 <= \$362 ;
+    z_35 <= \$360 ;
   always @(posedge clk)
     o_sel <= \$164 ;
   always @(posedge clk)
@@ -1313,7 +1309,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_o_sel <= \$166 ;
   always @(posedge clk)
-    li_valid_sel <= \$363 ;
+    li_valid_sel <= \$361 ;
   always @(posedge clk)
     li_index_sel <= li_index;
   always @(posedge clk)
@@ -1321,71 +1317,71 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk)
     acc_o_a <= acc_o_sel;
   always @(posedge clk)
-    li_valid_a <= \$364 ;
+    li_valid_a <= \$362 ;
   always @(posedge clk)
     li_index_a <= li_index_sel;
   always @(posedge clk)
     o_b <= \$189 ;
   always @(posedge clk)
-    li_valid_b <= \$365 ;
+    li_valid_b <= \$363 ;
   always @(posedge clk)
     li_index_b <= li_index_a;
   always @(posedge clk)
-    o_0 <= \$366 ;
+    o_0 <= \$364 ;
   always @(posedge clk)
-    o_1 <= \$367 ;
+    o_1 <= \$365 ;
   always @(posedge clk)
-    o_2 <= \$368 ;
+    o_2 <= \$366 ;
   always @(posedge clk)
-    o_3 <= \$369 ;
+    o_3 <= \$367 ;
   always @(posedge clk)
-    o_4 <= \$370 ;
+    o_4 <= \$368 ;
   always @(posedge clk)
-    o_5 <= \$371 ;
+    o_5 <= \$369 ;
   always @(posedge clk)
-    best <= \$372 ;
+    best <= \$370 ;
   always @(posedge clk)
-    label <= \$373 ;
+    label <= \$371 ;
   always @(posedge clk)
-    out_cycles <= \$374 ;
+    out_cycles <= \$372 ;
   always @(posedge clk)
-    li_issuing <= \$375 ;
+    li_issuing <= \$373 ;
   always @(posedge clk)
-    li_index <= \$376 ;
+    li_index <= \$374 ;
   always @(posedge clk)
-    li_running <= \$377 ;
+    li_running <= \$375 ;
   always @(posedge clk)
-    out__valid <= \$378 ;
+    out__valid <= \$376 ;
   always @(posedge clk)
-    next_source_mask <= \$379 ;
+    next_source_mask <= \$377 ;
   always @(posedge clk)
-    cycles <= \$380 ;
+    cycles <= \$378 ;
   always @(posedge clk)
-    fresh <= \$381 ;
+    fresh <= \$379 ;
   always @(posedge clk)
-    restart <= \$382 ;
+    restart <= \$380 ;
   always @(posedge clk)
-    issuing <= \$383 ;
+    issuing <= \$381 ;
   always @(posedge clk)
-    \$signature__addr$14  <= \$384 ;
+    \$signature__addr$14  <= \$382 ;
   always @(posedge clk)
-    fsm_state <= \$385 ;
+    fsm_state <= \$383 ;
   always @(posedge clk)
-    fetched <= \$386 ;
+    fetched <= \$384 ;
   always @(posedge clk)
-    segment <= \$387 ;
+    segment <= \$385 ;
   always @(posedge clk)
-    source <= \$388 ;
+    source <= \$386 ;
   always @(posedge clk)
-    have <= \$389 ;
+    have <= \$387 ;
   always @(posedge clk)
-    place <= \$390 ;
+    place <= \$388 ;
   always @(posedge clk)
-    out_fetched <= \$391 ;
+    out_fetched <= \$389 ;
   always @(posedge clk)
-    li_restart <= \$392 ;
+    li_restart <= \$390 ;
   always @(posedge clk)
-    out_spikes <= \$393 ;
+    out_spikes <= \$391 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$92  = 18'h00000;
@@ -1648,16 +1644,36 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = fetched;
+    \$276  = fetched;
     if (rst) begin
-      \$278  = 1'h0;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = acc_0;
+    \$277  = acc_0;
     if (\$48 ) begin
-      \$279  = acc_18;
+      \$277  = acc_18;
+    end
+    if (clear) begin
+      \$277  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = acc_1;
+    if (\$48 ) begin
+      \$278  = acc_19;
+    end
+    if (clear) begin
+      \$278  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = acc_2;
+    if (\$48 ) begin
+      \$279  = acc_20;
     end
     if (clear) begin
       \$279  = 15'h0000;
@@ -1665,9 +1681,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = acc_1;
+    \$280  = acc_3;
     if (\$48 ) begin
-      \$280  = acc_19;
+      \$280  = acc_21;
     end
     if (clear) begin
       \$280  = 15'h0000;
@@ -1675,9 +1691,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = acc_2;
+    \$281  = acc_4;
     if (\$48 ) begin
-      \$281  = acc_20;
+      \$281  = acc_22;
     end
     if (clear) begin
       \$281  = 15'h0000;
@@ -1685,9 +1701,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = acc_3;
+    \$282  = acc_5;
     if (\$48 ) begin
-      \$282  = acc_21;
+      \$282  = acc_23;
     end
     if (clear) begin
       \$282  = 15'h0000;
@@ -1695,9 +1711,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_4;
+    \$283  = acc_6;
     if (\$48 ) begin
-      \$283  = acc_22;
+      \$283  = acc_24;
     end
     if (clear) begin
       \$283  = 15'h0000;
@@ -1705,9 +1721,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = acc_5;
+    \$284  = acc_7;
     if (\$48 ) begin
-      \$284  = acc_23;
+      \$284  = acc_25;
     end
     if (clear) begin
       \$284  = 15'h0000;
@@ -1715,9 +1731,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = acc_6;
+    \$285  = acc_8;
     if (\$48 ) begin
-      \$285  = acc_24;
+      \$285  = acc_26;
     end
     if (clear) begin
       \$285  = 15'h0000;
@@ -1725,9 +1741,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = acc_7;
+    \$286  = acc_9;
     if (\$48 ) begin
-      \$286  = acc_25;
+      \$286  = acc_27;
     end
     if (clear) begin
       \$286  = 15'h0000;
@@ -1735,9 +1751,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = acc_8;
+    \$287  = acc_10;
     if (\$48 ) begin
-      \$287  = acc_26;
+      \$287  = acc_28;
     end
     if (clear) begin
       \$287  = 15'h0000;
@@ -1745,9 +1761,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = acc_9;
+    \$288  = acc_11;
     if (\$48 ) begin
-      \$288  = acc_27;
+      \$288  = acc_29;
     end
     if (clear) begin
       \$288  = 15'h0000;
@@ -1755,9 +1771,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = acc_10;
+    \$289  = acc_12;
     if (\$48 ) begin
-      \$289  = acc_28;
+      \$289  = acc_30;
     end
     if (clear) begin
       \$289  = 15'h0000;
@@ -1765,9 +1781,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = acc_11;
+    \$290  = acc_13;
     if (\$48 ) begin
-      \$290  = acc_29;
+      \$290  = acc_31;
     end
     if (clear) begin
       \$290  = 15'h0000;
@@ -1775,9 +1791,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = acc_12;
+    \$291  = acc_14;
     if (\$48 ) begin
-      \$291  = acc_30;
+      \$291  = acc_32;
     end
     if (clear) begin
       \$291  = 15'h0000;
@@ -1785,9 +1801,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = acc_13;
+    \$292  = acc_15;
     if (\$48 ) begin
-      \$292  = acc_31;
+      \$292  = acc_33;
     end
     if (clear) begin
       \$292  = 15'h0000;
@@ -1795,9 +1811,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = acc_14;
+    \$293  = acc_16;
     if (\$48 ) begin
-      \$293  = acc_32;
+      \$293  = acc_34;
     end
     if (clear) begin
       \$293  = 15'h0000;
@@ -1805,9 +1821,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = acc_15;
+    \$294  = acc_17;
     if (\$48 ) begin
-      \$294  = acc_33;
+      \$294  = acc_35;
     end
     if (clear) begin
       \$294  = 15'h0000;
@@ -1815,9 +1831,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = acc_16;
+    \$295  = acc_18;
     if (\$48 ) begin
-      \$295  = acc_34;
+      \$295  = \$49 [14:0];
     end
     if (clear) begin
       \$295  = 15'h0000;
@@ -1825,9 +1841,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = acc_17;
+    \$296  = acc_19;
     if (\$48 ) begin
-      \$296  = acc_35;
+      \$296  = \$50 [14:0];
     end
     if (clear) begin
       \$296  = 15'h0000;
@@ -1835,9 +1851,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = acc_18;
+    \$297  = acc_20;
     if (\$48 ) begin
-      \$297  = \$49 [14:0];
+      \$297  = \$51 [14:0];
     end
     if (clear) begin
       \$297  = 15'h0000;
@@ -1845,9 +1861,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = acc_19;
+    \$298  = acc_21;
     if (\$48 ) begin
-      \$298  = \$50 [14:0];
+      \$298  = \$52 [14:0];
     end
     if (clear) begin
       \$298  = 15'h0000;
@@ -1855,9 +1871,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = acc_20;
+    \$299  = acc_22;
     if (\$48 ) begin
-      \$299  = \$51 [14:0];
+      \$299  = \$53 [14:0];
     end
     if (clear) begin
       \$299  = 15'h0000;
@@ -1865,9 +1881,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = acc_21;
+    \$300  = acc_23;
     if (\$48 ) begin
-      \$300  = \$52 [14:0];
+      \$300  = \$54 [14:0];
     end
     if (clear) begin
       \$300  = 15'h0000;
@@ -1875,9 +1891,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = acc_22;
+    \$301  = acc_24;
     if (\$48 ) begin
-      \$301  = \$53 [14:0];
+      \$301  = \$55 [14:0];
     end
     if (clear) begin
       \$301  = 15'h0000;
@@ -1885,9 +1901,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = acc_23;
+    \$302  = acc_25;
     if (\$48 ) begin
-      \$302  = \$54 [14:0];
+      \$302  = \$56 [14:0];
     end
     if (clear) begin
       \$302  = 15'h0000;
@@ -1895,9 +1911,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = acc_24;
+    \$303  = acc_26;
     if (\$48 ) begin
-      \$303  = \$55 [14:0];
+      \$303  = \$57 [14:0];
     end
     if (clear) begin
       \$303  = 15'h0000;
@@ -1905,9 +1921,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = acc_25;
+    \$304  = acc_27;
     if (\$48 ) begin
-      \$304  = \$56 [14:0];
+      \$304  = \$58 [14:0];
     end
     if (clear) begin
       \$304  = 15'h0000;
@@ -1915,9 +1931,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = acc_26;
+    \$305  = acc_28;
     if (\$48 ) begin
-      \$305  = \$57 [14:0];
+      \$305  = \$59 [14:0];
     end
     if (clear) begin
       \$305  = 15'h0000;
@@ -1925,9 +1941,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = acc_27;
+    \$306  = acc_29;
     if (\$48 ) begin
-      \$306  = \$58 [14:0];
+      \$306  = \$60 [14:0];
     end
     if (clear) begin
       \$306  = 15'h0000;
@@ -1935,9 +1951,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = acc_28;
+    \$307  = acc_30;
     if (\$48 ) begin
-      \$307  = \$59 [14:0];
+      \$307  = \$61 [14:0];
     end
     if (clear) begin
       \$307  = 15'h0000;
@@ -1945,9 +1961,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = acc_29;
+    \$308  = acc_31;
     if (\$48 ) begin
-      \$308  = \$60 [14:0];
+      \$308  = \$62 [14:0];
     end
     if (clear) begin
       \$308  = 15'h0000;
@@ -1955,9 +1971,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = acc_30;
+    \$309  = acc_32;
     if (\$48 ) begin
-      \$309  = \$61 [14:0];
+      \$309  = \$63 [14:0];
     end
     if (clear) begin
       \$309  = 15'h0000;
@@ -1965,9 +1981,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = acc_31;
+    \$310  = acc_33;
     if (\$48 ) begin
-      \$310  = \$62 [14:0];
+      \$310  = \$64 [14:0];
     end
     if (clear) begin
       \$310  = 15'h0000;
@@ -1975,9 +1991,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = acc_32;
+    \$311  = acc_34;
     if (\$48 ) begin
-      \$311  = \$63 [14:0];
+      \$311  = \$65 [14:0];
     end
     if (clear) begin
       \$311  = 15'h0000;
@@ -1985,9 +2001,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = acc_33;
+    \$312  = acc_35;
     if (\$48 ) begin
-      \$312  = \$64 [14:0];
+      \$312  = \$66 [14:0];
     end
     if (clear) begin
       \$312  = 15'h0000;
@@ -1995,113 +2011,113 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = acc_34;
-    if (\$48 ) begin
-      \$313  = \$65 [14:0];
-    end
-    if (clear) begin
-      \$313  = 15'h0000;
+    \$313  = \$68 [13:0];
+    if (clear_o) begin
+      \$313  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = acc_35;
-    if (\$48 ) begin
-      \$314  = \$66 [14:0];
-    end
-    if (clear) begin
-      \$314  = 15'h0000;
+    \$314  = \$69 [13:0];
+    if (clear_o) begin
+      \$314  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = \$68 [13:0];
+    \$315  = \$70 [13:0];
     if (clear_o) begin
       \$315  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = \$69 [13:0];
+    \$316  = \$71 [13:0];
     if (clear_o) begin
       \$316  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = \$70 [13:0];
+    \$317  = \$72 [13:0];
     if (clear_o) begin
       \$317  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = \$71 [13:0];
+    \$318  = \$73 [13:0];
     if (clear_o) begin
       \$318  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = \$72 [13:0];
-    if (clear_o) begin
-      \$319  = 14'h0000;
+    \$319  = issuing;
+    if (rst) begin
+      \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = \$73 [13:0];
-    if (clear_o) begin
-      \$320  = 14'h0000;
+    \$320  = valid_s1;
+    if (rst) begin
+      \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = issuing;
+    \$321  = valid_s2;
     if (rst) begin
       \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = valid_s1;
+    \$322  = valid_s3;
     if (rst) begin
       \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = valid_s2;
+    \$323  = valid_s4;
     if (rst) begin
       \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = valid_s3;
+    \$324  = valid_s5;
     if (rst) begin
       \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = valid_s4;
+    \$325  = z_0;
+    if (state_wr__en) begin
+      \$325  = z_1;
+    end
     if (rst) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = valid_s5;
+    \$326  = z_1;
+    if (state_wr__en) begin
+      \$326  = z_2;
+    end
     if (rst) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = z_0;
+    \$327  = z_2;
     if (state_wr__en) begin
-      \$327  = z_1;
+      \$327  = z_3;
     end
     if (rst) begin
       \$327  = 1'h0;
@@ -2109,9 +2125,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = z_1;
+    \$328  = z_3;
     if (state_wr__en) begin
-      \$328  = z_2;
+      \$328  = z_4;
     end
     if (rst) begin
       \$328  = 1'h0;
@@ -2119,9 +2135,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = z_2;
+    \$329  = z_4;
     if (state_wr__en) begin
-      \$329  = z_3;
+      \$329  = z_5;
     end
     if (rst) begin
       \$329  = 1'h0;
@@ -2129,9 +2145,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = z_3;
+    \$330  = z_5;
     if (state_wr__en) begin
-      \$330  = z_4;
+      \$330  = z_6;
     end
     if (rst) begin
       \$330  = 1'h0;
@@ -2139,9 +2155,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = z_4;
+    \$331  = z_6;
     if (state_wr__en) begin
-      \$331  = z_5;
+      \$331  = z_7;
     end
     if (rst) begin
       \$331  = 1'h0;
@@ -2149,9 +2165,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = z_5;
+    \$332  = z_7;
     if (state_wr__en) begin
-      \$332  = z_6;
+      \$332  = z_8;
     end
     if (rst) begin
       \$332  = 1'h0;
@@ -2159,9 +2175,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = z_6;
+    \$333  = z_8;
     if (state_wr__en) begin
-      \$333  = z_7;
+      \$333  = z_9;
     end
     if (rst) begin
       \$333  = 1'h0;
@@ -2169,9 +2185,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = z_7;
+    \$334  = z_9;
     if (state_wr__en) begin
-      \$334  = z_8;
+      \$334  = z_10;
     end
     if (rst) begin
       \$334  = 1'h0;
@@ -2179,9 +2195,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = z_8;
+    \$335  = z_10;
     if (state_wr__en) begin
-      \$335  = z_9;
+      \$335  = z_11;
     end
     if (rst) begin
       \$335  = 1'h0;
@@ -2189,9 +2205,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = z_9;
+    \$336  = z_11;
     if (state_wr__en) begin
-      \$336  = z_10;
+      \$336  = z_12;
     end
     if (rst) begin
       \$336  = 1'h0;
@@ -2199,9 +2215,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = z_10;
+    \$337  = z_12;
     if (state_wr__en) begin
-      \$337  = z_11;
+      \$337  = z_13;
     end
     if (rst) begin
       \$337  = 1'h0;
@@ -2209,9 +2225,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = z_11;
+    \$338  = z_13;
     if (state_wr__en) begin
-      \$338  = z_12;
+      \$338  = z_14;
     end
     if (rst) begin
       \$338  = 1'h0;
@@ -2219,9 +2235,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = z_12;
+    \$339  = z_14;
     if (state_wr__en) begin
-      \$339  = z_13;
+      \$339  = z_15;
     end
     if (rst) begin
       \$339  = 1'h0;
@@ -2229,9 +2245,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = z_13;
+    \$340  = z_15;
     if (state_wr__en) begin
-      \$340  = z_14;
+      \$340  = z_16;
     end
     if (rst) begin
       \$340  = 1'h0;
@@ -2239,9 +2255,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = z_14;
+    \$341  = z_16;
     if (state_wr__en) begin
-      \$341  = z_15;
+      \$341  = z_17;
     end
     if (rst) begin
       \$341  = 1'h0;
@@ -2249,9 +2265,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = z_15;
+    \$342  = z_17;
     if (state_wr__en) begin
-      \$342  = z_16;
+      \$342  = z_18;
     end
     if (rst) begin
       \$342  = 1'h0;
@@ -2259,9 +2275,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = z_16;
+    \$343  = z_18;
     if (state_wr__en) begin
-      \$343  = z_17;
+      \$343  = z_19;
     end
     if (rst) begin
       \$343  = 1'h0;
@@ -2269,9 +2285,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = z_17;
+    \$344  = z_19;
     if (state_wr__en) begin
-      \$344  = z_18;
+      \$344  = z_20;
     end
     if (rst) begin
       \$344  = 1'h0;
@@ -2279,9 +2295,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = z_18;
+    \$345  = z_20;
     if (state_wr__en) begin
-      \$345  = z_19;
+      \$345  = z_21;
     end
     if (rst) begin
       \$345  = 1'h0;
@@ -2289,9 +2305,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = z_19;
+    \$346  = z_21;
     if (state_wr__en) begin
-      \$346  = z_20;
+      \$346  = z_22;
     end
     if (rst) begin
       \$346  = 1'h0;
@@ -2299,9 +2315,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = z_20;
+    \$347  = z_22;
     if (state_wr__en) begin
-      \$347  = z_21;
+      \$347  = z_23;
     end
     if (rst) begin
       \$347  = 1'h0;
@@ -2309,9 +2325,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = z_21;
+    \$348  = z_23;
     if (state_wr__en) begin
-      \$348  = z_22;
+      \$348  = z_24;
     end
     if (rst) begin
       \$348  = 1'h0;
@@ -2319,9 +2335,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = z_22;
+    \$349  = z_24;
     if (state_wr__en) begin
-      \$349  = z_23;
+      \$349  = z_25;
     end
     if (rst) begin
       \$349  = 1'h0;
@@ -2329,9 +2345,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = z_23;
+    \$350  = z_25;
     if (state_wr__en) begin
-      \$350  = z_24;
+      \$350  = z_26;
     end
     if (rst) begin
       \$350  = 1'h0;
@@ -2339,9 +2355,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = z_24;
+    \$351  = z_26;
     if (state_wr__en) begin
-      \$351  = z_25;
+      \$351  = z_27;
     end
     if (rst) begin
       \$351  = 1'h0;
@@ -2349,9 +2365,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = z_25;
+    \$352  = z_27;
     if (state_wr__en) begin
-      \$352  = z_26;
+      \$352  = z_28;
     end
     if (rst) begin
       \$352  = 1'h0;
@@ -2359,9 +2375,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = z_26;
+    \$353  = z_28;
     if (state_wr__en) begin
-      \$353  = z_27;
+      \$353  = z_29;
     end
     if (rst) begin
       \$353  = 1'h0;
@@ -2369,9 +2385,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = z_27;
+    \$354  = z_29;
     if (state_wr__en) begin
-      \$354  = z_28;
+      \$354  = z_30;
     end
     if (rst) begin
       \$354  = 1'h0;
@@ -2379,9 +2395,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = z_28;
+    \$355  = z_30;
     if (state_wr__en) begin
-      \$355  = z_29;
+      \$355  = z_31;
     end
     if (rst) begin
       \$355  = 1'h0;
@@ -2389,9 +2405,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = z_29;
+    \$356  = z_31;
     if (state_wr__en) begin
-      \$356  = z_30;
+      \$356  = z_32;
     end
     if (rst) begin
       \$356  = 1'h0;
@@ -2399,9 +2415,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = z_30;
+    \$357  = z_32;
     if (state_wr__en) begin
-      \$357  = z_31;
+      \$357  = z_33;
     end
     if (rst) begin
       \$357  = 1'h0;
@@ -2409,9 +2425,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = z_31;
+    \$358  = z_33;
     if (state_wr__en) begin
-      \$358  = z_32;
+      \$358  = z_34;
     end
     if (rst) begin
       \$358  = 1'h0;
@@ -2419,9 +2435,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = z_32;
+    \$359  = z_34;
     if (state_wr__en) begin
-      \$359  = z_33;
+      \$359  = z_35;
     end
     if (rst) begin
       \$359  = 1'h0;
@@ -2429,9 +2445,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = z_33;
+    \$360  = z_35;
     if (state_wr__en) begin
-      \$360  = z_34;
+      \$360  = \$162 ;
     end
     if (rst) begin
       \$360  = 1'h0;
@@ -2439,51 +2455,63 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = z_34;
-    if (state_wr__en) begin
-      \$361  = z_35;
-    end
+    \$361  = li_issuing;
     if (rst) begin
       \$361  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = z_35;
-    if (state_wr__en) begin
-      \$362  = \$162 ;
-    end
+    \$362  = li_valid_sel;
     if (rst) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = li_issuing;
+    \$363  = li_valid_a;
     if (rst) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = li_valid_sel;
-    if (rst) begin
-      \$364  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = li_valid_a;
-    if (rst) begin
-      \$365  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = o_0;
+    \$364  = o_0;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
+            \$364  = \$211 ;
+      endcase
+    end
+    if (rst) begin
+      \$364  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = o_1;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            \$365  = \$211 ;
+      endcase
+    end
+    if (rst) begin
+      \$365  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = o_2;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
             \$366  = \$211 ;
       endcase
     end
@@ -2493,39 +2521,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = o_1;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            \$367  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$367  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = o_2;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            \$368  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$368  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = o_3;
+    \$367  = o_3;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2535,16 +2531,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h2:
             /* empty */;
         3'h3:
-            \$369  = \$211 ;
+            \$367  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$369  = 16'h0000;
+      \$367  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = o_4;
+    \$368  = o_4;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2556,16 +2552,16 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h3:
             /* empty */;
         3'h4:
-            \$370  = \$211 ;
+            \$368  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$370  = 16'h0000;
+      \$368  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = o_5;
+    \$369  = o_5;
     if (li_valid_a) begin
       casez (li_index_a)
         3'h0:
@@ -2579,38 +2575,38 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
         3'h4:
             /* empty */;
         3'h5:
-            \$371  = \$211 ;
+            \$369  = \$211 ;
       endcase
     end
     if (rst) begin
-      \$371  = 16'h0000;
+      \$369  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = best;
+    \$370  = best;
     if (\$215 ) begin
-      \$372  = o_b;
+      \$370  = o_b;
     end
     if (rst) begin
-      \$372  = 16'h0000;
+      \$370  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = label;
+    \$371  = label;
     if (\$215 ) begin
-      \$373  = li_index_b;
+      \$371  = li_index_b;
     end
     if (rst) begin
-      \$373  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = out_cycles;
+    \$372  = out_cycles;
     if (li_running) begin
-      \$374  = \$216 [15:0];
+      \$372  = \$216 [15:0];
     end
     casez (fsm_state)
       3'h0:
@@ -2620,35 +2616,35 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h3:
-          if (\$269 ) begin
+          if (\$267 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$268 ) begin
             end else begin
-              if (\$275 ) begin
+              if (\$273 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$374  = \$276 [15:0];
+                  \$372  = \$274 [15:0];
                 end
               end
             end
           end
       3'h4:
-          if (\$277 ) begin
-            \$374  = cycles;
+          if (\$275 ) begin
+            \$372  = cycles;
           end
     endcase
     if (rst) begin
-      \$374  = 16'h0000;
+      \$372  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = li_issuing;
+    \$373  = li_issuing;
     if (li_running) begin
       if (li_issuing) begin
         if (\$221 ) begin
-          \$375  = 1'h0;
+          \$373  = 1'h0;
         end
       end
     end
@@ -2660,11 +2656,92 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h3:
-          if (\$269 ) begin
+          if (\$267 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$268 ) begin
             end else begin
-              if (\$275 ) begin
+              if (\$273 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$373  = 1'h1;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$275 ) begin
+            \$373  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = li_index;
+    if (li_running) begin
+      if (li_issuing) begin
+        (* full_case = 32'd1 *)
+        if (\$221 ) begin
+        end else begin
+          \$374  = \$222 [2:0];
+        end
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$267 ) begin
+            (* full_case = 32'd1 *)
+            if (\$268 ) begin
+            end else begin
+              if (\$273 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$374  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$275 ) begin
+            \$374  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$374  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = li_running;
+    if (li_running) begin
+      if (li_issuing) begin
+      end else if (\$220 ) begin
+        \$375  = 1'h0;
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$267 ) begin
+            (* full_case = 32'd1 *)
+            if (\$268 ) begin
+            end else begin
+              if (\$273 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
@@ -2674,7 +2751,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
             end
           end
       3'h4:
-          if (\$277 ) begin
+          if (\$275 ) begin
             \$375  = 1'h1;
           end
     endcase
@@ -2684,364 +2761,346 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = li_index;
-    if (li_running) begin
-      if (li_issuing) begin
-        (* full_case = 32'd1 *)
-        if (\$221 ) begin
-        end else begin
-          \$376  = \$222 [2:0];
-        end
-      end
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$269 ) begin
-            (* full_case = 32'd1 *)
-            if (\$270 ) begin
-            end else begin
-              if (\$275 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$376  = 3'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$277 ) begin
-            \$376  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$376  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = li_running;
+    \$376  = out__valid;
     if (li_running) begin
       if (li_issuing) begin
       end else if (\$220 ) begin
-        \$377  = 1'h0;
-      end
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$269 ) begin
-            (* full_case = 32'd1 *)
-            if (\$270 ) begin
-            end else begin
-              if (\$275 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$377  = 1'h1;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$277 ) begin
-            \$377  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$377  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = out__valid;
-    if (li_running) begin
-      if (li_issuing) begin
-      end else if (\$220 ) begin
-        \$378  = 1'h1;
+        \$376  = 1'h1;
       end
     end
     if (\$223 ) begin
-      \$378  = 1'h0;
+      \$376  = 1'h0;
     end
     if (rst) begin
-      \$378  = 1'h0;
+      \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = next_source_mask;
+    \$377  = next_source_mask;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$379  = { 36'h000000000, inp__payload[3:0] };
+            \$377  = { 36'h000000000, inp__payload[3:0] };
           end
       3'h2:
-          if (\$231 ) begin
-            if (\$232 ) begin
-              \$379  = \$234 [39:0];
+          if (\$230 ) begin
+            if (\$231 ) begin
+              \$377  = \$233 [39:0];
             end
           end
       3'h1:
-          if (\$260 ) begin
-            \$379  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
+          if (\$259 ) begin
+            \$377  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
           end
       3'h3:
-          if (\$269 ) begin
-            if (\$270 ) begin
-              \$379  = \$272 [39:0];
+          if (\$267 ) begin
+            if (\$268 ) begin
+              \$377  = \$270 [39:0];
             end
           end
     endcase
     if (rst) begin
-      \$379  = 40'h0000000000;
+      \$377  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = cycles;
+    \$378  = cycles;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
-            \$380  = 16'h0001;
+            \$378  = 16'h0001;
           end
       3'h2:
-          \$380  = \$225 [15:0];
+          \$378  = \$225 [15:0];
       3'h1:
-          if (\$245 ) begin
-            \$380  = \$246 [15:0];
+          if (\$244 ) begin
+            \$378  = \$245 [15:0];
           end
       3'h3:
-          \$380  = \$263 [15:0];
+          \$378  = \$262 [15:0];
     endcase
     if (rst) begin
-      \$380  = 16'h0000;
+      \$378  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = fresh;
+    \$379  = fresh;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (inp__payload[4]) begin
+              \$379  = 1'h1;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h1:
+          if (\$259 ) begin
+            \$379  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$379  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = restart;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$380  = 1'h1;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$267 ) begin
+            (* full_case = 32'd1 *)
+            if (\$268 ) begin
+            end else begin
+              if (\$273 ) begin
+                (* full_case = 32'd1 *)
+                if (out__valid) begin
+                end else begin
+                  \$380  = 1'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$275 ) begin
+            \$380  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$380  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = issuing;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$224 ) begin
               \$381  = 1'h1;
             end
           end
       3'h2:
-          /* empty */;
-      3'h1:
-          if (\$260 ) begin
-            \$381  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$381  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = restart;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$382  = 1'h1;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$269 ) begin
+          if (\$230 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$231 ) begin
             end else begin
-              if (\$275 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$382  = 1'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$277 ) begin
-            \$382  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$382  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = issuing;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (\$224 ) begin
-              \$383  = 1'h1;
-            end
-          end
-      3'h2:
-          if (\$231 ) begin
-            (* full_case = 32'd1 *)
-            if (\$232 ) begin
-            end else begin
-              if (\$237 ) begin
-                \$383  = 1'h1;
+              if (\$236 ) begin
+                \$381  = 1'h1;
               end
             end
           end
       3'h1:
           if (issuing) begin
-            if (\$250 ) begin
-              \$383  = 1'h0;
+            if (\$249 ) begin
+              \$381  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$383  = 1'h0;
+      \$381  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = \$signature__addr$14 ;
+    \$382  = \$signature__addr$14 ;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             if (\$224 ) begin
-              \$384  = 6'h00;
+              \$382  = 6'h00;
             end
           end
       3'h2:
-          if (\$231 ) begin
+          if (\$230 ) begin
             (* full_case = 32'd1 *)
-            if (\$232 ) begin
+            if (\$231 ) begin
             end else begin
-              if (\$237 ) begin
-                \$384  = 6'h00;
+              if (\$236 ) begin
+                \$382  = 6'h00;
               end
             end
           end
       3'h1:
           if (issuing) begin
             (* full_case = 32'd1 *)
-            if (\$250 ) begin
-              \$384  = 6'h00;
+            if (\$249 ) begin
+              \$382  = 6'h00;
             end else begin
-              \$384  = \$251 [5:0];
+              \$382  = \$250 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$384  = 6'h00;
+      \$382  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = fsm_state;
+    \$383  = fsm_state;
     casez (fsm_state)
       3'h0:
           if (inp__valid) begin
             (* full_case = 32'd1 *)
             if (\$224 ) begin
-              \$385  = 3'h1;
+              \$383  = 3'h1;
             end else begin
-              \$385  = 3'h2;
+              \$383  = 3'h2;
             end
           end
       3'h2:
-          if (\$231 ) begin
+          if (\$230 ) begin
             (* full_case = 32'd1 *)
-            if (\$232 ) begin
+            if (\$231 ) begin
             end else begin
-              if (\$237 ) begin
-                \$385  = 3'h1;
+              if (\$236 ) begin
+                \$383  = 3'h1;
               end
             end
           end
       3'h1:
-          if (\$260 ) begin
-            \$385  = 3'h3;
+          if (\$259 ) begin
+            \$383  = 3'h3;
           end
       3'h3:
-          if (\$269 ) begin
+          if (\$267 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$268 ) begin
             end else begin
-              if (\$275 ) begin
+              if (\$273 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
-                  \$385  = 3'h4;
+                  \$383  = 3'h4;
                 end else begin
-                  \$385  = 3'h0;
+                  \$383  = 3'h0;
                 end
               end
             end
           end
       3'h4:
-          if (\$277 ) begin
-            \$385  = 3'h0;
+          if (\$275 ) begin
+            \$383  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$385  = 3'h0;
+      \$383  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = fetched;
+    \$384  = fetched;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h2:
-          \$386  = have;
+          \$384  = have;
       3'h1:
           /* empty */;
       3'h3:
-          \$386  = have;
+          \$384  = have;
     endcase
     if (rst) begin
-      \$386  = 1'h0;
+      \$384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = segment;
+    \$385  = segment;
     casez (fsm_state)
       3'h0:
           /* empty */;
       3'h2:
           if (have) begin
-            \$387  = \$228 [0];
+            (* full_case = 32'd1 *)
+            if (\$226 ) begin
+              \$385  = 1'h0;
+            end else begin
+              \$385  = \$227 [0];
+            end
           end
       3'h1:
           if (issuing) begin
             (* full_case = 32'd1 *)
-            if (\$247 ) begin
+            if (\$246 ) begin
+              \$385  = 1'h0;
+            end else begin
+              \$385  = \$248 [0];
+            end
+          end
+      3'h3:
+          if (have) begin
+            (* full_case = 32'd1 *)
+            if (\$263 ) begin
+              \$385  = 1'h0;
+            end else begin
+              \$385  = \$264 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$385  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = source;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$230 ) begin
+            if (\$231 ) begin
+              \$386  = next_source;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$267 ) begin
+            if (\$268 ) begin
+              \$386  = next_source;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = have;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$230 ) begin
+            (* full_case = 32'd1 *)
+            if (\$231 ) begin
+              \$387  = 1'h1;
+            end else begin
               \$387  = 1'h0;
-            end else begin
-              \$387  = \$249 [0];
             end
           end
+      3'h1:
+          /* empty */;
       3'h3:
-          if (have) begin
-            \$387  = \$266 [0];
+          if (\$267 ) begin
+            (* full_case = 32'd1 *)
+            if (\$268 ) begin
+              \$387  = 1'h1;
+            end else begin
+              \$387  = 1'h0;
+            end
           end
     endcase
     if (rst) begin
@@ -3050,60 +3109,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = source;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          if (\$231 ) begin
-            if (\$232 ) begin
-              \$388  = next_source;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$269 ) begin
-            if (\$270 ) begin
-              \$388  = next_source;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = have;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          if (\$231 ) begin
-            (* full_case = 32'd1 *)
-            if (\$232 ) begin
-              \$389  = 1'h1;
-            end else begin
-              \$389  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$269 ) begin
-            (* full_case = 32'd1 *)
-            if (\$270 ) begin
-              \$389  = 1'h1;
-            end else begin
-              \$389  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$389  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = place;
+    \$388  = place;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -3111,21 +3117,21 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
           /* empty */;
       3'h1:
           if (issuing) begin
-            if (\$247 ) begin
-              \$390  = \$248 [4:0];
+            if (\$246 ) begin
+              \$388  = \$247 [4:0];
             end
-            if (\$250 ) begin
-              \$390  = 5'h00;
+            if (\$249 ) begin
+              \$388  = 5'h00;
             end
           end
     endcase
     if (rst) begin
-      \$390  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = out_fetched;
+    \$389  = out_fetched;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -3134,15 +3140,15 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h3:
-          \$391  = \$262 ;
+          \$389  = \$261 ;
     endcase
     if (rst) begin
-      \$391  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = li_restart;
+    \$390  = li_restart;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -3151,31 +3157,31 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h3:
-          if (\$269 ) begin
+          if (\$267 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$268 ) begin
             end else begin
-              if (\$275 ) begin
+              if (\$273 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$392  = restart;
+                  \$390  = restart;
                 end
               end
             end
           end
       3'h4:
-          if (\$277 ) begin
-            \$392  = restart;
+          if (\$275 ) begin
+            \$390  = restart;
           end
     endcase
     if (rst) begin
-      \$392  = 1'h0;
+      \$390  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = out_spikes;
+    \$391  = out_spikes;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -3184,22 +3190,22 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h1:
           /* empty */;
       3'h3:
-          if (\$269 ) begin
+          if (\$267 ) begin
             (* full_case = 32'd1 *)
-            if (\$270 ) begin
+            if (\$268 ) begin
             end else begin
-              if (\$275 ) begin
+              if (\$273 ) begin
                 (* full_case = 32'd1 *)
                 if (out__valid) begin
                 end else begin
-                  \$393  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+                  \$391  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
                 end
               end
             end
           end
       3'h4:
-          if (\$277 ) begin
-            \$393  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+          if (\$275 ) begin
+            \$391  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
           end
     endcase
   end
@@ -3283,8 +3289,8 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$207  = { \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32:14] };
   assign \$208  = { acc_o_a, 3'h0 };
   assign \$226  = segment;
-  assign \$230  = segment;
-  assign \$247  = segment;
-  assign \$264  = segment;
-  assign \$268  = segment;
+  assign \$229  = segment;
+  assign \$246  = segment;
+  assign \$263  = segment;
+  assign \$266  = segment;
 endmodule

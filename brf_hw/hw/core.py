@@ -268,12 +268,12 @@ class BRFAccelerator(wiring.Component):
         th_q5 = [reg(q4[p] + net.theta, f"th_q_s5_{p}") for p in range(P)]
         acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
         valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
-        # stage 5: new u, v (the output-weight word of this chunk arrives meanwhile)
-        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]  # acc: the current
+        # stage 5: new u, v (acc5 holds the synaptic current, ``ops.current``)
+        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
         v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
         q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
         valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
-        # stage 6: spike, new q, write-back, readout
+        # stage 6: spike, new q, write-back
         z6 = [ops.spike(th_q6[p], u6[p]) for p in range(P)]
         q_new6 = [ops.next_q(spec, q_g6[p], z6[p]) for p in range(P)]
         m.d.comb += [state_wr.addr.eq(chunk6), state_wr.en.eq(valid6),
@@ -324,13 +324,22 @@ class BRFAccelerator(wiring.Component):
                 m.d.sync += [sum_best.eq(s_c), sum_label.eq(index_c)]
             li_busy = li_busy | valid_c
 
+        def next_segment(on_wrap=()):
+            """The row segment of the next cycle; ``on_wrap`` as it returns to 0 (every cycle at G = 1)."""
+            if G > 1:
+                with m.If(segment == G - 1):
+                    m.d.sync += [segment.eq(0), *on_wrap]
+                with m.Else():
+                    m.d.sync += segment.eq(segment + 1)
+            else:
+                m.d.sync += list(on_wrap)
+
         def accumulate(done):
             """One pass over the set sources of ``mask``, G cycles each; ``done`` when the last row
             is added (this cycle, before the next phase reads the sums)."""
             m.d.sync += [cycles.eq(cycles + 1), fetched.eq(have)]
-            if G > 1:
-                with m.If(have):
-                    m.d.sync += segment.eq(Mux(segment == G - 1, 0, segment + 1))
+            with m.If(have):
+                next_segment()
             with m.If(~have | (segment == G - 1)):  # the source's last segment: take the next one
                 with m.If(mask != 0):
                     m.d.sync += [source.eq(lowest), have.eq(1)]
@@ -398,13 +407,7 @@ class BRFAccelerator(wiring.Component):
                 with m.If(pipeline_busy | ~li_running):
                     m.d.sync += cycles.eq(cycles + 1)
                 with m.If(issuing):
-                    if G > 1:
-                        with m.If(segment == G - 1):
-                            m.d.sync += [segment.eq(0), place.eq(place + 1)]
-                        with m.Else():
-                            m.d.sync += segment.eq(segment + 1)
-                    else:
-                        m.d.sync += place.eq(place + 1)
+                    next_segment([place.eq(place + 1)])
                     with m.If(chunk == C - 1):  # C is a multiple of G: the ring is home again
                         m.d.sync += [issuing.eq(0), chunk.eq(0), place.eq(0)]
                     with m.Else():
