@@ -14,11 +14,12 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from amaranth.back import verilog
 
 from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
-from .hw.core import BRFAccelerator, cycle_model, period_model
+from .hw.core import BRFAccelerator, chunk_spikes, cycle_model, period_model
 from .hw.layout import geometry
 
 TOP = "brf_rsnn"
@@ -57,6 +58,8 @@ def _fields(layout) -> dict:
 def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
     net, spec = dut.net, dut.net.spec
     n_in, n_hid, n_out = net.shape
+    silent = np.zeros(dut.chunks, np.int64)
+    busiest = chunk_spikes(np.ones(n_hid, np.int64), dut.lanes, dut.chunks)  # every hidden neuron spikes
     return {
         "top": TOP,
         "artifact": {"file": artifact.name, "sha256": manifest["sha256"], "task": manifest.get("task"),
@@ -67,25 +70,27 @@ def describe(dut: BRFAccelerator, artifact: Path, manifest: dict) -> dict:
         "segments": dut.segments,
         "formats": spec.to_dict(),
         "readout": net.readout.to_dict(),
-        "sources": {"inputs": n_in * spec.input.bits, "hidden": n_hid,
-                    "order": "bit k of input i is source i*bits + k (row w_in << k), then the hidden neurons"},
+        "sources": {"inputs": dut.sources - n_hid, "hidden": n_hid,
+                    "order": "the input spikes (1-bit inputs), then the hidden neurons; multi-bit inputs are "
+                             "no sources: each lane multiplies them by its neuron's input weights in UPDATE"},
         "ports": {
             "clk": "input, rising edge", "rst": "input, synchronous, active high",
             "inp": {"valid": "input", "ready": "output", "payload": _fields(dut.input_layout)},
             "out": {"valid": "output", "ready": "input", "payload": _fields(dut.output_layout)},
         },
         "cycles_per_step": {
-            "formula": "in a stream (core.period_model): 1 + max(ACC + chunks + 7, outputs + 4 [+1 mean]) + READOUT, "
-                       "ACC = set input bits * segments + 3 (0 if none), READOUT = hidden spikes * segments + 3 "
-                       "(1 if none); LI of a step runs beside the next step",
-            "silent_step": period_model(0, 0, dut.chunks, n_out, dut.segments, dut.mean),
-            "every_source_active": period_model(dut.sources - n_hid, n_hid, dut.chunks, n_out, dut.segments, dut.mean),
+            "formula": "in a stream (core.period_model): max(1 + ACC + chunks + 1 + READOUT, outputs + 7 [+1 mean]), "
+                       "ACC = input spikes * segments + 3 (0 if none or multi-bit inputs), READOUT (core.readout_cycles) "
+                       "takes the spikes as they leave the pipeline: at least 6 cycles, hidden spikes * segments + 3 "
+                       "where they come early; LI of a step runs beside the next step",
+            "silent_step": int(period_model(0, silent, n_out, dut.segments, dut.mean)),
+            "every_source_active": int(period_model(dut.sources - n_hid, busiest, n_out, dut.segments, dut.mean)),
         },
         "latency_cycles": {
             "formula": "input accepted -> output valid (core.cycle_model, the payload's cycles field): "
-                       "1 + ACC + chunks + 7 + READOUT + outputs + 4 [+1 mean]",
-            "silent_step": cycle_model(0, 0, dut.chunks, n_out, dut.segments, dut.mean),
-            "every_source_active": cycle_model(dut.sources - n_hid, n_hid, dut.chunks, n_out, dut.segments, dut.mean),
+                       "1 + ACC + chunks + 1 + READOUT + outputs + 5 [+1 mean]",
+            "silent_step": int(cycle_model(0, silent, n_out, dut.segments, dut.mean)),
+            "every_source_active": int(cycle_model(dut.sources - n_hid, busiest, n_out, dut.segments, dut.mean)),
         },
     }
 

@@ -35,7 +35,7 @@ from .artifact import load_artifact
 from .cli_util import POSITIVE_INT, UserError, run_main
 from .generate import default_artifact, shape_network
 from .hw.core import BRFAccelerator, period_model
-from .hw.layout import active_sources
+from .hw.layout import input_events
 from .hw.simulate import expected_cycles
 
 # capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
@@ -172,7 +172,7 @@ class Activity(NamedTuple):
 
     @property
     def input_sources(self) -> float:
-        return float(active_sources(self.x, self.bits).mean())
+        return float(input_events(self.x, self.bits).mean())
 
     @property
     def spikes_per_step(self) -> float:
@@ -180,7 +180,7 @@ class Activity(NamedTuple):
 
 
 def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> Activity:
-    """Set input bits and hidden spikes per step, from the golden model on the first ``sequences``
+    """Input events (spikes; none for multi-bit inputs, weighted in the lanes) and hidden spikes per step, from the golden model on the first ``sequences``
     real test sequences of ``task`` (random inputs where there is no data)."""
     from . import golden
     from .train.tasks import TASKS, TaskData
@@ -244,7 +244,7 @@ def main(argv=None) -> None:
     rows = []
     for net, task in networks:
         act = activity(net, task, args.data_dir, args.sequences)
-        print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} set input bits and {act.spikes_per_step:.2f} "
+        print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} input events and {act.spikes_per_step:.2f} "
               f"hidden spikes per step on {act.measured}", flush=True)
         for target in args.targets:
             for lanes in args.lanes:

@@ -6,175 +6,175 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [6:0] \$1 ;
   wire [30:0] \$10 ;
-  wire \$100 ;
+  wire [25:0] \$100 ;
   wire [24:0] \$101 ;
   wire [24:0] \$102 ;
   wire [25:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [24:0] \$107 ;
-  wire [24:0] \$108 ;
-  wire [25:0] \$109 ;
+  wire [15:0] \$104 ;
+  wire [15:0] \$105 ;
+  wire [31:0] \$106 ;
+  wire [31:0] \$107 ;
+  wire [31:0] \$108 ;
+  wire [31:0] \$109 ;
   wire [17:0] \$11 ;
-  wire [24:0] \$110 ;
-  wire [24:0] \$111 ;
-  wire [25:0] \$112 ;
-  wire [15:0] \$113 ;
-  wire [15:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire [29:0] \$119 ;
+  wire [29:0] \$110 ;
+  wire [16:0] \$111 ;
+  wire [32:0] \$112 ;
+  wire [33:0] \$113 ;
+  wire [33:0] \$114 ;
+  wire [34:0] \$115 ;
+  wire \$116 ;
+  wire [32:0] \$117 ;
+  wire [33:0] \$118 ;
+  wire [33:0] \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [32:0] \$121 ;
-  wire [33:0] \$122 ;
-  wire [33:0] \$123 ;
-  wire [34:0] \$124 ;
-  wire \$125 ;
-  wire [32:0] \$126 ;
-  wire [33:0] \$127 ;
-  wire [33:0] \$128 ;
-  wire [34:0] \$129 ;
+  wire [34:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [32:0] \$124 ;
+  wire [33:0] \$125 ;
+  wire [33:0] \$126 ;
+  wire [34:0] \$127 ;
+  wire [32:0] \$128 ;
+  wire [33:0] \$129 ;
   wire [10:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [32:0] \$133 ;
-  wire [33:0] \$134 ;
+  wire [33:0] \$130 ;
+  wire [34:0] \$131 ;
+  wire [15:0] \$132 ;
+  wire [15:0] \$133 ;
+  wire [32:0] \$134 ;
   wire [33:0] \$135 ;
-  wire [34:0] \$136 ;
-  wire [32:0] \$137 ;
-  wire [33:0] \$138 ;
+  wire [33:0] \$136 ;
+  wire \$137 ;
+  wire [32:0] \$138 ;
   wire [33:0] \$139 ;
   wire [31:0] \$14 ;
-  wire [34:0] \$140 ;
-  wire [15:0] \$141 ;
-  wire [15:0] \$142 ;
-  wire [32:0] \$143 ;
-  wire [33:0] \$144 ;
+  wire [33:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [32:0] \$144 ;
   wire [33:0] \$145 ;
-  wire \$146 ;
+  wire [33:0] \$146 ;
   wire [32:0] \$147 ;
   wire [33:0] \$148 ;
   wire [33:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [32:0] \$153 ;
-  wire [33:0] \$154 ;
-  wire [33:0] \$155 ;
-  wire [32:0] \$156 ;
-  wire [33:0] \$157 ;
-  wire [33:0] \$158 ;
-  wire [15:0] \$159 ;
+  wire [15:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire [17:0] \$152 ;
+  wire \$153 ;
+  reg [15:0] \$154 ;
+  wire [15:0] \$155 ;
+  reg [15:0] \$156 ;
+  reg [13:0] \$157 ;
+  wire [31:0] \$158 ;
+  wire [32:0] \$159 ;
   wire \$16 ;
-  wire [15:0] \$160 ;
-  wire [17:0] \$161 ;
-  wire \$162 ;
-  reg [15:0] \$163 ;
-  wire [15:0] \$164 ;
-  reg [15:0] \$165 ;
-  reg [13:0] \$166 ;
-  wire [31:0] \$167 ;
-  wire [32:0] \$168 ;
-  wire [32:0] \$169 ;
+  wire [32:0] \$160 ;
+  wire [16:0] \$161 ;
+  wire [33:0] \$162 ;
+  wire \$163 ;
+  wire [32:0] \$164 ;
+  wire [32:0] \$165 ;
+  wire [16:0] \$166 ;
+  wire [33:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [16:0] \$170 ;
-  wire [33:0] \$171 ;
-  wire \$172 ;
-  wire [32:0] \$173 ;
-  wire [32:0] \$174 ;
-  wire [16:0] \$175 ;
-  wire [33:0] \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
+  wire \$170 ;
+  wire [32:0] \$171 ;
+  wire [32:0] \$172 ;
+  wire [16:0] \$173 ;
+  wire [33:0] \$174 ;
+  wire [32:0] \$175 ;
+  wire [32:0] \$176 ;
+  wire [16:0] \$177 ;
+  wire [33:0] \$178 ;
+  wire [15:0] \$179 ;
   wire [30:0] \$18 ;
-  wire [32:0] \$180 ;
+  wire [15:0] \$180 ;
   wire [32:0] \$181 ;
-  wire [16:0] \$182 ;
-  wire [33:0] \$183 ;
-  wire [32:0] \$184 ;
-  wire [32:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [33:0] \$187 ;
-  wire [15:0] \$188 ;
-  wire [15:0] \$189 ;
+  wire [32:0] \$182 ;
+  wire [16:0] \$183 ;
+  wire [33:0] \$184 ;
+  wire \$185 ;
+  wire [32:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [33:0] \$189 ;
   wire [30:0] \$19 ;
-  wire [32:0] \$190 ;
-  wire [32:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire [33:0] \$193 ;
-  wire \$194 ;
-  wire [32:0] \$195 ;
-  wire [32:0] \$196 ;
-  wire [16:0] \$197 ;
-  wire [33:0] \$198 ;
-  wire \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [32:0] \$193 ;
+  wire [32:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [33:0] \$196 ;
+  wire [32:0] \$197 ;
+  wire [32:0] \$198 ;
+  wire [16:0] \$199 ;
   wire [30:0] \$2 ;
   wire [17:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [32:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire [33:0] \$205 ;
-  wire [32:0] \$206 ;
-  wire [32:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire [33:0] \$209 ;
+  wire [33:0] \$200 ;
+  wire [15:0] \$201 ;
+  wire [15:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire [16:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [15:0] \$210 ;
-  wire [15:0] \$211 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
+  wire [3:0] \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire [16:0] \$216 ;
   wire \$217 ;
-  wire \$218 ;
+  wire [1:0] \$218 ;
   wire \$219 ;
   wire [10:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire [3:0] \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire [16:0] \$225 ;
+  wire \$222 ;
+  wire [40:0] \$223 ;
+  wire [40:0] \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire [1:0] \$227 ;
+  wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [31:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire [40:0] \$232 ;
-  wire [40:0] \$233 ;
+  wire \$232 ;
+  wire \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire [5:0] \$238 ;
+  wire [1:0] \$239 ;
   wire [30:0] \$24 ;
   wire \$240 ;
-  wire \$241 ;
+  wire [6:0] \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
-  wire [16:0] \$245 ;
-  wire \$246 ;
-  wire [5:0] \$247 ;
-  wire [1:0] \$248 ;
+  wire [16:0] \$244 ;
+  wire \$245 ;
+  wire [1:0] \$246 ;
+  wire \$247 ;
+  wire \$248 ;
   wire \$249 ;
   wire [30:0] \$25 ;
-  wire [6:0] \$250 ;
-  wire \$251 ;
-  wire \$252 ;
+  wire \$250 ;
+  wire [40:0] \$251 ;
+  wire [40:0] \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
@@ -185,261 +185,405 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire [17:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire [16:0] \$262 ;
+  wire \$262 ;
   wire \$263 ;
-  wire [1:0] \$264 ;
-  wire \$265 ;
+  wire \$264 ;
+  wire [16:0] \$265 ;
   wire \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire [40:0] \$269 ;
+  wire \$269 ;
   wire \$27 ;
-  wire [40:0] \$270 ;
-  wire \$271 ;
+  wire \$270 ;
+  wire [17:0] \$271 ;
   wire \$272 ;
   wire \$273 ;
-  wire [16:0] \$274 ;
-  wire \$275 ;
-  reg \$276 ;
-  reg [14:0] \$277 ;
-  reg [14:0] \$278 ;
-  reg [14:0] \$279 ;
+  wire \$274 ;
+  wire [17:0] \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire [17:0] \$279 ;
   wire [10:0] \$28 ;
-  reg [14:0] \$280 ;
-  reg [14:0] \$281 ;
-  reg [14:0] \$282 ;
-  reg [14:0] \$283 ;
-  reg [14:0] \$284 ;
-  reg [14:0] \$285 ;
-  reg [14:0] \$286 ;
-  reg [14:0] \$287 ;
-  reg [14:0] \$288 ;
-  reg [14:0] \$289 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire [17:0] \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire [17:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [31:0] \$29 ;
-  reg [14:0] \$290 ;
-  reg [14:0] \$291 ;
-  reg [14:0] \$292 ;
-  reg [14:0] \$293 ;
-  reg [14:0] \$294 ;
-  reg [14:0] \$295 ;
-  reg [14:0] \$296 ;
-  reg [14:0] \$297 ;
-  reg [14:0] \$298 ;
-  reg [14:0] \$299 ;
+  wire \$290 ;
+  wire [17:0] \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire [17:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire [17:0] \$299 ;
   wire [30:0] \$3 ;
   wire [15:0] \$30 ;
-  reg [14:0] \$300 ;
-  reg [14:0] \$301 ;
-  reg [14:0] \$302 ;
-  reg [14:0] \$303 ;
-  reg [14:0] \$304 ;
-  reg [14:0] \$305 ;
-  reg [14:0] \$306 ;
-  reg [14:0] \$307 ;
-  reg [14:0] \$308 ;
-  reg [14:0] \$309 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire [17:0] \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire [17:0] \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [15:0] \$31 ;
-  reg [14:0] \$310 ;
-  reg [14:0] \$311 ;
-  reg [14:0] \$312 ;
-  reg [13:0] \$313 ;
-  reg [13:0] \$314 ;
-  reg [13:0] \$315 ;
-  reg [13:0] \$316 ;
-  reg [13:0] \$317 ;
-  reg [13:0] \$318 ;
-  reg \$319 ;
+  wire \$310 ;
+  wire [17:0] \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire [17:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire [17:0] \$319 ;
   wire \$32 ;
-  reg \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg \$325 ;
-  reg \$326 ;
-  reg \$327 ;
-  reg \$328 ;
-  reg \$329 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [17:0] \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire [17:0] \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  reg \$330 ;
-  reg \$331 ;
-  reg \$332 ;
-  reg \$333 ;
-  reg \$334 ;
-  reg \$335 ;
-  reg \$336 ;
-  reg \$337 ;
-  reg \$338 ;
-  reg \$339 ;
+  wire \$330 ;
+  wire [17:0] \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [17:0] \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire [17:0] \$339 ;
   wire \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
-  reg \$343 ;
-  reg \$344 ;
-  reg \$345 ;
-  reg \$346 ;
-  reg \$347 ;
-  reg \$348 ;
-  reg \$349 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire [17:0] \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire [17:0] \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  reg \$350 ;
-  reg \$351 ;
-  reg \$352 ;
-  reg \$353 ;
-  reg \$354 ;
-  reg \$355 ;
-  reg \$356 ;
-  reg \$357 ;
-  reg \$358 ;
-  reg \$359 ;
+  wire \$350 ;
+  wire [17:0] \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire [17:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [17:0] \$359 ;
   wire \$36 ;
-  reg \$360 ;
-  reg \$361 ;
-  reg \$362 ;
-  reg \$363 ;
-  reg [15:0] \$364 ;
-  reg [15:0] \$365 ;
-  reg [15:0] \$366 ;
-  reg [15:0] \$367 ;
-  reg [15:0] \$368 ;
-  reg [15:0] \$369 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire [17:0] \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire [17:0] \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  reg [15:0] \$370 ;
-  reg [2:0] \$371 ;
-  reg [15:0] \$372 ;
-  reg \$373 ;
-  reg [2:0] \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg [39:0] \$377 ;
-  reg [15:0] \$378 ;
-  reg \$379 ;
-  wire \$38 ;
-  reg \$380 ;
-  reg \$381 ;
-  reg [5:0] \$382 ;
-  reg [2:0] \$383 ;
-  reg \$384 ;
-  reg \$385 ;
-  reg [5:0] \$386 ;
-  reg \$387 ;
-  reg [4:0] \$388 ;
-  reg \$389 ;
+  wire \$370 ;
+  wire [17:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire [17:0] \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire [17:0] \$379 ;
+  wire [161:0] \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire [17:0] \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire [17:0] \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg \$390 ;
-  reg [35:0] \$391 ;
+  wire \$390 ;
+  wire [17:0] \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire [17:0] \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire [17:0] \$399 ;
   wire [17:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [161:0] \$47 ;
-  wire \$48 ;
-  wire [15:0] \$49 ;
+  wire [11:0] \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire [17:0] \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire [17:0] \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire [11:0] \$41 ;
+  wire \$410 ;
+  wire [17:0] \$411 ;
+  wire \$412 ;
+  reg \$413 ;
+  reg [10:0] \$414 ;
+  reg [10:0] \$415 ;
+  reg [10:0] \$416 ;
+  reg [10:0] \$417 ;
+  reg [10:0] \$418 ;
+  reg [10:0] \$419 ;
+  wire [11:0] \$42 ;
+  reg [10:0] \$420 ;
+  reg [10:0] \$421 ;
+  reg [10:0] \$422 ;
+  reg [10:0] \$423 ;
+  reg [10:0] \$424 ;
+  reg [10:0] \$425 ;
+  reg [10:0] \$426 ;
+  reg [10:0] \$427 ;
+  reg [10:0] \$428 ;
+  reg [10:0] \$429 ;
+  wire [11:0] \$43 ;
+  reg [10:0] \$430 ;
+  reg [10:0] \$431 ;
+  reg [10:0] \$432 ;
+  reg [10:0] \$433 ;
+  reg [10:0] \$434 ;
+  reg [10:0] \$435 ;
+  reg [10:0] \$436 ;
+  reg [10:0] \$437 ;
+  reg [10:0] \$438 ;
+  reg [10:0] \$439 ;
+  wire [11:0] \$44 ;
+  reg [10:0] \$440 ;
+  reg [10:0] \$441 ;
+  reg [10:0] \$442 ;
+  reg [10:0] \$443 ;
+  reg [10:0] \$444 ;
+  reg [10:0] \$445 ;
+  reg [10:0] \$446 ;
+  reg [10:0] \$447 ;
+  reg [10:0] \$448 ;
+  reg [10:0] \$449 ;
+  wire [11:0] \$45 ;
+  reg [13:0] \$450 ;
+  reg [13:0] \$451 ;
+  reg [13:0] \$452 ;
+  reg [13:0] \$453 ;
+  reg [13:0] \$454 ;
+  reg [13:0] \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg \$459 ;
+  wire [11:0] \$46 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
+  wire [11:0] \$47 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg \$479 ;
+  wire [11:0] \$48 ;
+  reg \$480 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
+  wire [11:0] \$49 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
+  reg \$493 ;
+  reg \$494 ;
+  reg \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg [13:0] \$498 ;
+  reg [13:0] \$499 ;
   wire \$5 ;
-  wire [15:0] \$50 ;
-  wire [15:0] \$51 ;
-  wire [15:0] \$52 ;
-  wire [15:0] \$53 ;
-  wire [15:0] \$54 ;
-  wire [15:0] \$55 ;
-  wire [15:0] \$56 ;
-  wire [15:0] \$57 ;
-  wire [15:0] \$58 ;
-  wire [15:0] \$59 ;
+  wire [11:0] \$50 ;
+  reg [13:0] \$500 ;
+  reg [13:0] \$501 ;
+  reg [13:0] \$502 ;
+  reg [13:0] \$503 ;
+  reg \$504 ;
+  reg \$505 ;
+  reg \$506 ;
+  reg [15:0] \$507 ;
+  reg [15:0] \$508 ;
+  reg [15:0] \$509 ;
+  wire [11:0] \$51 ;
+  reg [15:0] \$510 ;
+  reg [15:0] \$511 ;
+  reg [15:0] \$512 ;
+  reg [15:0] \$513 ;
+  reg [2:0] \$514 ;
+  reg [15:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg [2:0] \$518 ;
+  reg \$519 ;
+  wire [11:0] \$52 ;
+  reg \$520 ;
+  reg [15:0] \$521 ;
+  reg [39:0] \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg [5:0] \$526 ;
+  reg [2:0] \$527 ;
+  reg \$528 ;
+  reg \$529 ;
+  wire [11:0] \$53 ;
+  reg [5:0] \$530 ;
+  reg \$531 ;
+  reg [4:0] \$532 ;
+  reg \$533 ;
+  reg \$534 ;
+  reg [35:0] \$535 ;
+  wire [11:0] \$54 ;
+  wire [11:0] \$55 ;
+  wire [11:0] \$56 ;
+  wire [11:0] \$57 ;
+  wire [47:0] \$58 ;
+  wire [14:0] \$59 ;
   wire [10:0] \$6 ;
-  wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire [15:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire [47:0] \$67 ;
-  wire [14:0] \$68 ;
-  wire [14:0] \$69 ;
+  wire [14:0] \$60 ;
+  wire [14:0] \$61 ;
+  wire [14:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [14:0] \$64 ;
+  wire [13:0] \$65 ;
+  wire [13:0] \$66 ;
+  wire [13:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire [13:0] \$69 ;
   wire [31:0] \$7 ;
-  wire [14:0] \$70 ;
-  wire [14:0] \$71 ;
-  wire [14:0] \$72 ;
-  wire [14:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [17:0] \$79 ;
+  wire [13:0] \$70 ;
+  wire [13:0] \$71 ;
+  wire [13:0] \$72 ;
+  wire [13:0] \$73 ;
+  wire [13:0] \$74 ;
+  wire [13:0] \$75 ;
+  wire [13:0] \$76 ;
+  wire [13:0] \$77 ;
+  wire [13:0] \$78 ;
+  wire [13:0] \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [17:0] \$85 ;
-  wire [17:0] \$86 ;
-  wire [17:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [17:0] \$89 ;
+  wire [13:0] \$80 ;
+  wire [13:0] \$81 ;
+  wire [13:0] \$82 ;
+  reg [13:0] \$83 ;
+  wire [15:0] \$84 ;
+  wire [15:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [23:0] \$87 ;
+  wire [24:0] \$88 ;
+  wire [24:0] \$89 ;
   wire [30:0] \$9 ;
-  wire [17:0] \$90 ;
-  wire [17:0] \$91 ;
-  reg [17:0] \$92 ;
-  wire [15:0] \$93 ;
-  wire [15:0] \$94 ;
-  wire [15:0] \$95 ;
-  wire [23:0] \$96 ;
-  wire [24:0] \$97 ;
+  wire [25:0] \$90 ;
+  wire \$91 ;
+  wire [24:0] \$92 ;
+  wire [24:0] \$93 ;
+  wire [25:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire [24:0] \$98 ;
-  wire [25:0] \$99 ;
+  wire [24:0] \$99 ;
   wire [6:0] \$signature__addr ;
   wire [5:0] \$signature__addr$13 ;
   reg [5:0] \$signature__addr$14  = 6'h00;
   (* init = 6'h00 *)
   wire [5:0] \$signature__addr$16 ;
   wire [161:0] \$signature__data ;
-  wire [47:0] \$signature__data$100 ;
-  wire [31:0] \$signature__data$104 ;
-  wire [47:0] \$signature__data$89 ;
-  reg [14:0] acc_0 = 15'h0000;
-  reg [14:0] acc_1 = 15'h0000;
-  reg [14:0] acc_10 = 15'h0000;
-  reg [14:0] acc_11 = 15'h0000;
-  reg [14:0] acc_12 = 15'h0000;
-  reg [14:0] acc_13 = 15'h0000;
-  reg [14:0] acc_14 = 15'h0000;
-  reg [14:0] acc_15 = 15'h0000;
-  reg [14:0] acc_16 = 15'h0000;
-  reg [14:0] acc_17 = 15'h0000;
-  reg [14:0] acc_18 = 15'h0000;
-  reg [14:0] acc_19 = 15'h0000;
-  reg [14:0] acc_2 = 15'h0000;
-  reg [14:0] acc_20 = 15'h0000;
-  reg [14:0] acc_21 = 15'h0000;
-  reg [14:0] acc_22 = 15'h0000;
-  reg [14:0] acc_23 = 15'h0000;
-  reg [14:0] acc_24 = 15'h0000;
-  reg [14:0] acc_25 = 15'h0000;
-  reg [14:0] acc_26 = 15'h0000;
-  reg [14:0] acc_27 = 15'h0000;
-  reg [14:0] acc_28 = 15'h0000;
-  reg [14:0] acc_29 = 15'h0000;
-  reg [14:0] acc_3 = 15'h0000;
-  reg [14:0] acc_30 = 15'h0000;
-  reg [14:0] acc_31 = 15'h0000;
-  reg [14:0] acc_32 = 15'h0000;
-  reg [14:0] acc_33 = 15'h0000;
-  reg [14:0] acc_34 = 15'h0000;
-  reg [14:0] acc_35 = 15'h0000;
-  reg [14:0] acc_4 = 15'h0000;
-  reg [14:0] acc_5 = 15'h0000;
-  reg [14:0] acc_6 = 15'h0000;
-  reg [14:0] acc_7 = 15'h0000;
-  reg [14:0] acc_8 = 15'h0000;
-  reg [14:0] acc_9 = 15'h0000;
+  wire [47:0] \$signature__data$83 ;
+  wire [47:0] \$signature__data$95 ;
+  wire [31:0] \$signature__data$99 ;
+  reg [10:0] acc_0 = 11'h000;
+  reg [10:0] acc_1 = 11'h000;
+  reg [10:0] acc_10 = 11'h000;
+  reg [10:0] acc_11 = 11'h000;
+  reg [10:0] acc_12 = 11'h000;
+  reg [10:0] acc_13 = 11'h000;
+  reg [10:0] acc_14 = 11'h000;
+  reg [10:0] acc_15 = 11'h000;
+  reg [10:0] acc_16 = 11'h000;
+  reg [10:0] acc_17 = 11'h000;
+  reg [10:0] acc_18 = 11'h000;
+  reg [10:0] acc_19 = 11'h000;
+  reg [10:0] acc_2 = 11'h000;
+  reg [10:0] acc_20 = 11'h000;
+  reg [10:0] acc_21 = 11'h000;
+  reg [10:0] acc_22 = 11'h000;
+  reg [10:0] acc_23 = 11'h000;
+  reg [10:0] acc_24 = 11'h000;
+  reg [10:0] acc_25 = 11'h000;
+  reg [10:0] acc_26 = 11'h000;
+  reg [10:0] acc_27 = 11'h000;
+  reg [10:0] acc_28 = 11'h000;
+  reg [10:0] acc_29 = 11'h000;
+  reg [10:0] acc_3 = 11'h000;
+  reg [10:0] acc_30 = 11'h000;
+  reg [10:0] acc_31 = 11'h000;
+  reg [10:0] acc_32 = 11'h000;
+  reg [10:0] acc_33 = 11'h000;
+  reg [10:0] acc_34 = 11'h000;
+  reg [10:0] acc_35 = 11'h000;
+  reg [10:0] acc_4 = 11'h000;
+  reg [10:0] acc_5 = 11'h000;
+  reg [10:0] acc_6 = 11'h000;
+  reg [10:0] acc_7 = 11'h000;
+  reg [10:0] acc_8 = 11'h000;
+  reg [10:0] acc_9 = 11'h000;
   reg [13:0] acc_o_0 = 14'h0000;
   reg [13:0] acc_o_1 = 14'h0000;
   reg [13:0] acc_o_2 = 14'h0000;
@@ -447,12 +591,18 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   reg [13:0] acc_o_4 = 14'h0000;
   reg [13:0] acc_o_5 = 14'h0000;
   reg [13:0] acc_o_a = 14'h0000;
+  reg [13:0] acc_o_li_0 = 14'h0000;
+  reg [13:0] acc_o_li_1 = 14'h0000;
+  reg [13:0] acc_o_li_2 = 14'h0000;
+  reg [13:0] acc_o_li_3 = 14'h0000;
+  reg [13:0] acc_o_li_4 = 14'h0000;
+  reg [13:0] acc_o_li_5 = 14'h0000;
   reg [13:0] acc_o_sel = 14'h0000;
-  reg [17:0] acc_s1_0 = 18'h00000;
-  reg [17:0] acc_s2_0 = 18'h00000;
-  reg [17:0] acc_s3_0 = 18'h00000;
-  reg [17:0] acc_s4_0 = 18'h00000;
-  reg [17:0] acc_s5_0 = 18'h00000;
+  reg [13:0] acc_s1_0 = 14'h0000;
+  reg [13:0] acc_s2_0 = 14'h0000;
+  reg [13:0] acc_s3_0 = 14'h0000;
+  reg [13:0] acc_s4_0 = 14'h0000;
+  reg [13:0] acc_s5_0 = 14'h0000;
   reg adding = 1'h0;
   reg [15:0] alpha_sel = 16'h0000;
   reg [15:0] best = 16'h0000;
@@ -494,6 +644,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   wire inp__valid;
   reg issuing = 1'h0;
   reg [2:0] label = 3'h0;
+  reg li_copy = 1'h0;
   reg [2:0] li_index = 3'h0;
   reg [2:0] li_index_a = 3'h0;
   reg [2:0] li_index_b = 3'h0;
@@ -651,7 +802,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _0_ <= constants[\$signature__addr$14 ];
   end
-  assign \$signature__data$104  = _0_;
+  assign \$signature__data$99  = _0_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] out_weights [35:0];
@@ -697,7 +848,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _1_ <= out_weights[\$1 [5:0]];
   end
-  assign \$signature__data$89  = _1_;
+  assign \$signature__data$83  = _1_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [47:0] state [35:0];
@@ -747,7 +898,7 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   always @(posedge clk) begin
     _2_ <= state[\$signature__addr$14 ];
   end
-  assign \$signature__data$100  = _2_;
+  assign \$signature__data$95  = _2_;
   (* ram_style = "block" *)
   (* rom_style = "block" *)
   reg [161:0] synapses [79:0];
@@ -838,6 +989,310 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
     _3_ <= synapses[{ source, segment }];
   end
   assign \$signature__data  = _3_;
+  always @(posedge clk)
+    acc_17 <= \$431 ;
+  always @(posedge clk)
+    acc_18 <= \$432 ;
+  always @(posedge clk)
+    acc_19 <= \$433 ;
+  always @(posedge clk)
+    acc_20 <= \$434 ;
+  always @(posedge clk)
+    acc_21 <= \$435 ;
+  always @(posedge clk)
+    acc_22 <= \$436 ;
+  always @(posedge clk)
+    acc_23 <= \$437 ;
+  always @(posedge clk)
+    acc_24 <= \$438 ;
+  always @(posedge clk)
+    acc_25 <= \$439 ;
+  always @(posedge clk)
+    acc_26 <= \$440 ;
+  always @(posedge clk)
+    acc_27 <= \$441 ;
+  always @(posedge clk)
+    acc_28 <= \$442 ;
+  always @(posedge clk)
+    acc_29 <= \$443 ;
+  always @(posedge clk)
+    acc_30 <= \$444 ;
+  always @(posedge clk)
+    acc_31 <= \$445 ;
+  always @(posedge clk)
+    acc_32 <= \$446 ;
+  always @(posedge clk)
+    acc_33 <= \$447 ;
+  always @(posedge clk)
+    acc_34 <= \$448 ;
+  always @(posedge clk)
+    acc_35 <= \$449 ;
+  always @(posedge clk)
+    out_row <= \$58 ;
+  always @(posedge clk)
+    acc_o_0 <= \$450 ;
+  always @(posedge clk)
+    acc_o_1 <= \$451 ;
+  always @(posedge clk)
+    acc_o_2 <= \$452 ;
+  always @(posedge clk)
+    acc_o_3 <= \$453 ;
+  always @(posedge clk)
+    acc_o_4 <= \$454 ;
+  always @(posedge clk)
+    acc_o_5 <= \$455 ;
+  always @(posedge clk)
+    valid_s1 <= \$456 ;
+  always @(posedge clk)
+    chunk_s1 <= \$signature__addr$14 ;
+  always @(posedge clk)
+    acc_s1_0 <= \$83 ;
+  always @(posedge clk)
+    u_s2_0 <= \$84 ;
+  always @(posedge clk)
+    v_s2_0 <= \$85 ;
+  always @(posedge clk)
+    q_s2_0 <= \$86 ;
+  always @(posedge clk)
+    d_s2_0 <= \$signature__data$99 [15:0];
+  always @(posedge clk)
+    c_s2_0 <= \$signature__data$99 [31:16];
+  always @(posedge clk)
+    acc_s2_0 <= acc_s1_0;
+  always @(posedge clk)
+    valid_s2 <= \$457 ;
+  always @(posedge clk)
+    chunk_s2 <= chunk_s1;
+  always @(posedge clk)
+    q_dt_s3_0 <= \$87 ;
+  always @(posedge clk)
+    u_s3_0 <= u_s2_0;
+  always @(posedge clk)
+    v_s3_0 <= v_s2_0;
+  always @(posedge clk)
+    q_s3_0 <= q_s2_0;
+  always @(posedge clk)
+    d_s3_0 <= d_s2_0;
+  always @(posedge clk)
+    c_s3_0 <= c_s2_0;
+  always @(posedge clk)
+    acc_s3_0 <= acc_s2_0;
+  always @(posedge clk)
+    valid_s3 <= \$458 ;
+  always @(posedge clk)
+    chunk_s3 <= chunk_s2;
+  always @(posedge clk)
+    e_s4_0 <= \$105 ;
+  always @(posedge clk)
+    u_s4_0 <= u_s3_0;
+  always @(posedge clk)
+    v_s4_0 <= v_s3_0;
+  always @(posedge clk)
+    q_s4_0 <= q_s3_0;
+  always @(posedge clk)
+    c_s4_0 <= c_s3_0;
+  always @(posedge clk)
+    acc_s4_0 <= acc_s3_0;
+  always @(posedge clk)
+    valid_s4 <= \$459 ;
+  always @(posedge clk)
+    chunk_s4 <= chunk_s3;
+  always @(posedge clk)
+    e_u_s5_0 <= \$106 ;
+  always @(posedge clk)
+    c_v_s5_0 <= \$107 ;
+  always @(posedge clk)
+    e_v_s5_0 <= \$108 ;
+  always @(posedge clk)
+    c_u_s5_0 <= \$109 ;
+  always @(posedge clk)
+    q_g_s5_0 <= \$110 ;
+  always @(posedge clk)
+    th_q_s5_0 <= \$111 ;
+  always @(posedge clk)
+    acc_s5_0 <= acc_s4_0;
+  always @(posedge clk)
+    valid_s5 <= \$460 ;
+  always @(posedge clk)
+    chunk_s5 <= chunk_s4;
+  always @(posedge clk)
+    u_s6_0 <= \$133 ;
+  always @(posedge clk)
+    v_s6_0 <= \$151 ;
+  always @(posedge clk)
+    q_g_s6_0 <= q_g_s5_0;
+  always @(posedge clk)
+    th_q_s6_0 <= th_q_s5_0;
+  always @(posedge clk)
+    state_wr__en <= \$461 ;
+  always @(posedge clk)
+    state_wr__addr <= chunk_s5;
+  always @(posedge clk)
+    z_0 <= \$462 ;
+  always @(posedge clk)
+    z_1 <= \$463 ;
+  always @(posedge clk)
+    z_2 <= \$464 ;
+  always @(posedge clk)
+    z_3 <= \$465 ;
+  always @(posedge clk)
+    z_4 <= \$466 ;
+  always @(posedge clk)
+    z_5 <= \$467 ;
+  always @(posedge clk)
+    z_6 <= \$468 ;
+  always @(posedge clk)
+    z_7 <= \$469 ;
+  always @(posedge clk)
+    z_8 <= \$470 ;
+  always @(posedge clk)
+    z_9 <= \$471 ;
+  always @(posedge clk)
+    z_10 <= \$472 ;
+  always @(posedge clk)
+    z_11 <= \$473 ;
+  always @(posedge clk)
+    z_12 <= \$474 ;
+  always @(posedge clk)
+    z_13 <= \$475 ;
+  always @(posedge clk)
+    z_14 <= \$476 ;
+  always @(posedge clk)
+    z_15 <= \$477 ;
+  always @(posedge clk)
+    z_16 <= \$478 ;
+  always @(posedge clk)
+    z_17 <= \$479 ;
+  always @(posedge clk)
+    z_18 <= \$480 ;
+  always @(posedge clk)
+    z_19 <= \$481 ;
+  always @(posedge clk)
+    z_20 <= \$482 ;
+  always @(posedge clk)
+    z_21 <= \$483 ;
+  always @(posedge clk)
+    z_22 <= \$484 ;
+  always @(posedge clk)
+    z_23 <= \$485 ;
+  always @(posedge clk)
+    z_24 <= \$486 ;
+  always @(posedge clk)
+    z_25 <= \$487 ;
+  always @(posedge clk)
+    z_26 <= \$488 ;
+  always @(posedge clk)
+    z_27 <= \$489 ;
+  always @(posedge clk)
+    z_28 <= \$490 ;
+  always @(posedge clk)
+    z_29 <= \$491 ;
+  always @(posedge clk)
+    z_30 <= \$492 ;
+  always @(posedge clk)
+    z_31 <= \$493 ;
+  always @(posedge clk)
+    z_32 <= \$494 ;
+  always @(posedge clk)
+    z_33 <= \$495 ;
+  always @(posedge clk)
+    z_34 <= \$496 ;
+  always @(posedge clk)
+    z_35 <= \$497 ;
+  always @(posedge clk)
+    o_sel <= \$155 ;
+  always @(posedge clk)
+    alpha_sel <= \$156 ;
+  always @(posedge clk)
+    acc_o_li_0 <= \$498 ;
+  always @(posedge clk)
+    acc_o_li_1 <= \$499 ;
+  always @(posedge clk)
+    acc_o_li_2 <= \$500 ;
+  always @(posedge clk)
+    acc_o_li_3 <= \$501 ;
+  always @(posedge clk)
+    acc_o_li_4 <= \$502 ;
+  always @(posedge clk)
+    acc_o_li_5 <= \$503 ;
+  always @(posedge clk)
+    acc_o_sel <= \$157 ;
+  always @(posedge clk)
+    li_valid_sel <= \$504 ;
+  always @(posedge clk)
+    li_index_sel <= li_index;
+  always @(posedge clk)
+    o_alpha_a <= \$158 ;
+  always @(posedge clk)
+    acc_o_a <= acc_o_sel;
+  always @(posedge clk)
+    li_valid_a <= \$505 ;
+  always @(posedge clk)
+    li_index_a <= li_index_sel;
+  always @(posedge clk)
+    o_b <= \$180 ;
+  always @(posedge clk)
+    li_valid_b <= \$506 ;
+  always @(posedge clk)
+    li_index_b <= li_index_a;
+  always @(posedge clk)
+    o_0 <= \$507 ;
+  always @(posedge clk)
+    o_1 <= \$508 ;
+  always @(posedge clk)
+    o_2 <= \$509 ;
+  always @(posedge clk)
+    o_3 <= \$510 ;
+  always @(posedge clk)
+    o_4 <= \$511 ;
+  always @(posedge clk)
+    o_5 <= \$512 ;
+  always @(posedge clk)
+    best <= \$513 ;
+  always @(posedge clk)
+    label <= \$514 ;
+  always @(posedge clk)
+    out_cycles <= \$515 ;
+  always @(posedge clk)
+    li_copy <= \$516 ;
+  always @(posedge clk)
+    li_issuing <= \$517 ;
+  always @(posedge clk)
+    li_index <= \$518 ;
+  always @(posedge clk)
+    li_running <= \$519 ;
+  always @(posedge clk)
+    out__valid <= \$520 ;
+  always @(posedge clk)
+    cycles <= \$521 ;
+  always @(posedge clk)
+    next_source_mask <= \$522 ;
+  always @(posedge clk)
+    fresh <= \$523 ;
+  always @(posedge clk)
+    restart <= \$524 ;
+  always @(posedge clk)
+    issuing <= \$525 ;
+  always @(posedge clk)
+    \$signature__addr$14  <= \$526 ;
+  always @(posedge clk)
+    fsm_state <= \$527 ;
+  always @(posedge clk)
+    fetched <= \$528 ;
+  always @(posedge clk)
+    segment <= \$529 ;
+  always @(posedge clk)
+    source <= \$530 ;
+  always @(posedge clk)
+    have <= \$531 ;
+  always @(posedge clk)
+    place <= \$532 ;
+  always @(posedge clk)
+    out_fetched <= \$533 ;
+  always @(posedge clk)
+    li_restart <= \$534 ;
+  always @(posedge clk)
+    out_spikes <= \$535 ;
   assign \$1  = source - 3'h4;
   assign \$2  = $signed(q_g_s6_0) + $signed(15'h2000);
   assign \$4  = $signed(th_q_s6_0) - $signed(u_s6_0);
@@ -866,616 +1321,2010 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$30  = \$29 [31] ? 16'h8000 : 16'h7fff;
   assign \$31  = \$17  ? \$23 [15:0] : \$30 ;
   assign \$32  = inp__payload[4] | fresh;
-  assign \$33  = issuing | valid_s1;
-  assign \$34  = \$33  | valid_s2;
-  assign \$35  = \$34  | valid_s3;
-  assign \$36  = \$35  | valid_s4;
-  assign \$37  = \$36  | valid_s5;
-  assign \$38  = \$37  | state_wr__en;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = ~ li_running;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = ! fsm_state;
-  assign \$43  = fsm_state == 1'h1;
-  assign \$44  = fsm_state == 2'h2;
-  assign \$45  = fsm_state == 2'h3;
-  assign \$46  = fsm_state == 3'h4;
-  assign \$47  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
-  assign \$48  = adding | issuing;
-  assign \$49  = $signed(acc_0) + $signed(synapse_row[8:0]);
-  assign \$50  = $signed(acc_1) + $signed(synapse_row[17:9]);
-  assign \$51  = $signed(acc_2) + $signed(synapse_row[26:18]);
-  assign \$52  = $signed(acc_3) + $signed(synapse_row[35:27]);
-  assign \$53  = $signed(acc_4) + $signed(synapse_row[44:36]);
-  assign \$54  = $signed(acc_5) + $signed(synapse_row[53:45]);
-  assign \$55  = $signed(acc_6) + $signed(synapse_row[62:54]);
-  assign \$56  = $signed(acc_7) + $signed(synapse_row[71:63]);
-  assign \$57  = $signed(acc_8) + $signed(synapse_row[80:72]);
-  assign \$58  = $signed(acc_9) + $signed(synapse_row[89:81]);
-  assign \$59  = $signed(acc_10) + $signed(synapse_row[98:90]);
-  assign \$60  = $signed(acc_11) + $signed(synapse_row[107:99]);
-  assign \$61  = $signed(acc_12) + $signed(synapse_row[116:108]);
-  assign \$62  = $signed(acc_13) + $signed(synapse_row[125:117]);
-  assign \$63  = $signed(acc_14) + $signed(synapse_row[134:126]);
-  assign \$64  = $signed(acc_15) + $signed(synapse_row[143:135]);
-  assign \$65  = $signed(acc_16) + $signed(synapse_row[152:144]);
-  assign \$66  = $signed(acc_17) + $signed(synapse_row[161:153]);
-  assign \$67  = out_fetched ? \$signature__data$89  : 48'h000000000000;
-  assign \$68  = $signed(acc_o_0) + $signed(out_row[7:0]);
-  assign \$69  = $signed(acc_o_1) + $signed(out_row[15:8]);
-  assign \$70  = $signed(acc_o_2) + $signed(out_row[23:16]);
-  assign \$71  = $signed(acc_o_3) + $signed(out_row[31:24]);
-  assign \$72  = $signed(acc_o_4) + $signed(out_row[39:32]);
-  assign \$73  = $signed(acc_o_5) + $signed(out_row[47:40]);
-  assign \$93  = fresh ? 16'h0000 : \$signature__data$100 [15:0];
-  assign \$94  = fresh ? 16'h0000 : \$signature__data$100 [31:16];
-  assign \$95  = fresh ? 16'h0000 : \$signature__data$100 [47:32];
-  assign \$96  = $signed(q_s2_0) * $signed(9'h0a4);
-  assign \$97  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$99  = $signed(d_s3_0) - $signed(\$98 );
-  assign \$100  = & \$99 [25:15];
+  assign \$33  = ! fsm_state;
+  assign \$34  = fsm_state == 1'h1;
+  assign \$35  = fsm_state == 2'h2;
+  assign \$36  = fsm_state == 2'h3;
+  assign \$37  = fsm_state == 3'h4;
+  assign \$38  = fetched ? \$signature__data  : 162'h00000000000000000000000000000000000000000;
+  assign \$39  = adding | issuing;
+  assign \$40  = $signed(acc_0) + $signed(synapse_row[8:0]);
+  assign \$41  = $signed(acc_1) + $signed(synapse_row[17:9]);
+  assign \$42  = $signed(acc_2) + $signed(synapse_row[26:18]);
+  assign \$43  = $signed(acc_3) + $signed(synapse_row[35:27]);
+  assign \$44  = $signed(acc_4) + $signed(synapse_row[44:36]);
+  assign \$45  = $signed(acc_5) + $signed(synapse_row[53:45]);
+  assign \$46  = $signed(acc_6) + $signed(synapse_row[62:54]);
+  assign \$47  = $signed(acc_7) + $signed(synapse_row[71:63]);
+  assign \$48  = $signed(acc_8) + $signed(synapse_row[80:72]);
+  assign \$49  = $signed(acc_9) + $signed(synapse_row[89:81]);
+  assign \$50  = $signed(acc_10) + $signed(synapse_row[98:90]);
+  assign \$51  = $signed(acc_11) + $signed(synapse_row[107:99]);
+  assign \$52  = $signed(acc_12) + $signed(synapse_row[116:108]);
+  assign \$53  = $signed(acc_13) + $signed(synapse_row[125:117]);
+  assign \$54  = $signed(acc_14) + $signed(synapse_row[134:126]);
+  assign \$55  = $signed(acc_15) + $signed(synapse_row[143:135]);
+  assign \$56  = $signed(acc_16) + $signed(synapse_row[152:144]);
+  assign \$57  = $signed(acc_17) + $signed(synapse_row[161:153]);
+  assign \$58  = out_fetched ? \$signature__data$83  : 48'h000000000000;
+  assign \$59  = $signed(acc_o_0) + $signed(out_row[7:0]);
+  assign \$60  = $signed(acc_o_1) + $signed(out_row[15:8]);
+  assign \$61  = $signed(acc_o_2) + $signed(out_row[23:16]);
+  assign \$62  = $signed(acc_o_3) + $signed(out_row[31:24]);
+  assign \$63  = $signed(acc_o_4) + $signed(out_row[39:32]);
+  assign \$64  = $signed(acc_o_5) + $signed(out_row[47:40]);
+  assign \$84  = fresh ? 16'h0000 : \$signature__data$95 [15:0];
+  assign \$85  = fresh ? 16'h0000 : \$signature__data$95 [31:16];
+  assign \$86  = fresh ? 16'h0000 : \$signature__data$95 [47:32];
+  assign \$87  = $signed(q_s2_0) * $signed(9'h0a4);
+  assign \$88  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$90  = $signed(d_s3_0) - $signed(\$89 );
+  assign \$91  = & \$90 [25:15];
+  assign \$92  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$94  = $signed(d_s3_0) - $signed(\$93 );
+  assign \$95  = | \$94 [25:15];
+  assign \$96  = ~ \$95 ;
+  assign \$97  = \$91  | \$96 ;
+  assign \$98  = $signed(q_dt_s3_0) + $signed(11'h200);
+  assign \$100  = $signed(d_s3_0) - $signed(\$99 );
   assign \$101  = $signed(q_dt_s3_0) + $signed(11'h200);
   assign \$103  = $signed(d_s3_0) - $signed(\$102 );
-  assign \$104  = | \$103 [25:15];
-  assign \$105  = ~ \$104 ;
-  assign \$106  = \$100  | \$105 ;
-  assign \$107  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$109  = $signed(d_s3_0) - $signed(\$108 );
-  assign \$110  = $signed(q_dt_s3_0) + $signed(11'h200);
-  assign \$112  = $signed(d_s3_0) - $signed(\$111 );
-  assign \$113  = \$112 [25] ? 16'h8000 : 16'h7fff;
-  assign \$114  = \$106  ? \$109 [15:0] : \$113 ;
-  assign \$115  = $signed(e_s4_0) * $signed(u_s4_0);
-  assign \$116  = $signed(c_s4_0) * $signed(v_s4_0);
-  assign \$117  = $signed(e_s4_0) * $signed(v_s4_0);
-  assign \$118  = $signed(c_s4_0) * $signed(u_s4_0);
-  assign \$119  = $signed(q_s4_0) * $signed(15'h399a);
-  assign \$120  = $signed(q_s4_0) + $signed(12'h400);
-  assign \$121  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$122  = $signed(\$121 ) + $signed(15'h2000);
-  assign \$124  = $signed(\$123 ) + $signed(acc_s5_0);
-  assign \$125  = & \$124 [34:15];
-  assign \$126  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$127  = $signed(\$126 ) + $signed(15'h2000);
-  assign \$129  = $signed(\$128 ) + $signed(acc_s5_0);
-  assign \$130  = | \$129 [34:15];
-  assign \$131  = ~ \$130 ;
-  assign \$132  = \$125  | \$131 ;
-  assign \$133  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$134  = $signed(\$133 ) + $signed(15'h2000);
-  assign \$136  = $signed(\$135 ) + $signed(acc_s5_0);
-  assign \$137  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
-  assign \$138  = $signed(\$137 ) + $signed(15'h2000);
-  assign \$140  = $signed(\$139 ) + $signed(acc_s5_0);
-  assign \$141  = \$140 [34] ? 16'h8000 : 16'h7fff;
-  assign \$142  = \$132  ? \$136 [15:0] : \$141 ;
-  assign \$143  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$144  = $signed(\$143 ) + $signed(15'h2000);
-  assign \$146  = & \$145 [33:15];
+  assign \$104  = \$103 [25] ? 16'h8000 : 16'h7fff;
+  assign \$105  = \$97  ? \$100 [15:0] : \$104 ;
+  assign \$106  = $signed(e_s4_0) * $signed(u_s4_0);
+  assign \$107  = $signed(c_s4_0) * $signed(v_s4_0);
+  assign \$108  = $signed(e_s4_0) * $signed(v_s4_0);
+  assign \$109  = $signed(c_s4_0) * $signed(u_s4_0);
+  assign \$110  = $signed(q_s4_0) * $signed(15'h399a);
+  assign \$111  = $signed(q_s4_0) + $signed(12'h400);
+  assign \$112  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$113  = $signed(\$112 ) + $signed(15'h2000);
+  assign \$115  = $signed(\$114 ) + $signed(acc_s5_0);
+  assign \$116  = & \$115 [34:15];
+  assign \$117  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$118  = $signed(\$117 ) + $signed(15'h2000);
+  assign \$120  = $signed(\$119 ) + $signed(acc_s5_0);
+  assign \$121  = | \$120 [34:15];
+  assign \$122  = ~ \$121 ;
+  assign \$123  = \$116  | \$122 ;
+  assign \$124  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$125  = $signed(\$124 ) + $signed(15'h2000);
+  assign \$127  = $signed(\$126 ) + $signed(acc_s5_0);
+  assign \$128  = $signed(e_u_s5_0) - $signed(c_v_s5_0);
+  assign \$129  = $signed(\$128 ) + $signed(15'h2000);
+  assign \$131  = $signed(\$130 ) + $signed(acc_s5_0);
+  assign \$132  = \$131 [34] ? 16'h8000 : 16'h7fff;
+  assign \$133  = \$123  ? \$127 [15:0] : \$132 ;
+  assign \$134  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$135  = $signed(\$134 ) + $signed(15'h2000);
+  assign \$137  = & \$136 [33:15];
+  assign \$138  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$139  = $signed(\$138 ) + $signed(15'h2000);
+  assign \$141  = | \$140 [33:15];
+  assign \$142  = ~ \$141 ;
+  assign \$143  = \$137  | \$142 ;
+  assign \$144  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
+  assign \$145  = $signed(\$144 ) + $signed(15'h2000);
   assign \$147  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
   assign \$148  = $signed(\$147 ) + $signed(15'h2000);
-  assign \$150  = | \$149 [33:15];
-  assign \$151  = ~ \$150 ;
-  assign \$152  = \$146  | \$151 ;
-  assign \$153  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$154  = $signed(\$153 ) + $signed(15'h2000);
-  assign \$156  = $signed(e_v_s5_0) + $signed(c_u_s5_0);
-  assign \$157  = $signed(\$156 ) + $signed(15'h2000);
-  assign \$159  = \$158 [33] ? 16'h8000 : 16'h7fff;
-  assign \$160  = \$152  ? \$155 [15:0] : \$159 ;
-  assign \$161  = $signed(th_q_s6_0) - $signed(u_s6_0);
-  assign \$162  = $signed(\$161 ) < $signed(1'h0);
-  assign \$164  = li_restart ? 16'h0000 : \$163 ;
-  assign \$167  = $signed(o_sel) * $signed(alpha_sel);
-  assign \$168  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$171  = $signed(\$169 ) + $signed(\$170 );
-  assign \$172  = & \$171 [33:15];
-  assign \$173  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$176  = $signed(\$174 ) + $signed(\$175 );
-  assign \$177  = | \$176 [33:15];
-  assign \$178  = ~ \$177 ;
-  assign \$179  = \$172  | \$178 ;
-  assign \$180  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$183  = $signed(\$181 ) + $signed(\$182 );
-  assign \$184  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$187  = $signed(\$185 ) + $signed(\$186 );
-  assign \$188  = \$187 [33] ? 16'h8000 : 16'h7fff;
-  assign \$189  = \$179  ? \$183 [15:0] : \$188 ;
-  assign \$190  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$193  = $signed(\$191 ) + $signed(\$192 );
-  assign \$194  = & \$193 [33:15];
-  assign \$195  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$198  = $signed(\$196 ) + $signed(\$197 );
-  assign \$199  = | \$198 [33:15];
-  assign \$200  = ~ \$199 ;
-  assign \$201  = \$194  | \$200 ;
-  assign \$202  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$205  = $signed(\$203 ) + $signed(\$204 );
-  assign \$206  = $signed(o_alpha_a) + $signed(15'h2000);
-  assign \$209  = $signed(\$207 ) + $signed(\$208 );
-  assign \$210  = \$209 [33] ? 16'h8000 : 16'h7fff;
-  assign \$211  = \$201  ? \$205 [15:0] : \$210 ;
-  assign \$212  = ! li_index_b;
-  assign \$213  = $signed(o_b) > $signed(best);
-  assign \$214  = \$212  | \$213 ;
-  assign \$215  = li_valid_b & \$214 ;
-  assign \$216  = out_cycles + 1'h1;
-  assign \$217  = li_issuing | li_valid_sel;
-  assign \$218  = \$217  | li_valid_a;
-  assign \$219  = \$218  | li_valid_b;
-  assign \$220  = ~ \$219 ;
-  assign \$221  = li_index == 3'h5;
-  assign \$222  = li_index + 1'h1;
-  assign \$223  = out__valid & out__ready;
-  assign \$224  = ! inp__payload[3:0];
-  assign \$225  = cycles + 1'h1;
-  assign \$227  = segment + 1'h1;
-  assign \$228  = ~ have;
-  assign \$230  = \$228  | \$229 ;
-  assign \$231  = | next_source_mask;
-  assign \$232  = next_source_mask - 1'h1;
-  assign \$233  = { 1'h0, next_source_mask } & \$232 ;
-  assign \$234  = ~ have;
-  assign \$235  = ~ fetched;
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = issuing | valid_s1;
-  assign \$238  = \$237  | valid_s2;
-  assign \$239  = \$238  | valid_s3;
-  assign \$240  = \$239  | valid_s4;
-  assign \$241  = \$240  | valid_s5;
-  assign \$242  = \$241  | state_wr__en;
-  assign \$243  = ~ li_running;
-  assign \$244  = \$242  | \$243 ;
-  assign \$245  = cycles + 1'h1;
-  assign \$247  = place + 1'h1;
-  assign \$248  = segment + 1'h1;
-  assign \$249  = \$signature__addr$14  == 6'h23;
-  assign \$250  = \$signature__addr$14  + 1'h1;
-  assign \$251  = issuing | valid_s1;
-  assign \$252  = \$251  | valid_s2;
-  assign \$253  = \$252  | valid_s3;
-  assign \$254  = \$253  | valid_s4;
-  assign \$255  = \$254  | valid_s5;
-  assign \$256  = \$255  | state_wr__en;
-  assign \$257  = ~ \$256 ;
-  assign \$258  = ~ li_running;
-  assign \$259  = \$257  & \$258 ;
-  assign \$260  = ! segment;
-  assign \$261  = have & \$260 ;
-  assign \$262  = cycles + 1'h1;
-  assign \$264  = segment + 1'h1;
-  assign \$265  = ~ have;
-  assign \$267  = \$265  | \$266 ;
-  assign \$268  = | next_source_mask;
-  assign \$269  = next_source_mask - 1'h1;
-  assign \$270  = { 1'h0, next_source_mask } & \$269 ;
-  assign \$271  = ~ have;
-  assign \$272  = ~ fetched;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = cycles + 1'h1;
-  assign \$275  = ~ out__valid;
-  always @(posedge clk)
-    synapse_row <= \$47 ;
-  always @(posedge clk)
-    adding <= \$276 ;
-  always @(posedge clk)
-    acc_0 <= \$277 ;
-  always @(posedge clk)
-    acc_1 <= \$278 ;
-  always @(posedge clk)
-    acc_2 <= \$279 ;
-  always @(posedge clk)
-    acc_3 <= \$280 ;
-  always @(posedge clk)
-    acc_4 <= \$281 ;
-  always @(posedge clk)
-    acc_5 <= \$282 ;
-  always @(posedge clk)
-    acc_6 <= \$283 ;
-  always @(posedge clk)
-    acc_7 <= \$284 ;
-  always @(posedge clk)
-    acc_8 <= \$285 ;
-  always @(posedge clk)
-    acc_9 <= \$286 ;
-  always @(posedge clk)
-    acc_10 <= \$287 ;
-  always @(posedge clk)
-    acc_11 <= \$288 ;
-  always @(posedge clk)
-    acc_12 <= \$289 ;
-  always @(posedge clk)
-    acc_13 <= \$290 ;
-  always @(posedge clk)
-    acc_14 <= \$291 ;
-  always @(posedge clk)
-    acc_15 <= \$292 ;
-  always @(posedge clk)
-    acc_16 <= \$293 ;
-  always @(posedge clk)
-    acc_17 <= \$294 ;
-  always @(posedge clk)
-    acc_18 <= \$295 ;
-  always @(posedge clk)
-    acc_19 <= \$296 ;
-  always @(posedge clk)
-    acc_20 <= \$297 ;
-  always @(posedge clk)
-    acc_21 <= \$298 ;
-  always @(posedge clk)
-    acc_22 <= \$299 ;
-  always @(posedge clk)
-    acc_23 <= \$300 ;
-  always @(posedge clk)
-    acc_24 <= \$301 ;
-  always @(posedge clk)
-    acc_25 <= \$302 ;
-  always @(posedge clk)
-    acc_26 <= \$303 ;
-  always @(posedge clk)
-    acc_27 <= \$304 ;
-  always @(posedge clk)
-    acc_28 <= \$305 ;
-  always @(posedge clk)
-    acc_29 <= \$306 ;
-  always @(posedge clk)
-    acc_30 <= \$307 ;
-  always @(posedge clk)
-    acc_31 <= \$308 ;
-  always @(posedge clk)
-    acc_32 <= \$309 ;
-  always @(posedge clk)
-    acc_33 <= \$310 ;
-  always @(posedge clk)
-    acc_34 <= \$311 ;
-  always @(posedge clk)
-    acc_35 <= \$312 ;
-  always @(posedge clk)
-    out_row <= \$67 ;
-  always @(posedge clk)
-    acc_o_0 <= \$313 ;
-  always @(posedge clk)
-    acc_o_1 <= \$314 ;
-  always @(posedge clk)
-    acc_o_2 <= \$315 ;
-  always @(posedge clk)
-    acc_o_3 <= \$316 ;
-  always @(posedge clk)
-    acc_o_4 <= \$317 ;
-  always @(posedge clk)
-    acc_o_5 <= \$318 ;
-  always @(posedge clk)
-    valid_s1 <= \$319 ;
-  always @(posedge clk)
-    chunk_s1 <= \$signature__addr$14 ;
-  always @(posedge clk)
-    acc_s1_0 <= \$92 ;
-  always @(posedge clk)
-    u_s2_0 <= \$93 ;
-  always @(posedge clk)
-    v_s2_0 <= \$94 ;
-  always @(posedge clk)
-    q_s2_0 <= \$95 ;
-  always @(posedge clk)
-    d_s2_0 <= \$signature__data$104 [15:0];
-  always @(posedge clk)
-    c_s2_0 <= \$signature__data$104 [31:16];
-  always @(posedge clk)
-    acc_s2_0 <= acc_s1_0;
-  always @(posedge clk)
-    valid_s2 <= \$320 ;
-  always @(posedge clk)
-    chunk_s2 <= chunk_s1;
-  always @(posedge clk)
-    q_dt_s3_0 <= \$96 ;
-  always @(posedge clk)
-    u_s3_0 <= u_s2_0;
-  always @(posedge clk)
-    v_s3_0 <= v_s2_0;
-  always @(posedge clk)
-    q_s3_0 <= q_s2_0;
-  always @(posedge clk)
-    d_s3_0 <= d_s2_0;
-  always @(posedge clk)
-    c_s3_0 <= c_s2_0;
-  always @(posedge clk)
-    acc_s3_0 <= acc_s2_0;
-  always @(posedge clk)
-    valid_s3 <= \$321 ;
-  always @(posedge clk)
-    chunk_s3 <= chunk_s2;
-  always @(posedge clk)
-    e_s4_0 <= \$114 ;
-  always @(posedge clk)
-    u_s4_0 <= u_s3_0;
-  always @(posedge clk)
-    v_s4_0 <= v_s3_0;
-  always @(posedge clk)
-    q_s4_0 <= q_s3_0;
-  always @(posedge clk)
-    c_s4_0 <= c_s3_0;
-  always @(posedge clk)
-    acc_s4_0 <= acc_s3_0;
-  always @(posedge clk)
-    valid_s4 <= \$322 ;
-  always @(posedge clk)
-    chunk_s4 <= chunk_s3;
-  always @(posedge clk)
-    e_u_s5_0 <= \$115 ;
-  always @(posedge clk)
-    c_v_s5_0 <= \$116 ;
-  always @(posedge clk)
-    e_v_s5_0 <= \$117 ;
-  always @(posedge clk)
-    c_u_s5_0 <= \$118 ;
-  always @(posedge clk)
-    q_g_s5_0 <= \$119 ;
-  always @(posedge clk)
-    th_q_s5_0 <= \$120 ;
-  always @(posedge clk)
-    acc_s5_0 <= acc_s4_0;
-  always @(posedge clk)
-    valid_s5 <= \$323 ;
-  always @(posedge clk)
-    chunk_s5 <= chunk_s4;
-  always @(posedge clk)
-    u_s6_0 <= \$142 ;
-  always @(posedge clk)
-    v_s6_0 <= \$160 ;
-  always @(posedge clk)
-    q_g_s6_0 <= q_g_s5_0;
-  always @(posedge clk)
-    th_q_s6_0 <= th_q_s5_0;
-  always @(posedge clk)
-    state_wr__en <= \$324 ;
-  always @(posedge clk)
-    state_wr__addr <= chunk_s5;
-  always @(posedge clk)
-    z_0 <= \$325 ;
-  always @(posedge clk)
-    z_1 <= \$326 ;
-  always @(posedge clk)
-    z_2 <= \$327 ;
-  always @(posedge clk)
-    z_3 <= \$328 ;
-  always @(posedge clk)
-    z_4 <= \$329 ;
-  always @(posedge clk)
-    z_5 <= \$330 ;
-  always @(posedge clk)
-    z_6 <= \$331 ;
-  always @(posedge clk)
-    z_7 <= \$332 ;
-  always @(posedge clk)
-    z_8 <= \$333 ;
-  always @(posedge clk)
-    z_9 <= \$334 ;
-  always @(posedge clk)
-    z_10 <= \$335 ;
-  always @(posedge clk)
-    z_11 <= \$336 ;
-  always @(posedge clk)
-    z_12 <= \$337 ;
-  always @(posedge clk)
-    z_13 <= \$338 ;
-  always @(posedge clk)
-    z_14 <= \$339 ;
-  always @(posedge clk)
-    z_15 <= \$340 ;
-  always @(posedge clk)
-    z_16 <= \$341 ;
-  always @(posedge clk)
-    z_17 <= \$342 ;
-  always @(posedge clk)
-    z_18 <= \$343 ;
-  always @(posedge clk)
-    z_19 <= \$344 ;
-  always @(posedge clk)
-    z_20 <= \$345 ;
-  always @(posedge clk)
-    z_21 <= \$346 ;
-  always @(posedge clk)
-    z_22 <= \$347 ;
-  always @(posedge clk)
-    z_23 <= \$348 ;
-  always @(posedge clk)
-    z_24 <= \$349 ;
-  always @(posedge clk)
-    z_25 <= \$350 ;
-  always @(posedge clk)
-    z_26 <= \$351 ;
-  always @(posedge clk)
-    z_27 <= \$352 ;
-  always @(posedge clk)
-    z_28 <= \$353 ;
-  always @(posedge clk)
-    z_29 <= \$354 ;
-  always @(posedge clk)
-    z_30 <= \$355 ;
-  always @(posedge clk)
-    z_31 <= \$356 ;
-  always @(posedge clk)
-    z_32 <= \$357 ;
-  always @(posedge clk)
-    z_33 <= \$358 ;
-  always @(posedge clk)
-    z_34 <= \$359 ;
-  always @(posedge clk)
-    z_35 <= \$360 ;
-  always @(posedge clk)
-    o_sel <= \$164 ;
-  always @(posedge clk)
-    alpha_sel <= \$165 ;
-  always @(posedge clk)
-    acc_o_sel <= \$166 ;
-  always @(posedge clk)
-    li_valid_sel <= \$361 ;
-  always @(posedge clk)
-    li_index_sel <= li_index;
-  always @(posedge clk)
-    o_alpha_a <= \$167 ;
-  always @(posedge clk)
-    acc_o_a <= acc_o_sel;
-  always @(posedge clk)
-    li_valid_a <= \$362 ;
-  always @(posedge clk)
-    li_index_a <= li_index_sel;
-  always @(posedge clk)
-    o_b <= \$189 ;
-  always @(posedge clk)
-    li_valid_b <= \$363 ;
-  always @(posedge clk)
-    li_index_b <= li_index_a;
-  always @(posedge clk)
-    o_0 <= \$364 ;
-  always @(posedge clk)
-    o_1 <= \$365 ;
-  always @(posedge clk)
-    o_2 <= \$366 ;
-  always @(posedge clk)
-    o_3 <= \$367 ;
-  always @(posedge clk)
-    o_4 <= \$368 ;
-  always @(posedge clk)
-    o_5 <= \$369 ;
-  always @(posedge clk)
-    best <= \$370 ;
-  always @(posedge clk)
-    label <= \$371 ;
-  always @(posedge clk)
-    out_cycles <= \$372 ;
-  always @(posedge clk)
-    li_issuing <= \$373 ;
-  always @(posedge clk)
-    li_index <= \$374 ;
-  always @(posedge clk)
-    li_running <= \$375 ;
-  always @(posedge clk)
-    out__valid <= \$376 ;
-  always @(posedge clk)
-    next_source_mask <= \$377 ;
-  always @(posedge clk)
-    cycles <= \$378 ;
-  always @(posedge clk)
-    fresh <= \$379 ;
-  always @(posedge clk)
-    restart <= \$380 ;
-  always @(posedge clk)
-    issuing <= \$381 ;
-  always @(posedge clk)
-    \$signature__addr$14  <= \$382 ;
-  always @(posedge clk)
-    fsm_state <= \$383 ;
-  always @(posedge clk)
-    fetched <= \$384 ;
-  always @(posedge clk)
-    segment <= \$385 ;
-  always @(posedge clk)
-    source <= \$386 ;
-  always @(posedge clk)
-    have <= \$387 ;
-  always @(posedge clk)
-    place <= \$388 ;
-  always @(posedge clk)
-    out_fetched <= \$389 ;
-  always @(posedge clk)
-    li_restart <= \$390 ;
-  always @(posedge clk)
-    out_spikes <= \$391 ;
+  assign \$150  = \$149 [33] ? 16'h8000 : 16'h7fff;
+  assign \$151  = \$143  ? \$146 [15:0] : \$150 ;
+  assign \$152  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$155  = li_restart ? 16'h0000 : \$154 ;
+  assign \$158  = $signed(o_sel) * $signed(alpha_sel);
+  assign \$159  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$162  = $signed(\$160 ) + $signed(\$161 );
+  assign \$163  = & \$162 [33:15];
+  assign \$164  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$167  = $signed(\$165 ) + $signed(\$166 );
+  assign \$168  = | \$167 [33:15];
+  assign \$169  = ~ \$168 ;
+  assign \$170  = \$163  | \$169 ;
+  assign \$171  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$174  = $signed(\$172 ) + $signed(\$173 );
+  assign \$175  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$178  = $signed(\$176 ) + $signed(\$177 );
+  assign \$179  = \$178 [33] ? 16'h8000 : 16'h7fff;
+  assign \$180  = \$170  ? \$174 [15:0] : \$179 ;
+  assign \$181  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$184  = $signed(\$182 ) + $signed(\$183 );
+  assign \$185  = & \$184 [33:15];
+  assign \$186  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$189  = $signed(\$187 ) + $signed(\$188 );
+  assign \$190  = | \$189 [33:15];
+  assign \$191  = ~ \$190 ;
+  assign \$192  = \$185  | \$191 ;
+  assign \$193  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$196  = $signed(\$194 ) + $signed(\$195 );
+  assign \$197  = $signed(o_alpha_a) + $signed(15'h2000);
+  assign \$200  = $signed(\$198 ) + $signed(\$199 );
+  assign \$201  = \$200 [33] ? 16'h8000 : 16'h7fff;
+  assign \$202  = \$192  ? \$196 [15:0] : \$201 ;
+  assign \$203  = ! li_index_b;
+  assign \$204  = $signed(o_b) > $signed(best);
+  assign \$205  = \$203  | \$204 ;
+  assign \$206  = li_valid_b & \$205 ;
+  assign \$207  = out_cycles + 1'h1;
+  assign \$208  = li_issuing | li_valid_sel;
+  assign \$209  = \$208  | li_valid_a;
+  assign \$210  = \$209  | li_valid_b;
+  assign \$211  = ~ \$210 ;
+  assign \$212  = li_index == 3'h5;
+  assign \$213  = li_index + 1'h1;
+  assign \$214  = out__valid & out__ready;
+  assign \$215  = ! inp__payload[3:0];
+  assign \$216  = cycles + 1'h1;
+  assign \$218  = segment + 1'h1;
+  assign \$219  = ~ have;
+  assign \$221  = \$219  | \$220 ;
+  assign \$222  = | next_source_mask;
+  assign \$223  = next_source_mask - 1'h1;
+  assign \$224  = { 1'h0, next_source_mask } & \$223 ;
+  assign \$225  = ~ have;
+  assign \$226  = ~ fetched;
+  assign \$227  = \$225  & \$226 ;
+  assign \$228  = issuing | valid_s1;
+  assign \$229  = \$228  | valid_s2;
+  assign \$230  = \$229  | valid_s3;
+  assign \$231  = \$230  | valid_s4;
+  assign \$232  = \$231  | valid_s5;
+  assign \$233  = \$232  | state_wr__en;
+  assign \$234  = ~ \$233 ;
+  assign \$235  = \$227  & \$234 ;
+  assign \$236  = cycles + 1'h1;
+  assign \$238  = place + 1'h1;
+  assign \$239  = segment + 1'h1;
+  assign \$240  = \$signature__addr$14  == 6'h23;
+  assign \$241  = \$signature__addr$14  + 1'h1;
+  assign \$242  = ! segment;
+  assign \$243  = have & \$242 ;
+  assign \$244  = cycles + 1'h1;
+  assign \$246  = segment + 1'h1;
+  assign \$247  = ~ have;
+  assign \$249  = \$247  | \$248 ;
+  assign \$250  = | next_source_mask;
+  assign \$251  = next_source_mask - 1'h1;
+  assign \$252  = { 1'h0, next_source_mask } & \$251 ;
+  assign \$253  = ~ have;
+  assign \$254  = ~ fetched;
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = issuing | valid_s1;
+  assign \$257  = \$256  | valid_s2;
+  assign \$258  = \$257  | valid_s3;
+  assign \$259  = \$258  | valid_s4;
+  assign \$260  = \$259  | valid_s5;
+  assign \$261  = \$260  | state_wr__en;
+  assign \$262  = ~ \$261 ;
+  assign \$263  = \$255  & \$262 ;
+  assign \$264  = out__valid | li_running;
+  assign \$265  = cycles + 1'h1;
+  assign \$266  = ~ out__valid;
+  assign \$267  = ~ li_running;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = ! state_wr__addr;
+  assign \$270  = state_wr__en & \$269 ;
+  assign \$271  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$272  = $signed(\$271 ) < $signed(1'h0);
+  assign \$273  = state_wr__addr == 1'h1;
+  assign \$274  = state_wr__en & \$273 ;
+  assign \$275  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$276  = $signed(\$275 ) < $signed(1'h0);
+  assign \$277  = state_wr__addr == 2'h2;
+  assign \$278  = state_wr__en & \$277 ;
+  assign \$279  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$280  = $signed(\$279 ) < $signed(1'h0);
+  assign \$281  = state_wr__addr == 2'h3;
+  assign \$282  = state_wr__en & \$281 ;
+  assign \$283  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$284  = $signed(\$283 ) < $signed(1'h0);
+  assign \$285  = state_wr__addr == 3'h4;
+  assign \$286  = state_wr__en & \$285 ;
+  assign \$287  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$288  = $signed(\$287 ) < $signed(1'h0);
+  assign \$289  = state_wr__addr == 3'h5;
+  assign \$290  = state_wr__en & \$289 ;
+  assign \$291  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$292  = $signed(\$291 ) < $signed(1'h0);
+  assign \$293  = state_wr__addr == 3'h6;
+  assign \$294  = state_wr__en & \$293 ;
+  assign \$295  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$296  = $signed(\$295 ) < $signed(1'h0);
+  assign \$297  = state_wr__addr == 3'h7;
+  assign \$298  = state_wr__en & \$297 ;
+  assign \$299  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$300  = $signed(\$299 ) < $signed(1'h0);
+  assign \$301  = state_wr__addr == 4'h8;
+  assign \$302  = state_wr__en & \$301 ;
+  assign \$303  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$304  = $signed(\$303 ) < $signed(1'h0);
+  assign \$305  = state_wr__addr == 4'h9;
+  assign \$306  = state_wr__en & \$305 ;
+  assign \$307  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$308  = $signed(\$307 ) < $signed(1'h0);
+  assign \$309  = state_wr__addr == 4'ha;
+  assign \$310  = state_wr__en & \$309 ;
+  assign \$311  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$312  = $signed(\$311 ) < $signed(1'h0);
+  assign \$313  = state_wr__addr == 4'hb;
+  assign \$314  = state_wr__en & \$313 ;
+  assign \$315  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$316  = $signed(\$315 ) < $signed(1'h0);
+  assign \$317  = state_wr__addr == 4'hc;
+  assign \$318  = state_wr__en & \$317 ;
+  assign \$319  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$320  = $signed(\$319 ) < $signed(1'h0);
+  assign \$321  = state_wr__addr == 4'hd;
+  assign \$322  = state_wr__en & \$321 ;
+  assign \$323  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$324  = $signed(\$323 ) < $signed(1'h0);
+  assign \$325  = state_wr__addr == 4'he;
+  assign \$326  = state_wr__en & \$325 ;
+  assign \$327  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$328  = $signed(\$327 ) < $signed(1'h0);
+  assign \$329  = state_wr__addr == 4'hf;
+  assign \$330  = state_wr__en & \$329 ;
+  assign \$331  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$332  = $signed(\$331 ) < $signed(1'h0);
+  assign \$333  = state_wr__addr == 5'h10;
+  assign \$334  = state_wr__en & \$333 ;
+  assign \$335  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$336  = $signed(\$335 ) < $signed(1'h0);
+  assign \$337  = state_wr__addr == 5'h11;
+  assign \$338  = state_wr__en & \$337 ;
+  assign \$339  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$340  = $signed(\$339 ) < $signed(1'h0);
+  assign \$341  = state_wr__addr == 5'h12;
+  assign \$342  = state_wr__en & \$341 ;
+  assign \$343  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$344  = $signed(\$343 ) < $signed(1'h0);
+  assign \$345  = state_wr__addr == 5'h13;
+  assign \$346  = state_wr__en & \$345 ;
+  assign \$347  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$348  = $signed(\$347 ) < $signed(1'h0);
+  assign \$349  = state_wr__addr == 5'h14;
+  assign \$350  = state_wr__en & \$349 ;
+  assign \$351  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$352  = $signed(\$351 ) < $signed(1'h0);
+  assign \$353  = state_wr__addr == 5'h15;
+  assign \$354  = state_wr__en & \$353 ;
+  assign \$355  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$356  = $signed(\$355 ) < $signed(1'h0);
+  assign \$357  = state_wr__addr == 5'h16;
+  assign \$358  = state_wr__en & \$357 ;
+  assign \$359  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$360  = $signed(\$359 ) < $signed(1'h0);
+  assign \$361  = state_wr__addr == 5'h17;
+  assign \$362  = state_wr__en & \$361 ;
+  assign \$363  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$364  = $signed(\$363 ) < $signed(1'h0);
+  assign \$365  = state_wr__addr == 5'h18;
+  assign \$366  = state_wr__en & \$365 ;
+  assign \$367  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$368  = $signed(\$367 ) < $signed(1'h0);
+  assign \$369  = state_wr__addr == 5'h19;
+  assign \$370  = state_wr__en & \$369 ;
+  assign \$371  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$372  = $signed(\$371 ) < $signed(1'h0);
+  assign \$373  = state_wr__addr == 5'h1a;
+  assign \$374  = state_wr__en & \$373 ;
+  assign \$375  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$376  = $signed(\$375 ) < $signed(1'h0);
+  assign \$377  = state_wr__addr == 5'h1b;
+  assign \$378  = state_wr__en & \$377 ;
+  assign \$379  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$380  = $signed(\$379 ) < $signed(1'h0);
+  assign \$381  = state_wr__addr == 5'h1c;
+  assign \$382  = state_wr__en & \$381 ;
+  assign \$383  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$384  = $signed(\$383 ) < $signed(1'h0);
+  assign \$385  = state_wr__addr == 5'h1d;
+  assign \$386  = state_wr__en & \$385 ;
+  assign \$387  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$388  = $signed(\$387 ) < $signed(1'h0);
+  assign \$389  = state_wr__addr == 5'h1e;
+  assign \$390  = state_wr__en & \$389 ;
+  assign \$391  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$392  = $signed(\$391 ) < $signed(1'h0);
+  assign \$393  = state_wr__addr == 5'h1f;
+  assign \$394  = state_wr__en & \$393 ;
+  assign \$395  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$396  = $signed(\$395 ) < $signed(1'h0);
+  assign \$397  = state_wr__addr == 6'h20;
+  assign \$398  = state_wr__en & \$397 ;
+  assign \$399  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$400  = $signed(\$399 ) < $signed(1'h0);
+  assign \$401  = state_wr__addr == 6'h21;
+  assign \$402  = state_wr__en & \$401 ;
+  assign \$403  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$404  = $signed(\$403 ) < $signed(1'h0);
+  assign \$405  = state_wr__addr == 6'h22;
+  assign \$406  = state_wr__en & \$405 ;
+  assign \$407  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$408  = $signed(\$407 ) < $signed(1'h0);
+  assign \$409  = state_wr__addr == 6'h23;
+  assign \$410  = state_wr__en & \$409 ;
+  assign \$411  = $signed(th_q_s6_0) - $signed(u_s6_0);
+  assign \$412  = $signed(\$411 ) < $signed(1'h0);
+  always @(posedge clk)
+    synapse_row <= \$38 ;
+  always @(posedge clk)
+    adding <= \$413 ;
+  always @(posedge clk)
+    acc_0 <= \$414 ;
+  always @(posedge clk)
+    acc_1 <= \$415 ;
+  always @(posedge clk)
+    acc_2 <= \$416 ;
+  always @(posedge clk)
+    acc_3 <= \$417 ;
+  always @(posedge clk)
+    acc_4 <= \$418 ;
+  always @(posedge clk)
+    acc_5 <= \$419 ;
+  always @(posedge clk)
+    acc_6 <= \$420 ;
+  always @(posedge clk)
+    acc_7 <= \$421 ;
+  always @(posedge clk)
+    acc_8 <= \$422 ;
+  always @(posedge clk)
+    acc_9 <= \$423 ;
+  always @(posedge clk)
+    acc_10 <= \$424 ;
+  always @(posedge clk)
+    acc_11 <= \$425 ;
+  always @(posedge clk)
+    acc_12 <= \$426 ;
+  always @(posedge clk)
+    acc_13 <= \$427 ;
+  always @(posedge clk)
+    acc_14 <= \$428 ;
+  always @(posedge clk)
+    acc_15 <= \$429 ;
+  always @(posedge clk)
+    acc_16 <= \$430 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = 18'h00000;
+    \$432  = acc_18;
+    if (\$39 ) begin
+      \$432  = \$40 [10:0];
+    end
+    if (clear) begin
+      \$432  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = acc_19;
+    if (\$39 ) begin
+      \$433  = \$41 [10:0];
+    end
+    if (clear) begin
+      \$433  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = acc_20;
+    if (\$39 ) begin
+      \$434  = \$42 [10:0];
+    end
+    if (clear) begin
+      \$434  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = acc_21;
+    if (\$39 ) begin
+      \$435  = \$43 [10:0];
+    end
+    if (clear) begin
+      \$435  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = acc_22;
+    if (\$39 ) begin
+      \$436  = \$44 [10:0];
+    end
+    if (clear) begin
+      \$436  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = acc_23;
+    if (\$39 ) begin
+      \$437  = \$45 [10:0];
+    end
+    if (clear) begin
+      \$437  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = acc_24;
+    if (\$39 ) begin
+      \$438  = \$46 [10:0];
+    end
+    if (clear) begin
+      \$438  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = acc_25;
+    if (\$39 ) begin
+      \$439  = \$47 [10:0];
+    end
+    if (clear) begin
+      \$439  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = acc_26;
+    if (\$39 ) begin
+      \$440  = \$48 [10:0];
+    end
+    if (clear) begin
+      \$440  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = acc_27;
+    if (\$39 ) begin
+      \$441  = \$49 [10:0];
+    end
+    if (clear) begin
+      \$441  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = acc_28;
+    if (\$39 ) begin
+      \$442  = \$50 [10:0];
+    end
+    if (clear) begin
+      \$442  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = acc_29;
+    if (\$39 ) begin
+      \$443  = \$51 [10:0];
+    end
+    if (clear) begin
+      \$443  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = acc_30;
+    if (\$39 ) begin
+      \$444  = \$52 [10:0];
+    end
+    if (clear) begin
+      \$444  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = acc_31;
+    if (\$39 ) begin
+      \$445  = \$53 [10:0];
+    end
+    if (clear) begin
+      \$445  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = acc_32;
+    if (\$39 ) begin
+      \$446  = \$54 [10:0];
+    end
+    if (clear) begin
+      \$446  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = acc_33;
+    if (\$39 ) begin
+      \$447  = \$55 [10:0];
+    end
+    if (clear) begin
+      \$447  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = acc_34;
+    if (\$39 ) begin
+      \$448  = \$56 [10:0];
+    end
+    if (clear) begin
+      \$448  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = acc_35;
+    if (\$39 ) begin
+      \$449  = \$57 [10:0];
+    end
+    if (clear) begin
+      \$449  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = \$59 [13:0];
+    if (clear_o) begin
+      \$450  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = \$60 [13:0];
+    if (clear_o) begin
+      \$451  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = \$61 [13:0];
+    if (clear_o) begin
+      \$452  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = \$62 [13:0];
+    if (clear_o) begin
+      \$453  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = \$63 [13:0];
+    if (clear_o) begin
+      \$454  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = \$64 [13:0];
+    if (clear_o) begin
+      \$455  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = issuing;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = valid_s1;
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = valid_s2;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = valid_s3;
+    if (rst) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = valid_s4;
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = valid_s5;
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = z_0;
+    if (state_wr__en) begin
+      \$462  = z_1;
+    end
+    if (rst) begin
+      \$462  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = z_1;
+    if (state_wr__en) begin
+      \$463  = z_2;
+    end
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = z_2;
+    if (state_wr__en) begin
+      \$464  = z_3;
+    end
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = z_3;
+    if (state_wr__en) begin
+      \$465  = z_4;
+    end
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = z_4;
+    if (state_wr__en) begin
+      \$466  = z_5;
+    end
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = z_5;
+    if (state_wr__en) begin
+      \$467  = z_6;
+    end
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = z_6;
+    if (state_wr__en) begin
+      \$468  = z_7;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = z_7;
+    if (state_wr__en) begin
+      \$469  = z_8;
+    end
+    if (rst) begin
+      \$469  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = z_8;
+    if (state_wr__en) begin
+      \$470  = z_9;
+    end
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = z_9;
+    if (state_wr__en) begin
+      \$471  = z_10;
+    end
+    if (rst) begin
+      \$471  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = z_10;
+    if (state_wr__en) begin
+      \$472  = z_11;
+    end
+    if (rst) begin
+      \$472  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = z_11;
+    if (state_wr__en) begin
+      \$473  = z_12;
+    end
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = z_12;
+    if (state_wr__en) begin
+      \$474  = z_13;
+    end
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = z_13;
+    if (state_wr__en) begin
+      \$475  = z_14;
+    end
+    if (rst) begin
+      \$475  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = z_14;
+    if (state_wr__en) begin
+      \$476  = z_15;
+    end
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = z_15;
+    if (state_wr__en) begin
+      \$477  = z_16;
+    end
+    if (rst) begin
+      \$477  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = z_16;
+    if (state_wr__en) begin
+      \$478  = z_17;
+    end
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = z_17;
+    if (state_wr__en) begin
+      \$479  = z_18;
+    end
+    if (rst) begin
+      \$479  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = z_18;
+    if (state_wr__en) begin
+      \$480  = z_19;
+    end
+    if (rst) begin
+      \$480  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = z_19;
+    if (state_wr__en) begin
+      \$481  = z_20;
+    end
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = z_20;
+    if (state_wr__en) begin
+      \$482  = z_21;
+    end
+    if (rst) begin
+      \$482  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$483  = z_21;
+    if (state_wr__en) begin
+      \$483  = z_22;
+    end
+    if (rst) begin
+      \$483  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$484  = z_22;
+    if (state_wr__en) begin
+      \$484  = z_23;
+    end
+    if (rst) begin
+      \$484  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = z_23;
+    if (state_wr__en) begin
+      \$485  = z_24;
+    end
+    if (rst) begin
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = z_24;
+    if (state_wr__en) begin
+      \$486  = z_25;
+    end
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = z_25;
+    if (state_wr__en) begin
+      \$487  = z_26;
+    end
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = z_26;
+    if (state_wr__en) begin
+      \$488  = z_27;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = z_27;
+    if (state_wr__en) begin
+      \$489  = z_28;
+    end
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = z_28;
+    if (state_wr__en) begin
+      \$490  = z_29;
+    end
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = z_29;
+    if (state_wr__en) begin
+      \$491  = z_30;
+    end
+    if (rst) begin
+      \$491  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$492  = z_30;
+    if (state_wr__en) begin
+      \$492  = z_31;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$493  = z_31;
+    if (state_wr__en) begin
+      \$493  = z_32;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$494  = z_32;
+    if (state_wr__en) begin
+      \$494  = z_33;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$495  = z_33;
+    if (state_wr__en) begin
+      \$495  = z_34;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$496  = z_34;
+    if (state_wr__en) begin
+      \$496  = z_35;
+    end
+    if (rst) begin
+      \$496  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$497  = z_35;
+    if (state_wr__en) begin
+      \$497  = \$153 ;
+    end
+    if (rst) begin
+      \$497  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$498  = acc_o_li_0;
+    if (li_copy) begin
+      \$498  = acc_o_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$499  = acc_o_li_1;
+    if (li_copy) begin
+      \$499  = acc_o_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$500  = acc_o_li_2;
+    if (li_copy) begin
+      \$500  = acc_o_2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$501  = acc_o_li_3;
+    if (li_copy) begin
+      \$501  = acc_o_3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$502  = acc_o_li_4;
+    if (li_copy) begin
+      \$502  = acc_o_4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = acc_o_li_5;
+    if (li_copy) begin
+      \$503  = acc_o_5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = li_issuing;
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = li_valid_sel;
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$506  = li_valid_a;
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$507  = o_0;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            \$507  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$507  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$508  = o_1;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            \$508  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$508  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$509  = o_2;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            \$509  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$509  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$510  = o_3;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            \$510  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$510  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$511  = o_4;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            \$511  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$511  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$512  = o_5;
+    if (li_valid_a) begin
+      casez (li_index_a)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            /* empty */;
+        3'h5:
+            \$512  = \$202 ;
+      endcase
+    end
+    if (rst) begin
+      \$512  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$513  = best;
+    if (\$206 ) begin
+      \$513  = o_b;
+    end
+    if (rst) begin
+      \$513  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$514  = label;
+    if (\$206 ) begin
+      \$514  = li_index_b;
+    end
+    if (rst) begin
+      \$514  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$515  = out_cycles;
+    if (li_running) begin
+      \$515  = \$207 [15:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$515  = \$265 [15:0];
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$515  = cycles;
+          end
+    endcase
+    if (rst) begin
+      \$515  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$516  = li_copy;
+    if (li_running) begin
+      if (li_copy) begin
+        \$516  = 1'h0;
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$516  = 1'h1;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$516  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$517  = li_issuing;
+    if (li_running) begin
+      if (li_copy) begin
+        \$517  = 1'h1;
+      end else if (li_issuing) begin
+        if (\$212 ) begin
+          \$517  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$518  = li_index;
+    if (li_running) begin
+      if (li_copy) begin
+      end else if (li_issuing) begin
+        (* full_case = 32'd1 *)
+        if (\$212 ) begin
+        end else begin
+          \$518  = \$213 [2:0];
+        end
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$518  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$518  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$518  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$519  = li_running;
+    if (li_running) begin
+      if (li_copy) begin
+      end else if (li_issuing) begin
+      end else if (\$211 ) begin
+        \$519  = 1'h0;
+      end
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$519  = 1'h1;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$519  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$520  = out__valid;
+    if (li_running) begin
+      if (li_copy) begin
+      end else if (li_issuing) begin
+      end else if (\$211 ) begin
+        \$520  = 1'h1;
+      end
+    end
+    if (\$214 ) begin
+      \$520  = 1'h0;
+    end
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$521  = cycles;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$521  = 16'h0001;
+          end
+      3'h2:
+          \$521  = \$216 [15:0];
+      3'h1:
+          \$521  = \$236 [15:0];
+      3'h3:
+          \$521  = \$244 [15:0];
+    endcase
+    if (rst) begin
+      \$521  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$522  = next_source_mask;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            \$522  = { 36'h000000000, inp__payload[3:0] };
+          end
+      3'h2:
+          if (\$221 ) begin
+            if (\$222 ) begin
+              \$522  = \$224 [39:0];
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            if (\$250 ) begin
+              \$522  = \$252 [39:0];
+            end
+          end
+    endcase
+    if (\$270 ) begin
+      \$522 [4] = \$272 ;
+    end
+    if (\$274 ) begin
+      \$522 [5] = \$276 ;
+    end
+    if (\$278 ) begin
+      \$522 [6] = \$280 ;
+    end
+    if (\$282 ) begin
+      \$522 [7] = \$284 ;
+    end
+    if (\$286 ) begin
+      \$522 [8] = \$288 ;
+    end
+    if (\$290 ) begin
+      \$522 [9] = \$292 ;
+    end
+    if (\$294 ) begin
+      \$522 [10] = \$296 ;
+    end
+    if (\$298 ) begin
+      \$522 [11] = \$300 ;
+    end
+    if (\$302 ) begin
+      \$522 [12] = \$304 ;
+    end
+    if (\$306 ) begin
+      \$522 [13] = \$308 ;
+    end
+    if (\$310 ) begin
+      \$522 [14] = \$312 ;
+    end
+    if (\$314 ) begin
+      \$522 [15] = \$316 ;
+    end
+    if (\$318 ) begin
+      \$522 [16] = \$320 ;
+    end
+    if (\$322 ) begin
+      \$522 [17] = \$324 ;
+    end
+    if (\$326 ) begin
+      \$522 [18] = \$328 ;
+    end
+    if (\$330 ) begin
+      \$522 [19] = \$332 ;
+    end
+    if (\$334 ) begin
+      \$522 [20] = \$336 ;
+    end
+    if (\$338 ) begin
+      \$522 [21] = \$340 ;
+    end
+    if (\$342 ) begin
+      \$522 [22] = \$344 ;
+    end
+    if (\$346 ) begin
+      \$522 [23] = \$348 ;
+    end
+    if (\$350 ) begin
+      \$522 [24] = \$352 ;
+    end
+    if (\$354 ) begin
+      \$522 [25] = \$356 ;
+    end
+    if (\$358 ) begin
+      \$522 [26] = \$360 ;
+    end
+    if (\$362 ) begin
+      \$522 [27] = \$364 ;
+    end
+    if (\$366 ) begin
+      \$522 [28] = \$368 ;
+    end
+    if (\$370 ) begin
+      \$522 [29] = \$372 ;
+    end
+    if (\$374 ) begin
+      \$522 [30] = \$376 ;
+    end
+    if (\$378 ) begin
+      \$522 [31] = \$380 ;
+    end
+    if (\$382 ) begin
+      \$522 [32] = \$384 ;
+    end
+    if (\$386 ) begin
+      \$522 [33] = \$388 ;
+    end
+    if (\$390 ) begin
+      \$522 [34] = \$392 ;
+    end
+    if (\$394 ) begin
+      \$522 [35] = \$396 ;
+    end
+    if (\$398 ) begin
+      \$522 [36] = \$400 ;
+    end
+    if (\$402 ) begin
+      \$522 [37] = \$404 ;
+    end
+    if (\$406 ) begin
+      \$522 [38] = \$408 ;
+    end
+    if (\$410 ) begin
+      \$522 [39] = \$412 ;
+    end
+    if (rst) begin
+      \$522  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$523  = fresh;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$523  = 1'h1;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h1:
+          (* full_case = 32'd1 *)
+          if (issuing) begin
+          end else begin
+            \$523  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$523  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$524  = restart;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (inp__payload[4]) begin
+              \$524  = 1'h1;
+            end
+          end
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$524  = 1'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$524  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$525  = issuing;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$215 ) begin
+              \$525  = 1'h1;
+            end
+          end
+      3'h2:
+          if (\$221 ) begin
+            (* full_case = 32'd1 *)
+            if (\$222 ) begin
+            end else begin
+              if (\$235 ) begin
+                \$525  = 1'h1;
+              end
+            end
+          end
+      3'h1:
+          if (issuing) begin
+            if (\$240 ) begin
+              \$525  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$526  = \$signature__addr$14 ;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            if (\$215 ) begin
+              \$526  = 6'h00;
+            end
+          end
+      3'h2:
+          if (\$221 ) begin
+            (* full_case = 32'd1 *)
+            if (\$222 ) begin
+            end else begin
+              if (\$235 ) begin
+                \$526  = 6'h00;
+              end
+            end
+          end
+      3'h1:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$240 ) begin
+              \$526  = 6'h00;
+            end else begin
+              \$526  = \$241 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$526  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$527  = fsm_state;
+    casez (fsm_state)
+      3'h0:
+          if (inp__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$215 ) begin
+              \$527  = 3'h1;
+            end else begin
+              \$527  = 3'h2;
+            end
+          end
+      3'h2:
+          if (\$221 ) begin
+            (* full_case = 32'd1 *)
+            if (\$222 ) begin
+            end else begin
+              if (\$235 ) begin
+                \$527  = 3'h1;
+              end
+            end
+          end
+      3'h1:
+          (* full_case = 32'd1 *)
+          if (issuing) begin
+          end else begin
+            \$527  = 3'h3;
+          end
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                  \$527  = 3'h4;
+                end else begin
+                  \$527  = 3'h0;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$527  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$527  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$528  = fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          \$528  = have;
+      3'h1:
+          /* empty */;
+      3'h3:
+          \$528  = have;
+    endcase
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$529  = segment;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (have) begin
+            (* full_case = 32'd1 *)
+            if (\$217 ) begin
+              \$529  = 1'h0;
+            end else begin
+              \$529  = \$218 [0];
+            end
+          end
+      3'h1:
+          if (issuing) begin
+            (* full_case = 32'd1 *)
+            if (\$237 ) begin
+              \$529  = 1'h0;
+            end else begin
+              \$529  = \$239 [0];
+            end
+          end
+      3'h3:
+          if (have) begin
+            (* full_case = 32'd1 *)
+            if (\$245 ) begin
+              \$529  = 1'h0;
+            end else begin
+              \$529  = \$246 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$529  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$530  = source;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$221 ) begin
+            if (\$222 ) begin
+              \$530  = next_source;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            if (\$250 ) begin
+              \$530  = next_source;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$531  = have;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          if (\$221 ) begin
+            (* full_case = 32'd1 *)
+            if (\$222 ) begin
+              \$531  = 1'h1;
+            end else begin
+              \$531  = 1'h0;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+              \$531  = 1'h1;
+            end else begin
+              \$531  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$531  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$532  = place;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          if (issuing) begin
+            if (\$237 ) begin
+              \$532  = \$238 [4:0];
+            end
+            if (\$240 ) begin
+              \$532  = 5'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$532  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$533  = out_fetched;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          \$533  = \$243 ;
+    endcase
+    if (rst) begin
+      \$533  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$534  = li_restart;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$534  = restart;
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$534  = restart;
+          end
+    endcase
+    if (rst) begin
+      \$534  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$535  = out_spikes;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h3:
+          if (\$249 ) begin
+            (* full_case = 32'd1 *)
+            if (\$250 ) begin
+            end else begin
+              if (\$263 ) begin
+                (* full_case = 32'd1 *)
+                if (\$264 ) begin
+                end else begin
+                  \$535  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+                end
+              end
+            end
+          end
+      3'h4:
+          if (\$268 ) begin
+            \$535  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$83  = 14'h0000;
     casez (place)
       5'h00:
-          \$92  = \$74 ;
+          \$83  = \$65 ;
       5'h01:
-          \$92  = \$75 ;
+          \$83  = \$66 ;
       5'h02:
-          \$92  = \$76 ;
+          \$83  = \$67 ;
       5'h03:
-          \$92  = \$77 ;
+          \$83  = \$68 ;
       5'h04:
-          \$92  = \$78 ;
+          \$83  = \$69 ;
       5'h05:
-          \$92  = \$79 ;
+          \$83  = \$70 ;
       5'h06:
-          \$92  = \$80 ;
+          \$83  = \$71 ;
       5'h07:
-          \$92  = \$81 ;
+          \$83  = \$72 ;
       5'h08:
-          \$92  = \$82 ;
+          \$83  = \$73 ;
       5'h09:
-          \$92  = \$83 ;
+          \$83  = \$74 ;
       5'h0a:
-          \$92  = \$84 ;
+          \$83  = \$75 ;
       5'h0b:
-          \$92  = \$85 ;
+          \$83  = \$76 ;
       5'h0c:
-          \$92  = \$86 ;
+          \$83  = \$77 ;
       5'h0d:
-          \$92  = \$87 ;
+          \$83  = \$78 ;
       5'h0e:
-          \$92  = \$88 ;
+          \$83  = \$79 ;
       5'h0f:
-          \$92  = \$89 ;
+          \$83  = \$80 ;
       5'h10:
-          \$92  = \$90 ;
+          \$83  = \$81 ;
       5'h11:
-          \$92  = \$91 ;
+          \$83  = \$82 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = 16'h0000;
+    \$154  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$163  = o_0;
+          \$154  = o_0;
       3'h1:
-          \$163  = o_1;
+          \$154  = o_1;
       3'h2:
-          \$163  = o_2;
+          \$154  = o_2;
       3'h3:
-          \$163  = o_3;
+          \$154  = o_3;
       3'h4:
-          \$163  = o_4;
+          \$154  = o_4;
       3'h5:
-          \$163  = o_5;
+          \$154  = o_5;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = 16'h0000;
+    \$156  = 16'h0000;
     casez (li_index)
       3'h0:
-          \$165  = 16'h3d52;
+          \$156  = 16'h3d52;
       3'h1:
-          \$165  = 16'h3be2;
+          \$156  = 16'h3be2;
       3'h2:
-          \$165  = 16'h3983;
+          \$156  = 16'h3983;
       3'h3:
-          \$165  = 16'h377e;
+          \$156  = 16'h377e;
       3'h4:
-          \$165  = 16'h3c1b;
+          \$156  = 16'h3c1b;
       3'h5:
-          \$165  = 16'h3e08;
+          \$156  = 16'h3e08;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = 14'h0000;
+    \$157  = 14'h0000;
     casez (li_index)
       3'h0:
-          \$166  = acc_o_0;
+          \$157  = acc_o_li_0;
       3'h1:
-          \$166  = acc_o_1;
+          \$157  = acc_o_li_1;
       3'h2:
-          \$166  = acc_o_2;
+          \$157  = acc_o_li_2;
       3'h3:
-          \$166  = acc_o_3;
+          \$157  = acc_o_li_3;
       3'h4:
-          \$166  = acc_o_4;
+          \$157  = acc_o_li_4;
       3'h5:
-          \$166  = acc_o_5;
+          \$157  = acc_o_li_5;
     endcase
   end
   always @* begin
@@ -1623,7 +3472,9 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h2:
           /* empty */;
       3'h1:
-          if (\$41 ) begin
+          (* full_case = 32'd1 *)
+          if (issuing) begin
+          end else begin
             clear = 1'h1;
           end
     endcase
@@ -1637,1577 +3488,199 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
       3'h2:
           /* empty */;
       3'h1:
-          if (\$41 ) begin
+          (* full_case = 32'd1 *)
+          if (issuing) begin
+          end else begin
             clear_o = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = fetched;
+    \$413  = fetched;
     if (rst) begin
-      \$276  = 1'h0;
+      \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = acc_0;
-    if (\$48 ) begin
-      \$277  = acc_18;
-    end
-    if (clear) begin
-      \$277  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = acc_1;
-    if (\$48 ) begin
-      \$278  = acc_19;
+    \$414  = acc_0;
+    if (\$39 ) begin
+      \$414  = acc_18;
     end
     if (clear) begin
-      \$278  = 15'h0000;
+      \$414  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = acc_2;
-    if (\$48 ) begin
-      \$279  = acc_20;
-    end
-    if (clear) begin
-      \$279  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = acc_3;
-    if (\$48 ) begin
-      \$280  = acc_21;
+    \$415  = acc_1;
+    if (\$39 ) begin
+      \$415  = acc_19;
     end
     if (clear) begin
-      \$280  = 15'h0000;
+      \$415  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = acc_4;
-    if (\$48 ) begin
-      \$281  = acc_22;
-    end
-    if (clear) begin
-      \$281  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = acc_5;
-    if (\$48 ) begin
-      \$282  = acc_23;
+    \$416  = acc_2;
+    if (\$39 ) begin
+      \$416  = acc_20;
     end
     if (clear) begin
-      \$282  = 15'h0000;
+      \$416  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = acc_6;
-    if (\$48 ) begin
-      \$283  = acc_24;
-    end
-    if (clear) begin
-      \$283  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = acc_7;
-    if (\$48 ) begin
-      \$284  = acc_25;
+    \$417  = acc_3;
+    if (\$39 ) begin
+      \$417  = acc_21;
     end
     if (clear) begin
-      \$284  = 15'h0000;
+      \$417  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = acc_8;
-    if (\$48 ) begin
-      \$285  = acc_26;
-    end
-    if (clear) begin
-      \$285  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = acc_9;
-    if (\$48 ) begin
-      \$286  = acc_27;
+    \$418  = acc_4;
+    if (\$39 ) begin
+      \$418  = acc_22;
     end
     if (clear) begin
-      \$286  = 15'h0000;
+      \$418  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = acc_10;
-    if (\$48 ) begin
-      \$287  = acc_28;
-    end
-    if (clear) begin
-      \$287  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = acc_11;
-    if (\$48 ) begin
-      \$288  = acc_29;
+    \$419  = acc_5;
+    if (\$39 ) begin
+      \$419  = acc_23;
     end
     if (clear) begin
-      \$288  = 15'h0000;
+      \$419  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = acc_12;
-    if (\$48 ) begin
-      \$289  = acc_30;
-    end
-    if (clear) begin
-      \$289  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = acc_13;
-    if (\$48 ) begin
-      \$290  = acc_31;
+    \$420  = acc_6;
+    if (\$39 ) begin
+      \$420  = acc_24;
     end
     if (clear) begin
-      \$290  = 15'h0000;
+      \$420  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = acc_14;
-    if (\$48 ) begin
-      \$291  = acc_32;
-    end
-    if (clear) begin
-      \$291  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = acc_15;
-    if (\$48 ) begin
-      \$292  = acc_33;
+    \$421  = acc_7;
+    if (\$39 ) begin
+      \$421  = acc_25;
     end
     if (clear) begin
-      \$292  = 15'h0000;
+      \$421  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = acc_16;
-    if (\$48 ) begin
-      \$293  = acc_34;
-    end
-    if (clear) begin
-      \$293  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = acc_17;
-    if (\$48 ) begin
-      \$294  = acc_35;
+    \$422  = acc_8;
+    if (\$39 ) begin
+      \$422  = acc_26;
     end
     if (clear) begin
-      \$294  = 15'h0000;
+      \$422  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = acc_18;
-    if (\$48 ) begin
-      \$295  = \$49 [14:0];
-    end
-    if (clear) begin
-      \$295  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = acc_19;
-    if (\$48 ) begin
-      \$296  = \$50 [14:0];
+    \$423  = acc_9;
+    if (\$39 ) begin
+      \$423  = acc_27;
     end
     if (clear) begin
-      \$296  = 15'h0000;
+      \$423  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = acc_20;
-    if (\$48 ) begin
-      \$297  = \$51 [14:0];
-    end
-    if (clear) begin
-      \$297  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = acc_21;
-    if (\$48 ) begin
-      \$298  = \$52 [14:0];
+    \$424  = acc_10;
+    if (\$39 ) begin
+      \$424  = acc_28;
     end
     if (clear) begin
-      \$298  = 15'h0000;
+      \$424  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = acc_22;
-    if (\$48 ) begin
-      \$299  = \$53 [14:0];
-    end
-    if (clear) begin
-      \$299  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = acc_23;
-    if (\$48 ) begin
-      \$300  = \$54 [14:0];
+    \$425  = acc_11;
+    if (\$39 ) begin
+      \$425  = acc_29;
     end
     if (clear) begin
-      \$300  = 15'h0000;
+      \$425  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = acc_24;
-    if (\$48 ) begin
-      \$301  = \$55 [14:0];
-    end
-    if (clear) begin
-      \$301  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = acc_25;
-    if (\$48 ) begin
-      \$302  = \$56 [14:0];
+    \$426  = acc_12;
+    if (\$39 ) begin
+      \$426  = acc_30;
     end
     if (clear) begin
-      \$302  = 15'h0000;
+      \$426  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = acc_26;
-    if (\$48 ) begin
-      \$303  = \$57 [14:0];
-    end
-    if (clear) begin
-      \$303  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = acc_27;
-    if (\$48 ) begin
-      \$304  = \$58 [14:0];
+    \$427  = acc_13;
+    if (\$39 ) begin
+      \$427  = acc_31;
     end
     if (clear) begin
-      \$304  = 15'h0000;
+      \$427  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = acc_28;
-    if (\$48 ) begin
-      \$305  = \$59 [14:0];
-    end
-    if (clear) begin
-      \$305  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = acc_29;
-    if (\$48 ) begin
-      \$306  = \$60 [14:0];
+    \$428  = acc_14;
+    if (\$39 ) begin
+      \$428  = acc_32;
     end
     if (clear) begin
-      \$306  = 15'h0000;
+      \$428  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = acc_30;
-    if (\$48 ) begin
-      \$307  = \$61 [14:0];
-    end
-    if (clear) begin
-      \$307  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = acc_31;
-    if (\$48 ) begin
-      \$308  = \$62 [14:0];
+    \$429  = acc_15;
+    if (\$39 ) begin
+      \$429  = acc_33;
     end
     if (clear) begin
-      \$308  = 15'h0000;
+      \$429  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = acc_32;
-    if (\$48 ) begin
-      \$309  = \$63 [14:0];
-    end
-    if (clear) begin
-      \$309  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = acc_33;
-    if (\$48 ) begin
-      \$310  = \$64 [14:0];
+    \$430  = acc_16;
+    if (\$39 ) begin
+      \$430  = acc_34;
     end
     if (clear) begin
-      \$310  = 15'h0000;
+      \$430  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = acc_34;
-    if (\$48 ) begin
-      \$311  = \$65 [14:0];
-    end
-    if (clear) begin
-      \$311  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = acc_35;
-    if (\$48 ) begin
-      \$312  = \$66 [14:0];
+    \$431  = acc_17;
+    if (\$39 ) begin
+      \$431  = acc_35;
     end
     if (clear) begin
-      \$312  = 15'h0000;
+      \$431  = 11'h000;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = \$68 [13:0];
-    if (clear_o) begin
-      \$313  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = \$69 [13:0];
-    if (clear_o) begin
-      \$314  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = \$70 [13:0];
-    if (clear_o) begin
-      \$315  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = \$71 [13:0];
-    if (clear_o) begin
-      \$316  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = \$72 [13:0];
-    if (clear_o) begin
-      \$317  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = \$73 [13:0];
-    if (clear_o) begin
-      \$318  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = issuing;
-    if (rst) begin
-      \$319  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = valid_s1;
-    if (rst) begin
-      \$320  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = valid_s2;
-    if (rst) begin
-      \$321  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = valid_s3;
-    if (rst) begin
-      \$322  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = valid_s4;
-    if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = valid_s5;
-    if (rst) begin
-      \$324  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = z_0;
-    if (state_wr__en) begin
-      \$325  = z_1;
-    end
-    if (rst) begin
-      \$325  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = z_1;
-    if (state_wr__en) begin
-      \$326  = z_2;
-    end
-    if (rst) begin
-      \$326  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = z_2;
-    if (state_wr__en) begin
-      \$327  = z_3;
-    end
-    if (rst) begin
-      \$327  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = z_3;
-    if (state_wr__en) begin
-      \$328  = z_4;
-    end
-    if (rst) begin
-      \$328  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = z_4;
-    if (state_wr__en) begin
-      \$329  = z_5;
-    end
-    if (rst) begin
-      \$329  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = z_5;
-    if (state_wr__en) begin
-      \$330  = z_6;
-    end
-    if (rst) begin
-      \$330  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = z_6;
-    if (state_wr__en) begin
-      \$331  = z_7;
-    end
-    if (rst) begin
-      \$331  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = z_7;
-    if (state_wr__en) begin
-      \$332  = z_8;
-    end
-    if (rst) begin
-      \$332  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = z_8;
-    if (state_wr__en) begin
-      \$333  = z_9;
-    end
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = z_9;
-    if (state_wr__en) begin
-      \$334  = z_10;
-    end
-    if (rst) begin
-      \$334  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = z_10;
-    if (state_wr__en) begin
-      \$335  = z_11;
-    end
-    if (rst) begin
-      \$335  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = z_11;
-    if (state_wr__en) begin
-      \$336  = z_12;
-    end
-    if (rst) begin
-      \$336  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = z_12;
-    if (state_wr__en) begin
-      \$337  = z_13;
-    end
-    if (rst) begin
-      \$337  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = z_13;
-    if (state_wr__en) begin
-      \$338  = z_14;
-    end
-    if (rst) begin
-      \$338  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = z_14;
-    if (state_wr__en) begin
-      \$339  = z_15;
-    end
-    if (rst) begin
-      \$339  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = z_15;
-    if (state_wr__en) begin
-      \$340  = z_16;
-    end
-    if (rst) begin
-      \$340  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = z_16;
-    if (state_wr__en) begin
-      \$341  = z_17;
-    end
-    if (rst) begin
-      \$341  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = z_17;
-    if (state_wr__en) begin
-      \$342  = z_18;
-    end
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = z_18;
-    if (state_wr__en) begin
-      \$343  = z_19;
-    end
-    if (rst) begin
-      \$343  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = z_19;
-    if (state_wr__en) begin
-      \$344  = z_20;
-    end
-    if (rst) begin
-      \$344  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = z_20;
-    if (state_wr__en) begin
-      \$345  = z_21;
-    end
-    if (rst) begin
-      \$345  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = z_21;
-    if (state_wr__en) begin
-      \$346  = z_22;
-    end
-    if (rst) begin
-      \$346  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = z_22;
-    if (state_wr__en) begin
-      \$347  = z_23;
-    end
-    if (rst) begin
-      \$347  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = z_23;
-    if (state_wr__en) begin
-      \$348  = z_24;
-    end
-    if (rst) begin
-      \$348  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = z_24;
-    if (state_wr__en) begin
-      \$349  = z_25;
-    end
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = z_25;
-    if (state_wr__en) begin
-      \$350  = z_26;
-    end
-    if (rst) begin
-      \$350  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = z_26;
-    if (state_wr__en) begin
-      \$351  = z_27;
-    end
-    if (rst) begin
-      \$351  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = z_27;
-    if (state_wr__en) begin
-      \$352  = z_28;
-    end
-    if (rst) begin
-      \$352  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = z_28;
-    if (state_wr__en) begin
-      \$353  = z_29;
-    end
-    if (rst) begin
-      \$353  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = z_29;
-    if (state_wr__en) begin
-      \$354  = z_30;
-    end
-    if (rst) begin
-      \$354  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = z_30;
-    if (state_wr__en) begin
-      \$355  = z_31;
-    end
-    if (rst) begin
-      \$355  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = z_31;
-    if (state_wr__en) begin
-      \$356  = z_32;
-    end
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = z_32;
-    if (state_wr__en) begin
-      \$357  = z_33;
-    end
-    if (rst) begin
-      \$357  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = z_33;
-    if (state_wr__en) begin
-      \$358  = z_34;
-    end
-    if (rst) begin
-      \$358  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = z_34;
-    if (state_wr__en) begin
-      \$359  = z_35;
-    end
-    if (rst) begin
-      \$359  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = z_35;
-    if (state_wr__en) begin
-      \$360  = \$162 ;
-    end
-    if (rst) begin
-      \$360  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = li_issuing;
-    if (rst) begin
-      \$361  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = li_valid_sel;
-    if (rst) begin
-      \$362  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = li_valid_a;
-    if (rst) begin
-      \$363  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = o_0;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            \$364  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$364  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = o_1;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            \$365  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$365  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = o_2;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            \$366  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$366  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = o_3;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            \$367  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$367  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = o_4;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            \$368  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$368  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = o_5;
-    if (li_valid_a) begin
-      casez (li_index_a)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            \$369  = \$211 ;
-      endcase
-    end
-    if (rst) begin
-      \$369  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = best;
-    if (\$215 ) begin
-      \$370  = o_b;
-    end
-    if (rst) begin
-      \$370  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = label;
-    if (\$215 ) begin
-      \$371  = li_index_b;
-    end
-    if (rst) begin
-      \$371  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = out_cycles;
-    if (li_running) begin
-      \$372  = \$216 [15:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$372  = \$274 [15:0];
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$372  = cycles;
-          end
-    endcase
-    if (rst) begin
-      \$372  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = li_issuing;
-    if (li_running) begin
-      if (li_issuing) begin
-        if (\$221 ) begin
-          \$373  = 1'h0;
-        end
-      end
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$373  = 1'h1;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$373  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$373  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = li_index;
-    if (li_running) begin
-      if (li_issuing) begin
-        (* full_case = 32'd1 *)
-        if (\$221 ) begin
-        end else begin
-          \$374  = \$222 [2:0];
-        end
-      end
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$374  = 3'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$374  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$374  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = li_running;
-    if (li_running) begin
-      if (li_issuing) begin
-      end else if (\$220 ) begin
-        \$375  = 1'h0;
-      end
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$375  = 1'h1;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$375  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$375  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = out__valid;
-    if (li_running) begin
-      if (li_issuing) begin
-      end else if (\$220 ) begin
-        \$376  = 1'h1;
-      end
-    end
-    if (\$223 ) begin
-      \$376  = 1'h0;
-    end
-    if (rst) begin
-      \$376  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = next_source_mask;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$377  = { 36'h000000000, inp__payload[3:0] };
-          end
-      3'h2:
-          if (\$230 ) begin
-            if (\$231 ) begin
-              \$377  = \$233 [39:0];
-            end
-          end
-      3'h1:
-          if (\$259 ) begin
-            \$377  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0, 4'h0 };
-          end
-      3'h3:
-          if (\$267 ) begin
-            if (\$268 ) begin
-              \$377  = \$270 [39:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$377  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = cycles;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            \$378  = 16'h0001;
-          end
-      3'h2:
-          \$378  = \$225 [15:0];
-      3'h1:
-          if (\$244 ) begin
-            \$378  = \$245 [15:0];
-          end
-      3'h3:
-          \$378  = \$262 [15:0];
-    endcase
-    if (rst) begin
-      \$378  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = fresh;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$379  = 1'h1;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h1:
-          if (\$259 ) begin
-            \$379  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$379  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = restart;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (inp__payload[4]) begin
-              \$380  = 1'h1;
-            end
-          end
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$380  = 1'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$380  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$380  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = issuing;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (\$224 ) begin
-              \$381  = 1'h1;
-            end
-          end
-      3'h2:
-          if (\$230 ) begin
-            (* full_case = 32'd1 *)
-            if (\$231 ) begin
-            end else begin
-              if (\$236 ) begin
-                \$381  = 1'h1;
-              end
-            end
-          end
-      3'h1:
-          if (issuing) begin
-            if (\$249 ) begin
-              \$381  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$381  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = \$signature__addr$14 ;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            if (\$224 ) begin
-              \$382  = 6'h00;
-            end
-          end
-      3'h2:
-          if (\$230 ) begin
-            (* full_case = 32'd1 *)
-            if (\$231 ) begin
-            end else begin
-              if (\$236 ) begin
-                \$382  = 6'h00;
-              end
-            end
-          end
-      3'h1:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$249 ) begin
-              \$382  = 6'h00;
-            end else begin
-              \$382  = \$250 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$382  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = fsm_state;
-    casez (fsm_state)
-      3'h0:
-          if (inp__valid) begin
-            (* full_case = 32'd1 *)
-            if (\$224 ) begin
-              \$383  = 3'h1;
-            end else begin
-              \$383  = 3'h2;
-            end
-          end
-      3'h2:
-          if (\$230 ) begin
-            (* full_case = 32'd1 *)
-            if (\$231 ) begin
-            end else begin
-              if (\$236 ) begin
-                \$383  = 3'h1;
-              end
-            end
-          end
-      3'h1:
-          if (\$259 ) begin
-            \$383  = 3'h3;
-          end
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                  \$383  = 3'h4;
-                end else begin
-                  \$383  = 3'h0;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$383  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$383  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          \$384  = have;
-      3'h1:
-          /* empty */;
-      3'h3:
-          \$384  = have;
-    endcase
-    if (rst) begin
-      \$384  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = segment;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          if (have) begin
-            (* full_case = 32'd1 *)
-            if (\$226 ) begin
-              \$385  = 1'h0;
-            end else begin
-              \$385  = \$227 [0];
-            end
-          end
-      3'h1:
-          if (issuing) begin
-            (* full_case = 32'd1 *)
-            if (\$246 ) begin
-              \$385  = 1'h0;
-            end else begin
-              \$385  = \$248 [0];
-            end
-          end
-      3'h3:
-          if (have) begin
-            (* full_case = 32'd1 *)
-            if (\$263 ) begin
-              \$385  = 1'h0;
-            end else begin
-              \$385  = \$264 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$385  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = source;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          if (\$230 ) begin
-            if (\$231 ) begin
-              \$386  = next_source;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            if (\$268 ) begin
-              \$386  = next_source;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = have;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          if (\$230 ) begin
-            (* full_case = 32'd1 *)
-            if (\$231 ) begin
-              \$387  = 1'h1;
-            end else begin
-              \$387  = 1'h0;
-            end
-          end
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-              \$387  = 1'h1;
-            end else begin
-              \$387  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$387  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = place;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          if (issuing) begin
-            if (\$246 ) begin
-              \$388  = \$247 [4:0];
-            end
-            if (\$249 ) begin
-              \$388  = 5'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$388  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = out_fetched;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          \$389  = \$261 ;
-    endcase
-    if (rst) begin
-      \$389  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = li_restart;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$390  = restart;
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$390  = restart;
-          end
-    endcase
-    if (rst) begin
-      \$390  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = out_spikes;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h3:
-          if (\$267 ) begin
-            (* full_case = 32'd1 *)
-            if (\$268 ) begin
-            end else begin
-              if (\$273 ) begin
-                (* full_case = 32'd1 *)
-                if (out__valid) begin
-                end else begin
-                  \$391  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
-                end
-              end
-            end
-          end
-      3'h4:
-          if (\$275 ) begin
-            \$391  = { z_35, z_34, z_33, z_32, z_31, z_30, z_29, z_28, z_27, z_26, z_25, z_24, z_23, z_22, z_21, z_20, z_19, z_18, z_17, z_16, z_15, z_14, z_13, z_12, z_11, z_10, z_9, z_8, z_7, z_6, z_5, z_4, z_3, z_2, z_1, z_0 };
-          end
-    endcase
   end
   assign \$signature__addr  = { source, segment };
   assign \$signature__addr$13  = \$1 [5:0];
@@ -3242,55 +3715,55 @@ module brf_rsnn(inp__valid, out__ready, clk, rst, inp__ready, out__payload, out_
   assign \$10  = { \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30], \$9 [30:14] };
   assign \$19  = { \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30], \$18 [30:14] };
   assign \$25  = { \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30], \$24 [30:14] };
-  assign \$74  = { acc_0, 3'h0 };
-  assign \$75  = { acc_1, 3'h0 };
-  assign \$76  = { acc_2, 3'h0 };
-  assign \$77  = { acc_3, 3'h0 };
-  assign \$78  = { acc_4, 3'h0 };
-  assign \$79  = { acc_5, 3'h0 };
-  assign \$80  = { acc_6, 3'h0 };
-  assign \$81  = { acc_7, 3'h0 };
-  assign \$82  = { acc_8, 3'h0 };
-  assign \$83  = { acc_9, 3'h0 };
-  assign \$84  = { acc_10, 3'h0 };
-  assign \$85  = { acc_11, 3'h0 };
-  assign \$86  = { acc_12, 3'h0 };
-  assign \$87  = { acc_13, 3'h0 };
-  assign \$88  = { acc_14, 3'h0 };
-  assign \$89  = { acc_15, 3'h0 };
-  assign \$90  = { acc_16, 3'h0 };
-  assign \$91  = { acc_17, 3'h0 };
-  assign \$98  = { \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24], \$97 [24:10] };
+  assign \$65  = { acc_0, 3'h0 };
+  assign \$66  = { acc_1, 3'h0 };
+  assign \$67  = { acc_2, 3'h0 };
+  assign \$68  = { acc_3, 3'h0 };
+  assign \$69  = { acc_4, 3'h0 };
+  assign \$70  = { acc_5, 3'h0 };
+  assign \$71  = { acc_6, 3'h0 };
+  assign \$72  = { acc_7, 3'h0 };
+  assign \$73  = { acc_8, 3'h0 };
+  assign \$74  = { acc_9, 3'h0 };
+  assign \$75  = { acc_10, 3'h0 };
+  assign \$76  = { acc_11, 3'h0 };
+  assign \$77  = { acc_12, 3'h0 };
+  assign \$78  = { acc_13, 3'h0 };
+  assign \$79  = { acc_14, 3'h0 };
+  assign \$80  = { acc_15, 3'h0 };
+  assign \$81  = { acc_16, 3'h0 };
+  assign \$82  = { acc_17, 3'h0 };
+  assign \$89  = { \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24], \$88 [24:10] };
+  assign \$93  = { \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24], \$92 [24:10] };
+  assign \$99  = { \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24], \$98 [24:10] };
   assign \$102  = { \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24], \$101 [24:10] };
-  assign \$108  = { \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24], \$107 [24:10] };
-  assign \$111  = { \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24], \$110 [24:10] };
-  assign \$123  = { \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33], \$122 [33:14] };
-  assign \$128  = { \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33], \$127 [33:14] };
-  assign \$135  = { \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33], \$134 [33:14] };
-  assign \$139  = { \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33], \$138 [33:14] };
-  assign \$145  = { \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33], \$144 [33:14] };
+  assign \$114  = { \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33], \$113 [33:14] };
+  assign \$119  = { \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33], \$118 [33:14] };
+  assign \$126  = { \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33], \$125 [33:14] };
+  assign \$130  = { \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33], \$129 [33:14] };
+  assign \$136  = { \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33], \$135 [33:14] };
+  assign \$140  = { \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33], \$139 [33:14] };
+  assign \$146  = { \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33], \$145 [33:14] };
   assign \$149  = { \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33], \$148 [33:14] };
-  assign \$155  = { \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33], \$154 [33:14] };
-  assign \$158  = { \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33], \$157 [33:14] };
-  assign \$169  = { \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32], \$168 [32:14] };
-  assign \$170  = { acc_o_a, 3'h0 };
-  assign \$174  = { \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32], \$173 [32:14] };
-  assign \$175  = { acc_o_a, 3'h0 };
-  assign \$181  = { \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32], \$180 [32:14] };
-  assign \$182  = { acc_o_a, 3'h0 };
-  assign \$185  = { \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32], \$184 [32:14] };
-  assign \$186  = { acc_o_a, 3'h0 };
-  assign \$191  = { \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32], \$190 [32:14] };
-  assign \$192  = { acc_o_a, 3'h0 };
-  assign \$196  = { \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32], \$195 [32:14] };
-  assign \$197  = { acc_o_a, 3'h0 };
-  assign \$203  = { \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32], \$202 [32:14] };
-  assign \$204  = { acc_o_a, 3'h0 };
-  assign \$207  = { \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32], \$206 [32:14] };
-  assign \$208  = { acc_o_a, 3'h0 };
-  assign \$226  = segment;
-  assign \$229  = segment;
-  assign \$246  = segment;
-  assign \$263  = segment;
-  assign \$266  = segment;
+  assign \$160  = { \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32], \$159 [32:14] };
+  assign \$161  = { acc_o_a, 3'h0 };
+  assign \$165  = { \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32], \$164 [32:14] };
+  assign \$166  = { acc_o_a, 3'h0 };
+  assign \$172  = { \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32], \$171 [32:14] };
+  assign \$173  = { acc_o_a, 3'h0 };
+  assign \$176  = { \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32], \$175 [32:14] };
+  assign \$177  = { acc_o_a, 3'h0 };
+  assign \$182  = { \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32], \$181 [32:14] };
+  assign \$183  = { acc_o_a, 3'h0 };
+  assign \$187  = { \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32], \$186 [32:14] };
+  assign \$188  = { acc_o_a, 3'h0 };
+  assign \$194  = { \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32], \$193 [32:14] };
+  assign \$195  = { acc_o_a, 3'h0 };
+  assign \$198  = { \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32], \$197 [32:14] };
+  assign \$199  = { acc_o_a, 3'h0 };
+  assign \$217  = segment;
+  assign \$220  = segment;
+  assign \$237  = segment;
+  assign \$245  = segment;
+  assign \$248  = segment;
 endmodule

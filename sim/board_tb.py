@@ -258,6 +258,7 @@ async def ecg_sequences_match_golden(dut):
     assert not others, _pairs(others)
     from brf_hw.board.top import result_layout
     from brf_hw.generate import cycle_model
+    from brf_hw.hw.core import chunk_spikes
 
     layout = result_layout(net, cfg["lanes"], cfg["segments"])
     from brf_hw.hw.layout import geometry
@@ -270,8 +271,8 @@ async def ecg_sequences_match_golden(dut):
         assert potentials == gold.outputs[t].tolist(), f"step {t}: potentials {potentials} != {gold.outputs[t]}"
         assert int(beat.spikes) == sum(int(z) << h for h, z in enumerate(gold.spikes[t])), f"step {t}: spikes"
         assert int(beat.label) == gold.predictions[t]
-        assert int(beat.cycles) == cycle_model(int(xf[t].sum()), int(gold.spikes[t].sum()), chunks, net.shape[2],
-                                               cfg["segments"])
+        per_chunk = chunk_spikes(gold.spikes[t], cfg["lanes"], chunks)
+        assert int(beat.cycles) == cycle_model(int(xf[t].sum()), per_chunk, net.shape[2], cfg["segments"])
     uart.send(P.encode(P.Cmd.STATUS))
     status, = await uart.frames_wait(1)
     values = P.unpack(P.STATUS_FIELDS, status.payload)

@@ -19,9 +19,10 @@ from brf_hw.fixed.formats import FormatError
 from brf_hw.fixed.spec import Readout
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main, shape_network
-from brf_hw.hw.core import period_model
+from brf_hw.hw.core import chunk_spikes, period_model, readout_cycles
 from brf_hw.hw.core import BRFAccelerator
-from brf_hw.hw.layout import pack, source_rows
+from brf_hw.hw.layout import (acc_offset, accumulator_bits, event_inputs, memory_images, pack, row_bits, signed_bits,
+                             source_rows)
 from brf_hw.hw.simulate import expected_cycles, simulate
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
@@ -125,19 +126,36 @@ def test_reset_pulse_in_the_middle_of_a_step_restarts_cleanly(ecg_net, ecg_split
     assert after.spikes.sum() > 20
 
 
+def test_readout_takes_spikes_as_they_leave_the_pipeline():
+    """Hand-computed READOUT lengths, 10 chunks, 2 segments: chunk k's spikes can be taken from
+    READOUT cycle max(1, k - 3); a take every 2 cycles; the rows are in 4 cycles after the last
+    take; never before the pipeline drained (6)."""
+    def spikes(**per_chunk):
+        s = np.zeros(10, np.int64)
+        for k, n in per_chunk.items():
+            s[int(k[1:])] = n
+        return s
+    cases = [(spikes(), 6), (spikes(c0=1), 6), (spikes(c0=3), 9),  # early: 3 * 2 + 3
+             (spikes(c9=1), 10), (spikes(c0=4, c9=1), 13),  # the late one waits in the queue: 5 * 2 + 3
+             (spikes(c5=2, c9=1), 10)]  # c5 from cycle 2: takes at 2, 4, and c9 at 6 -> 6 + 4
+    assert [int(readout_cycles(s, 2)) for s, _ in cases] == [r for _, r in cases]
+    assert readout_cycles(np.stack([s for s, _ in cases]), 2).tolist() == [r for _, r in cases]  # vectorized
+    assert chunk_spikes(np.array([1, 0, 1, 1, 1]), 2, 3).tolist() == [1, 2, 1]  # padded to 3 chunks of 2
+
+
 def test_cycles_grow_with_spikes_not_synapses(ecg_net, ecg_splits):
     x = ecg_splits["test"].inputs[3, :200].numpy().astype(np.int64)
     for lanes, segments in ((1, 1), (6, 1), (1, 3), (36, 1)):
         hw = simulate(ecg_net, x, lanes=lanes, segments=segments)
         chunks = -(-36 // lanes)
-        work = [(int(x[t].sum()), int(hw.spikes[t].sum())) for t in range(len(x))]
-        assert hw.cycles.tolist() == [cycle_model(a, z, chunks, 6, segments) for a, z in work]
-        assert hw.cycles.min() == cycle_model(0, 0, chunks, 6)  # silent steps cost only the sweeps
+        work = [(int(x[t].sum()), chunk_spikes(hw.spikes[t], lanes, chunks)) for t in range(len(x))]
+        assert hw.cycles.tolist() == [cycle_model(a, z, 6, segments) for a, z in work]
+        assert hw.cycles.min() == cycle_model(0, np.zeros(chunks), 6)  # silent steps cost only the sweeps
         assert len(set(hw.cycles.tolist())) > 3  # and each active source one cycle more
         # streamed, LI hides behind the next step (lanes 36: 1 chunk, where LI is the longer)
         periods = np.diff(hw.accepted_at)
-        assert periods[1:].tolist() == [period_model(a, z, chunks, 6, segments) for a, z in work[1:-1]]
-        assert periods[0] <= period_model(*work[0], chunks, 6, segments)
+        assert periods[1:].tolist() == [period_model(a, z, 6, segments) for a, z in work[1:-1]]
+        assert periods[0] <= period_model(*work[0], 6, segments)
         assert (periods < hw.cycles[:-1] + 1).all()
 
 
@@ -172,7 +190,7 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36 and info["segments"] == 2
     assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
     syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
-    bits = load_artifact(default_artifact())[0].spec.synapse_bits  # aligned input / recurrent weights
+    bits = row_bits(load_artifact(default_artifact())[0].spec)  # aligned input / recurrent weights
     assert len(syn) == 2 * (4 + 36) and len(syn[0]) == -(-18 * bits // 4)  # a source's row in two halves
     generate_main(["--neurons", "36", "--segments", "1", "--out", str(tmp_path / "g1")])
     syn = (tmp_path / "g1" / "brf_rsnn_mem_synapses.hex").read_text().split()
@@ -223,7 +241,7 @@ def test_formats_too_wide_for_64_bit_arithmetic_are_refused():
         assert max(net.spec.int64_widths(net.shape[0], net.shape[1]).values()) <= 63
 
 
-# --- multi-bit inputs (bit-serial sources) and the mean readout ------------------------------------
+# --- multi-bit inputs (weighted in the lanes) and the mean readout ------------------------------------
 
 @pytest.fixture(scope="module")
 def smnist():
@@ -236,9 +254,9 @@ def smnist():
     return net, x
 
 
-def test_smnist_images_bit_serial_inputs_and_mean_readout(smnist):
+def test_smnist_images_multiplied_inputs_and_mean_readout(smnist):
     """A window of rows 6-9 of three real S-MNIST test images as three sequences back to back
-    (every pixel value 0..255 a sum of shifted rows; running sums cleared at each start)."""
+    (every pixel value 0..255 through the lanes' multipliers; running sums cleared at each start)."""
     net, images = smnist
     window = images[180:280]
     x = np.concatenate([window[:, b] for b in range(3)])
@@ -283,9 +301,31 @@ def test_random_networks_with_multi_bit_inputs(seed):
     lanes = int(rng.integers(1, n_hid + 1))
     segments = int(rng.integers(1, -(-n_hid // lanes) + 1))
     check(net, x, lanes=lanes, segments=segments, gap_prob=0.2, stall_prob=0.2, seed=seed)
-    rows = source_rows(net)  # bit k of input i: the aligned input row shifted by k
-    assert rows.shape[1] == n_in * bits + n_hid
-    assert np.array_equal(rows[:, bits - 1], net.aligned_weights()[0][:, 0] << (bits - 1))
+    assert np.array_equal(source_rows(net), net.w_rec)  # the inputs are no sources: the lanes weight them
+    img = memory_images(net, lanes, segments)
+    w_bits = net.spec.weight.bits
+    for h in range(n_hid):  # lane h % P of chunk h // P holds w_in[h, :] above its d and c
+        word = img.constants[h // lanes] >> (2 * lanes * net.spec.coef.bits + (h % lanes) * n_in * w_bits)
+        fields = [(word >> (i * w_bits)) & ((1 << w_bits) - 1) for i in range(n_in)]
+        assert [f - (f >> (w_bits - 1) << w_bits) for f in fields] == net.w_in[h].tolist()
+
+
+def test_accumulators_are_as_wide_as_the_weights_can_sum():
+    """Hand-computed: rows with +/- sums of 300 and -129 need 10 bits (-512..511 holds both, 9
+    would not hold 300); the offset (rounding constant of the event scheme) is part of the sum."""
+    assert [signed_bits(*r) for r in [(0, 0), (-1, 0), (0, 1), (-129, 300), (-512, 511), (-513, 0)]] == [1, 1, 2, 10, 10, 11]
+    net = shape_network(2, 3, 2, steps=10)
+    w_in = np.array([[100, 50], [-3, -4], [0, 7]])
+    w_rec = np.array([[100, -1, 50], [-60, -60, 5], [0, 0, 0]])
+    net = dataclasses.replace(net, w_in=w_in, w_rec=w_rec)
+    a_in, a_rec = net.aligned_weights()
+    high = max(np.clip(a_in, 0, None).sum(1) + np.clip(a_rec, 0, None).sum(1))
+    low = min(np.clip(a_in, None, 0).sum(1) + np.clip(a_rec, None, 0).sum(1))
+    offset = acc_offset(net.spec)
+    assert accumulator_bits(net) == max(signed_bits(low + offset, high + offset), row_bits(net.spec))
+    assert (1 << (accumulator_bits(net) - 2)) <= max(high + offset, -(low + offset) - 1)  # one bit fewer would not do
+    x = np.ones((10, 2), np.int64)  # every source active: the widest sums the accumulators see
+    check(net, x, lanes=1, segments=1)
 
 
 def test_input_values_outside_the_format_are_refused(smnist):
@@ -344,11 +384,11 @@ def test_source_queue(n):
 
 
 def test_network_with_more_sources_than_the_flat_encoder():
-    """90 sources (20 inputs of 3 bits + 30 hidden), dense inputs so that sources in every group of
+    """90 sources (60 input spikes + 30 hidden), dense inputs so that sources in every group of
     the tree encoder (16 wide: 6 groups, the last one partly padding) are taken in one step."""
     rng = np.random.default_rng(7)
-    net = shape_network(20, 30, 4, input_bits=3, rule="mean", steps=80, gain=100.0, seed=3)
-    x = np.where(rng.random((80, 20)) < 0.6, rng.integers(0, 8, (80, 20)), 0)
-    assert net.spec.sources(20, 30) == 90
+    net = shape_network(60, 30, 4, rule="mean", steps=80, gain=100.0, seed=3)
+    x = (rng.random((80, 60)) < 0.6).astype(np.int64)
+    assert event_inputs(net) + net.shape[1] == 90
     hw = check(net, x, lanes=4, segments=3, gap_prob=0.2, stall_prob=0.2, seed=4)
     assert hw.spikes.sum() > 50

@@ -14,10 +14,8 @@ Quantities and formats (see ``arith`` for the step itself):
               (weight holds dt*W_in*unit), so the hardware sees only integers
   readout     how a sequence's class is read from o: per step, at the last step, or from the
               running sum of o (``Readout``)
-Multi-bit inputs are bit-serial: bit k of input i is a source of its own whose weight row is
-w_in[:, i] << k, so an 8-bit input value costs one accumulation cycle per set bit, and the
-event-driven adder datapath stays the only one (no multiplier per input). The golden model
-computes x @ w_in exactly as that sum of shifted rows.
+Multi-bit inputs enter the synaptic sum as x @ w_in, exactly (the golden model sums the rows
+of the nonzero inputs times their values; the accelerator multiplies in its lanes, ``hw.layout``).
 Synaptic accumulation: both kinds of weight are aligned (shifted left) to the finer of the two
 fractions, acc_frac; the accumulator is wide enough for any sum of fan-in weights (no saturation)
 and is shifted to the state format once per step.
@@ -164,12 +162,13 @@ class FixedSpec:
 
     @property
     def synapse_bits(self) -> int:
-        """Width of an aligned synapse row entry: a recurrent weight, or an input weight shifted
-        by up to input.bits - 1 (the row of an input's highest bit)."""
+        """Width that holds any aligned term of the synaptic sum: a recurrent weight, or an input
+        weight times one bit of an input value (x * w as input.bits shifted terms; the bound
+        ``int64_widths`` uses. The accelerator sizes its own words from the weights, ``hw.layout``)."""
         return max(self.weight.bits + self.in_align + self.input.bits - 1, self.rec_weight.bits + self.rec_align)
 
     def sources(self, n_in: int, n_hid: int) -> int:
-        """Sources of the accumulation: one per input bit, one per hidden neuron."""
+        """Terms of the synaptic sum in ``acc_bits``'s bound: one per input bit, one per hidden neuron."""
         return n_in * self.input.bits + n_hid
 
     @property

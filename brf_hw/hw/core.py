@@ -4,31 +4,36 @@ Per time step: one input beat (the step's input values, and ``first`` to clear t
 sequence start) -> one output beat (LI potentials, argmax label, hidden spikes, cycles used, and
 for a ``mean`` readout the argmax of the running sums, ``sum_label``).
 
-Inputs of b > 1 bits are bit-serial (``layout``): bit k of input i is source i*b + k, so the
-input field (``spikes`` for b = 1, ``inputs`` else: the I values little-end first) is the mask of
-the input sources as it stands, and each set bit costs one pass of ACC.
+Inputs (``layout``): spikes (b = 1, field ``spikes``) are events, the mask of the input sources as
+it stands, each set bit one source of ACC; multi-bit values (b > 1, field ``inputs``: the I values
+little-end first) are latched with the beat and weighted by the lanes in UPDATE (no ACC pass).
 Readouts: per_step and last need nothing beyond ``label`` (for last, the class of a sequence is
 the label of its last step); mean keeps O running sums s_j = sat(s_j + o_j) (``arith.sum_step``,
 readout.sum_bits wide, cleared with ``first``) and their running argmax.
 
 Phases of a step (cycle counts in ``cycle_model``):
-  ACC     G cycles per set input bit (lowest index first; no inputs: skipped): the accumulators form a ring of G
+  ACC     G cycles per input spike (lowest index first; none: skipped): the accumulators form a ring of G
           segments that turns one segment per cycle; the segment passing the A = C*P/G shared
           adders gets its slice of the source's weight row (one synapse-memory word). G = 1 adds
           a whole row per cycle; larger G trades cycles for adders. The previous step's hidden
-          spikes were accumulated at its end (READOUT), so only the input bits remain.
+          spikes were accumulated at its end (READOUT), so only the input spikes remain.
   UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
-          C chunks of neurons, one chunk per cycle. The ring turns on (adding zeros) and each
-          lane takes its sum from the segment at the adders (``layout``: segment g holds the
-          chunks k = g mod G), so a lane reads one of A/P places, not one of C. u, v, q live in
-          a state memory (read a chunk, write it back 6 cycles later). Then the sums are cleared.
-  READOUT G cycles per new hidden spike, the same datapath as ACC: the spike's synapse row goes
-          onto the (cleared) accumulators, for the next step, and its output-weight row (one
-          word, with the first segment) onto the O output accumulators: the readout needs O
-          adders, not P*O. A beat with ``first`` clears the accumulators as it is accepted.
-  LI      the O output potentials one after another through one multiplier (select, multiply,
-          round and saturate, compare for the argmax); a mean readout adds o onto its running
-          sum one stage later and compares the sums (one more cycle).
+          C chunks of neurons, one chunk per cycle (multi-bit inputs: each lane adds its neuron's
+          w_in . x, one multiplier per input, beside the damping). The ring turns on (adding zeros)
+          and each lane takes its sum from the segment at the adders (``layout``: segment g holds
+          the chunks k = g mod G), so a lane reads one of A/P places, not one of C. u, v, q live in
+          a state memory (read a chunk, write it back 6 cycles later). As the last chunk is issued
+          every sum has been read: the sums are cleared and READOUT starts while the pipeline drains.
+  READOUT G cycles per new hidden spike, the same datapath as ACC: a chunk's spikes join the source
+          queue as they leave the pipeline; each spike's synapse row goes onto the (cleared)
+          accumulators, for the next step, and its output-weight row (one word, with the first
+          segment) onto the O output accumulators: the readout needs O adders, not P*O. It ends when
+          the pipeline is drained and the queue empty (``readout_cycles``). A beat with ``first``
+          clears the accumulators as it is accepted.
+  LI      copies the O output sums (so READOUT of the next step may refill them), then the outputs
+          one after another through one multiplier (select, multiply, round and saturate, compare
+          for the argmax); a mean readout adds o onto its running sum one stage later and compares
+          the sums (one more cycle).
 LI and the output beat run beside the next step: as READOUT ends, LI starts and the next beat
 may be accepted, so in a stream a step occupies only accept + ACC + UPDATE + READOUT
 (``period_model``). The beat is held until it is taken. Silent sources cost nothing: cycles grow
@@ -39,6 +44,7 @@ registers have no reset: a register with two resets would cost a LUT per bit.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -46,43 +52,77 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed.spec import IntNetwork
 from . import fixed_ops as ops
-from .layout import memory_images
+from .layout import acc_offset, event_inputs, memory_images, multiplies_inputs
 
 MIN_CYCLE_COUNTER_BITS = 16
 
 
-def _pass(sources: int, segments: int, empty: int = 1) -> int:
-    """Cycles of an ACC or READOUT pass over ``sources`` set sources: take the first, G per
-    source, two until its last row is added; ``empty`` when there are none."""
-    return sources * segments + 3 if sources else empty
+# pipeline stages of UPDATE: a chunk issued in UPDATE cycle k + 1 has its spikes at stage 6 in cycle k + 7
+STAGES = 6
 
 
-def cycle_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
-                mean: bool = False) -> int:
+def _pass(sources, segments: int, empty: int = 1):
+    """Cycles of an ACC pass over ``sources`` set sources: take the first, G per source, two until
+    its last row is added; ``empty`` when there are none."""
+    return np.where(np.asarray(sources) > 0, np.asarray(sources) * segments + 3, empty)
+
+
+def chunk_spikes(spikes, lanes: int, chunks: int) -> np.ndarray:
+    """Hidden spikes [..., H] -> spikes per chunk [..., C] (neuron h in chunk h // lanes)."""
+    spikes = np.asarray(spikes, dtype=np.int64)
+    pad = chunks * lanes - spikes.shape[-1]
+    padded = np.concatenate([spikes, np.zeros(spikes.shape[:-1] + (pad,), np.int64)], -1)
+    return padded.reshape(spikes.shape[:-1] + (chunks, lanes)).sum(-1)
+
+
+def readout_cycles(per_chunk, segments: int) -> np.ndarray:
+    """Cycles of READOUT, which starts as UPDATE has issued its last chunk and takes each chunk's
+    spikes as they leave the pipeline: chunk k's can be taken from READOUT cycle v_k = max(1,
+    k + 7 - C); a source is taken every G cycles while any is waiting, so the last take is at
+    max over chunks k with spikes of v_k + G * (spikes in chunks k.. - 1); two cycles after its G
+    segments the rows are added. Never before the pipeline has drained (cycle STAGES).
+    ``per_chunk`` [..., C] spikes per chunk (``chunk_spikes``)."""
+    s = np.asarray(per_chunk, dtype=np.int64)
+    c = s.shape[-1]
+    from_here = np.cumsum(s[..., ::-1], -1)[..., ::-1]  # spikes in chunks k .. C-1
+    visible = np.maximum(1, np.arange(c) + STAGES + 1 - c)
+    last_take = np.where(s > 0, visible + (from_here - 1) * segments, 0).max(-1)
+    return np.where(from_here[..., 0] > 0, np.maximum(last_take + segments + 2, STAGES), STAGES)
+
+
+def li_cycles(outputs: int, mean: bool) -> int:
+    """LI: copy the output sums, one output per cycle, four to the argmax (five for a mean readout)."""
+    return outputs + 5 + int(mean)
+
+
+def cycle_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
-    payload); one more cycle hands the beat over, so a step occupies this + 1 cycles.
-    accept 1, ACC (set input bits) * segments + 3 (skipped when there are none), UPDATE chunks + 7,
-    READOUT (the step's hidden spikes) * segments + 3 (1 when none), LI outputs + 4 (+ 1 for a
-    mean readout's running sums)."""
-    return 1 + _pass(input_sources, segments, 0) + (chunks + 7) + _pass(spikes, segments) + (outputs + 4 + int(mean))
+    payload); one more cycle hands the beat over. accept 1, ACC (input spikes) * segments + 3
+    (skipped when there are none), UPDATE chunks + 1, READOUT (``readout_cycles``), LI
+    (``li_cycles``). ``per_chunk`` [..., C]: the step's hidden spikes per chunk."""
+    per_chunk = np.asarray(per_chunk)
+    c = per_chunk.shape[-1]
+    return 1 + _pass(input_sources, segments, 0) + c + 1 + readout_cycles(per_chunk, segments) + li_cycles(outputs, mean)
 
 
-def period_model(input_sources: int, spikes: int, chunks: int, outputs: int, segments: int = 1,
-                  mean: bool = False) -> int:
+def period_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
     """Cycles from accepting a beat to accepting the next, in a stream whose next beat is waiting
-    and whose beats are taken at once: accept 1, ACC, UPDATE, READOUT; LI runs beside the next
-    step's ACC and UPDATE, and adds cycles only where it is the longer (few chunks, many outputs;
-    the first step of a stream has no LI before it and may be shorter)."""
-    li = outputs + 4 + int(mean)  # the previous step's LI must be done before READOUT starts
-    return 1 + max(_pass(input_sources, segments, 0) + chunks + 7, li) + _pass(spikes, segments)
+    and whose beats are taken at once: accept 1, ACC, UPDATE, READOUT; the previous step's LI runs
+    beside them and holds the step at READOUT's end only where it is longer (few chunks, many
+    outputs: it must be done and its beat taken, LI + 2 cycles after the step was accepted)."""
+    per_chunk = np.asarray(per_chunk)
+    c = per_chunk.shape[-1]
+    own = 1 + _pass(input_sources, segments, 0) + c + 1 + readout_cycles(per_chunk, segments)
+    return np.maximum(own, li_cycles(outputs, mean) + 2)
 
 
-def cycle_counter_bits(inputs: int, hidden: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
+def cycle_counter_bits(inputs: int, lanes: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
     """Wide enough for the slowest possible step (every input bit set, every hidden neuron
     spiking), so the per-step counter can never wrap; at least 16 bits. Output back-pressure is
     not counted (the count stops when the beat is presented), so no stream length or stall can
     overflow it."""
-    return max(MIN_CYCLE_COUNTER_BITS, cycle_model(inputs, hidden, chunks, n_out, segments, mean).bit_length())
+    slowest = cycle_model(inputs, np.full(chunks, lanes), n_out, segments, mean)
+    return max(MIN_CYCLE_COUNTER_BITS, int(slowest).bit_length())
 
 
 # Up to this many sources the priority encoder is one chain of comparisons (the ECG network's 40);
@@ -144,7 +184,8 @@ class BRFAccelerator(wiring.Component):
         n_in, n_hid, n_out = net.shape
         bits = net.spec.input.bits
         self.mean = net.readout.rule == "mean"
-        self.sources = net.spec.sources(n_in, n_hid)
+        self.multiply = multiplies_inputs(net.spec)
+        self.sources = event_inputs(net) + n_hid
         # spike networks keep the field name (and so their Verilog); multi-bit values are "inputs"
         self.input_field = "spikes" if bits == 1 else "inputs"
         self.input_layout = data.StructLayout({self.input_field: unsigned(n_in * bits), "first": unsigned(1)})
@@ -153,7 +194,7 @@ class BRFAccelerator(wiring.Component):
             "potentials": data.ArrayLayout(signed(net.spec.output.bits), n_out),
             "label": label,
             "spikes": unsigned(n_hid),
-            "cycles": unsigned(cycle_counter_bits(n_in * bits, n_hid, n_out, self.chunks, self.segments, self.mean)),
+            "cycles": unsigned(cycle_counter_bits(event_inputs(net), lanes, n_out, self.chunks, self.segments, self.mean)),
             **({"sum_label": label} if self.mean else {}),
         })
         super().__init__({"inp": In(stream.Signature(self.input_layout)),
@@ -164,13 +205,10 @@ class BRFAccelerator(wiring.Component):
         net, spec, img = self.net, self.net.spec, self.images
         n_hid, n_out = net.shape[1:]
         P, C = self.lanes, self.chunks
-        wb, cb, sb, ob, owb = (spec.synapse_bits, spec.coef.bits, spec.state.bits, spec.output.bits,
-                               spec.out_weight.bits)
-        # the accumulators start from rshift's rounding constant (``ops.acc_offset``) and must hold
-        # any sum of fan-in weights on top of it, so the slice below never drops a set bit
-        offset = ops.acc_offset(spec)
-        fan_in = self.sources * (1 << (wb - 1))
-        acc_bits = max(spec.acc_bits(self.sources), (fan_in + offset).bit_length() + 1)
+        wb, cb, sb, ob, owb = img.row_bits, spec.coef.bits, spec.state.bits, spec.output.bits, spec.out_weight.bits
+        # the accumulators start from ``acc_offset`` and hold any sum of these weights on top of it
+        # (``layout.accumulator_bits``), so the slice below never drops a set bit
+        offset, acc_bits = acc_offset(spec), img.acc_bits
         out_acc_bits = spec.out_acc_bits(n_hid)
 
         # block RAM even where a memory is small: a ROM or RAM in logic costs the LUTs we save for
@@ -195,6 +233,7 @@ class BRFAccelerator(wiring.Component):
             return r
 
         cycles = Signal(len(self.out.payload.cycles))
+        x_step = Signal(self.input_layout.size - 1, name="x_step", reset_less=True)  # multiply: the step's inputs
         fresh = Signal(init=1)  # the state memory is to be read as zeros (reset, or a sequence start)
 
         # --- ACC: one row segment per cycle onto a ring of accumulator segments ---------------------
@@ -224,14 +263,14 @@ class BRFAccelerator(wiring.Component):
 
         # READOUT's output rows: hidden source I*b + h reads word h with its first segment; the row
         # is zero unless fetched, so the O adders run every cycle (no enable)
-        n_in_bits = self.sources - n_hid
+        n_events = self.sources - n_hid
         acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
-        m.d.comb += outw_rd.addr.eq(source - n_in_bits)
+        m.d.comb += outw_rd.addr.eq(source - n_events)
         out_fetched = Signal()  # the output read port holds a spiking neuron's row
         out_row = Signal(len(outw_rd.data), name="out_row", reset_less=True)
         m.d.sync += out_row.eq(Mux(out_fetched, outw_rd.data, 0))
         m.d.sync += [a.eq(a + _field(out_row, j, owb)) for j, a in enumerate(acc_o)]
-        clear_o = Signal()  # READOUT starts (the last LI has read the sums)
+        clear_o = Signal()  # READOUT starts (LI copied the last step's sums as it started)
         with m.If(clear_o):
             m.d.sync += [a.eq(0) for a in acc_o]
 
@@ -240,7 +279,10 @@ class BRFAccelerator(wiring.Component):
         place = Signal(range(max(2, A // P)))  # chunk // G: where in the segment at the adders
         m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
         valid1, chunk1 = reg(issuing, "valid_s1", reset_less=False), reg(chunk, "chunk_s1")
-        acc1 = [reg(Array(ops.current(spec, a) for a in ring[0][p::P])[place], f"acc_s1_{p}") for p in range(P)]
+        # events: the sums' top bits are the synaptic current (``acc_offset``); multiply: the raw
+        # recurrent sums, the lanes add w_in . x and round in stage 2
+        lane_sum = (lambda a: a) if self.multiply else (lambda a: ops.current(spec, a))
+        acc1 = [reg(Array(lane_sum(a) for a in ring[0][p::P])[place], f"acc_s1_{p}") for p in range(P)]
         # stage 1: state and constants arrive from memory (registered before any arithmetic: the
         # block RAM's clock-to-output is most of a cycle)
         old = [[Mux(fresh, 0, _field(state_rd.data, i * P + p, sb)) for p in range(P)] for i in range(3)]
@@ -248,16 +290,29 @@ class BRFAccelerator(wiring.Component):
         d2 = [reg(_field(const_rd.data, p, cb), f"d_s2_{p}") for p in range(P)]
         c2 = [reg(_field(const_rd.data, P + p, cb), f"c_s2_{p}") for p in range(P)]
         acc2 = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
+        if self.multiply:  # lane p's input weights, registered like d and c
+            n_in, wib = net.shape[0], spec.weight.bits
+            w_in2 = [[reg(_field(const_rd.data[2 * P * cb:], p * n_in + i, wib), f"w_in_s2_{p}_{i}") for i in range(n_in)]
+                     for p in range(P)]
         valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
         # stage 2: dt * q, the smooth reset's share of the damping
         q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(q2)]
         u3, v3, q3, d3, c3, acc3 = ([reg(x, f"{n}_s3_{p}") for p, x in enumerate(xs)]
                                     for n, xs in zip(("u", "v", "q", "d", "c", "acc"), (u2, v2, q2, d2, c2, acc2)))
         valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
+        cur3 = acc3  # the synaptic current
+        if self.multiply:  # w_in . x of the step's inputs (latched with its beat), then the current
+            x_in = [x_step.word_select(i, spec.input.bits) for i in range(n_in)]
+            w_x3 = [reg(sum(w * x for w, x in zip(w_in2[p], x_in)), f"w_x_s3_{p}") for p in range(P)]
+            ra, ia, ws = spec.rec_align, spec.in_align, spec.weight_shift
+            if ra >= ws:  # the recurrent sum has no bits below the shift: round the input term alone
+                cur3 = [(a << (ra - ws)) + ops.rshift(w_x3[p] << ia, ws) for p, a in enumerate(acc3)]
+            else:
+                cur3 = [ops.rshift((a << ra) + (w_x3[p] << ia), ws) for p, a in enumerate(acc3)]
         # stage 3: damping factor
         e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]), f"e_s4_{p}") for p in range(P)]
         u4, v4, q4, c4, acc4 = ([reg(x, f"{n}_s4_{p}") for p, x in enumerate(xs)]
-                                for n, xs in zip(("u", "v", "q", "c", "acc"), (u3, v3, q3, c3, acc3)))
+                                for n, xs in zip(("u", "v", "q", "c", "acc"), (u3, v3, q3, c3, cur3)))
         valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
         # stage 4: the rotation's products
         e_u5 = [reg(e4[p] * u4[p], f"e_u_s5_{p}") for p in range(P)]
@@ -268,7 +323,7 @@ class BRFAccelerator(wiring.Component):
         th_q5 = [reg(q4[p] + net.theta, f"th_q_s5_{p}") for p in range(P)]
         acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
         valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
-        # stage 5: new u, v (acc5 holds the synaptic current, ``ops.current``)
+        # stage 5: new u, v (acc5 holds the synaptic current)
         u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
         v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
         q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
@@ -297,7 +352,13 @@ class BRFAccelerator(wiring.Component):
         li_restart = Signal()  # this LI's step starts a sequence
         o_sel = reg(Mux(li_restart, 0, Array(o)[li_index]), "o_sel")
         alpha_sel = reg(alpha[li_index], "alpha_sel")
-        acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel", False),
+        # LI's copy of the output sums, taken in its first cycle: READOUT(t+1) may then start while
+        # LI(t) runs (the copy is D -> Q with an enable, no LUTs)
+        acc_o_li = [Signal.like(a, name=f"acc_o_li_{j}") for j, a in enumerate(acc_o)]
+        li_copy = Signal()
+        with m.If(li_copy):
+            m.d.sync += [c.eq(a) for c, a in zip(acc_o_li, acc_o)]
+        acc_o_sel, valid_sel, index_sel = (reg(Array(acc_o_li)[li_index], "acc_o_sel"), reg(li_issuing, "li_valid_sel", False),
                                            reg(li_index, "li_index_sel"))
         o_alpha_a, acc_o_a = reg(o_sel * alpha_sel, "o_alpha_a"), reg(acc_o_sel, "acc_o_a")
         valid_a, index_a = reg(valid_sel, "li_valid_a", False), reg(index_sel, "li_index_a")
@@ -346,25 +407,27 @@ class BRFAccelerator(wiring.Component):
                     take_lowest()
                 with m.Else():
                     m.d.sync += have.eq(0)
-                    with m.If(~have & ~fetched):
+                    with m.If(~have & ~fetched & ~pipeline_busy):  # READOUT: every spike arrived
                         done()
 
         # LI and the output beat, beside the next step: LI(t) starts as READOUT(t) ends and the
-        # next beat may be accepted; UPDATE(t+1) may not hand over to READOUT (which clears the
-        # output sums) before LI(t) is done, READOUT(t+1) not to LI before beat t is taken. Cycles
-        # spent so waiting are not counted: ``cycles`` is the step's own work, whatever the stream.
+        # next beat may be accepted; READOUT(t+1) may not hand over to LI before LI(t) is done and
+        # beat t taken (HOLD). Cycles spent so waiting are not counted: ``cycles`` is the step's own
+        # work, whatever the stream.
         li_running = Signal()
         out_pending = Signal()
         out_cycles = Signal.like(cycles)
         out_spikes = Signal(n_hid, name="out_spikes", reset_less=True)  # z changes in UPDATE(t+1)
 
         def start_li(count):
-            m.d.sync += [li_issuing.eq(1), li_index.eq(0), li_running.eq(1), li_restart.eq(restart),
+            m.d.sync += [li_copy.eq(1), li_index.eq(0), li_running.eq(1), li_restart.eq(restart),
                          restart.eq(0), out_cycles.eq(count), out_spikes.eq(z_flat)]
 
         with m.If(li_running):
             m.d.sync += out_cycles.eq(out_cycles + 1)
-            with m.If(li_issuing):
+            with m.If(li_copy):
+                m.d.sync += [li_copy.eq(0), li_issuing.eq(1)]
+            with m.Elif(li_issuing):
                 with m.If(li_index == n_out - 1):
                     m.d.sync += li_issuing.eq(0)
                 with m.Else():
@@ -390,12 +453,16 @@ class BRFAccelerator(wiring.Component):
                 with m.If(self.inp.valid):
                     first = self.inp.payload.first
                     inputs = getattr(self.inp.payload, self.input_field)
-                    m.d.sync += [mask.eq(inputs), cycles.eq(1)]
+                    m.d.sync += cycles.eq(1)
+                    if self.multiply:
+                        m.d.sync += x_step.eq(inputs)
+                    else:
+                        m.d.sync += mask.eq(inputs)
                     with m.If(first | fresh):  # the last step's spikes were accumulated for nothing
                         m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
                         m.d.sync += [fresh.eq(1), restart.eq(1)]
-                    with m.If(inputs == 0):  # nothing to accumulate: straight on to UPDATE
+                    with m.If(inputs == 0 if not self.multiply else 1):  # nothing to accumulate: on to UPDATE
                         to_update()
                     with m.Else():
                         m.next = "ACC"
@@ -404,25 +471,25 @@ class BRFAccelerator(wiring.Component):
                 accumulate(to_update)
 
             with m.State("UPDATE"):
-                with m.If(pipeline_busy | ~li_running):
-                    m.d.sync += cycles.eq(cycles + 1)
+                m.d.sync += cycles.eq(cycles + 1)
                 with m.If(issuing):
                     next_segment([place.eq(place + 1)])
                     with m.If(chunk == C - 1):  # C is a multiple of G: the ring is home again
                         m.d.sync += [issuing.eq(0), chunk.eq(0), place.eq(0)]
                     with m.Else():
                         m.d.sync += chunk.eq(chunk + 1)
-                # every chunk read its sums, every spike is in z_ring, the last LI read its sums
-                with m.If(~pipeline_busy & ~li_running):
+                # every chunk has read its sums (stage 1 of the last one reads ``fresh`` now); its
+                # spikes join the source queue as they leave the pipeline (below), READOUT takes them
+                with m.Else():
                     m.d.comb += [clear.eq(1), clear_o.eq(1)]
-                    m.d.sync += [fresh.eq(0), mask.eq(Cat(Const(0, n_in_bits), z_flat))]
+                    m.d.sync += fresh.eq(0)
                     m.next = "READOUT"
 
             with m.State("READOUT"):
                 m.d.sync += out_fetched.eq(have & (segment == 0))
 
                 def to_li():
-                    with m.If(out_pending):  # the last beat is still to be taken
+                    with m.If(out_pending | li_running):  # the last LI is running or its beat untaken
                         m.next = "HOLD"
                     with m.Else():
                         start_li(cycles + 1)
@@ -430,7 +497,14 @@ class BRFAccelerator(wiring.Component):
                 accumulate(to_li)
 
             with m.State("HOLD"):
-                with m.If(~out_pending):
+                with m.If(~out_pending & ~li_running):
                     start_li(cycles)
                     m.next = "IDLE"
+        # a chunk's spikes join the source queue as it leaves the pipeline (after the FSM: the bits
+        # are clear until then, so this and a take of the same cycle touch different bits)
+        for k in range(C):
+            bits = min(P, n_hid - k * P)
+            if bits > 0:
+                with m.If(valid6 & (chunk6 == k)):
+                    m.d.sync += mask[n_events + k * P:n_events + k * P + bits].eq(Cat(*z6)[:bits])
         return m

@@ -5,7 +5,8 @@ The BRF step is cut into the terms of ``arith.brf_step`` so the accelerator can 
 registers between them; chaining the terms gives exactly ``arith.brf_step``:
 
     e  = damping(spec, d, q * dtq)
-    u' = next_u(spec, e * u, c * v, current(spec, acc + acc_offset(spec)))
+    u' = next_u(spec, e * u, c * v, i)        i = current(spec, acc + layout.acc_offset(spec))
+                                              (multi-bit inputs: rshift of w_in . x + the recurrent sum)
     v' = next_v(spec, e * v, c * u)
     z  = spike(theta + q, u')                 q' = next_q(spec, q * gamma, z)
 """
@@ -53,15 +54,8 @@ def damping(spec, d, q_dt):
     return saturate(d - rshift(q_dt, spec.state.frac), spec.coef)
 
 
-def acc_offset(spec) -> int:
-    """rshift's rounding constant for the synaptic current: an accumulator that starts from it
-    (not 0) holds acc + offset, whose top bits are rshift(acc, weight_shift) as they stand, so a
-    lane reads weight_shift fewer bits and adds nothing."""
-    return 1 << (spec.weight_shift - 1) if spec.weight_shift > 0 else 0
-
-
 def current(spec, acc_plus_offset):
-    """rshift(acc, weight_shift) of an accumulator that started from ``acc_offset``."""
+    """rshift(acc, weight_shift) of an accumulator that started from ``layout.acc_offset``."""
     s = spec.weight_shift
     return acc_plus_offset.as_signed()[s:].as_signed() if s > 0 else acc_plus_offset << -s
 

@@ -8,7 +8,7 @@ the spec accepts (every fraction the artifact loader accepts, 64-bit headroom in
 d, c, alpha and the scalars anywhere in their formats, with a share pinned to the format's
 corners (saturation), 1..64 hidden neurons, 1..200 steps, mid-stream resets, lanes and accumulator
 segments of any legal value (log-uniform; long steps get shorter sequences, see CYCLE_BUDGET);
-half the cases take 2..8-bit inputs (bit-serial sources) and a random readout rule, mean with a
+half the cases take 2..8-bit inputs (weighted by the lanes' multipliers) and a random readout rule, mean with a
 narrow running sum that saturates (``_widen``, its own random stream: the other draws of a seed
 are those of the spike-only fuzzer). Each case runs in Amaranth's simulator and must equal the golden
 model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
@@ -36,7 +36,7 @@ from ..cli_util import NON_NEGATIVE_INT, POSITIVE_INT, run_main
 from ..fixed.formats import Format, FormatError
 from ..fixed.spec import READOUT_RULES, FixedSpec, InputFormat, IntNetwork, Readout
 from .core import cycle_model
-from .layout import active_sources, geometry
+from .layout import geometry, input_events
 from .simulate import expected_cycles, simulate
 
 MAX_HIDDEN, MAX_STEPS = 64, 200
@@ -136,7 +136,7 @@ def random_case(seed: int) -> FuzzCase:
     density = rng.uniform(0.0, 0.8)
     # Amaranth's simulator runs 1-4 k cycles/s: a step with many active sources and many segments
     # costs thousands of cycles, so the sequence is shortened to keep each case near CYCLE_BUDGET
-    per_step = cycle_model(round(density * n_in), round(0.3 * n_hid), chunks, n_out, segments) + 1
+    per_step = int(cycle_model(round(density * n_in), _spread(0.3 * n_hid, chunks), n_out, segments)) + 1
     steps = min(int(rng.integers(1, MAX_STEPS + 1)), max(1, CYCLE_BUDGET // per_step))
     x = (rng.random((steps, n_in)) < density).astype(np.int64)
     first = rng.random(steps) < rng.choice([0.0, 0.02, 0.2])
@@ -144,6 +144,11 @@ def random_case(seed: int) -> FuzzCase:
     net, x, first = _widen(seed, net, x, first, chunks, segments)
     return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
                     float(rng.choice([0.0, 0.3])))
+
+
+def _spread(spikes: float, chunks: int) -> np.ndarray:
+    """About ``spikes`` hidden spikes per step spread over the chunks (for the cycle estimate)."""
+    return np.full(chunks, round(spikes) // chunks) + (np.arange(chunks) < round(spikes) % chunks)
 
 
 def _widen(seed: int, net: IntNetwork, x, first, chunks: int, segments: int):
@@ -161,8 +166,8 @@ def _widen(seed: int, net: IntNetwork, x, first, chunks: int, segments: int):
     except FormatError:  # the wider input rows no longer fit 64-bit arithmetic: stay with spikes
         return net, x, first
     x = np.where(x > 0, rng.integers(0, 1 << bits, x.shape), 0)
-    per_step = cycle_model(int(active_sources(x, bits).mean()), round(0.3 * net.shape[1]), chunks,
-                           net.shape[2], segments) + 1
+    per_step = int(cycle_model(int(input_events(x, bits).mean()), _spread(0.3 * net.shape[1], chunks),
+                               net.shape[2], segments)) + 1
     steps = max(1, min(len(x), CYCLE_BUDGET // per_step))
     return net, x[:steps], first[:steps]
 

@@ -1,6 +1,18 @@
 """How an IntNetwork is laid out in the accelerator's memories (pure numpy; shared by the
 generator, its memory-init files and the tests).
 
+Inputs, two schemes, by the input format's bits b:
+  b = 1 (spikes: ECG, SHD)  events: each input spike is a source like a hidden spike, its weight
+                            row added in ACC, so cycles grow with spikes, not synapses.
+  b > 1 (pixels: S-MNIST)   each lane multiplies the step's I input values by its neuron's I input
+                            weights in UPDATE (I small multipliers per lane, the DSPs' job) and
+                            adds them to the recurrent sum. Bit-serial events (a source per set
+                            bit, rows shifted by the bit) would cost G cycles per set bit and rows
+                            b - 1 bits wider in every accumulator and synapse-memory word (the
+                            shipped 1-256-10, u8, lanes 8 on the ECP5: 24-bit accumulators,
+                            9,964 LUT4, 125 block RAMs bit-serial; 14 bits, 8,382, 51 so).
+Either way the sum is the golden model's: rshift((w_in @ x) << in_align + (w_rec @ z) << rec_align,
+weight_shift), exactly.
 Lanes: P neurons are updated per cycle, so hidden neuron h lives in chunk h // P, lane h % P;
 C = ceil(H / P) chunks, rounded up to a multiple of G (padding: zero weights and constants, never
 spikes).
@@ -11,15 +23,17 @@ source's row is added per cycle. Segment g holds the chunks k = g (mod G), chunk
 segment at the adders with an (A / P):1 multiplexer per lane, not a C:1 one over all
 accumulators. A source's segments sit at a power-of-two stride S >= G, so the address is the
 source index with the segment index below it (no multiplier).
-  synapse memory  depth (I*b + H) * S, word s*S + g = weights from source s onto segment g's
-                  accumulators in offset order (words s*S + G .. s*S + S-1 unused, zero), aligned to
-                  the accumulator (sources 0..I*b-1: the bits of the b-bit inputs, bit k of input i
-                  is source i*b + k with row w_in[:, i] << k (bit-serial: the input values
-                  concatenated little-end first are the inputs' source bits); I*b..I*b+H-1:
-                  hidden neurons)                                   width A * synapse_bits
-  constant memory depth C, word k = d of lanes 0..P-1, then c of lanes 0..P-1  width 2*P*coef.bits
+  synapse memory  depth sources * S, word s*S + g = the row fields from source s onto segment g's
+                  accumulators in offset order (words s*S + G .. s*S + S-1 unused, zero). Sources:
+                  events: the I inputs (w_in aligned), then the H hidden neurons (w_rec aligned);
+                  multiply: the H hidden neurons (w_rec as it is: the lanes align)
+                                                                    width A * row_bits
+  constant memory depth C, word k = d of lanes 0..P-1, then c of lanes 0..P-1 (coef.bits each),
+                  multiply: then lane p's I input weights at p*I .. p*I + I-1 (weight.bits each)
   output memory   depth H, word h = the weights from hidden neuron h onto outputs 0..O-1
                                                                     width O * out_weight.bits
+Accumulators are as wide as the sums these weights can reach (every source active, each row's
+positive or each row's negative weights), from ``acc_offset``: never a wrap, no saturation.
 """
 
 from __future__ import annotations
@@ -29,11 +43,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fixed.spec import IntNetwork
+from ..fixed.spec import FixedSpec, IntNetwork
 
 # Two segments halve the accumulator adders (the largest block of carry logic) for one more cycle
 # per active source: on the ECP5 at lanes 1, 3,088 -> 2,728 LUTs and 14 -> 10 block RAMs,
-# 103 -> 102 MHz (the ECG network on the previous design).
+# 103 -> 102 MHz (the ECG network on an earlier design).
 DEFAULT_SEGMENTS = 2
 
 
@@ -44,6 +58,26 @@ def pack(fields, bits: int) -> int:
     return word
 
 
+def multiplies_inputs(spec: FixedSpec) -> bool:
+    """Multi-bit inputs are weighted by the lanes' multipliers, spikes are events (see above)."""
+    return spec.input.bits > 1
+
+
+def event_inputs(net: IntNetwork) -> int:
+    """Inputs that are sources of the accumulation (their spikes queue like hidden spikes)."""
+    return 0 if multiplies_inputs(net.spec) else net.shape[0]
+
+
+def acc_offset(spec: FixedSpec) -> int:
+    """rshift's rounding constant for the synaptic current in the event scheme: an accumulator that
+    starts from it (not 0) holds acc + offset, whose top bits are rshift(acc, weight_shift) as they
+    stand, so a lane reads weight_shift fewer bits and adds nothing. The multiply scheme's lanes add
+    the input term before they shift, and round there (offset 0)."""
+    if multiplies_inputs(spec) or spec.weight_shift <= 0:
+        return 0
+    return 1 << (spec.weight_shift - 1)
+
+
 @dataclass(frozen=True)
 class MemoryImages:
     lanes: int
@@ -51,6 +85,8 @@ class MemoryImages:
     segments: int
     segment_size: int  # A: accumulators per segment
     segment_stride: int  # S: synapse-memory words per source
+    row_bits: int  # a synapse-row field
+    acc_bits: int  # an accumulator (signed)
     synapses: list[int]
     constants: list[int]
     outputs: list[int]
@@ -79,17 +115,41 @@ def accumulator_order(chunks: int, lanes: int, segments: int) -> np.ndarray:
 
 
 def source_rows(net: IntNetwork) -> np.ndarray:
-    """[H, I*b + H]: column s = the aligned weights from source s (input bit rows, then hidden)."""
+    """[H, sources]: column s = the synapse-memory row of source s (see the module docstring)."""
     w_in, w_rec = net.aligned_weights()
-    bits = net.spec.input.bits
-    w_bits = (w_in[:, :, None] << np.arange(bits, dtype=np.int64)).reshape(w_in.shape[0], -1)
-    return np.concatenate([w_bits, w_rec], axis=1)
+    if multiplies_inputs(net.spec):
+        return np.asarray(net.w_rec, dtype=np.int64)
+    return np.concatenate([w_in, w_rec], axis=1)
 
 
-def active_sources(x: np.ndarray, bits: int) -> np.ndarray:
-    """x [..., I] input values -> [...] the set input bits: the input sources a step accumulates."""
+def row_bits(spec: FixedSpec) -> int:
+    """Width of a synapse-row field: an aligned input or recurrent weight (events), a recurrent
+    weight as it is (multiply)."""
+    if multiplies_inputs(spec):
+        return spec.rec_weight.bits
+    return max(spec.weight.bits + spec.in_align, spec.rec_weight.bits + spec.rec_align)
+
+
+def signed_bits(low: int, high: int) -> int:
+    """Two's-complement bits that hold every integer in [low, high]."""
+    return max(int(high).bit_length(), int(-low - 1).bit_length() if low < 0 else 0) + 1
+
+
+def accumulator_bits(net: IntNetwork) -> int:
+    """Bits of an accumulator: the offset plus every positive (or every negative) row field of a
+    neuron, the widest neuron; at least a row field's width."""
+    rows = source_rows(net)
+    offset = acc_offset(net.spec)
+    high = offset + int(np.clip(rows, 0, None).sum(1).max(initial=0))
+    low = offset + int(np.clip(rows, None, 0).sum(1).min(initial=0))
+    return max(signed_bits(low, high), row_bits(net.spec))
+
+
+def input_events(x: np.ndarray, bits: int) -> np.ndarray:
+    """x [..., I] input values -> [...] the input sources a step accumulates in ACC: its input
+    spikes (b = 1); none where the lanes multiply (b > 1)."""
     x = np.asarray(x, dtype=np.int64)
-    return sum(((x >> k) & 1).sum(-1) for k in range(bits))
+    return x.sum(-1) if bits == 1 else np.zeros(x.shape[:-1], np.int64)
 
 
 def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> MemoryImages:
@@ -98,15 +158,21 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> M
     pad = chunks * lanes - n_hid
     size = chunks // segments * lanes
     spec = net.spec
-    sources = np.pad(source_rows(net), ((0, pad), (0, 0)))  # [C*P, I*b+H]: column s = weights from s
+    rb = row_bits(spec)
+    sources = np.pad(source_rows(net), ((0, pad), (0, 0)))  # [C*P, sources]: column s = weights from s
     sources = sources[accumulator_order(chunks, lanes, segments)]  # rows in accumulator order
     stride = 1 << (segments - 1).bit_length()
-    synapses = [pack(sources[g * size:(g + 1) * size, s], spec.synapse_bits) if g < segments else 0
+    synapses = [pack(sources[g * size:(g + 1) * size, s], rb) if g < segments else 0
                 for s in range(sources.shape[1]) for g in range(stride)]
     d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
+    w_in = np.pad(net.w_in, ((0, pad), (0, 0)))
+    multiply = multiplies_inputs(spec)
+    coef_bits = 2 * lanes * spec.coef.bits
     constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
+                 | (pack(w_in[k * lanes:(k + 1) * lanes].reshape(-1), spec.weight.bits) << coef_bits if multiply else 0)
                  for k in range(chunks)]
     outputs = [pack(net.w_out[:, h], spec.out_weight.bits) for h in range(n_hid)]
-    widths = {"synapses": size * spec.synapse_bits, "constants": 2 * lanes * spec.coef.bits,
+    widths = {"synapses": size * rb, "constants": coef_bits + (lanes * n_in * spec.weight.bits if multiply else 0),
               "outputs": n_out * spec.out_weight.bits}
-    return MemoryImages(lanes, chunks, segments, size, stride, synapses, constants, outputs, widths)
+    return MemoryImages(lanes, chunks, segments, size, stride, rb, accumulator_bits(net), synapses, constants,
+                        outputs, widths)

@@ -13,8 +13,8 @@ from amaranth.sim import Simulator
 
 from .. import golden
 from ..fixed.spec import IntNetwork
-from .core import BRFAccelerator, cycle_model
-from .layout import active_sources, geometry, pack
+from .core import BRFAccelerator, chunk_spikes, cycle_model
+from .layout import geometry, input_events, pack
 
 
 class HardwareRun(NamedTuple):
@@ -90,13 +90,11 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
 
 def expected_cycles(net: IntNetwork, x: np.ndarray, spikes: np.ndarray, lanes: int,
                     segments: int | None = None, model=cycle_model) -> np.ndarray:
-    """The cycle model per step (x [..., I], spikes [..., H] the golden model's): the step's set
-    input bits and its own hidden spikes (READOUT accumulates them at the step's end).
-    ``model=period_model``: the cycles a step occupies in a stream (throughput)."""
+    """The cycle model per step (x [..., I], spikes [..., H] the golden model's): the step's
+    input events (its input spikes; none for multi-bit inputs) and its own hidden spikes per chunk
+    (READOUT takes them as they leave the pipeline). ``model=period_model``: the cycles a step
+    occupies in a stream (throughput)."""
     chunks, segments = geometry(net.shape[1], lanes, segments)
     mean = net.readout.rule == "mean"
-    inputs = active_sources(x, net.spec.input.bits)
-    fired = np.asarray(spikes).sum(-1)
-    table = {pair: model(pair[0], pair[1], chunks, net.shape[2], segments, mean)
-             for pair in set(zip(inputs.reshape(-1).tolist(), fired.reshape(-1).tolist()))}
-    return np.vectorize(lambda a, s: table[(a, s)], otypes=[np.int64])(inputs, fired)
+    per_chunk = chunk_spikes(spikes, lanes, chunks)
+    return model(input_events(x, net.spec.input.bits), per_chunk, net.shape[2], segments, mean).astype(np.int64)
