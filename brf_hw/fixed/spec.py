@@ -162,9 +162,10 @@ class FixedSpec:
 
     @property
     def synapse_bits(self) -> int:
-        """Width that holds any aligned term of the synaptic sum: a recurrent weight, or an input
-        weight times one bit of an input value (x * w as input.bits shifted terms; the bound
-        ``int64_widths`` uses. The accelerator sizes its own words from the weights, ``hw.layout``)."""
+        """Width that holds any aligned term of the synaptic sum, x * w counted as input.bits
+        shifted terms: a recurrent weight, or an input weight times one bit of an input value.
+        ``int64_widths`` bounds the golden model with it; the accelerator sizes its own words from
+        the weights (``hw.layout``)."""
         return max(self.weight.bits + self.in_align + self.input.bits - 1, self.rec_weight.bits + self.rec_align)
 
     def sources(self, n_in: int, n_hid: int) -> int:

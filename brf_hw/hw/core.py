@@ -64,7 +64,8 @@ STAGES = 6
 def _pass(sources, segments: int, empty: int = 1):
     """Cycles of an ACC pass over ``sources`` set sources: take the first, G per source, two until
     its last row is added; ``empty`` when there are none."""
-    return np.where(np.asarray(sources) > 0, np.asarray(sources) * segments + 3, empty)
+    sources = np.asarray(sources)
+    return np.where(sources > 0, sources * segments + 3, empty)
 
 
 def chunk_spikes(spikes, lanes: int, chunks: int) -> np.ndarray:
@@ -95,14 +96,18 @@ def li_cycles(outputs: int, mean: bool) -> int:
     return outputs + 5 + int(mean)
 
 
+def _own_cycles(input_sources, per_chunk, segments: int) -> np.ndarray:
+    """accept 1 + ACC + UPDATE (chunks + 1) + READOUT: a step's work before its LI."""
+    per_chunk = np.asarray(per_chunk)
+    return 1 + _pass(input_sources, segments, 0) + per_chunk.shape[-1] + 1 + readout_cycles(per_chunk, segments)
+
+
 def cycle_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over. accept 1, ACC (input spikes) * segments + 3
     (skipped when there are none), UPDATE chunks + 1, READOUT (``readout_cycles``), LI
     (``li_cycles``). ``per_chunk`` [..., C]: the step's hidden spikes per chunk."""
-    per_chunk = np.asarray(per_chunk)
-    c = per_chunk.shape[-1]
-    return 1 + _pass(input_sources, segments, 0) + c + 1 + readout_cycles(per_chunk, segments) + li_cycles(outputs, mean)
+    return _own_cycles(input_sources, per_chunk, segments) + li_cycles(outputs, mean)
 
 
 def period_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
@@ -110,10 +115,7 @@ def period_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean
     and whose beats are taken at once: accept 1, ACC, UPDATE, READOUT; the previous step's LI runs
     beside them and holds the step at READOUT's end only where it is longer (few chunks, many
     outputs: it must be done and its beat taken, LI + 2 cycles after the step was accepted)."""
-    per_chunk = np.asarray(per_chunk)
-    c = per_chunk.shape[-1]
-    own = 1 + _pass(input_sources, segments, 0) + c + 1 + readout_cycles(per_chunk, segments)
-    return np.maximum(own, li_cycles(outputs, mean) + 2)
+    return np.maximum(_own_cycles(input_sources, per_chunk, segments), li_cycles(outputs, mean) + 2)
 
 
 def cycle_counter_bits(inputs: int, lanes: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
@@ -261,7 +263,7 @@ class BRFAccelerator(wiring.Component):
         with m.If(clear):  # after the adds: one sync reset and one enable per FF, no LUTs
             m.d.sync += [a.eq(offset) for a in acc]
 
-        # READOUT's output rows: hidden source I*b + h reads word h with its first segment; the row
+        # READOUT's output rows: hidden source n_events + h reads word h with its first segment; the row
         # is zero unless fetched, so the O adders run every cycle (no enable)
         n_events = self.sources - n_hid
         acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
@@ -280,7 +282,7 @@ class BRFAccelerator(wiring.Component):
         m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
         valid1, chunk1 = reg(issuing, "valid_s1", reset_less=False), reg(chunk, "chunk_s1")
         # events: the sums' top bits are the synaptic current (``acc_offset``); multiply: the raw
-        # recurrent sums, the lanes add w_in . x and round in stage 2
+        # recurrent sums, the lanes add w_in . x and round in stage 3
         lane_sum = (lambda a: a) if self.multiply else (lambda a: ops.current(spec, a))
         acc1 = [reg(Array(lane_sum(a) for a in ring[0][p::P])[place], f"acc_s1_{p}") for p in range(P)]
         # stage 1: state and constants arrive from memory (registered before any arithmetic: the
@@ -462,10 +464,13 @@ class BRFAccelerator(wiring.Component):
                         m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
                         m.d.sync += [fresh.eq(1), restart.eq(1)]
-                    with m.If(inputs == 0 if not self.multiply else 1):  # nothing to accumulate: on to UPDATE
+                    if self.multiply:  # the lanes weight the inputs: nothing to accumulate
                         to_update()
-                    with m.Else():
-                        m.next = "ACC"
+                    else:
+                        with m.If(inputs == 0):  # no input spike: straight on to UPDATE
+                            to_update()
+                        with m.Else():
+                            m.next = "ACC"
 
             with m.State("ACC"):
                 accumulate(to_update)

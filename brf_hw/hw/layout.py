@@ -116,10 +116,9 @@ def accumulator_order(chunks: int, lanes: int, segments: int) -> np.ndarray:
 
 def source_rows(net: IntNetwork) -> np.ndarray:
     """[H, sources]: column s = the synapse-memory row of source s (see the module docstring)."""
-    w_in, w_rec = net.aligned_weights()
     if multiplies_inputs(net.spec):
         return np.asarray(net.w_rec, dtype=np.int64)
-    return np.concatenate([w_in, w_rec], axis=1)
+    return np.concatenate(net.aligned_weights(), axis=1)
 
 
 def row_bits(spec: FixedSpec) -> int:
