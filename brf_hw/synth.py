@@ -161,7 +161,7 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax,
             "utilization": used, "mean_input_sources": activity.input_sources, "mean_spikes": activity.spikes_per_step,
             "cycles_per_step": cycles, "latency_cycles": latency, "steps_per_second": rate, "steps_per_inference": steps,
-            "inferences_per_second": rate / steps}
+            "inferences_per_second": rate / steps, "us_per_inference": 1e6 * steps / rate}
 
 
 class Activity(NamedTuple):
@@ -179,9 +179,10 @@ class Activity(NamedTuple):
         return float(self.spikes.sum(-1).mean())
 
 
-def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> Activity:
-    """Input events (spikes; none for multi-bit inputs, weighted in the lanes) and hidden spikes per step, from the golden model on the first ``sequences``
-    real test sequences of ``task`` (random inputs where there is no data)."""
+def activity(net, task: str | None, data_dir=None, sequences: int = 8, density: float = RANDOM_DENSITY) -> Activity:
+    """Input events (spikes; none for multi-bit inputs, weighted in the lanes) and hidden spikes
+    per step, from the golden model on the first ``sequences`` real test sequences of ``task``;
+    where there is no data (SHD here), random inputs with each bit set with probability ``density``."""
     from . import golden
     from .train.tasks import TASKS, TaskData
 
@@ -191,15 +192,25 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8) -> Activi
         measured = f"{x.shape[1]} {task} test sequences"
     except (OSError, UserError) as exc:  # no data here: random inputs, a stated assumption
         print(f"no {task} test data ({str(exc).splitlines()[0][:120]}); activity from random inputs, "
-              f"{RANDOM_DENSITY:.0%} of input bits set", file=sys.stderr)
+              f"{density:.0%} of input bits set", file=sys.stderr)
         rng = np.random.default_rng(0)
         bits = net.spec.input.bits
-        x = sum((rng.random((spec.steps or 100, sequences, net.shape[0])) < RANDOM_DENSITY).astype(np.int64) << k
+        x = sum((rng.random((spec.steps or 100, sequences, net.shape[0])) < density).astype(np.int64) << k
                 for k in range(bits))
-        measured = f"random inputs ({RANDOM_DENSITY:.0%} of input bits set; no {task} data)"
+        measured = f"random inputs ({density:.0%} of input bits set; no {task} data)"
     if x.shape[2] != net.shape[0]:
         raise UserError(f"the network takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
     return Activity(x, golden.run(net, x).spikes, measured, net.spec.input.bits)
+
+
+def _density(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        p = -1.0
+    if not 0 < p <= 1:
+        raise argparse.ArgumentTypeError(f"an input density is a probability in (0, 1]; got {text!r}")
+    return p
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -225,6 +236,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--sequences", type=POSITIVE_INT, default=8, help="test sequences the activity is measured on")
     parser.add_argument("--data-dir")
+    parser.add_argument("--input-density", type=_density, default=RANDOM_DENSITY,
+                        help="where the task has no data here (SHD): probability of each random input bit")
     args = parser.parse_args(argv)
     from .train.tasks import TASKS
 
@@ -243,7 +256,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for net, task in networks:
-        act = activity(net, task, args.data_dir, args.sequences)
+        act = activity(net, task, args.data_dir, args.sequences, args.input_density)
         print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} input events and {act.spikes_per_step:.2f} "
               f"hidden spikes per step on {act.measured}", flush=True)
         for target in args.targets:
@@ -259,8 +272,8 @@ def main(argv=None) -> None:
     if not rows:
         raise UserError("no configuration fits a listed FPGA (see the lines above)")
     print("| shape | smallest FPGA | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s | "
-          "inferences/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "inferences/s | us/inference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
@@ -269,7 +282,7 @@ def main(argv=None) -> None:
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
         print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | "
               f"{r['fmax_mhz']:.1f} | {r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} | "
-              f"{r['inferences_per_second']:,.1f} |")
+              f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} |")
 
 
 if __name__ == "__main__":

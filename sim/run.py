@@ -227,10 +227,21 @@ def sequence_classes(net: IntNetwork, out: dict, steps: int) -> np.ndarray:
     return labels.reshape(-1, steps)[:, -1]
 
 
+class _BarQueue:
+    """The ``put`` of a progress queue, straight onto a tqdm bar (one group, in this process)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n: int) -> None:
+        self.bar.update(n)
+
+
 def _run_task_group(simulator: str, lanes: int, segments: int | None, build_dir: Path, artifact: Path,
-                    x: np.ndarray, chunk: int, name: str) -> dict:
+                    x: np.ndarray, chunk: int, name: str, progress=None) -> dict:
     """Sequences x [T, B, I] through one build, ``chunk`` sequences per simulator run (the golden
-    model batched over the chunk, the RTL streaming them back to back, every step compared)."""
+    model batched over the chunk, the RTL streaming them back to back, every step compared);
+    ``progress.put(n)`` after each chunk of n sequences."""
     design = build(simulator, artifact, lanes, build_dir, segments=segments)
     net = design.net
     steps = x.shape[0]
@@ -249,6 +260,8 @@ def _run_task_group(simulator: str, lanes: int, segments: int | None, build_dir:
         golden_classes.append(golden.sequence_predictions(net, gold))
         cycles.append(out["cycles"])
         spikes += int(out["spikes_per_step"].sum())
+        if progress is not None:
+            progress.put(part.shape[1])
     return {"classes": np.concatenate(classes), "golden_classes": np.concatenate(golden_classes),
             "cycles": np.concatenate(cycles), "spikes": spikes, "sim_seconds": sim_seconds}
 
@@ -258,7 +271,10 @@ def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: 
     """The test set of a one-label-per-sequence task (S-MNIST, PS-MNIST, SHD; ``limit`` the first
     N) through the RTL, split into ``jobs`` contiguous groups each on its own process and build;
     the RTL's own accuracy (its label or sum_label at each sequence's last step)."""
-    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    from tqdm import tqdm
 
     from brf_hw.train.tasks import TASKS, TaskData
 
@@ -272,13 +288,21 @@ def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: 
         raise UserError(f"{artifact}: a per-step readout has no class per sequence; {task} needs last or mean")
     groups = [g for g in np.array_split(np.arange(x.shape[1]), max(1, jobs)) if len(g)]
     start = time.perf_counter()
-    if len(groups) == 1:
-        outs = [_run_task_group(simulator, lanes, segments, build_dir, artifact, x, chunk, task)]
-    else:
-        with ProcessPoolExecutor(len(groups)) as pool:
-            futures = [pool.submit(_run_task_group, simulator, lanes, segments, build_dir / f"job{i}", artifact,
-                                   x[:, g], chunk, f"{task}_{i}") for i, g in enumerate(groups)]
-            outs = [f.result() for f in futures]
+    with tqdm(total=x.shape[1], desc=f"{task} on {simulator}", unit="seq", mininterval=10) as bar:
+        if len(groups) == 1:
+            outs = [_run_task_group(simulator, lanes, segments, build_dir, artifact, x, chunk, task,
+                                    _BarQueue(bar))]
+        else:
+            with multiprocessing.Manager() as manager, ProcessPoolExecutor(len(groups)) as pool:
+                done = manager.Queue()
+                futures = [pool.submit(_run_task_group, simulator, lanes, segments, build_dir / f"job{i}", artifact,
+                                       x[:, g], chunk, f"{task}_{i}", done) for i, g in enumerate(groups)]
+                pending = set(futures)
+                while pending:
+                    pending = wait(pending, timeout=5).not_done
+                    while not done.empty():
+                        bar.update(done.get())
+                outs = [f.result() for f in futures]
     seconds = time.perf_counter() - start
     classes = np.concatenate([o["classes"] for o in outs])
     golden_classes = np.concatenate([o["golden_classes"] for o in outs])

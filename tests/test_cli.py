@@ -98,6 +98,7 @@ def test_generate_and_synth_user_errors(monkeypatch, capsys, tmp_path):
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(tmp_path / "x.npz"),
                               "--out", str(tmp_path / "o")), "x.npz")
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--segments", "-2"), "--segments")
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--input-density", "1.5"), "--input-density")
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--artifact", str(tmp_path / "y.npz")),
                       "y.npz")
 

@@ -96,3 +96,18 @@ def test_shd_task_trains(shd_dir, tmp_path):
     assert (trainer.model_config.inputs, trainer.model_config.hidden, trainer.model_config.outputs) == (700, 128, 20)
     row = trainer.fit()[-1]
     assert np.isfinite(row["train_loss"]) and 0 <= row["test_acc"] <= 100
+
+
+def test_synth_activity_without_shd_files_is_random_at_the_stated_density(tmp_path, capsys):
+    """No SHD files here: the synthesis report's cycles come from random spikes at --input-density,
+    a stated assumption (700 channels x 0.05 = 35 input events per step on average)."""
+    from brf_hw.generate import shape_network
+    from brf_hw.synth import activity
+
+    net = shape_network(700, 128, 20, input_bits=1, rule="mean", steps=STEPS)
+    for density in (0.05, 0.02):
+        act = activity(net, "shd", tmp_path, sequences=4, density=density)
+        assert act.x.shape == (STEPS, 4, CHANNELS) and act.spikes.shape == (STEPS, 4, 128)
+        assert abs(act.input_sources - CHANNELS * density) < 0.05 * CHANNELS * density
+        assert f"{density:.0%} of input bits set" in act.measured
+    assert "no shd test data" in capsys.readouterr().err

@@ -93,9 +93,9 @@ def smnist_images():
     return TaskData(TASKS["smnist"]).integer_sequences("test", limit=3)[0].astype(np.int64)
 
 
-def test_whole_smnist_images_bit_serial_with_mean_readout(smnist_design, smnist_images, tmp_path):
+def test_whole_smnist_images_weighted_in_lanes_with_mean_readout(smnist_design, smnist_images, tmp_path):
     """Whole S-MNIST test images back to back (Verilator two, Icarus one: 35 s an image there):
-    8-bit pixels as bit-serial sources, running sums cleared at each start; every step, sum_label
+    8-bit pixels weighted by the lanes' multipliers, running sums cleared at each start; every step, sum_label
     included, equals the golden model."""
     images = 2 if smnist_design.simulator == "verilator" else 1
     x = np.concatenate([smnist_images[:, b] for b in range(images)])

@@ -1,4 +1,4 @@
-"""Every paper task through float -> QAT -> golden model -> artifact: multi-bit (bit-serial)
+"""Every paper task through float -> QAT -> golden model -> artifact: multi-bit
 inputs and the sequence readouts checked by hand, QAT == golden on real MNIST pixels, and the
 whole `training/qat.py` flow for S-MNIST, PS-MNIST (real data, a few sequences) and SHD (small
 files in SHD's HDF5 layout)."""
@@ -37,8 +37,9 @@ def tiny_net(w_in, input_bits, readout=Readout(), w_out=None, hidden=2, outputs=
                       theta=int(spec.state.scale), readout=readout)
 
 
-def test_bit_serial_input_by_hand():
-    """x = 5 = 0b101 on a 3-bit input adds the rows of bits 0 and 2: w + 4w = 5w. Weight Q1.6,
+def test_multi_bit_input_by_hand():
+    """x = 5 on a 3-bit input weighs the input row by 5 (the width bound counts x * w as the rows of
+    its set bits, w + 4w, so a synapse term is 2 bits wider than w << in_align). Weight Q1.6,
     recurrent Q0.7: the accumulator has 7 fraction bits (input weights shift left by 1) and the
     state 10, so u after one step from rest is 5 * 5/64 = 0.390625 = 400 / 1024 (and -3 * 5/64)."""
     net = tiny_net([[5], [-3]], input_bits=3)
