@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .artifact import load_artifact
-from .cli_util import POSITIVE_INT, UserError, run_main
+from .cli_util import POSITIVE_INT, UserError, float_range, run_main
 from .generate import default_artifact, shape_network
 from .hw.core import BRFAccelerator, period_model
 from .hw.layout import input_events
@@ -203,16 +203,6 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8, density: 
     return Activity(x, golden.run(net, x).spikes, measured, net.spec.input.bits)
 
 
-def _density(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        p = -1.0
-    if not 0 < p <= 1:
-        raise argparse.ArgumentTypeError(f"an input density is a probability in (0, 1]; got {text!r}")
-    return p
-
-
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         parts = tuple(int(p) for p in text.split("-"))
@@ -236,7 +226,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--sequences", type=POSITIVE_INT, default=8, help="test sequences the activity is measured on")
     parser.add_argument("--data-dir")
-    parser.add_argument("--input-density", type=_density, default=RANDOM_DENSITY,
+    parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
     args = parser.parse_args(argv)
     from .train.tasks import TASKS

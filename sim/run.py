@@ -178,19 +178,54 @@ def ecg_stream(inputs: np.ndarray, sequences, steps: int | None = None):
     return np.concatenate(xs).astype(np.int64), first
 
 
+class _BarQueue:
+    """The ``put`` of a progress queue, straight onto a tqdm bar (one group, in this process)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n: int) -> None:
+        self.bar.update(n)
+
+
+def _in_processes(worker, calls: list[tuple], total: int, desc: str) -> list:
+    """``worker(*call, progress)`` for each call, each on its own process and build (the simulators
+    are single-threaded; one call runs in this process), under a tqdm bar over the ``total``
+    sequences that the workers ``progress.put`` as they finish them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="seq", mininterval=10) as bar:
+        if len(calls) == 1:
+            return [worker(*calls[0], _BarQueue(bar))]
+        with multiprocessing.Manager() as manager, ProcessPoolExecutor(len(calls)) as pool:
+            done = manager.Queue()
+            futures = [pool.submit(worker, *call, done) for call in calls]
+            pending = set(futures)
+            while pending:
+                pending = wait(pending, timeout=5).not_done
+                while not done.empty():
+                    bar.update(done.get())
+            return [f.result() for f in futures]
+
+
 def _run_group(simulator: str, lanes: int, build_dir: Path, artifact: Path, inputs: np.ndarray,
-               sequences: list[int], name: str) -> dict:
+               sequences: list[int], name: str, progress=None) -> dict:
+    """ECG sequences as one stream through one build; ``progress.put`` the sequences when done."""
     design = build(simulator, artifact, lanes, build_dir)
     x, first = ecg_stream(inputs, sequences)
-    return run_stream(design, x, first, name)
+    out = run_stream(design, x, first, name)
+    if progress is not None:
+        progress.put(len(sequences))
+    return out
 
 
 def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None, jobs: int = 1) -> dict:
     """All 141 ECG test sequences through the RTL; with jobs > 1 the sequences are split into that
     many contiguous groups, each simulated by its own process on its own build (the simulators are
     single-threaded)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from brf_hw.data import load_ecg
 
     test = load_ecg(data_dir)["test"]
@@ -198,12 +233,11 @@ def full_ecg(simulator: str, lanes: int, build_dir: Path, artifact: Path, data_d
     groups = [list(g) for g in np.array_split(np.arange(len(test)), max(1, jobs)) if len(g)]
     start = time.perf_counter()
     if len(groups) == 1:
-        outs = [_run_group(simulator, lanes, build_dir, artifact, inputs, groups[0], "ecg_full")]
+        calls = [(simulator, lanes, build_dir, artifact, inputs, groups[0], "ecg_full")]
     else:
-        with ProcessPoolExecutor(len(groups)) as pool:
-            futures = [pool.submit(_run_group, simulator, lanes, build_dir / f"job{i}", artifact, inputs, g,
-                                   f"ecg_full_{i}") for i, g in enumerate(groups)]
-            outs = [f.result() for f in futures]
+        calls = [(simulator, lanes, build_dir / f"job{i}", artifact, inputs, g, f"ecg_full_{i}")
+                 for i, g in enumerate(groups)]
+    outs = _in_processes(_run_group, calls, len(test), f"ecg on {simulator}")
     seconds = time.perf_counter() - start
     out = {k: np.concatenate([o[k] for o in outs]) for k in ("labels", "golden_labels", "spikes_per_step", "cycles")}
     labels = test.labels.numpy().reshape(-1)
@@ -225,16 +259,6 @@ def sequence_classes(net: IntNetwork, out: dict, steps: int) -> np.ndarray:
     the last step (last readout), or the argmax of the running sums there (mean: sum_label)."""
     labels = out["sum_labels"] if net.readout.rule == "mean" else out["labels"]
     return labels.reshape(-1, steps)[:, -1]
-
-
-class _BarQueue:
-    """The ``put`` of a progress queue, straight onto a tqdm bar (one group, in this process)."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def put(self, n: int) -> None:
-        self.bar.update(n)
 
 
 def _run_task_group(simulator: str, lanes: int, segments: int | None, build_dir: Path, artifact: Path,
@@ -271,11 +295,6 @@ def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: 
     """The test set of a one-label-per-sequence task (S-MNIST, PS-MNIST, SHD; ``limit`` the first
     N) through the RTL, split into ``jobs`` contiguous groups each on its own process and build;
     the RTL's own accuracy (its label or sum_label at each sequence's last step)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, wait
-
-    from tqdm import tqdm
-
     from brf_hw.train.tasks import TASKS, TaskData
 
     net, manifest = load_artifact(artifact)
@@ -288,21 +307,12 @@ def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: 
         raise UserError(f"{artifact}: a per-step readout has no class per sequence; {task} needs last or mean")
     groups = [g for g in np.array_split(np.arange(x.shape[1]), max(1, jobs)) if len(g)]
     start = time.perf_counter()
-    with tqdm(total=x.shape[1], desc=f"{task} on {simulator}", unit="seq", mininterval=10) as bar:
-        if len(groups) == 1:
-            outs = [_run_task_group(simulator, lanes, segments, build_dir, artifact, x, chunk, task,
-                                    _BarQueue(bar))]
-        else:
-            with multiprocessing.Manager() as manager, ProcessPoolExecutor(len(groups)) as pool:
-                done = manager.Queue()
-                futures = [pool.submit(_run_task_group, simulator, lanes, segments, build_dir / f"job{i}", artifact,
-                                       x[:, g], chunk, f"{task}_{i}", done) for i, g in enumerate(groups)]
-                pending = set(futures)
-                while pending:
-                    pending = wait(pending, timeout=5).not_done
-                    while not done.empty():
-                        bar.update(done.get())
-                outs = [f.result() for f in futures]
+    if len(groups) == 1:
+        calls = [(simulator, lanes, segments, build_dir, artifact, x, chunk, task)]
+    else:
+        calls = [(simulator, lanes, segments, build_dir / f"job{i}", artifact, x[:, g], chunk, f"{task}_{i}")
+                 for i, g in enumerate(groups)]
+    outs = _in_processes(_run_task_group, calls, x.shape[1], f"{task} on {simulator}")
     seconds = time.perf_counter() - start
     classes = np.concatenate([o["classes"] for o in outs])
     golden_classes = np.concatenate([o["golden_classes"] for o in outs])
