@@ -30,7 +30,10 @@ from brf_hw.kernels import cpu_resonator
 from brf_hw.model import build_model
 from brf_hw.threads import set_threads
 from brf_hw.train.metrics import sequence_loss
-from brf_hw.train.tasks import TASKS, TaskData
+try:
+    from brf_hw.tasks import TASKS, TaskData
+except ImportError:  # brf_hw before tasks had their own module (benchmarks compare versions)
+    from brf_hw.train.tasks import TASKS, TaskData
 from brf_hw.train.trainer import TrainConfig, model_config_for
 
 

@@ -146,7 +146,7 @@ def evaluate(net: IntNetwork, x: np.ndarray, target: np.ndarray, annotated: np.n
 
 
 def evaluate_task(net: IntNetwork, data, split: str, limit: int | None = None, progress: bool = False) -> Evaluation:
-    """``evaluate`` on a split of a task's data (``train.tasks.TaskData``), fed as the hardware is
+    """``evaluate`` on a split of a task's data (``tasks.TaskData``), fed as the hardware is
     fed (``integer_sequences``); the first ``limit`` sequences where given."""
     check_task(net, data.spec)
     x, target, annotated = data.integer_sequences(split, limit)
@@ -202,7 +202,7 @@ def describe_metrics(m: dict[str, float]) -> str:
 def main(argv=None) -> None:
     from .artifact import load_artifact
     from .cli_util import POSITIVE_INT, UserError
-    from .train.tasks import TASKS, TaskData
+    from .tasks import TASKS, TaskData
 
     parser = argparse.ArgumentParser(description="Evaluate an integer BRF artifact on its task's test set "
                                                  "(the task the artifact names) with the task's metric.")

@@ -58,7 +58,6 @@ TARGETS = {
               "lut": {"SB_LUT4": 1}, "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",)},
 }
 RANDOM_DENSITY = 0.05
-TASK_BY_SHAPE = {(4, 6): "ecg", (1, 10): "smnist", (700, 20): "shd"}
 
 
 class SynthTop(wiring.Component):
@@ -184,9 +183,9 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8, density: 
     per step, from the golden model on the first ``sequences`` real test sequences of ``task``;
     where there is no data (SHD here), random inputs with each bit set with probability ``density``."""
     from . import golden
-    from .train.tasks import TASKS, TaskData
+    from .tasks import TaskData, get_task
 
-    spec = TASKS[task]
+    spec = get_task(task)
     try:
         x = TaskData(spec, data_dir).integer_sequences("test", sequences)[0].astype(np.int64)
         measured = f"{x.shape[1]} {task} test sequences"
@@ -229,14 +228,14 @@ def main(argv=None) -> None:
     parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
     args = parser.parse_args(argv)
-    from .train.tasks import TASKS
+    from .tasks import get_task, task_for_shape
 
     networks = []  # (net, task)
     for shape in args.shape or []:
-        task = args.task or TASK_BY_SHAPE.get((shape[0], shape[2]))
-        if task is None:
+        spec = get_task(args.task) if args.task else task_for_shape(shape[0], shape[2])
+        if spec is None:
             raise UserError(f"shape {'-'.join(map(str, shape))}: no task of this shape; give --task")
-        spec = TASKS[task]
+        task = spec.name
         bits = args.input_bits or spec.input_format().bits
         networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule,
                                        steps=spec.steps or 1300), task))

@@ -295,12 +295,12 @@ def full_task(task: str, simulator: str, lanes: int, build_dir: Path, artifact: 
     """The test set of a one-label-per-sequence task (S-MNIST, PS-MNIST, SHD; ``limit`` the first
     N) through the RTL, split into ``jobs`` contiguous groups each on its own process and build;
     the RTL's own accuracy (its label or sum_label at each sequence's last step)."""
-    from brf_hw.train.tasks import TASKS, TaskData
+    from brf_hw.tasks import TaskData
 
     net, manifest = load_artifact(artifact)
     if manifest.get("task") not in (task, None):
         raise UserError(f"{artifact} holds a network for task {manifest.get('task')!r}, not {task!r}")
-    x, targets, _ = TaskData(TASKS[task], data_dir).integer_sequences("test", limit)
+    x, targets, _ = TaskData(task, data_dir).integer_sequences("test", limit)
     if x.shape[2] != net.shape[0]:
         raise UserError(f"{artifact} takes {net.shape[0]} inputs; the {task} data has {x.shape[2]}")
     if net.readout.rule == "per_step":

@@ -247,10 +247,10 @@ def test_formats_too_wide_for_64_bit_arithmetic_are_refused():
 def smnist():
     """A 1-256-10 network with 8-bit pixel inputs and a mean readout (untrained, scaled to spike),
     and three real S-MNIST test images [784, 3, 1]."""
-    from brf_hw.train.tasks import TASKS, TaskData
+    from brf_hw.tasks import TaskData
 
     net = shape_network(1, 256, 10, input_bits=8, rule="mean", steps=784)
-    x = TaskData(TASKS["smnist"]).integer_sequences("test", limit=3)[0].astype(np.int64)
+    x = TaskData("smnist").integer_sequences("test", limit=3)[0].astype(np.int64)
     return net, x
 
 

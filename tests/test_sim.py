@@ -88,9 +88,9 @@ def smnist_design(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smnist_images():
-    from brf_hw.train.tasks import TASKS, TaskData
+    from brf_hw.tasks import TaskData
 
-    return TaskData(TASKS["smnist"]).integer_sequences("test", limit=3)[0].astype(np.int64)
+    return TaskData("smnist").integer_sequences("test", limit=3)[0].astype(np.int64)
 
 
 def test_whole_smnist_images_weighted_in_lanes_with_mean_readout(smnist_design, smnist_images, tmp_path):

@@ -17,7 +17,7 @@ from brf_hw import golden  # noqa: E402
 from brf_hw.artifact import load_artifact  # noqa: E402
 from brf_hw.train import TrainConfig, Trainer  # noqa: E402
 from brf_hw.train.qat_flow import run_qat  # noqa: E402
-from brf_hw.train.tasks import TASKS, TaskData  # noqa: E402
+from brf_hw.tasks import TaskData  # noqa: E402
 
 from test_shd import write_class_dir  # noqa: E402
 from test_tasks_chain import parse  # noqa: E402
@@ -42,7 +42,7 @@ def test_shd_network_on_the_rtl(simulator, shd_artifact, tmp_path):
     artifact, root, metrics = shd_artifact
     net, manifest = load_artifact(artifact)
     assert net.shape == (700, 128, 20) and net.readout.rule == "mean" and manifest["task"] == "shd"
-    x, target, _ = TaskData(TASKS["shd"], str(root)).integer_sequences("test", limit=2)
+    x, target, _ = TaskData("shd", str(root)).integer_sequences("test", limit=2)
     steps = x.shape[0]
     stream = x.transpose(1, 0, 2).reshape(-1, x.shape[2]).astype(np.int64)
     first = np.zeros(len(stream), bool)

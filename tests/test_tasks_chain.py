@@ -21,7 +21,7 @@ from brf_hw.neurons import NeuronConfig
 from brf_hw.train import TrainConfig, Trainer
 from brf_hw.train.cli import add_train_arguments
 from brf_hw.train.qat_flow import add_qat_arguments, run_qat
-from brf_hw.train.tasks import TASKS, TaskData
+from brf_hw.tasks import TASKS, TaskData
 
 from test_shd import shd_dir  # noqa: F401  (fixture: small SHD files)
 

@@ -5,15 +5,16 @@ import csv
 import pytest
 import torch
 
-from brf_hw.train import TASKS, TaskData, TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
+from brf_hw.tasks import TaskData
+from brf_hw.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
 from brf_hw.train.trainer import CheckpointError
 from brf_hw.train.metrics import Tally, sequence_loss
-from brf_hw.train.tasks import Batch
+from brf_hw.data import Batch
 
 
 @pytest.fixture(scope="module")
 def ecg_data():
-    return TaskData(TASKS["ecg"])
+    return TaskData("ecg")
 
 
 def quick(tmp_path, **kw):

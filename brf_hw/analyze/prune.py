@@ -267,9 +267,9 @@ def run(args) -> None:
         if not rows:
             raise UserError(f"--plot-only: no finished runs under {args.run_root}")
     elif args.jobs == 1:
-        from ..train.tasks import TASKS, TaskData
+        from ..tasks import TaskData
 
-        data = TaskData(TASKS["ecg"], args.data_dir)
+        data = TaskData("ecg", args.data_dir)
         for spec in tqdm(specs, desc="pruning runs", disable=quiet):
             rows.append(cached_or_train(spec, data, progress=not quiet))
             tqdm.write(_line(rows[-1]))

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from .batch import Batch
 from .fetch import RemoteFile, fetch
 
 STEPS = 1300
@@ -51,6 +52,9 @@ class ECGSplit:
 
     def subset(self, index) -> "ECGSplit":
         return ECGSplit(self.inputs[index], self.labels[index], self.annotated[index])
+
+    def to_batch(self) -> Batch:
+        return Batch(self.inputs.transpose(0, 1), self.labels.t(), self.annotated.t())
 
 
 def _read(path) -> ECGSplit:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batch import Batch
 from .fetch import RemoteFile, fetch
 
 STEPS = 784
@@ -44,6 +45,9 @@ class MNISTSplit:
 
     def subset(self, index) -> "MNISTSplit":
         return MNISTSplit(self.images[index], self.labels[index])
+
+    def to_batch(self) -> Batch:
+        return Batch(as_sequences(self.images), self.labels, None)
 
 
 def read_idx(path) -> np.ndarray:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .batch import Batch
 from .fetch import DataError, data_dir
 
 STEPS, BIN_SECONDS, CHANNELS, CLASSES = 250, 4e-3, 700, 20
@@ -57,6 +58,9 @@ class SHDSplit:
         x[torch.from_numpy(self.steps.astype(np.int64)), torch.from_numpy(sample),
           torch.from_numpy(self.units.astype(np.int64))] = 1.0
         return x
+
+    def to_batch(self) -> Batch:
+        return Batch(self.as_sequences(), self.labels, None)
 
 
 def _h5_file(directory: Path, name: str) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..cli_util import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, float_range
 from ..neurons import NEURON_KINDS, SURROGATES
-from .tasks import TASKS
+from ..tasks import TASKS
 from .distributed import shutdown
 from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
 

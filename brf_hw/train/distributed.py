@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from .metrics import Tally
-from .tasks import Batch
+from ..data.batch import Batch
 
 
 @dataclass(frozen=True)

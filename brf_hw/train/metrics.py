@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .tasks import Batch
+from ..data.batch import Batch
 
 
 def sequence_loss(outputs: torch.Tensor, batch: Batch, mode: str) -> torch.Tensor:

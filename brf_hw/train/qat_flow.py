@@ -19,7 +19,7 @@ from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS
 from ..fixed.qat import to_int_network
 from ..fixed.spec import spec_for_model
 from .cli import apply_threads, config_from_args
-from .tasks import TASKS
+from ..tasks import TASKS
 from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
 
 
@@ -43,7 +43,7 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_qat(args: argparse.Namespace) -> dict:
     """Float (or --init) -> QAT -> golden-model evaluation -> export -> reload re-check, for any
-    task: the task says the input format and the readout (``train.tasks.TaskSpec``)."""
+    task: the task says the input format and the readout (``tasks.Task``)."""
     if args.neuron != "brf":
         raise UserError(f"the fixed-point flow covers BRF networks, not --neuron {args.neuron}")
     apply_threads(args)

@@ -29,7 +29,7 @@ from ..cli_util import UserError
 from ..model import RSNN, ModelConfig, build_model
 from . import distributed
 from .metrics import Tally, per_step_loss, sequence_loss
-from .tasks import TASKS, TaskData, TaskSpec
+from ..tasks import Task, TaskData, get_task
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,9 +69,7 @@ class TrainConfig:
     progress: bool = True
 
     def resolved(self) -> "TrainConfig":
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(sorted(TASKS))}")
-        spec = TASKS[self.task]
+        spec = get_task(self.task)
         cfg = TrainConfig(**{**asdict(self),
                              "epochs": spec.epochs if self.epochs is None else self.epochs,
                              "batch_size": spec.batch_size if self.batch_size is None else self.batch_size,
@@ -85,7 +83,7 @@ class TrainConfig:
         return cfg
 
 
-def model_config_for(spec: TaskSpec, cfg: TrainConfig) -> ModelConfig:
+def model_config_for(spec: Task, cfg: TrainConfig) -> ModelConfig:
     return ModelConfig(spec.inputs, spec.hidden, spec.outputs,
                        neuron=spec.neuron_config(cfg.neuron, cfg.surrogate),
                        tau_o_init=spec.tau_o_init, mask_prob=cfg.mask_prob)
@@ -115,7 +113,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: TaskData | None = None, init_state: dict | None = None):
         self.cfg = cfg.resolved()
-        self.spec = TASKS[self.cfg.task]
+        self.spec = get_task(self.cfg.task)
         self.device = distributed.local_device(resolve_device(self.cfg.device))
         self.world = distributed.setup(self.device)  # torchrun: data parallel over processes
         self.data = data or TaskData(self.spec, self.cfg.data_dir)
