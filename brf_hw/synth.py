@@ -32,6 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .artifact import load_artifact
+from .fixed.spec import READOUT_RULES
 from .cli_util import POSITIVE_INT, UserError, float_range, run_main
 from .generate import default_artifact, shape_network
 from .hw.core import BRFAccelerator, period_model
@@ -217,7 +218,7 @@ def main(argv=None) -> None:
     parser.add_argument("--artifact", type=Path, nargs="+", help="integer networks (default: the shipped ECG one)")
     parser.add_argument("--shape", type=_shape, nargs="+", help="untrained networks of these shapes instead")
     parser.add_argument("--input-bits", type=POSITIVE_INT, help="--shape: input bits (default: the task's)")
-    parser.add_argument("--readout", choices=["per_step", "last", "mean"], help="--shape: readout (default: the task's)")
+    parser.add_argument("--readout", choices=READOUT_RULES, help="--shape: readout (default: the task's)")
     parser.add_argument("--task", help="task whose test data gives the activity (default: by shape)")
     parser.add_argument("--lanes", type=POSITIVE_INT, nargs="+", default=[1, 2, 4])
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2; see brf_hw.generate)")

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from brf_hw import golden
+from brf_hw.evaluate import evaluate_task
+from brf_hw.fixed.spec import spec_for_model
 from brf_hw.analyze import boundary, params, prune, raster, response
 from brf_hw.analyze.common import float_model_from_artifact, load_int_artifact
 from brf_hw.fixed.qat import to_int_network
@@ -173,8 +175,7 @@ def test_pruning_zero_reproduces_the_unpruned_model(tmp_path):
     assert row["pruned_measured"] == 0.0
     assert row["float_acc"] == test["acc"] and row["float_sops"] == test["sops"]
     # the integer numbers are the golden model's on the rounded network
-    m, _ = golden.evaluate_ecg(to_int_network(best, __import__("brf_hw.fixed.spec", fromlist=["x"])
-                                              .spec_for_model(best, 8)), plain.data.splits["test"])
+    m = evaluate_task(to_int_network(best, spec_for_model(best, 8)), plain.data, "test").metrics
     assert row["int_acc"] == m["acc"] and row["int_sops"] == m["sops"]
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brf_hw import golden
+from brf_hw.evaluate import bootstrap_interval, evaluate
+from brf_hw.evaluate import main as evaluate_main
 from brf_hw.artifact import load_artifact
 from brf_hw.cli_util import UserError
 from brf_hw.train import TrainConfig, Trainer
@@ -35,14 +36,13 @@ def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_
     net, manifest = load_artifact(artifact)
     assert net.spec.weight.bits == 6 and manifest["metrics"]["test_acc"] == pytest.approx(metrics["test_acc"])
     test = ecg_splits["test"]
-    result = golden.run(net, test.inputs.numpy().transpose(1, 0, 2))
-    m = golden.ecg_metrics(result, test.labels.numpy().T, test.annotated.numpy().T)
+    m = evaluate(net, test.inputs.numpy().transpose(1, 0, 2), test.labels.numpy().T, test.annotated.numpy().T).metrics
     assert m["acc"] == pytest.approx(metrics["test_acc"]) and m["sops"] == pytest.approx(metrics["test_sops"])
     assert manifest["metrics"]["test_acc_ci95"] == pytest.approx([m["acc_ci_low"], m["acc_ci_high"]])
     assert m["acc_ci_low"] <= m["acc"] <= m["acc_ci_high"]
     assert json.loads((tmp_path / "qat" / "qat_summary.json").read_text())["artifact"] == str(artifact)
     capsys.readouterr()
-    golden.main([str(artifact)])
+    evaluate_main([str(artifact)])
     assert f"accuracy {m['acc']:.2f}%" in capsys.readouterr().out
 
     # the run comparison recomputes the same integer numbers from the artifact
@@ -54,13 +54,13 @@ def test_qat_flow_exports_an_artifact_the_golden_model_reproduces(tmp_path, ecg_
 
 
 def test_bootstrap_interval_by_hand():
-    assert golden.bootstrap_interval(np.full(50, 80.0)) == (80.0, 80.0)  # no spread, no uncertainty
+    assert bootstrap_interval(np.full(50, 80.0)) == (80.0, 80.0)  # no spread, no uncertainty
     # half the sequences all right, half all wrong: the mean's standard error is 50/sqrt(n)
     n = 400
-    low, high = golden.bootstrap_interval(np.repeat([0.0, 100.0], n // 2))
+    low, high = bootstrap_interval(np.repeat([0.0, 100.0], n // 2))
     half_width = 1.96 * 50 / np.sqrt(n)
     assert low == pytest.approx(50 - half_width, abs=0.6) and high == pytest.approx(50 + half_width, abs=0.6)
-    wide = golden.bootstrap_interval(np.repeat([0.0, 100.0], n // 2), level=0.99)
+    wide = bootstrap_interval(np.repeat([0.0, 100.0], n // 2), level=0.99)
     assert wide[0] < low and wide[1] > high
 
 

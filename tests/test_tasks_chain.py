@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from brf_hw import golden
+from brf_hw.evaluate import evaluate, evaluate_task
+from brf_hw.evaluate import main as evaluate_main
 from brf_hw.artifact import load_artifact
 from brf_hw.cli_util import UserError
 from brf_hw.fixed import spec_for_model
@@ -113,7 +115,7 @@ def whole_flow(task, tmp_path, capsys, data_dir=None, batch=8):
     path = tmp_path / "qat" / f"brf_{task}.npz"
     net, manifest = load_artifact(path)
     capsys.readouterr()
-    golden.main([str(path), "--limit", str(batch), *extra])
+    evaluate_main([str(path), "--limit", str(batch), *extra])
     printed = capsys.readouterr().out
     assert f"{task} test: accuracy {metrics['test_acc']:.2f}%" in printed
     return net, manifest, metrics
@@ -132,7 +134,7 @@ def test_shd_through_the_whole_flow(shd_dir, tmp_path, capsys):  # noqa: F811
     assert net.shape == (700, 128, 20) and net.spec.input == InputFormat(1, 1.0)
     assert net.readout == Readout("mean", 16 + 8)
     x, target, _ = TaskData(TASKS["shd"], str(shd_dir)).integer_sequences("test", limit=4)
-    ev = golden.evaluate(net, x, target)
+    ev = evaluate(net, x, target)
     assert x.shape == (250, 4, 700) and x.sum() > 0
     assert ev.metrics["acc"] == pytest.approx(metrics["test_acc"])
     assert ev.metrics["sops"] == pytest.approx(metrics["test_sops"])
@@ -148,4 +150,4 @@ def test_mismatched_init_and_artifact_are_refused(tmp_path, capsys):
     ecg = build_model(ModelConfig(4, 36, 6), seed=0)
     net = to_int_network(ecg, spec_for_model(ecg, 8))
     with pytest.raises(ValueError, match="task smnist feeds 1 inputs of u8"):
-        golden.evaluate_task(net, TaskData(TASKS["smnist"]), "test", limit=2)
+        evaluate_task(net, TaskData("smnist"), "test", limit=2)

@@ -17,13 +17,13 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from brf_hw import golden  # noqa: E402
 from brf_hw.artifact import load_artifact  # noqa: E402
 from brf_hw.cli_util import UserError, run_main  # noqa: E402
-from brf_hw.data import load_ecg  # noqa: E402
+from brf_hw.evaluate import evaluate_task  # noqa: E402
+from brf_hw.tasks import TaskData  # noqa: E402
 
 
-def run_row(run: Path, splits) -> dict:
+def run_row(run: Path, data: TaskData) -> dict:
     if not (run / "qat_summary.json").exists():
         raise UserError(f"{run}: no qat_summary.json (not a qat.py run directory, or the run has not finished)")
     summary = json.loads((run / "qat_summary.json").read_text())
@@ -33,7 +33,7 @@ def run_row(run: Path, splits) -> dict:
     chosen = epochs[int(summary["qat_best_epoch"]) - 1]
     row = {"run": run.name, "float_acc": summary["float_test_acc"], "qat_val_loss": float(chosen["val_loss"])}
     for split in ("val", "test"):
-        m, _ = golden.evaluate_ecg(net, splits[split])
+        m = evaluate_task(net, data, split).metrics
         row.update({f"{split}_acc": m["acc"], f"{split}_sops": m["sops"]})
         if split == "test":
             row.update({"test_ci_low": m["acc_ci_low"], "test_ci_high": m["acc_ci_high"]})
@@ -72,8 +72,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, help="draw this accuracy as a line")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    splits = load_ecg(args.data_dir)
-    rows = [run_row(run, splits) for run in args.runs]
+    data = TaskData("ecg", args.data_dir)
+    rows = [run_row(run, data) for run in args.runs]
     diff = np.array([r["test_acc"] - r["float_acc"] for r in rows])
     table = ["| run | float test | integer test | 95 % interval | SOPs | integer val | QAT val loss |",
              "|---|---|---|---|---|---|---|"]

@@ -110,7 +110,7 @@ def hardware_cost(net, x: np.ndarray, spikes: np.ndarray, lanes: int, segments: 
 
 def train_one(spec: RunSpec, data=None, progress: bool = False) -> dict:
     """Float training (+ QAT, golden model and cycles for BRF) of one pruned network."""
-    from .. import golden
+    from ..evaluate import evaluate_task
     from ..fixed.qat import to_int_network
     from ..fixed.spec import spec_for_model
     from ..train import TrainConfig, Trainer, load_checkpoint_model
@@ -140,12 +140,12 @@ def train_one(spec: RunSpec, data=None, progress: bool = False) -> dict:
             qat.fit()
             model, _ = load_checkpoint_model(root / "qat" / "best.pt")
         net = to_int_network(model, fspec)
-        split = trainer.data.splits["test"]
-        m, result = golden.evaluate_ecg(net, split)
-        x = split.inputs.numpy().transpose(1, 0, 2)
+        ev = evaluate_task(net, trainer.data, "test", keep_spikes=True)
+        m = ev.metrics
+        x = trainer.data.integer_sequences("test")[0].astype(np.int64)
         row.update({"qat_epochs": spec.qat_epochs, "int_acc": m["acc"], "int_acc_annotated": m["acc_annotated"],
                     "int_sops": m["sops"], "int_sops_per_step": m["sops_per_step"],
-                    **hardware_cost(net, x, result.spikes, spec.lanes, spec.segments)})
+                    **hardware_cost(net, x, ev.spikes, spec.lanes, spec.segments)})
     row["seconds"] = time.perf_counter() - start
     return row
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -37,7 +38,6 @@ STATE_INT_BITS = 5
 OUTPUT_INT_BITS = 7  # o in [-128, 128)
 COEF_INT_BITS = 1  # coefficients in [-2, 2): d, gamma, alpha < 1, c = dt*omega < 1
 FORMAT_NAMES = ("weight", "rec_weight", "out_weight", "coef", "state", "output")
-READOUT_RULES = ("per_step", "last", "mean")
 MAX_INPUT_BITS = 16
 
 
@@ -93,6 +93,17 @@ class InputFormat:
                               f"0..{self.max_int}")
 
 
+class ReadoutRule(StrEnum):
+    """How a sequence's class is read (``Readout``); a str, so it compares equal to its name."""
+
+    PER_STEP = "per_step"
+    LAST = "last"
+    MEAN = "mean"
+
+
+READOUT_RULES = tuple(r.value for r in ReadoutRule)
+
+
 @dataclass(frozen=True)
 class Readout:
     """How the class of a sequence is read from the LI potentials o, in integers:
@@ -103,25 +114,49 @@ class Readout:
               sum_bits = output bits + ceil(log2(max_steps)) never saturates within max_steps steps.
     Ties: the lowest index wins, everywhere."""
 
-    rule: str = "per_step"
+    rule: ReadoutRule = ReadoutRule.PER_STEP
     sum_bits: int = 0
 
     def __post_init__(self):
         if self.rule not in READOUT_RULES:
             raise FormatError(f"readout rule must be one of {', '.join(READOUT_RULES)}, got {self.rule!r}")
-        if self.rule == "mean" and not 2 <= self.sum_bits <= 62:
+        object.__setattr__(self, "rule", ReadoutRule(self.rule))
+        if self.keeps_sums and not 2 <= self.sum_bits <= 62:
             raise FormatError(f"a mean readout needs a running-sum width of 2..62 bits, got {self.sum_bits}")
 
     @classmethod
     def for_steps(cls, rule: str, output_bits: int, max_steps: int) -> "Readout":
-        return cls(rule, output_bits + max(1, math.ceil(math.log2(max_steps))) if rule == "mean" else 0)
+        return cls(rule, output_bits + max(1, math.ceil(math.log2(max_steps))) if rule == ReadoutRule.MEAN else 0)
+
+    @property
+    def keeps_sums(self) -> bool:
+        """A mean readout keeps the running sums of o (and their argmax, ``sum_label``)."""
+        return self.rule is ReadoutRule.MEAN
+
+    @property
+    def per_step(self) -> bool:
+        """A class per step (ECG), not one per sequence."""
+        return self.rule is ReadoutRule.PER_STEP
+
+    def classes(self, labels: np.ndarray, sum_labels: np.ndarray | None = None) -> np.ndarray:
+        """The classes this rule reads from a sequence's per-step argmaxes, time first: ``labels``
+        [T, ...] of o, ``sum_labels`` [T, ...] of the running sums (mean only). Per step: [T, ...];
+        last and mean: the last step's [...]. The golden model, the RTL checks and the host all read
+        classes here."""
+        if self.rule is ReadoutRule.PER_STEP:
+            return labels
+        if self.rule is ReadoutRule.LAST:
+            return labels[-1]
+        if sum_labels is None:
+            raise ValueError("a mean readout reads its class from the running sums' argmax (sum_labels)")
+        return sum_labels[-1]
 
     @property
     def sum_bounds(self) -> tuple[int, int]:
         return -(1 << (self.sum_bits - 1)), (1 << (self.sum_bits - 1)) - 1
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "sum_bits": self.sum_bits}
+        return {"rule": self.rule.value, "sum_bits": self.sum_bits}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Readout":

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import golden
+from .. import evaluate, golden
 from ..artifact import load_artifact, save_artifact
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS, UserError
 from ..fixed.qat import to_int_network
@@ -75,14 +75,14 @@ def run_qat(args: argparse.Namespace) -> dict:
                           state_frac=args.state_frac, inputs=task.input_format())
     readout = task.readout(spec.output.bits)
     print(f"formats: {spec.describe()}; readout {readout.rule}"
-          + (f" (running sum {readout.sum_bits} bits)" if readout.rule == "mean" else ""))
+          + (f" (running sum {readout.sum_bits} bits)" if readout.keeps_sums else ""))
 
     qat_cfg = dataclasses.replace(base, run_dir=str(root / "qat"), epochs=args.qat_epochs, lr=args.qat_lr,
                                   fixed=spec.to_dict(), device="cpu")
     qat = Trainer(qat_cfg, data, init_state=float_model.state_dict())
     limit = base.eval_limit  # None: the whole split, which is what the hardware's accuracy means
     float_test = qat.evaluate("test", float_model)
-    ptq = golden.evaluate_task(to_int_network(float_model, spec, readout), qat.data, "test", limit).metrics
+    ptq = evaluate.evaluate_task(to_int_network(float_model, spec, readout), qat.data, "test", limit).metrics
     print(f"float model: test {float_test['acc']:.2f}%, SOPs {float_test['sops']:.0f}; "
           f"post-training rounding: {ptq['acc']:.2f}%, SOPs {ptq['sops']:.0f}")
     if args.resume and (root / "qat" / "last.pt").exists():
@@ -94,8 +94,8 @@ def run_qat(args: argparse.Namespace) -> dict:
     best, ckpt = load_checkpoint_model(root / "qat" / "best.pt")
 
     net = to_int_network(best, spec, readout)
-    test = golden.evaluate_task(net, qat.data, "test", limit, progress=sys.stderr.isatty())
-    val = golden.evaluate_task(net, qat.data, "val", limit).metrics
+    test = evaluate.evaluate_task(net, qat.data, "test", limit, progress=sys.stderr.isatty())
+    val = evaluate.evaluate_task(net, qat.data, "val", limit).metrics
     path = Path(args.artifact or root / f"brf_{args.task}.npz")
     cfg = best.config.neuron
     m = test.metrics
@@ -107,7 +107,7 @@ def run_qat(args: argparse.Namespace) -> dict:
     save_artifact(path, net, task=args.task, dt=cfg.dt, theta=cfg.theta, gamma=cfg.gamma, metrics=metrics)
     check_export(path, best, qat.data, net)
     (root / "qat_summary.json").write_text(json.dumps({"artifact": str(path), **metrics}, indent=2))
-    print(f"integer network (golden model, exported {path}): {task.name} test {golden.describe_metrics(m)} "
+    print(f"integer network (golden model, exported {path}): {task.name} test {evaluate.describe_metrics(m)} "
           f"on {metrics['test_sequences']} sequences")
     return metrics
 
