@@ -53,10 +53,10 @@ sim-long: setup
 	$(PY) sim/run.py --set long --steps $(STEPS) --sim $(SIM) --lanes $(LANES)
 
 # Area and timing (yowasp yosys + nextpnr): the smallest of iCE40 UP5K, ECP5-25F/45F/85F that holds
-# the shipped ECG network at lanes 1, 2 and 4 (python -m brf_hw.synth --shape 1-256-10 --lanes 8 for
+# the shipped ECG network at lanes 1, 2 and 4 (brf-hw synth --shape 1-256-10 --lanes 8 for
 # other shapes, --artifact PATH for other networks).
 synth: setup
-	$(PY) -m brf_hw.synth --lanes 1 2 4
+	$(PY) -m brf_hw synth --lanes 1 2 4
 
 # The accelerator on a board (brf_hw.board): the board top at the UART bit level under Icarus and
 # Verilator (cocotb), and the host program through a localhost socket bridge to the simulated board.
@@ -69,4 +69,4 @@ board-sim: setup
 BOARD ?= icebreaker
 BAUD ?= 3000000
 bitstream: setup
-	$(PY) -m brf_hw.build --board $(BOARD) --baud $(BAUD)
+	$(PY) -m brf_hw build --board $(BOARD) --baud $(BAUD)

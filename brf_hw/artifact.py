@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,12 @@ ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, output
     "alpha": ("coef", ("O",)),
 }
 SCALARS = {"dtq": "coef", "gamma": "coef", "theta": "state"}
+
+
+def shipped_artifact(task: str = "ecg", weight_bits: int = 8) -> Path:
+    """A network shipped with brf-hw, ``brf_hw/artifacts/{task}_brf_w{bits}.npz``; the ECG 8-bit
+    one is the default of the generator, synthesis, simulation and the board."""
+    return Path(str(resources.files("brf_hw") / "artifacts" / f"{task}_brf_w{weight_bits}.npz"))
 
 
 class ArtifactError(UserError, ValueError):

@@ -16,7 +16,7 @@ from brf_hw.fixed.spec import spec_for_model
 from brf_hw.analyze import boundary, params, prune, raster, response
 from brf_hw.analyze.common import float_model_from_artifact, load_int_artifact
 from brf_hw.fixed.qat import to_int_network
-from brf_hw.generate import default_artifact
+from brf_hw.artifact import shipped_artifact
 
 
 def response_args(**kw):
@@ -70,8 +70,8 @@ def test_default_formats_flatten_a_slow_lightly_damped_neuron():
 
 
 def test_response_of_artifact_neurons_uses_the_artifacts_integers():
-    neurons, idx = response.neurons_from_artifact(default_artifact(), [16], None)
-    net, _ = load_int_artifact(default_artifact())
+    neurons, idx = response.neurons_from_artifact(shipped_artifact(), [16], None)
+    net, _ = load_int_artifact(shipped_artifact())
     assert neurons.int_net.d[0] == net.d[16] and neurons.int_net.c[0] == net.c[16]
     assert neurons.omega[0] == pytest.approx(net.c[16] / net.spec.coef.scale / 0.01)
 
@@ -98,7 +98,7 @@ def test_boundary_is_where_the_step_modulus_crosses_one(dt):
 def test_shipped_neurons_lie_below_their_boundary():
     from brf_hw.analyze.common import load_neuron_params
 
-    rows = boundary._neuron_rows("w8", load_neuron_params(default_artifact()))
+    rows = boundary._neuron_rows("w8", load_neuron_params(shipped_artifact()))
     assert len(rows) == 36
     for r in rows:
         assert r["b"] == pytest.approx(r["p_omega"] - r["b_offset"])
@@ -125,7 +125,7 @@ def test_params_rebuild_the_initial_network_exactly(tmp_path):
 def test_raster_integer_spikes_equal_the_golden_model():
     args = argparse.Namespace(checkpoint=None, artifact=None, data_dir=None, split="test", sequence=3)
     r = raster.raster(args)
-    net, _ = load_int_artifact(default_artifact())
+    net, _ = load_int_artifact(shipped_artifact())
     gold = golden.run(net, r.x[:, None, :], record=True)
     assert np.array_equal(r.int_z.astype(np.int64), gold.spikes[:, 0])
     assert np.array_equal(np.round(r.int_u * net.spec.state.scale).astype(np.int64), gold.traces["u"][:, 0])
@@ -135,7 +135,7 @@ def test_raster_integer_spikes_equal_the_golden_model():
 
 def test_float_network_of_an_artifact_rounds_back_to_it():
     for name in ("ecg_brf_w8.npz", "ecg_brf_w4.npz"):
-        net, manifest = load_int_artifact(default_artifact().with_name(name))
+        net, manifest = load_int_artifact(shipped_artifact().with_name(name))
         back = to_int_network(float_model_from_artifact(net, manifest), net.spec)
         for field in ("w_in", "w_rec", "w_out", "d", "c", "alpha", "dtq", "gamma", "theta"):
             assert np.array_equal(getattr(back, field), getattr(net, field)), (name, field)
@@ -143,7 +143,7 @@ def test_float_network_of_an_artifact_rounds_back_to_it():
 
 # --------------------------------------------------------------------------- prune
 def test_hardware_cost_by_hand():
-    net, _ = load_int_artifact(default_artifact())  # 4-36-6
+    net, _ = load_int_artifact(shipped_artifact())  # 4-36-6
     x = np.zeros((3, 1, 4), np.int64)
     spikes = np.zeros((3, 1, 36), np.int64)
     x[0, 0, :2] = 1  # step 0: 2 inputs
@@ -221,7 +221,7 @@ def run_analyze(monkeypatch, capsys, *argv):
     (["raster", "--artifact", "no/such.npz"], "does not exist"),
     (["boundary", "README.md"], "not a readable checkpoint"),
     (["raster", "--artifact", "README.md"], "not a readable .npz artifact"),
-    (["response", "--network", str(default_artifact()), "--neurons", "99"], "hidden neurons 0..35"),
+    (["response", "--network", str(shipped_artifact()), "--neurons", "99"], "hidden neurons 0..35"),
     (["raster", "--sequence", "500"], "sequences 0..140"),
     (["nir", "no/such.pt", "--out", "x.nir"], "does not exist"),
 ])
@@ -232,7 +232,7 @@ def test_cli_user_errors_are_one_line_exit_2(monkeypatch, capsys, argv, fragment
 
 
 def test_cli_writes_boundary_png_and_csv(monkeypatch, capsys, tmp_path):
-    code, err = run_analyze(monkeypatch, capsys, "boundary", str(default_artifact()), "--out", str(tmp_path))
+    code, err = run_analyze(monkeypatch, capsys, "boundary", str(shipped_artifact()), "--out", str(tmp_path))
     assert code == 0, err
     rows = np.genfromtxt(tmp_path / "boundary.csv", delimiter=",", names=True)
     dt = rows["dt"] == 0.01

@@ -41,8 +41,7 @@ def test_round_trip(saved, net):
 
 def test_multibit_input_and_mean_readout_round_trip(tmp_path):
     """Version 3 carries the input format (unsigned bits, unit) and the readout rule with its sum
-    width; the shipped version-2 artifacts load as spike inputs with a per-step readout."""
-    from brf_hw.generate import default_artifact
+    width; version-2 artifacts load as spike inputs with a per-step readout."""
     from brf_hw.fixed.spec import InputFormat, Readout
 
     model = build_model(ModelConfig(2, 8, 3), seed=2)
@@ -53,7 +52,14 @@ def test_multibit_input_and_mean_readout_round_trip(tmp_path):
                                                    gamma=0.9))
     assert loaded.spec.input == InputFormat(8, 1 / 255) and loaded.readout == net.readout
     assert manifest["spec"]["input"]["fxp"] == "fxp-u8/0" and manifest["readout"]["rule"] == "mean"
-    old, old_manifest = load_artifact(default_artifact())
+    ecg = save_artifact(tmp_path / "v2.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg", dt=0.01,
+                        theta=1.0, gamma=0.9)
+
+    def to_v2(m):  # version 2 had neither an input format nor a readout
+        m["format"] = "brf-hw-artifact/2"
+        del m["spec"]["input"], m["readout"]
+    rewrite(ecg, mutate_manifest=to_v2)
+    old, old_manifest = load_artifact(ecg)
     assert old_manifest["format"] == "brf-hw-artifact/2"
     assert old.spec.input == InputFormat(1, 1.0) and old.readout == Readout("per_step", 0)
 

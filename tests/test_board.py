@@ -3,7 +3,6 @@ set), and at the UART bit level in cocotb under Icarus and Verilator, the host i
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,10 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from brf_hw import golden
-from brf_hw.artifact import load_artifact
+from brf_hw.artifact import load_artifact, shipped_artifact
 from brf_hw.board import protocol as P
 from brf_hw.board.top import BoardLink
 from brf_hw.board.uart import UARTRx, UARTTx
-from brf_hw.generate import default_artifact
 from brf_hw.hw.core import chunk_spikes, period_model
 from brf_hw.hw.simulate import expected_cycles
 
@@ -262,7 +260,7 @@ def test_identity_and_status_sizes():
 
 @pytest.fixture(scope="module")
 def ecg_artifact():
-    net, manifest = load_artifact(default_artifact())
+    net, manifest = load_artifact(shipped_artifact())
     return net, manifest["sha256"]
 
 
@@ -442,7 +440,7 @@ def test_link_with_multi_byte_step_frames(tmp_path):
     from brf_hw.artifact import save_artifact
     from brf_hw.fixed import FixedSpec, Format
     from brf_hw.fixed.qat import to_int_network
-    from brf_hw.generate import cycle_model
+    from brf_hw.hw.core import cycle_model
     from brf_hw.model import ModelConfig, build_model
 
     model = build_model(ModelConfig(9, 5, 3), seed=3)
@@ -484,14 +482,14 @@ def test_link_with_multi_byte_step_frames(tmp_path):
 
 # --- the board top in cocotb (Icarus, Verilator) and the host against it ---------------------------------
 
-sys.path.insert(0, str(REPO / "sim"))
 SIMULATORS = ["icarus", "verilator"]
+SHIPPED_SHA = load_artifact(shipped_artifact())[1]["sha256"]  # the board's identity carries its prefix
 
 
 @pytest.fixture(scope="module")
 def board_designs(tmp_path_factory):
     """The board top built once per simulator for all tests of this module."""
-    import board_bridge
+    from brf_hw.board import rtl_sim as board_bridge
 
     built = {}
 
@@ -512,8 +510,8 @@ def board_design(request, board_designs):
 def test_board_ecg_sequences_errors_and_resync_at_the_uart_bit_level(board_design, ecg_splits):
     """Two ECG sequences (300 steps each) in label mode and one (40 steps) in full mode equal the
     golden model; framing error, garbage, truncated frames, reserved frames, restarts and a reset
-    mid-step give the documented answers and the stream goes on (sim/board_tb.py)."""
-    import board_bridge
+    mid-step give the documented answers and the stream goes on (brf_hw/board/testbench.py)."""
+    from brf_hw.board import rtl_sim as board_bridge
 
     test = ecg_splits["test"]
     case = board_bridge.ecg_case(test.inputs.numpy().astype(np.int64), test.labels.numpy())
@@ -531,12 +529,12 @@ def test_board_ecg_sequences_errors_and_resync_at_the_uart_bit_level(board_desig
 
 @pytest.mark.sim
 def test_host_against_the_simulated_board(board_designs, tmp_path, capsys):
-    """python -m brf_hw.host through a localhost socket bridge to the board top under Verilator:
+    """brf-hw host through a localhost socket bridge to the board top under Verilator:
     identity check, two truncated ECG sequences, every label (and, in full mode, every potential
     and hidden spike) equal to the golden model."""
-    import board_bridge
+    from brf_hw.board import rtl_sim as board_bridge
 
-    from brf_hw import host
+    from brf_hw.board import host
 
     design = board_designs("verilator")
     for full in (False, True):
@@ -549,7 +547,7 @@ def test_host_against_the_simulated_board(board_designs, tmp_path, capsys):
         thread.join(60)
         assert not thread.is_alive() and not thread.errors
         out = capsys.readouterr().out
-        assert "network a45782017859ba3a 4-36-6" in out
+        assert f"network {SHIPPED_SHA[:16]} 4-36-6" in out
         assert "every label" in out and "equals the golden model" in out
         if full:
             assert "potential and hidden spike" in out and "cycles per step" in out
@@ -557,21 +555,21 @@ def test_host_against_the_simulated_board(board_designs, tmp_path, capsys):
 
 @pytest.mark.sim
 def test_host_refuses_a_board_with_another_network(board_designs, tmp_path, capsys):
-    import board_bridge
+    from brf_hw.board import rtl_sim as board_bridge
 
-    from brf_hw import host
+    from brf_hw.board import host
 
     design = board_designs("icarus")  # the shipped 8-bit network
     port_file = tmp_path / "port"
     thread = board_bridge.serve(design, 0, port_file, seconds=60, accept_seconds=60, name="bridge_refuse")
     port = board_bridge.wait_for_port(port_file, thread)
-    w4 = default_artifact().with_name("ecg_brf_w4.npz")
+    w4 = shipped_artifact("ecg", 4)
     assert host.main(["--port", f"socket://127.0.0.1:{port}", "--artifact", str(w4), "--sequences", "1",
                       "--steps", "5"]) == 2
     thread.join(60)
     err = capsys.readouterr().err
     assert "refusing: the board holds another network than ecg_brf_w4.npz" in err
-    assert "sha256: board a45782017859ba3a" in err and "weight_bits: board 8, expected 4" in err
+    assert f"sha256: board {SHIPPED_SHA[:16]}" in err and "weight_bits: board 8, expected 4" in err
 
 
 # --- build: platforms and build plans (no place and route here: `make bitstream` runs the tools) ---------
@@ -581,7 +579,7 @@ def test_board_tops_elaborate_into_build_plans(board, ecg_artifact, tmp_path, mo
     pytest.importorskip("amaranth_boards")
     from brf_hw.board.platforms import get_board
     from brf_hw.board.top import BoardTop
-    from brf_hw.build import divisor_for, tool
+    from brf_hw.board.build import divisor_for, tool
 
     monkeypatch.chdir(tmp_path)  # ecppll writes its file here, relative (YoWASP sees the working directory)
     b = get_board(board)
@@ -605,7 +603,7 @@ def test_board_tops_elaborate_into_build_plans(board, ecg_artifact, tmp_path, mo
 
 def test_build_checks_baud_rates_and_boards():
     from brf_hw.board.platforms import get_board
-    from brf_hw.build import divisor_for
+    from brf_hw.board.build import divisor_for
     from brf_hw.cli_util import UserError
 
     assert divisor_for(12e6, 3_000_000) == 4 and divisor_for(12e6, 115_200) == 104
@@ -678,7 +676,7 @@ class FakeBoard:
 
 
 def test_host_resynchronises_after_a_link_error_and_checks_every_label(ecg_artifact, monkeypatch, capsys):
-    from brf_hw import host
+    from brf_hw.board import host
 
     from brf_hw.board.top import result_layout
 
@@ -692,7 +690,7 @@ def test_host_resynchronises_after_a_link_error_and_checks_every_label(ecg_artif
     assert "the board reported: the board's receive FIFO overran" in captured.err
     assert "restarting at step 30" in captured.err  # the start of the sequence the error touched
     assert "every label equals the golden model (90 steps)" in captured.out
-    w4, manifest = load_artifact(default_artifact().with_name("ecg_brf_w4.npz"))
+    w4, manifest = load_artifact(shipped_artifact("ecg", 4))
     other = FakeBoard(w4, P.identity_values(w4, manifest["sha256"], **board))
     monkeypatch.setattr(host, "open_port", lambda url, baud: other)
     assert host.main(["--port", "fake", "--sequences", "1", "--steps", "5"]) == 2

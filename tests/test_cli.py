@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brf_hw.artifact import load_artifact, save_artifact
-from brf_hw.generate import default_artifact
+from brf_hw.artifact import shipped_artifact
 
 REPO = Path(__file__).resolve().parents[1]
 # runpy re-executes modules the test process has imported already: harmless here
@@ -82,9 +82,9 @@ def test_qat_user_errors(monkeypatch, capsys, tmp_path):
 def test_golden_user_errors(monkeypatch, capsys, tmp_path):
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(tmp_path / "none.npz")), "none.npz")
     truncated = tmp_path / "truncated.npz"
-    truncated.write_bytes(default_artifact().read_bytes()[:2000])
+    truncated.write_bytes(shipped_artifact().read_bytes()[:2000])
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(truncated)), "not a readable")
-    net, manifest = load_artifact(default_artifact())
+    net, manifest = load_artifact(shipped_artifact())
     other = tmp_path / "shd.npz"
     save_artifact(other, net, task="shd", dt=0.01, theta=1.0, gamma=0.9)
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(other)), "task shd feeds 700 inputs")
@@ -97,9 +97,9 @@ def test_generate_and_synth_user_errors(monkeypatch, capsys, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(tmp_path / "x.npz"),
                               "--out", str(tmp_path / "o")), "x.npz")
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--segments", "-2"), "--segments")
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--input-density", "1.5"), "--input-density")
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.synth", "--artifact", str(tmp_path / "y.npz")),
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.hw.synth", "--segments", "-2"), "--segments")
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.hw.synth", "--input-density", "1.5"), "--input-density")
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.hw.synth", "--artifact", str(tmp_path / "y.npz")),
                       "y.npz")
 
 

@@ -18,7 +18,9 @@ from brf_hw.fixed import FixedSpec, Format
 from brf_hw.fixed.formats import FormatError
 from brf_hw.fixed.spec import Readout
 from brf_hw.fixed.qat import to_int_network
-from brf_hw.generate import cycle_model, default_artifact, generate, main as generate_main, shape_network
+from brf_hw.artifact import shipped_artifact
+from brf_hw.hw.core import cycle_model
+from brf_hw.hw.generate import generate, main as generate_main, shape_network
 from brf_hw.hw.core import chunk_spikes, period_model, readout_cycles
 from brf_hw.hw.core import BRFAccelerator
 from brf_hw.hw.layout import (acc_offset, accumulator_bits, event_inputs, memory_images, pack, row_bits, signed_bits,
@@ -32,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ecg_net():
-    return load_artifact(default_artifact())[0]
+    return load_artifact(shipped_artifact())[0]
 
 
 def check(net, x, first=None, **kw):
@@ -55,13 +57,13 @@ def check(net, x, first=None, **kw):
 
 
 def test_shipped_artifact_is_the_ecg_network(ecg_net):
-    net, manifest = load_artifact(default_artifact())
+    net, manifest = load_artifact(shipped_artifact())
     assert net.shape == (4, 36, 6) and net.spec.weight.bits == 8
     assert manifest["task"] == "ecg" and manifest["metrics"]["test_acc"] > 85
 
 
 def test_shipped_4_bit_network_runs_on_the_accelerator(ecg_splits):
-    net, manifest = load_artifact(default_artifact().with_name("ecg_brf_w4.npz"))
+    net, manifest = load_artifact(shipped_artifact("ecg", 4))
     assert net.shape == (4, 36, 6) and {net.spec.weight.bits, net.spec.rec_weight.bits, net.spec.out_weight.bits} == {4}
     assert manifest["metrics"]["test_acc"] > 85
     x = ecg_splits["test"].inputs[6, :150].numpy().astype(np.int64)
@@ -190,7 +192,7 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
     assert info["lanes"] == 2 and info["chunks"] == 18 and info["shape"]["hidden"] == 36 and info["segments"] == 2
     assert info["ports"]["out"]["payload"]["spikes"]["width"] == 36
     syn = (tmp_path / "brf_rsnn_mem_synapses.hex").read_text().split()
-    bits = row_bits(load_artifact(default_artifact())[0].spec)  # aligned input / recurrent weights
+    bits = row_bits(load_artifact(shipped_artifact())[0].spec)  # aligned input / recurrent weights
     assert len(syn) == 2 * (4 + 36) and len(syn[0]) == -(-18 * bits // 4)  # a source's row in two halves
     generate_main(["--neurons", "36", "--segments", "1", "--out", str(tmp_path / "g1")])
     syn = (tmp_path / "g1" / "brf_rsnn_mem_synapses.hex").read_text().split()
@@ -213,7 +215,7 @@ def test_generator_writes_verilog_and_checks_shapes(tmp_path, capsys):
 def test_committed_rtl_is_what_the_generator_emits(tmp_path):
     committed = REPO / "rtl"
     info = json.loads((committed / "brf_rsnn.json").read_text())
-    generate(default_artifact(), info["lanes"], tmp_path, {}, info["segments"])
+    generate(shipped_artifact(), info["lanes"], tmp_path, {}, info["segments"])
     for path in sorted(committed.glob("brf_rsnn*")):
         assert path.read_text() == (tmp_path / path.name).read_text(), f"rtl/{path.name} is stale: run make rtl"
 

@@ -11,7 +11,7 @@ import torch
 
 from brf_hw import nir_io
 from brf_hw.analyze.common import float_model_from_artifact, load_int_artifact
-from brf_hw.generate import default_artifact
+from brf_hw.artifact import shipped_artifact
 from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
 
@@ -19,7 +19,7 @@ from brf_hw.neurons import NeuronConfig
 @pytest.fixture(scope="module")
 def shipped_model():
     """A trained network: the float network the shipped 8-bit artifact stands for."""
-    model = float_model_from_artifact(*load_int_artifact(default_artifact()))
+    model = float_model_from_artifact(*load_int_artifact(shipped_artifact()))
     model.kernel = "reference"  # the ground-truth step loop: these tests compare networks, not kernels
     return model
 

@@ -101,8 +101,8 @@ def test_shd_task_trains(shd_dir, tmp_path):
 def test_synth_activity_without_shd_files_is_random_at_the_stated_density(tmp_path, capsys):
     """No SHD files here: the synthesis report's cycles come from random spikes at --input-density,
     a stated assumption (700 channels x 0.05 = 35 input events per step on average)."""
-    from brf_hw.generate import shape_network
-    from brf_hw.synth import activity
+    from brf_hw.hw.generate import shape_network
+    from brf_hw.hw.synth import activity
 
     net = shape_network(700, 128, 20, input_bits=1, rule="mean", steps=STEPS)
     for density in (0.05, 0.02):

@@ -3,23 +3,20 @@ on real ECG sequences, random networks with saturation, mid-sequence resets, bac
 sequences, with random valid gaps and ready back-pressure. Marked ``sim`` (not in ``make test``)."""
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
-import run as simrun  # noqa: E402
-
-from brf_hw.artifact import save_artifact  # noqa: E402
-from brf_hw.fixed import FixedSpec, Format  # noqa: E402
-from brf_hw.fixed.formats import FormatError  # noqa: E402
-from brf_hw.fixed.qat import to_int_network  # noqa: E402
-from brf_hw.generate import shape_network  # noqa: E402
-from brf_hw.model import ModelConfig, build_model  # noqa: E402
-from brf_hw.neurons import NeuronConfig  # noqa: E402
+from brf_hw.artifact import save_artifact, shipped_artifact
+from brf_hw.fixed import FixedSpec, Format
+from brf_hw.fixed.formats import FormatError
+from brf_hw.fixed.qat import to_int_network
+from brf_hw.hw import rtl_sim as simrun
+from brf_hw.hw.generate import shape_network
+from brf_hw.model import ModelConfig, build_model
+from brf_hw.neurons import NeuronConfig
+from brf_hw.stream import sequence_starts, to_stream
 
 pytestmark = pytest.mark.sim
 SIMULATORS = ["icarus", "verilator"]
@@ -27,34 +24,39 @@ SIMULATORS = ["icarus", "verilator"]
 
 @pytest.fixture(scope="module", params=SIMULATORS)
 def ecg_design(request, tmp_path_factory):
-    return simrun.build(request.param, simrun.default_artifact(), 6, tmp_path_factory.mktemp(request.param))
+    return simrun.build(request.param, shipped_artifact(), 6, tmp_path_factory.mktemp(request.param))
 
 
-def check(design, x, first, name, tmp_path, **kw):
+def ecg_stream(ecg_splits, sequences, steps=None):
+    """ECG test sequences back to back (the first ``steps`` of each) as one input stream."""
+    return to_stream(ecg_splits["test"].inputs.numpy()[sequences, :steps].swapaxes(0, 1).astype(np.int64))
+
+
+def check(design, x, first, name, **kw):
     try:
         return simrun.run_stream(design, x, first, name, **kw)
     except simrun.Mismatch:
-        simrun.with_waveform(design.artifact, design.lanes, tmp_path, design.simulator, x, first, name, **kw)
+        simrun.with_waveform(design, x, first, name, **kw)
         raise
 
 
 def test_ecg_sequences_back_to_back_with_backpressure(ecg_design, ecg_splits, tmp_path):
-    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [0, 1, 2], 500)
-    out = check(ecg_design, x, first, "ecg", tmp_path, gap_prob=0.3, stall_prob=0.3, seed=7)
+    x, first = ecg_stream(ecg_splits, [0, 1, 2], 500)
+    out = check(ecg_design, x, first, "ecg", gap_prob=0.3, stall_prob=0.3, seed=7)
     assert out["spikes_per_step"].sum() > 500
 
 
 def test_whole_ecg_sequences_streaming(ecg_design, ecg_splits, tmp_path):
-    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [3, 4])
+    x, first = ecg_stream(ecg_splits, [3, 4])
     assert len(x) == 2600
-    check(ecg_design, x, first, "ecg_whole", tmp_path)
+    check(ecg_design, x, first, "ecg_whole")
 
 
 def test_reset_in_the_middle_of_a_sequence(ecg_design, ecg_splits, tmp_path):
     x = ecg_splits["test"].inputs[5, :400].numpy().astype(np.int64)
     first = np.zeros(len(x), bool)
     first[[0, 151, 152]] = True  # cleared mid-sequence, twice in a row
-    check(ecg_design, x, first, "reset", tmp_path, gap_prob=0.2, seed=3)
+    check(ecg_design, x, first, "reset", gap_prob=0.2, seed=3)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
@@ -72,7 +74,7 @@ def test_random_network_with_saturation(simulator, tmp_path):
     x = (np.random.default_rng(5).random((300, 3)) < 0.5).astype(np.int64)
     first = np.zeros(300, bool)
     first[[0, 120]] = True
-    out = check(design, x, first, "random", tmp_path, gap_prob=0.25, stall_prob=0.25, seed=5)
+    out = check(design, x, first, "random", gap_prob=0.25, stall_prob=0.25, seed=5)
     potentials = out["potentials"]
     assert (potentials == spec.output.max_int).any() or (potentials == spec.output.min_int).any()
 
@@ -101,13 +103,13 @@ def test_whole_smnist_images_weighted_in_lanes_with_mean_readout(smnist_design, 
     x = np.concatenate([smnist_images[:, b] for b in range(images)])
     first = np.zeros(len(x), bool)
     first[::784] = True
-    out = check(smnist_design, x, first, "smnist_whole", tmp_path)
+    out = check(smnist_design, x, first, "smnist_whole")
     assert out["spikes_per_step"].sum() > 1000 * images and len(set(out["sum_labels"].tolist())) > 1
 
 
 def test_smnist_window_with_backpressure(smnist_design, smnist_images, tmp_path):
     x = smnist_images[150:350, 2]
-    check(smnist_design, x, np.eye(1, len(x), dtype=bool)[0], "smnist_bp", tmp_path, gap_prob=0.3,
+    check(smnist_design, x, sequence_starts(len(x)), "smnist_bp", gap_prob=0.3,
           stall_prob=0.3, seed=2)
 
 
@@ -115,17 +117,17 @@ def test_input_value_outside_the_format_is_refused(smnist_design, smnist_images,
     x = smnist_images[:10, 0].copy()
     x[4] = 300
     with pytest.raises(FormatError, match="input value 300 is outside the input format u8"):
-        simrun.run_stream(smnist_design, x, np.eye(1, len(x), dtype=bool)[0], "bad")
+        simrun.run_stream(smnist_design, x, sequence_starts(len(x)), "bad")
 
 
 def test_a_mismatch_names_sequence_step_neuron_and_leaves_a_waveform(tmp_path, ecg_splits):
-    design = simrun.build("icarus", simrun.default_artifact(), 6, tmp_path / "build")
+    design = simrun.build("icarus", shipped_artifact(), 6, tmp_path / "build")
     wrong = dataclasses.replace(design.net, theta=design.net.theta + 3)  # expectations of another network
-    x, first = simrun.ecg_stream(ecg_splits["test"].inputs.numpy(), [0, 1], 200)
+    x, first = ecg_stream(ecg_splits, [0, 1], 200)
     with pytest.raises(simrun.Mismatch, match=r"sequence \d+, step \d+, neuron \d+: expected \d+, got \d+"):
         simrun.run_stream(design, x, first, "wrong", expected_net=wrong)
     with pytest.raises(simrun.Mismatch, match=r"waveform: .*\.(fst|vcd)"):
-        simrun.with_waveform(design.artifact, 6, tmp_path, "icarus", x, first, "wrong", expected_net=wrong)
+        simrun.with_waveform(design, x, first, "wrong", expected_net=wrong)
 
 
 def test_missing_simulator_is_a_clear_error(monkeypatch):

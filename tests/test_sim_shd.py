@@ -4,23 +4,19 @@ learns and spikes), float training and QAT through ``training/qat.py``'s flow, t
 sequences: every step's spikes, potentials, labels and running-sum labels equal the golden model,
 and the RTL's class of each sequence is the golden model's. Marked ``sim`` (``make sim``)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
-import run as simrun  # noqa: E402
+from brf_hw import golden
+from brf_hw.artifact import load_artifact
+from brf_hw.hw import rtl_sim as simrun
+from brf_hw.stream import from_stream, to_stream
+from brf_hw.tasks import TaskData
+from brf_hw.train import TrainConfig, Trainer
+from brf_hw.train.qat_flow import run_qat
 
-from brf_hw import golden  # noqa: E402
-from brf_hw.artifact import load_artifact  # noqa: E402
-from brf_hw.train import TrainConfig, Trainer  # noqa: E402
-from brf_hw.train.qat_flow import run_qat  # noqa: E402
-from brf_hw.tasks import TaskData  # noqa: E402
-
-from test_shd import write_class_dir  # noqa: E402
-from test_tasks_chain import parse  # noqa: E402
+from test_shd import write_class_dir
+from test_tasks_chain import parse
 
 pytestmark = pytest.mark.sim
 
@@ -44,14 +40,12 @@ def test_shd_network_on_the_rtl(simulator, shd_artifact, tmp_path):
     assert net.shape == (700, 128, 20) and net.readout.rule == "mean" and manifest["task"] == "shd"
     x, target, _ = TaskData("shd", str(root)).integer_sequences("test", limit=2)
     steps = x.shape[0]
-    stream = x.transpose(1, 0, 2).reshape(-1, x.shape[2]).astype(np.int64)
-    first = np.zeros(len(stream), bool)
-    first[::steps] = True
+    stream, first = to_stream(x.astype(np.int64))
     design = simrun.build(simulator, artifact, 4, tmp_path / "build")
     out = simrun.run_stream(design, stream, first, "shd", gap_prob=0.2, stall_prob=0.2, seed=1)
     gold = golden.run(net, x)
     assert gold.spikes.sum() > 500  # the trained network is active: the comparison means something
     assert out["spikes_per_step"].sum() == gold.spikes.sum()
-    rtl_classes = simrun.sequence_classes(net, out, steps)
+    rtl_classes = net.readout.classes(from_stream(out["labels"], steps), from_stream(out["sum_labels"], steps))
     assert np.array_equal(rtl_classes, golden.sequence_predictions(net, gold))
     assert metrics["test_acc"] > 50  # the class bands are learnable: the flow trained a real network

@@ -1,19 +1,7 @@
-"""Train a float BRF / RF / BHRF / ALIF network on one of the paper's tasks.
-
-    python training/train.py --task ecg --neuron brf --epochs 400
-"""
-
-import argparse
+"""Train a float network (``brf-hw train``; ``--help`` for the flags)."""
 
 from brf_hw.cli_util import run_main
-from brf_hw.train.cli import add_train_arguments, train_float
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_train_arguments(parser)
-    train_float(parser.parse_args())
-
+from brf_hw.train.cli import train_main
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(train_main)

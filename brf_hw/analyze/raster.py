@@ -52,7 +52,7 @@ def load_network(args):
     """(model, spec, IntNetwork, description)."""
     from ..fixed.qat import to_int_network
     from ..fixed.spec import FixedSpec, spec_for_model
-    from ..generate import default_artifact
+    from ..artifact import shipped_artifact
 
     if args.checkpoint:
         model, ckpt = load_checkpoint(args.checkpoint)
@@ -63,7 +63,7 @@ def load_network(args):
         model.fixed = None
         how = "QAT formats" if fixed else "post-training rounding, 8-bit"
         return model, spec, to_int_network(model, spec), f"{args.checkpoint} ({how})"
-    path = args.artifact or default_artifact()
+    path = args.artifact or shipped_artifact()
     net, manifest = load_int_artifact(path)
     if manifest.get("task") != "ecg":
         raise UserError(f"{path} is a {manifest.get('task')!r} network; the raster runs ECG sequences")

@@ -4,7 +4,7 @@ Byte-level specification
 ========================
 
 The link is a UART, 8 data bits, no parity, 1 stop bit (8N1), at the baud rate fixed in the
-bitstream (``python -m brf_hw.build --baud``; the default is 3,000,000; ``divisor`` clock cycles
+bitstream (``brf-hw build --baud``; the default is 3,000,000; ``divisor`` clock cycles
 per bit). Every byte in either direction is one of two kinds:
 
     header byte   1 T T T P P P P    bit 7 set: starts a frame of type TTT; PPPP = payload bits 0..3

@@ -190,21 +190,10 @@ def check_amaranth(case: FuzzCase) -> str | None:
     return None
 
 
-def _sim_runner():
-    """sim/run.py, the cocotb runner (a script folder beside the package, not part of it)."""
-    sim_dir = str(Path(__file__).resolve().parents[2] / "sim")
-    if sim_dir not in sys.path:
-        sys.path.insert(0, sim_dir)
-    import run
-
-    return run
-
-
 def check_verilator(case: FuzzCase, work: Path) -> str | None:
-    """The same case as generated Verilog under Verilator (cocotb, sim/run.py)."""
+    """The same case as generated Verilog under Verilator (cocotb, ``hw.rtl_sim``)."""
     from ..artifact import save_artifact
-
-    simrun = _sim_runner()
+    from . import rtl_sim as simrun
 
     artifact = work / f"fuzz_{case.seed}.npz"
     save_artifact(artifact, case.net, task="fuzz", dt=0.0, theta=0.0, gamma=0.0)

@@ -105,3 +105,16 @@ def _fit_and_report(trainer: Trainer) -> dict:
     print(f"best model (epoch {ckpt['epoch']}): test accuracy {test['acc']:.2f}%{annotated}, "
           f"SOPs {test['sops']:.1f} ({test['sops_per_step']:.2f}/step), {summary['parameters']} parameters")
     return summary
+
+
+TRAIN_DESCRIPTION = """Train a float BRF / RF / BHRF / ALIF network on a task.
+
+    brf-hw train --task ecg --neuron brf --epochs 400     # = python training/train.py ...
+"""
+
+
+def train_main(argv=None) -> None:
+    """``brf-hw train`` (``python training/train.py``)."""
+    parser = argparse.ArgumentParser(description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(parser)
+    train_float(parser.parse_args(argv))

@@ -18,7 +18,7 @@ from ..artifact import load_artifact, save_artifact
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS, UserError
 from ..fixed.qat import to_int_network
 from ..fixed.spec import spec_for_model
-from .cli import apply_threads, config_from_args
+from .cli import add_train_arguments, apply_threads, config_from_args
 from ..tasks import TASKS
 from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
 
@@ -128,3 +128,22 @@ def check_export(path: Path, model, data, net, sequences: int = 64) -> None:
         own = model(torch.from_numpy(x.astype(np.float64) * reloaded.spec.input.unit))
     if not np.array_equal(own.outputs.numpy() * reloaded.spec.output.scale, gold.outputs):
         raise RuntimeError("QAT integer forward and golden model disagree")
+
+
+QAT_DESCRIPTION = """The main job: train a BRF network, make it fixed-point, export the integer artifact.
+
+    brf-hw qat --task ecg                       # float (paper settings) -> QAT -> export (= python training/qat.py)
+    brf-hw qat --init runs/ecg-brf-seed0/float/best.pt --weight-bits 4
+
+Float training (or --init), quantization-aware fine-tuning with straight-through estimators,
+integer evaluation by the golden model (the accuracy printed is the hardware's), export of one
+versioned .npz artifact.
+"""
+
+
+def qat_main(argv=None) -> None:
+    """``brf-hw qat`` (``python training/qat.py``)."""
+    parser = argparse.ArgumentParser(description=QAT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(parser)
+    add_qat_arguments(parser)
+    run_qat(parser.parse_args(argv))

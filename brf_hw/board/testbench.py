@@ -15,7 +15,7 @@ Tests:
                                reserved frame, a sequence restart (STEP_FIRST) and a SYNC in the
                                middle of a sequence, a reset pulse in the middle of a step
   bridge                       (only with BRF_BOARD_BRIDGE) serves the board on a localhost TCP
-                               socket for ``python -m brf_hw.host --port socket://127.0.0.1:PORT``
+                               socket for ``brf-hw host --port socket://127.0.0.1:PORT``
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ async def ecg_sequences_match_golden(dut):
     got, others = await stream_steps(uart, xf, ff, window)
     assert not others, _pairs(others)
     from brf_hw.board.top import result_layout
-    from brf_hw.generate import cycle_model
+    from brf_hw.hw.core import cycle_model
     from brf_hw.hw.core import chunk_spikes
 
     layout = result_layout(net, cfg["lanes"], cfg["segments"])

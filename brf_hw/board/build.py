@@ -1,7 +1,7 @@
 """Bitstream for a board: the accelerator behind a UART link (``brf_hw.board``), YoWASP tools only.
 
-    python -m brf_hw.build --board icebreaker [--artifact PATH] [--baud 3000000] [--out DIR]
-    python -m brf_hw.build --board ulx3s [--clock-mhz 75]      # ulx3s = the 85F; ulx3s-12f/-25f/-45f/-85f
+    brf-hw build --board icebreaker [--artifact PATH] [--baud 3000000] [--out DIR]
+    brf-hw build --board ulx3s [--clock-mhz 75]      # ulx3s = the 85F; ulx3s-12f/-25f/-45f/-85f
 
 Writes DIR/brf_board.bin (iCE40) or .bit (ECP5), the build logs (brf_board.rpt: Yosys,
 brf_board.tim: nextpnr), nextpnr's report.json and DIR/build_report.json + build_report.md:
@@ -21,15 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from .artifact import load_artifact
-from .board import protocol as P
-from .board.platforms import BOARD_NAMES, get_board
-from .board.top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
-from .cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
-from .generate import default_artifact
-from .hw.core import period_model
-from .hw.simulate import expected_cycles
-from .synth import activity, tool as synth_tool
+from ..artifact import load_artifact, shipped_artifact
+from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
+from ..hw.core import period_model
+from ..hw.simulate import expected_cycles
+from ..hw.synth import activity, tool as synth_tool
+from . import protocol as P
+from .platforms import BOARD_NAMES, get_board
+from .top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
 
 NAME = "brf_board"
 MAX_BAUD_ERROR = 0.01  # a UART receiver tolerates a few percent; keep the divisor's rounding well inside
@@ -159,7 +158,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
     args = parser.parse_args(argv)
-    artifact = args.artifact or default_artifact()
+    artifact = args.artifact or shipped_artifact()
     out = args.out or Path("build") / "board" / args.board
     try:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
@@ -173,4 +172,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, "python -m brf_hw.build")
+    run_main(main, "brf-hw build")
