@@ -79,6 +79,46 @@ def test_qat_user_errors(monkeypatch, capsys, tmp_path):
                       "--bits", "40 is outside 2..32")
 
 
+class _WritesMarker:
+    """A pickle payload: loading it with plain pickle would create ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_pickles_are_refused_without_running(monkeypatch, capsys, tmp_path):
+    import torch
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "brf_hw.checkpoint/1", "model": _WritesMarker(marker)}, evil)
+    run_dir = tmp_path / "resume"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(evil.read_bytes())
+    refused = "refused: it holds objects other than tensors and plain data"
+    assert_user_error(run_cli(monkeypatch, capsys, "training/qat.py", "--init", str(evil),
+                              "--run-dir", str(tmp_path / "q")), "evil.pt", refused)
+    assert_user_error(run_cli(monkeypatch, capsys, "training/train.py", "--resume", "--run-dir", str(run_dir),
+                              "--epochs", "1"), "last.pt", refused)
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.analyze", "nir", str(evil), "--out",
+                              str(tmp_path / "x.nir")), "evil.pt", refused)
+    # an artifact is numpy's .npz: an object array inside would unpickle; allow_pickle=False refuses it
+    net, _ = load_artifact(shipped_artifact())
+    artifact = tmp_path / "evil.npz"
+    save_artifact(artifact, net, task="ecg", dt=0.01, theta=1.0, gamma=0.9)
+    with np.load(artifact) as data:
+        arrays = dict(data)
+    arrays["u0"] = np.array([_WritesMarker(marker)], dtype=object)
+    np.savez(artifact, **arrays)
+    code, err = run_cli(monkeypatch, capsys, "brf_hw.golden", str(artifact))
+    assert code == 2 and "Traceback" not in err, err
+    assert not marker.exists(), "a crafted file ran code"
+    assert not (tmp_path / "x.nir").exists()
+
+
 def test_golden_user_errors(monkeypatch, capsys, tmp_path):
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(tmp_path / "none.npz")), "none.npz")
     truncated = tmp_path / "truncated.npz"

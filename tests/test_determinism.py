@@ -145,8 +145,8 @@ def test_training_identical_with_1_and_2_threads(tmp_path, ecg_splits):
     _train(tmp_path / "two", 2, ["--threads", "2"])
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert len(one) == 2 and one == two
-    a = dict(_tensors(torch.load(tmp_path / "one" / "last.pt", weights_only=False)))
-    b = dict(_tensors(torch.load(tmp_path / "two" / "last.pt", weights_only=False)))
+    a = dict(_tensors(torch.load(tmp_path / "one" / "last.pt", weights_only=True)))
+    b = dict(_tensors(torch.load(tmp_path / "two" / "last.pt", weights_only=True)))
     assert a.keys() == b.keys() and any(k.startswith("/model/") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs between 1 and 2 threads"

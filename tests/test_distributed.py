@@ -30,8 +30,8 @@ def test_two_processes_train_like_one(tmp_path):
     out_two = two.communicate(timeout=600)[0].decode()
     assert one.returncode == 0, one.stdout + one.stderr
     assert two.returncode == 0, out_two
-    a = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-4, msg=name)
     r1, r2 = rows(tmp_path / "one"), rows(tmp_path / "two")

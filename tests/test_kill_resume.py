@@ -38,7 +38,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     time.sleep(1.0)  # an epoch takes seconds: this lands inside epoch 2
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert torch.load(killed / "last.pt", weights_only=False)["epoch"] == 1, "the kill came after epoch 2"
+    assert torch.load(killed / "last.pt", weights_only=True)["epoch"] == 1, "the kill came after epoch 2"
 
     resumed = train(killed, "--resume")
     out_resumed = resumed.communicate(timeout=300)[0].decode()
@@ -48,8 +48,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 
     assert metric_rows(killed) == metric_rows(straight)  # each epoch once, same numbers
     for name in ("last.pt", "best.pt"):
-        a = torch.load(straight / name, weights_only=False)
-        b = torch.load(killed / name, weights_only=False)
+        a = torch.load(straight / name, weights_only=True)
+        b = torch.load(killed / name, weights_only=True)
         assert a["epoch"] == b["epoch"]
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert (straight / "summary.json").read_text() == (killed / "summary.json").read_text()

@@ -92,11 +92,11 @@ def one_good_epoch(tmp_path, ecg_data) -> tuple[Trainer, dict]:
     trainer.cfg.epochs = 1
     trainer.fit()
     trainer.cfg.epochs = 2
-    return trainer, torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    return trainer, torch.load(tmp_path / "last.pt", weights_only=True)["model"]
 
 
 def assert_last_checkpoint_holds(tmp_path, weights: dict) -> None:
-    kept = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    kept = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(weights[k], kept[k]) for k in weights)
 
 

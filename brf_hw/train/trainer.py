@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -323,14 +324,34 @@ class Trainer:
                    f"{row['train_acc']:.2f}%  val {row['val_loss']:.4f} {row['val_acc']:.2f}%{test}")
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """torch's weights-only refusal is a page of advice; keep the line naming the object."""
+    for line in str(exc).splitlines():
+        if "Unsupported global" in line:
+            return line.split("WeightsUnpickler error:")[-1].split(". Please")[0].strip()
+    return _first_line(exc)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_checkpoint(path: str | Path, device="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
+        # weights_only: a checkpoint from someone else never runs code; brf-hw's own hold only
+        # tensors and plain data, so they need no allow-list
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from exc
+        raise CheckpointError(f"{path} refused: it holds objects other than tensors and plain data, "
+                              f"which could run code when loaded ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != "brf_hw.checkpoint/1":
         raise CheckpointError(f"{path} is not a brf_hw training checkpoint")
     return ckpt
