@@ -54,6 +54,9 @@ def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
 
 def save_artifact(path: str | Path, net: IntNetwork, *, task: str, dt: float, theta: float, gamma: float,
                   metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``net`` as a versioned .npz artifact (atomically): its integer arrays and a JSON
+    manifest of formats, readout, constants, the float ``dt``/``theta``/``gamma`` they came from,
+    the ``task`` name, ``metrics`` and the arrays' SHA-256. ``extra`` adds manifest entries."""
     arrays = {name: np.ascontiguousarray(getattr(net, name), dtype=np.int64) for name in ARRAYS}
     n_in, n_hid, n_out = net.shape
     manifest = {

@@ -18,6 +18,8 @@ from .fixed.spec import IntNetwork
 
 
 class Evaluation(NamedTuple):
+    """An integer network's score on sequences: metrics, the readout's classes (and spikes)."""
+
     metrics: dict[str, float]  # acc, acc_ci_low, acc_ci_high, sops, sops_per_step (, acc_annotated)
     predictions: np.ndarray  # the readout's classes: [T, B] per step, else [B]
     spikes: np.ndarray | None = None  # [T, B, H] hidden spikes, where asked for (``keep_spikes``)

@@ -17,6 +17,8 @@ from .stream import sequence_starts
 
 
 class GoldenResult(NamedTuple):
+    """What the golden model computed for a batch of sequences, time first."""
+
     spikes: np.ndarray  # [T, B, H] hidden spikes (0/1, int8)
     outputs: np.ndarray  # [T, B, O] LI potentials, output format integers
     predictions: np.ndarray  # [T, B] argmax of the outputs (lowest index wins ties)

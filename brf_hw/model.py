@@ -20,6 +20,10 @@ from .neurons.modules import LIReadout, NeuronConfig, hidden_layer
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The network's shape (inputs, hidden neurons, LI outputs), its hidden neurons' configuration
+    (kind, dt, theta, gamma, init ranges), the readout's time-constant init and the fraction of
+    recurrent weights pruned."""
+
     inputs: int
     hidden: int
     outputs: int

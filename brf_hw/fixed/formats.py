@@ -23,6 +23,9 @@ class FormatError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Format:
+    """A signed two's-complement fixed-point format: ``bits`` in all, ``frac`` of them after the
+    binary point (Q(bits-frac-1).frac); quantizes floats with round-half-up and saturation."""
+
     bits: int  # total word length, sign included
     frac: int  # fraction bits (may exceed bits, or be negative, as in fxpmath)
 

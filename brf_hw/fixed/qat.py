@@ -72,6 +72,8 @@ def scalar_constants(model, spec: FixedSpec) -> tuple[int, int, int]:
 
 
 def to_int_network(model, spec: FixedSpec, readout: Readout = Readout()) -> IntNetwork:
+    """A float (or QAT) BRF model in the integers of ``spec``, read by ``readout``: the network the
+    golden model and the accelerator run (the QAT forward of the same model computes exactly it)."""
     with torch.no_grad():
         p = quantized_parameters(model, spec)
     ints = {k: v.detach().cpu().numpy().astype(np.int64) for k, v in p._asdict().items()}

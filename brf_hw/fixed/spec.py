@@ -170,6 +170,12 @@ def _sum_bits(term_bits: int, terms: int) -> int:
 
 @dataclass(frozen=True)
 class FixedSpec:
+    """The fixed-point formats of a network, one per kind of value: input weights (``weight``),
+    recurrent weights, output weights (scaled by 1 - alpha), coefficients (d, dt*omega, dt, gamma,
+    alpha; 1 integer bit), the neuron state u, v, q (Q5.10 at 16 bits by default), the LI
+    potentials (``output``, 7 integer bits) and the unsigned ``input`` format. Every derived width
+    of the datapath (accumulator alignment, synapse and accumulator bits) is a property here."""
+
     weight: Format
     rec_weight: Format
     out_weight: Format

@@ -18,6 +18,8 @@ from .layout import geometry, input_events, pack
 
 
 class HardwareRun(NamedTuple):
+    """The accelerator's output beats of one stream, a row per step."""
+
     spikes: np.ndarray  # [T, H]
     outputs: np.ndarray  # [T, O]
     labels: np.ndarray  # [T]

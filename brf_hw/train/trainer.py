@@ -48,6 +48,10 @@ def progress_enabled(requested: bool) -> bool:
 
 @dataclass
 class TrainConfig:
+    """One training run: the task (by name), neuron kind, the schedule (``None``: the task's paper
+    default), the device, the BPTT kernel, ``fixed`` (a FixedSpec as a dict turns on
+    quantization-aware training), limits for quick runs, and the run directory."""
+
     task: str = "ecg"
     neuron: str = "brf"
     epochs: int | None = None  # None: the task's paper default
@@ -68,6 +72,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     data_dir: str | None = None
     progress: bool = True
+    log_epochs: bool = True  # print a line per epoch (the Python API turns it off)
 
     def resolved(self) -> "TrainConfig":
         spec = get_task(self.task)
@@ -304,7 +309,8 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        self._print(row)
+        if self.cfg.log_epochs:
+            self._print(row)
 
     def _rewrite_metrics(self) -> None:
         path = self.run_dir / "metrics.csv"
