@@ -1,5 +1,4 @@
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,12 +7,6 @@ import torch
 # triton import: the decorator reads it).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-# Tests and CI read the verified copies in ../shared/data unless told otherwise.
-if "BRF_HW_DATA" not in os.environ and SHARED_DATA.is_dir():
-    os.environ["BRF_HW_DATA"] = str(SHARED_DATA)
 
 
 @pytest.fixture(scope="session")
