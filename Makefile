@@ -14,9 +14,19 @@ run: setup
 test: setup
 	$(PY) -m pytest -m "not slow and not sim"
 
-# Slow tests only (full-length training checks).
+# Slow tests only (full-length training checks, the long tutorial notebooks).
 test-slow: setup
 	$(PY) -m pytest -m slow
+
+# The documentation site (MkDocs Material, API reference from the docstrings, examples/*.ipynb
+# rendered): build/site/index.html. --strict: a broken link or reference fails the build.
+.PHONY: docs notebooks
+docs: setup
+	$(PY) -m mkdocs build --strict
+
+# Every tutorial notebook in examples/, the long ones too (each cell executed by nbmake).
+notebooks: setup
+	$(PY) -m pytest -v examples
 
 # Regenerate the committed Verilog from the shipped ECG artifact (a test checks it is current).
 rtl: setup
