@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..cli_util import UserError
-from ..model import RSNN, ModelConfig
+from ..model import RSNN, ModelConfig, build_model
 from ..neurons import NeuronConfig
 from ..neurons.modules import RESONATOR_KINDS
 
@@ -109,7 +109,8 @@ def to_model(state: dict, resonator: str = "brf", kernel: str = "auto") -> RSNN:
         if not mask[:, :n_in].all():
             raise BrfNeuronsError("hidden.linear.mask prunes input weights; brf-hw prunes only recurrent ones")
     kind = resonator if layer == "resonator" else "alif"
-    model = RSNN(ModelConfig(n_in, n_hid, n_out, neuron=NeuronConfig(kind=kind)), kernel=kernel)
+    # seeded: the values are overwritten, but reading a file must not advance the caller's RNG
+    model = build_model(ModelConfig(n_in, n_hid, n_out, neuron=NeuronConfig(kind=kind)), seed=0, kernel=kernel)
     hidden = {"omega": model.hidden.omega_param, "b_offset": model.hidden.b_offset_param} if layer == "resonator" \
         else {"tau_mem": model.hidden.tau_m, "tau_adp": model.hidden.tau_adp}
     with torch.no_grad():
