@@ -27,7 +27,7 @@ from .fixed.spec import IntNetwork
 from .model import RSNN
 from .tasks import TASKS, Task, TaskData, get_task, register_task
 from .train.qat_flow import QATResult, quantize_model
-from .train.trainer import TrainConfig, Trainer, load_checkpoint_model
+from .train.trainer import TrainConfig, Trainer, load_checkpoint_model, load_init_model
 
 
 @dataclass
@@ -109,7 +109,7 @@ def quantize(trained: TrainResult | RSNN | str | Path, task: str | Task | None =
     else:
         if task is None:
             raise ValueError("quantize needs the task of a bare model or checkpoint")
-        model = trained if isinstance(trained, RSNN) else load_checkpoint_model(trained)[0]
+        model = trained if isinstance(trained, RSNN) else load_init_model(trained, use_task(task), "brf")
         base, data = TrainConfig(task=use_task(task).name, data_dir=data_dir), None
         root = Path(run_dir).parent if run_dir is not None else Path(f"runs/{base.task}-brf-seed0")
     if model.config.neuron.kind != "brf":
