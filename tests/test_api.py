@@ -91,6 +91,12 @@ def test_tiny_network_end_to_end_through_public_names(tmp_path):
     assert np.array_equal(hw.cycles, brf_hw.expected_cycles(network, stream, hw.spikes, lanes=2))
 
 
+    # from the checkpoint file instead of the TrainResult: the same QAT, the same integer network
+    again = brf_hw.quantize(trained.checkpoint, task, epochs=1, run_dir=tmp_path / "again" / "qat")
+    assert again.artifact == tmp_path / "again" / "brf_api-two-channels.npz"
+    assert np.array_equal(again.network.w_rec, network.w_rec) and again.metrics == quantized.metrics
+
+
 def test_quantize_needs_the_task_of_a_bare_model():
     model = brf_hw.build_model(brf_hw.ModelConfig(2, 4, 2), seed=0)
     with pytest.raises(ValueError, match="needs the task"):
