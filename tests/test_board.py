@@ -210,23 +210,68 @@ def test_uart_rejects_divisors_below_three():
 
 # --- protocol -------------------------------------------------------------------------------------------
 
+def test_crc8_is_the_smbus_crc():
+    assert P.crc8(b"123456789") == 0xF4  # the catalogued check value of CRC-8/SMBUS
+    assert P.crc8(b"\x01") == 0x07  # x^8 mod (x^8 + x^2 + x + 1)
+    assert P.crc8(b"\x80") == 0x89  # x^15 mod the same, by long division
+    assert P.crc8(b"") == 0 and P.check_bytes(0xF4) == b"\x74\x01"
+
+
 def test_frames_encode_and_parse_back():
     frame = P.encode(P.Reply.RESULT_FULL, (1 << 150) | 0x5, 151)
-    assert len(frame) == 22 and frame[0] == 0x95 and all(b < 0x80 for b in frame[1:])
+    assert len(frame) == 1 + 21 + 2 and frame[0] == 0x95 and all(b < 0x80 for b in frame[1:])
+    assert frame[-2:] == P.check_bytes(P.crc8(frame[:-2]))
     reader = P.FrameReader(P.board_lengths(3, 151))
     frames = reader.feed(frame[:10]) + reader.feed(frame[10:])
     assert [(f.type, f.payload) for f in frames] == [(P.Reply.RESULT_FULL, (1 << 150) | 0x5)]
-    assert P.encode(P.Reply.RESULT, 5, 3) == b"\x85"
+    assert P.encode(P.Reply.RESULT, 5, 3) == b"\x85" + P.check_bytes(P.crc8(b"\x85"))
     with pytest.raises(ValueError, match="does not fit"):
         P.encode(P.Cmd.STEP, 1 << 4, 4)
 
 
-def test_reader_reports_garbage_truncation_and_unknown_types_then_resyncs():
+def test_reader_reports_garbage_truncation_unknown_types_and_bad_crcs_then_resyncs():
     reader = P.FrameReader(P.board_lengths(3, 151))
     status = P.encode(P.Reply.STATUS, 0, P.STATUS_BITS)
-    data = b"\x01\x02" + status[:4] + b"\xe0\x05" + b"\x83" + status
+    bad = bytearray(status)
+    bad[3] ^= 0x10
+    data = (b"\x01\x02" + status[:4] + b"\xe0\x05" + P.encode(P.Reply.RESULT, 3, 3) + bytes(bad) + b"\x05\x06"
+            + status)
     kinds = [f.type for f in reader.feed(data)]
-    assert kinds == ["garbage", "truncated", "unknown", P.Reply.RESULT, P.Reply.STATUS]
+    assert kinds == ["garbage", "truncated", "unknown", P.Reply.RESULT, "corrupt", P.Reply.STATUS]
+
+
+def _flips(frame: bytes, most: int):
+    """``frame`` with every set of 1..``most`` flipped bits (bit 7 of each byte included)."""
+    from itertools import combinations
+
+    positions = range(8 * len(frame))
+    for k in range(1, most + 1):
+        for bits in combinations(positions, k):
+            bad = bytearray(frame)
+            for b in bits:
+                bad[b // 8] ^= 1 << (b % 8)
+            yield bytes(bad)
+
+
+@pytest.mark.parametrize("frame, lengths", [
+    (P.encode(P.Cmd.STEP_FIRST, 0b1011, 4), P.command_lengths(4)),  # an ECG step
+    (P.encode(P.Cmd.STEP, 0xA7, 8), P.command_lengths(8)),  # an S-MNIST pixel
+    (P.sync_frame(0x2A), P.command_lengths(4)),
+    (P.encode(P.Reply.RESULT, 0b101, 3), P.board_lengths(3, 151)),
+    (P.encode(P.Reply.STATUS, 0x123456789, P.STATUS_BITS), P.board_lengths(3, 151)),
+])
+def test_no_one_to_three_bit_error_gives_a_frame(frame, lengths):
+    """Every pattern of up to 3 flipped bits in a frame (up to 2 in the 14-byte STATUS) yields
+    no frame at all, only link errors, and the next frame is read as sent: never a wrong value."""
+    after = P.encode(P.Reply.ERROR, 0) if P.Reply.ERROR in lengths else P.encode(P.Cmd.STATUS)
+    n = 0
+    for bad in _flips(frame, 3 if len(frame) < 6 else 2):
+        got = P.FrameReader(lengths).feed(bad + after)
+        assert [(f.type, f.raw) for f in got if not isinstance(f.type, str)] == [(after[0] >> 4 & 7, after)], \
+            (bad.hex(), got)
+        assert any(isinstance(f.type, str) for f in got)
+        n += 1
+    assert n >= 8 * len(frame) * (8 * len(frame) - 1) // 2
 
 
 def test_fields_pack_and_unpack_signed_values():
@@ -247,13 +292,21 @@ def test_step_frames_are_one_byte_for_four_inputs_and_general_beyond():
     assert fast == b"".join(P.encode(P.Cmd.STEP_FIRST if f else P.Cmd.STEP, int(sum(int(v) << i for i, v in enumerate(r))), 4)
                             for r, f in zip(x, first))
     wide = P.step_frames((rng.random((3, 12)) < 0.5).astype(int), np.array([1, 0, 0], bool))
-    assert len(wide) == 3 * 3 and wide[0] >> 4 == 0x9 and wide[3] >> 4 == 0x8
+    assert len(wide) == 3 * 5 and wide[0] >> 4 == 0x9 and wide[5] >> 4 == 0x8
+    pixels = np.array([[0xA7], [0x00], [0xFF]])  # u8 inputs: 4 bits in the header, 4 in a data byte
+    frames = P.step_frames(pixels, np.array([1, 0, 0], bool), input_bits=8)
+    assert frames[:3] == bytes([0x97, 0x0A, P.crc8(b"\x97\x0a") & 0x7F])
+    assert [(f.type, f.payload) for f in P.FrameReader(P.command_lengths(8)).feed(frames)] == [
+        (P.Cmd.STEP_FIRST, 0xA7), (P.Cmd.STEP, 0), (P.Cmd.STEP, 0xFF)]
+    with pytest.raises(ValueError, match="unsigned 8-bit"):
+        P.step_frames(np.array([[256]]), np.array([True]), input_bits=8)
 
 
 def test_identity_and_status_sizes():
-    assert P.frame_bytes(P.IDENTITY_BITS) == 64
-    assert P.frame_bytes(P.STATUS_BITS) == 11
-    assert P.sync_frame(0x55) == bytes([0xB0, ord("B"), ord("R"), 0x55])
+    assert P.frame_bytes(P.IDENTITY_BITS) == 1 + 66 + 2
+    assert P.frame_bytes(P.STATUS_BITS) == 1 + 11 + 2
+    assert P.sync_frame(0x55) == bytes([0xB0, ord("B"), ord("R"), 0x55]) + P.check_bytes(
+        P.crc8(bytes([0xB0, ord("B"), ord("R"), 0x55])))
 
 
 # --- the board link in Amaranth's simulator ------------------------------------------------------------
@@ -334,7 +387,7 @@ def test_link_identity_sync_and_ecg_steps_match_golden(ecg_artifact, ecg_splits)
         assert (ack.type, ack.payload) == (P.Reply.SYNC_ACK, P.PROTOCOL_VERSION | 0x2A << 4)
         await host.send(P.encode(P.Cmd.IDENTIFY))
         ident, = await host.frames(1)
-        assert ident.type == P.Reply.IDENTITY and len(ident.raw) == 64
+        assert ident.type == P.Reply.IDENTITY and len(ident.raw) == 69
         assert P.unpack(P.IDENTITY_FIELDS, ident.payload) == link.identity_values
         await host.send(P.step_frames(x[:30], first[:30]))  # label mode
         got = await host.frames(30)
@@ -352,7 +405,7 @@ def test_link_identity_sync_and_ecg_steps_match_golden(ecg_artifact, ecg_splits)
         status, = await host.frames(1)
         values = P.unpack(P.STATUS_FIELDS, status.payload)
         assert values == {"mode": 1, "steps": len(x), "framing": 0, "garbage": 0, "truncated": 0,
-                          "bad_frame": 0, "overrun": 0}
+                          "bad_frame": 0, "overrun": 0, "crc": 0}
 
     run_link(link, script, div)
 
@@ -382,7 +435,8 @@ def test_link_errors_are_reported_and_the_stream_goes_on(ecg_artifact, ecg_split
         assert pairs(await host.frames(2)) == [_error(P.Error.TRUNCATED), (P.Reply.RESULT, gold.predictions[0])]
         await host.send(b"\xe0\x01\x02")  # a reserved frame type and its data bytes: one report
         assert pairs(await host.frames(1)) == [_error(P.Error.BAD_FRAME)]
-        for bad in (b"\xa3", b"\xd9", b"\xb0\x42\x53\x00"):  # IDENTIFY with a payload, MODE 9, SYNC "BS"
+        bs = P.encode(P.Cmd.SYNC, ord("B") << 4 | ord("S") << 11, P.SYNC_BITS)
+        for bad in (P.encode(P.Cmd.IDENTIFY, 3), P.encode(P.Cmd.MODE, 9), bs):  # a payload, MODE 9, SYNC "BS"
             await host.send(bad)
             assert pairs(await host.frames(1)) == [_error(P.Error.BAD_FRAME)]
         await host.send(P.sync_frame(1)[:2])  # a frame that never ends: dropped after the timeout
@@ -393,13 +447,60 @@ def test_link_errors_are_reported_and_the_stream_goes_on(ecg_artifact, ecg_split
         got = await host.frames(12)
         assert pairs(got[:11]) == _label_frames(gold.predictions[1:12])  # the sequence went on
         assert P.unpack(P.STATUS_FIELDS, got[11].payload) == {
-            "mode": 0, "steps": 12, "framing": 1, "garbage": 1, "truncated": 2, "bad_frame": 4, "overrun": 0}
+            "mode": 0, "steps": 12, "framing": 1, "garbage": 1, "truncated": 2, "bad_frame": 4, "overrun": 0,
+            "crc": 0}
         await host.send(P.sync_frame(5) + P.step_frames(x[12:], np.zeros(12, bool)) + P.encode(P.Cmd.STATUS))
         got = await host.frames(14)
         assert (got[0].type, got[0].payload >> 4) == (P.Reply.SYNC_ACK, 5)
         assert pairs(got[1:13]) == _label_frames(restart.predictions)
         assert P.unpack(P.STATUS_FIELDS, got[13].payload)["steps"] == 12  # counters cleared by the SYNC
         assert host.ctx.get(link.led_error) == 0
+
+    run_link(link, script, div)
+
+
+def test_link_drops_frames_with_flipped_bits_and_reports_crc_errors(ecg_artifact, ecg_splits):
+    """Steps and commands with a flipped payload, type or check bit: the board runs none of them,
+    reports a CRC error for each (a flipped type that lengthens the frame: TRUNCATED at the next
+    header), and the sequence goes on from the steps it did run."""
+    net, sha = ecg_artifact
+    div = 3
+    link = BoardLink(net, sha, clock_hz=12e6, divisor=div, fifo_depth=32, timeout_cycles=400)
+    x = ecg_splits["test"].inputs.numpy().astype(np.int64)[5, :12]
+    first = np.eye(1, 12, dtype=bool)[0]
+    kept = [0, 1, 2, 4, 6, 8, 9, 10, 11]  # steps 3, 5 and 7 are corrupted on the way
+    gold = golden.run_stream(net, x[kept], first[kept])
+    frames = P.step_frames(x, first)
+    per = len(frames) // len(x)
+    assert per == 3
+
+    def flipped(t, byte, *bits):
+        bad = bytearray(frames[t * per:(t + 1) * per])
+        for bit in bits:
+            bad[byte] ^= 1 << bit
+        return bytes(bad)
+
+    async def script(host):
+        pairs = lambda fs: [(f.type, f.payload) for f in fs]  # noqa: E731
+        await host.send(P.sync_frame(3))
+        await host.frames(1)
+        await host.send(frames[:3 * per] + flipped(3, 0, 1))  # an input bit of step 3
+        assert pairs(await host.frames(4)) == _label_frames(gold.predictions[:3]) + [_error(P.Error.CRC)]
+        await host.send(frames[4 * per:5 * per] + flipped(5, 1, 6))  # a check bit of step 5
+        assert pairs(await host.frames(2)) == _label_frames(gold.predictions[3:4]) + [_error(P.Error.CRC)]
+        await host.send(frames[6 * per:7 * per] + flipped(7, 0, 4, 5))  # STEP -> SYNC: 3 bytes longer
+        await host.send(frames[8 * per:])
+        got = await host.frames(6)
+        assert pairs(got) == (_label_frames(gold.predictions[4:5]) + [_error(P.Error.TRUNCATED)]
+                              + _label_frames(gold.predictions[5:]))
+        bad = bytearray(P.encode(P.Cmd.MODE, P.Mode.FULL))
+        bad[2] ^= 1  # MODE FULL with C1 flipped: not executed, the results stay labels
+        await host.send(bytes(bad) + P.step_frames(x[:1], [False]) + P.encode(P.Cmd.STATUS))
+        got = await host.frames(3)
+        assert got[0].type == P.Reply.ERROR and got[0].payload == P.Error.CRC and got[1].type == P.Reply.RESULT
+        assert P.unpack(P.STATUS_FIELDS, got[2].payload) == {
+            "mode": 0, "steps": 10, "framing": 0, "garbage": 0, "truncated": 1, "bad_frame": 0, "overrun": 0,
+            "crc": 3}
 
     run_link(link, script, div)
 
@@ -451,19 +552,20 @@ def test_link_with_multi_byte_step_frames(tmp_path):
                          gamma=0.9)
     net, manifest = load_artifact(path)
     div = 4
-    link = BoardLink(net, manifest["sha256"], clock_hz=1e6, divisor=div, fifo_depth=16, timeout_cycles=200,
+    link = BoardLink(net, manifest["sha256"], clock_hz=1e6, divisor=div, fifo_depth=64, timeout_cycles=200,
                      lanes=2, segments=1)
     x = (np.random.default_rng(2).random((16, 9)) < 0.4).astype(np.int64)
     first = np.eye(1, 16, dtype=bool)[0]
     gold = golden.run_stream(net, x, first)
     frames = P.step_frames(x, first)
-    assert len(frames) == 32
+    per = 4  # header, one data byte, two check bytes
+    assert len(frames) == 16 * per
 
     async def script(host):
-        await host.send(P.encode(P.Cmd.MODE, P.Mode.FULL) + frames[:16])
+        await host.send(P.encode(P.Cmd.MODE, P.Mode.FULL) + frames[:8 * per])
         got = await host.frames(8)
-        await host.send(frames[16:17])  # a header without its data byte, then the next step
-        await host.send(frames[18:])
+        await host.send(frames[8 * per:8 * per + 2])  # a header and its data byte without the CRC, then the next step
+        await host.send(frames[9 * per:])
         got += await host.frames(8)
         assert got[8].type == P.Reply.ERROR and got[8].payload == P.Error.TRUNCATED
         got = got[:8] + got[9:]

@@ -66,7 +66,7 @@ class BoardLink(wiring.Component):
         rx = m.submodules.uart_rx = UARTRx(self.divisor)
         tx = m.submodules.uart_tx = UARTTx(self.divisor)
         fifo = m.submodules.rx_fifo = SyncFIFOBuffered(width=RX_LAYOUT.size, depth=self.fifo_depth)
-        dec = m.submodules.decoder = FrameDecoder(core.net.shape[0], core.input_layout, self.timeout_cycles)
+        dec = m.submodules.decoder = FrameDecoder(core.input_layout, self.timeout_cycles)
         enc = m.submodules.encoder = FrameEncoder(core.output_layout, P.identity_frame(self.identity_values))
 
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
