@@ -723,34 +723,57 @@ def test_build_checks_baud_rates_and_boards():
 # --- the host against a protocol-level model of the board (fast) ----------------------------------------
 
 class FakeBoard:
-    """A pyserial-like port that answers as the board does, from the golden model; it reports an
-    OVERRUN and drops the step at ``fail_at`` (counted over all steps it receives)."""
+    """A pyserial-like port that answers as the board does, from the golden model (any input
+    format and readout, label mode). It drops the ``fail_at``-th step it receives and reports a
+    CRC error for it, as the board does for a step frame with a flipped bit; ``flip_at``: it
+    flips a bit in that step's RESULT on the way back (the host must catch it by the CRC)."""
 
-    def __init__(self, net, identity: dict, fail_at: int | None = None):
-        self.net, self.identity, self.fail_at = net, identity, fail_at
-        self.reader = P.FrameReader({int(P.Cmd.STEP): 0, int(P.Cmd.STEP_FIRST): 0, int(P.Cmd.IDENTIFY): 0,
-                                     int(P.Cmd.SYNC): 3, int(P.Cmd.STATUS): 0, int(P.Cmd.MODE): 0})
+    def __init__(self, net, identity: dict, fail_at: int | None = None, flip_at: int | None = None):
+        self.net, self.identity, self.fail_at, self.flip_at = net, identity, fail_at, flip_at
+        self.bits = identity["input_bits"]
+        self.reader = P.FrameReader(P.command_lengths(net.shape[0] * self.bits))
         self.out = bytearray()
         self.seq: list = []
+        self.done = 0  # steps of self.seq answered
+        self.flip_steps: set = set()
         self.steps = self.seen = 0
         self.force_first = True
         self.in_waiting = 0
+
+    def _answer_steps(self):
+        """RESULTs of the steps received so far, from one golden run over the sequence."""
+        if self.done < len(self.seq):
+            gold = golden.run_stream(self.net, np.array(self.seq))
+            lb = P.label_bits(self.net.shape[2])
+            for t in range(self.done, len(self.seq)):
+                payload = int(gold.predictions[t])
+                if gold.sums is not None:
+                    payload |= int(gold.sums[t].argmax()) << lb
+                frame = bytearray(P.encode(P.Reply.RESULT, payload, P.result_bits(self.net)))
+                if t in self.flip_steps:
+                    frame[0] ^= 0x02
+                self.out += frame
+            self.done = len(self.seq)
 
     def write(self, data):
         for f in self.reader.feed(data):
             if f.type in (P.Cmd.STEP, P.Cmd.STEP_FIRST):
                 self.seen += 1
                 if self.seen == self.fail_at:
-                    self.out += P.encode(P.Reply.ERROR, P.Error.OVERRUN)
+                    self._answer_steps()
+                    self.out += P.encode(P.Reply.ERROR, P.Error.CRC)
                     continue
-                spikes = [(f.payload >> i) & 1 for i in range(self.net.shape[0])]
                 if f.type == P.Cmd.STEP_FIRST or self.force_first:
-                    self.seq, self.force_first = [], False
-                self.seq.append(spikes)
-                label = golden.run_stream(self.net, np.array(self.seq)).predictions[-1]
-                self.out += P.encode(P.Reply.RESULT, int(label), 3)
+                    self._answer_steps()
+                    self.seq, self.done, self.flip_steps, self.force_first = [], 0, set(), False
+                if self.seen == self.flip_at:
+                    self.flip_steps.add(len(self.seq))
+                mask = (1 << self.bits) - 1
+                self.seq.append([(f.payload >> (i * self.bits)) & mask for i in range(self.net.shape[0])])
                 self.steps += 1
-            elif f.type == P.Cmd.SYNC:
+                continue
+            self._answer_steps()
+            if f.type == P.Cmd.SYNC:
                 self.steps, self.force_first = 0, True
                 self.out += P.encode(P.Reply.SYNC_ACK, P.PROTOCOL_VERSION | (f.payload >> 18) << 4, P.SYNC_ACK_BITS)
             elif f.type == P.Cmd.IDENTIFY:
@@ -758,6 +781,7 @@ class FakeBoard:
             elif f.type == P.Cmd.STATUS:
                 self.out += P.encode(P.Reply.STATUS, P.pack(P.STATUS_FIELDS, {
                     "mode": 0, "steps": self.steps, **{e.name.lower(): 0 for e in P.Error}}), P.STATUS_BITS)
+        self._answer_steps()
         self.in_waiting = len(self.out)
         return len(data)
 
@@ -777,23 +801,90 @@ class FakeBoard:
         return False
 
 
-def test_host_resynchronises_after_a_link_error_and_checks_every_label(ecg_artifact, monkeypatch, capsys):
-    from brf_hw.board import host
-
+def _board_identity(net, sha):
     from brf_hw.board.top import result_layout
 
-    net, sha = ecg_artifact
     board = {"lanes": 1, "segments": 2, "full_bits": result_layout(net).size, "clock_hz": 12_000_000, "divisor": 4,
              "fifo_depth": 512, "timeout_cycles": 120_000}
-    fake = FakeBoard(net, P.identity_values(net, sha, **board), fail_at=45)
+    return P.identity_values(net, sha, **board)
+
+
+def test_host_resynchronises_after_link_errors_and_checks_every_label(ecg_artifact, monkeypatch, capsys):
+    from brf_hw.board import host
+
+    net, sha = ecg_artifact
+    fake = FakeBoard(net, _board_identity(net, sha), fail_at=45, flip_at=75)
     monkeypatch.setattr(host, "open_port", lambda url, baud: fake)
-    assert host.main(["--port", "fake", "--sequences", "3", "--steps", "30", "--window", "8"]) == 0
+    assert host.main(["--port", "fake", "--sequences", "4", "--steps", "30", "--window", "8"]) == 0
     captured = capsys.readouterr()
-    assert "the board reported: the board's receive FIFO overran" in captured.err
+    assert "the board reported: a frame failed its CRC check" in captured.err
     assert "restarting at step 30" in captured.err  # the start of the sequence the error touched
-    assert "every label equals the golden model (90 steps)" in captured.out
+    assert "corrupted reply from the board (corrupt: " in captured.err  # the flipped RESULT bit
+    assert "every label equals the golden model (120 steps)" in captured.out
     w4, manifest = load_artifact(shipped_artifact("ecg", 4))
-    other = FakeBoard(w4, P.identity_values(w4, manifest["sha256"], **board))
+    other = FakeBoard(w4, _board_identity(w4, manifest["sha256"]))
     monkeypatch.setattr(host, "open_port", lambda url, baud: other)
     assert host.main(["--port", "fake", "--sequences", "1", "--steps", "5"]) == 2
-    assert "refusing: the board holds another network" in capsys.readouterr().err
+    assert "refusing: the board holds another network than" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, readout", [("smnist", "last"), ("psmnist", "mean")])
+def test_host_streams_u8_pixels_and_reads_last_and_mean_readouts(task, readout, monkeypatch, capsys):
+    """S-MNIST's u8 pixels go out as 8-bit step payloads; a last readout's class is the last step's
+    label, a mean readout's the last step's running-sum label, which RESULT carries too."""
+    from brf_hw.board import host
+
+    net, manifest = load_artifact(shipped_artifact(task))
+    assert net.readout.rule == readout and net.spec.input.bits == 8
+    fake = FakeBoard(net, _board_identity(net, manifest["sha256"]), fail_at=150)
+    monkeypatch.setattr(host, "open_port", lambda url, baud: fake)
+    assert host.main(["--port", "fake", "--task", task, "--sequences", "3", "--steps", "100"]) == 0
+    captured = capsys.readouterr()
+    assert f"3 {task} test sequences x 100 steps" in captured.out
+    assert f"{readout} readout, over 3 sequences" in captured.out
+    every = "every label, sum label" if readout == "mean" else "every label equals"
+    assert every in captured.out and "restarting at step 100" in captured.err
+    # the same board asked for the ECG network: a network for another task, refused in one line
+    assert host.main(["--port", "fake", "--sequences", "1", "--steps", "5"]) == 2
+    assert "refusing: the board holds a network for another task than ecg_brf_w8.npz" in capsys.readouterr().err
+
+
+def test_host_refuses_what_it_cannot_stream(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from brf_hw.artifact import save_artifact
+    from brf_hw.board import host
+    from brf_hw.cli_util import UserError
+    from brf_hw.fixed import FixedSpec, Format
+    from brf_hw.fixed.qat import to_int_network
+    from brf_hw.model import ModelConfig, build_model
+
+    with pytest.raises(UserError, match="holds a network for task 'smnist', not --task 'ecg'"):
+        host.main(["--port", "fake", "--task", "ecg", "--artifact", str(shipped_artifact("smnist"))])
+    spec = FixedSpec(weight=Format(6, 3), rec_weight=Format(6, 4), out_weight=Format(6, 3))
+    net = to_int_network(build_model(ModelConfig(9, 5, 3), seed=3), spec)
+    path = save_artifact(tmp_path / "r9.npz", net, task="random", dt=0.01, theta=1.0, gamma=0.9)
+    with pytest.raises(UserError, match="cannot stream r9.npz .task 'random'. to a board: unknown task 'random'"):
+        host.main(["--port", "fake", "--artifact", str(path)])
+    path = save_artifact(tmp_path / "e9.npz", net, task="ecg", dt=0.01, theta=1.0, gamma=0.9)
+    with pytest.raises(UserError, match="cannot stream e9.npz .task 'ecg'.*takes 9 inputs"):
+        host.main(["--port", "fake", "--artifact", str(path)])
+
+
+class OldBoard(FakeBoard):
+    """A board flashed with a protocol-1 bitstream: no CRC, a 2-byte SYNC_ACK."""
+
+    def write(self, data):
+        if data[0] >> 4 == 0xB:  # SYNC: v1's SYNC_ACK, then GARBAGE for the two check bytes it does not know
+            self.out += bytes([0xB1, data[3]]) + bytes([0xF2])
+            self.in_waiting = len(self.out)
+        return len(data)
+
+
+def test_host_names_a_board_of_another_protocol_version(ecg_artifact, monkeypatch, capsys):
+    from brf_hw.board import host
+
+    net, sha = ecg_artifact
+    monkeypatch.setattr(host, "open_port", lambda url, baud: OldBoard(net, _board_identity(net, sha)))
+    assert host.main(["--port", "fake", "--sequences", "1", "--steps", "5"]) == 2
+    assert "the board speaks protocol version 1, this host 2" in capsys.readouterr().err
