@@ -888,3 +888,30 @@ def test_host_names_a_board_of_another_protocol_version(ecg_artifact, monkeypatc
     monkeypatch.setattr(host, "open_port", lambda url, baud: OldBoard(net, _board_identity(net, sha)))
     assert host.main(["--port", "fake", "--sequences", "1", "--steps", "5"]) == 2
     assert "the board speaks protocol version 1, this host 2" in capsys.readouterr().err
+
+
+def test_build_takes_the_artifacts_own_task_for_its_activity_figures(tmp_path):
+    from brf_hw.artifact import save_artifact
+    from brf_hw.board.build import artifact_task, link_figures
+    from brf_hw.cli_util import UserError
+    from brf_hw.hw.core import BRFAccelerator
+
+    path = shipped_artifact("smnist")
+    net, manifest = load_artifact(path)
+    task = artifact_task(net, manifest, path)
+    def core(n):
+        c = BRFAccelerator(n)
+        c._MustUse__silence = True  # only its geometry is wanted
+        return c
+
+    fig = link_figures(net, task, core(net), 75e6, 3_000_000)
+    assert task == "smnist" and fig["activity"].endswith("smnist test sequences")
+    # a u8 pixel: header + 1 data byte + 2 check bytes; a 10-class label: header + 2 check bytes
+    assert fig["bytes_per_step"] == {"in": 4, "out_label": 3, "out_full": fig["bytes_per_step"]["out_full"]}
+    assert fig["link_steps_per_s_label_mode"] == 3_000_000 / 10 / 4
+    ecg, ecg_manifest = load_artifact(shipped_artifact())
+    ecg_fig = link_figures(ecg, artifact_task(ecg, ecg_manifest, shipped_artifact()), core(ecg), 75e6, 3_000_000)
+    assert ecg_fig["activity"].endswith("ecg test sequences") and ecg_fig["bytes_per_step"]["in"] == 3
+    wrong = save_artifact(tmp_path / "w.npz", net, task="ecg", dt=0.01, theta=1.0, gamma=0.9)
+    with pytest.raises(UserError, match="w.npz .task 'ecg'.: the network takes 1 inputs"):
+        artifact_task(*load_artifact(wrong), wrong)
