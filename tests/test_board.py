@@ -920,3 +920,20 @@ def test_build_takes_the_artifacts_own_task_for_its_activity_figures(tmp_path):
     wrong = save_artifact(tmp_path / "w.npz", net, task="ecg", dt=0.01, theta=1.0, gamma=0.9)
     with pytest.raises(UserError, match="w.npz .task 'ecg'.: the network takes 1 inputs"):
         artifact_task(*load_artifact(wrong), wrong)
+
+
+def test_crc8_detects_any_one_to_three_bit_error_within_127_bits():
+    """Why frames of up to 14 bytes (119 message bits + 8 check bits) are safe against 1-3 flipped
+    bits: no two of x^i mod g (i < 127) are equal, and g = (x + 1) p(x) catches every odd count."""
+    residues, c = [], 1
+    for _ in range(128):
+        residues.append(c)
+        c = ((c << 1) ^ (0x100 | P.CRC_POLY)) if c & 0x80 else c << 1
+    assert len(set(residues[:127])) == 127  # every 2-bit error within 127 bits changes the CRC
+    assert residues[127] == residues[0]  # and 127 apart one does not: the limit stated in protocol.py
+    assert P.crc8(b"\x07") == P.crc8(b"\x00") ^ P.crc8(b"\x07")  # linear, so single errors = residues
+    for data in (b"\x8b\x01", b"\x93\x00\x22", bytes(range(14))):  # every single flip changes the CRC
+        for bit in range(8 * len(data)):
+            bad = bytearray(data)
+            bad[bit // 8] ^= 1 << (bit % 8)
+            assert P.crc8(bytes(bad)) != P.crc8(data)

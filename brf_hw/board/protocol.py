@@ -22,8 +22,8 @@ length byte is sent. c7..c0 is the CRC-8 of the header and the N payload data by
 an 8-bit value, most significant bit first: polynomial x^8 + x^2 + x + 1 (0x07), initial value 0,
 no reflection, no final XOR (CRC-8/SMBUS; crc8(b"123456789") = 0xF4). Its factor x + 1 catches
 every odd number of flipped bits, and it catches any 1 to 3 flipped bits in a frame of up to 119
-bits (every frame but IDENTITY, RESULT_FULL and the steps of networks with more than about 100
-input bits; beyond, any 1 or 2 closer than 127 bits, every burst of up to 8). A frame whose check
+bits, 14 bytes (every frame but IDENTITY, RESULT_FULL and steps of more than 95 payload bits;
+beyond, every odd number of bits, any 2 closer than 127 bits, every burst of up to 8). A frame whose check
 bytes differ (C1's bits 1-6 included) is dropped whole and reported: a flipped bit never becomes a
 wrong input or a wrong result. Only headers have bit 7 set: whoever loses its place finds the next
 frame at the next header. Multi-bit fields inside a payload are laid out least significant field
