@@ -350,7 +350,7 @@ class LinkHost:
 
 def run_link(link, script, div):
     received = []
-    reader = P.FrameReader(P.board_lengths(P.label_bits(link.core.net.shape[2]), link.core.output_layout.size))
+    reader = P.FrameReader(P.board_lengths(P.result_bits(link.core.net), link.core.output_layout.size))
 
     async def receiver(ctx):
         while True:
@@ -578,6 +578,45 @@ def test_link_with_multi_byte_step_frames(tmp_path):
             per_chunk = chunk_spikes(expected.spikes[i], link.core.lanes, link.core.chunks)
             assert int(beat.cycles) == cycle_model(int(x[t].sum()), per_chunk, 3, 1)
         assert gold.spikes.sum() > 5
+
+    run_link(link, script, div)
+
+
+def test_link_with_u8_inputs_and_a_mean_readout(tmp_path):
+    """Two u8 inputs (a step payload of 16 bits: header and two data bytes) into a random network
+    with a mean readout: RESULT carries the label and the running sums' argmax, RESULT_FULL the
+    sum label too; both equal the golden model."""
+    from brf_hw.artifact import save_artifact
+    from brf_hw.fixed.spec import Readout
+
+    from test_tasks_chain import tiny_net
+
+    r = np.random.default_rng(0)
+    net = tiny_net(r.integers(-3, 4, (6, 2)), 8, Readout.for_steps("mean", 16, 64), w_out=r.integers(-60, 60, (4, 6)),
+                   hidden=6, outputs=4)
+    path = save_artifact(tmp_path / "u8.npz", net, task="random", dt=0.01, theta=1.0, gamma=0.9)
+    net, manifest = load_artifact(path)
+    div = 3
+    link = BoardLink(net, manifest["sha256"], clock_hz=1e6, divisor=div, fifo_depth=64, timeout_cycles=300)
+    assert link.identity_values["input_bits"] == 8 and link.identity_values["result_bits"] == 4
+    x = np.random.default_rng(4).integers(0, 256, (14, 2))
+    first = np.eye(1, 14, dtype=bool)[0]
+    gold = golden.run_stream(net, x, first)
+    sums = gold.sums.argmax(-1)
+    assert len(set(gold.predictions.tolist())) > 1 and (sums != gold.predictions).any()  # not constant, not equal
+    frames = P.step_frames(x, first, input_bits=8)
+    assert len(frames) == 14 * 5
+
+    async def script(host):
+        await host.send(frames[:10 * 5])
+        got = await host.frames(10)
+        assert [(f.type, f.payload) for f in got] == [(P.Reply.RESULT, int(a) | int(b) << 2)
+                                                      for a, b in zip(gold.predictions[:10], sums[:10])]
+        await host.send(P.encode(P.Cmd.MODE, P.Mode.FULL) + frames[10 * 5:])
+        for t, f in zip(range(10, 14), await host.frames(4)):
+            beat = link.core.output_layout.from_bits(f.payload)
+            assert (int(beat.label), int(beat.sum_label)) == (gold.predictions[t], sums[t])
+            assert [int(beat.potentials[k]) for k in range(4)] == gold.outputs[t].tolist()
 
     run_link(link, script, div)
 
