@@ -5,8 +5,9 @@ transmit (``BoardLink``, the part simulated by cocotb), and its wrapper for a re
     rx pin -> UARTRx -> receive FIFO (fifo_depth bytes, block RAM) -> register -> FrameDecoder -> BRFAccelerator.inp
     tx pin <- UARTTx <- FrameEncoder <- BRFAccelerator.out (+ answers, error reports)
 
-One step is in flight at a time (the accelerator's own rule); its result mode is captured when it
-is taken. LEDs: ``led_error`` lights at the first error report and stays lit until a SYNC;
+Every frame carries a CRC-8 (protocol v2): the decoder executes no frame whose check bytes differ
+(error CRC), the encoder appends them to every frame it sends. One step is in flight at a time (the
+accelerator's own rule); its result mode is captured when it is taken. LEDs: ``led_error`` lights at the first error report and stays lit until a SYNC;
 ``led_activity`` blinks while results go out.
 """
 
