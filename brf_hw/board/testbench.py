@@ -319,7 +319,7 @@ async def errors_resync_never_hang(dut):
     assert _pairs(await steps(40, 50, (), g[40:50])) == [err(P.Error.TRUNCATED)]
     # 4. a truncated frame by timeout: the half frame is dropped, its late bytes silently too
     uart.send(P.sync_frame(7)[:3])
-    await uart.idle(cfg["timeout_cycles"] // cfg["divisor"] + 60)
+    await uart.idle(cfg["timeout_cycles"] // cfg["divisor"] + 100)  # 3 bytes in, the timeout, a 3-byte ERROR
     assert _pairs(uart.frames[-1:]) == [err(P.Error.TRUNCATED)]
     uart.skip_to_end()
     uart.send(P.sync_frame(7)[3:])
@@ -341,7 +341,7 @@ async def errors_resync_never_hang(dut):
     await steps(100, 130, (), g)
     # 8. a reset pulse while a step is being computed: the board comes back; after a SYNC all is well
     uart.send(P.step_frames(x[130:131], [False]))
-    await uart.idle(12)  # the frame is in; the step is being computed
+    await uart.idle(32)  # the 3-byte frame is in (30 bit times); the step is being computed
     dut.rst.value = 1
     await RisingEdge(dut.clk)
     dut.rst.value = 0
