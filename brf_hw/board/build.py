@@ -49,6 +49,36 @@ def divisor_for(clock_hz: float, baud: int) -> int:
     return div
 
 
+def artifact_task(net, manifest: dict, artifact: Path) -> str:
+    """The task whose test data give the activity figures: the artifact's own; one line if it is
+    not a task brf-hw knows or the network does not fit it."""
+    from ..evaluate import check_task
+    from ..tasks import get_task
+
+    task = manifest.get("task")
+    if task is None:
+        raise UserError(f"{artifact.name} names no task: its activity figures need the task's test data")
+    try:
+        check_task(net, get_task(task))
+    except ValueError as exc:
+        raise UserError(f"{artifact.name} (task {task!r}): {exc}") from None
+    return task
+
+
+def link_figures(net, task: str, core, clock_hz: float, baud: int, data_dir=None) -> dict:
+    """Steps per second of the accelerator (the cycles a step occupies in a stream at ``task``'s
+    measured activity, as the synthesis report) and of the link (bytes per step each way)."""
+    act = activity(net, task, data_dir)
+    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())
+    label_bytes = P.frame_bytes(P.result_bits(net))
+    step_bytes = P.frame_bytes(net.shape[0] * net.spec.input.bits)
+    return {"task": task, "activity": act.measured, "cycles_per_step_mean": cycles,
+            "accelerator_steps_per_s": clock_hz / cycles,
+            "bytes_per_step": {"in": step_bytes, "out_label": label_bytes,
+                               "out_full": P.frame_bytes(core.output_layout.size)},
+            "link_steps_per_s_label_mode": baud / 10 / max(label_bytes, step_bytes)}
+
+
 def _parse_report(path: Path) -> dict:
     report = json.loads(path.read_text())
     used = {k: (v["used"], v["available"]) for k, v in report["utilization"].items() if v["used"]}
@@ -58,9 +88,11 @@ def _parse_report(path: Path) -> dict:
 
 
 def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
-          lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH) -> dict:
+          lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH,
+          data_dir=None) -> dict:
     board = get_board(board_name, clock_mhz)
     net, manifest = load_artifact(artifact)
+    task = artifact_task(net, manifest, artifact)
     divisor = divisor_for(board.clock_hz, baud)
     out.mkdir(parents=True, exist_ok=True)
     board.prepare(out, tool)
@@ -91,13 +123,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
         if abs(c["constraint_mhz"] / board_mhz - 1) > 1e-3:
             raise RuntimeError(f"nextpnr timed clock {name} at {c['constraint_mhz']:.2f} MHz, not the board's "
                                f"{board_mhz:g} MHz: a missing clock constraint; see {rel / 'brf_board.tim'}")
-    # cycles a step occupies in a stream at the task's measured activity, as the synthesis report
     core = link.core
-    act = activity(net, "ecg")
-    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())
-    label_bytes = P.frame_bytes(P.label_bits(net.shape[2]))
-    step_bytes = P.frame_bytes(net.shape[0])
-    link_steps = baud / 10 / max(label_bytes, step_bytes)
     result = {
         "board": board.name, "description": board.description, "device": board.device,
         "bitstream": str(rel / board.bitstream_name), "clock_mhz": board_mhz, "fmax_mhz": fmax,
@@ -107,10 +133,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
         "artifact": {"file": artifact.name, "sha256": manifest["sha256"],
                      "shape": dict(zip(("inputs", "hidden", "outputs"), net.shape))},
         "lanes": core.lanes, "segments": core.segments, "fifo_depth": fifo_depth,
-        "cycles_per_step_ecg_mean": cycles, "accelerator_steps_per_s": board.clock_hz / cycles,
-        "bytes_per_step": {"in": step_bytes, "out_label": label_bytes,
-                           "out_full": P.frame_bytes(core.output_layout.size)},
-        "link_steps_per_s_label_mode": link_steps,
+        **link_figures(net, task, core, board.clock_hz, baud, data_dir),
         "flash": [c.format(bitstream=rel / board.bitstream_name) for c in board.flash],
         "uart_port": board.uart_port, "seed": seed, "build_seconds": round(seconds, 1),
     }
@@ -139,7 +162,8 @@ def report_text(r: dict) -> str:
               f"UART {r['baud']:,} baud ({r['divisor']} cycles per bit); {r['bytes_per_step']['in']} byte(s) per step "
               f"in, {r['bytes_per_step']['out_label']} out (label) or {r['bytes_per_step']['out_full']} (full): "
               f"the link carries {r['link_steps_per_s_label_mode']:,.0f} steps/s, the accelerator computes "
-              f"{r['accelerator_steps_per_s']:,.0f} (ECG mean {r['cycles_per_step_ecg_mean']:.1f} cycles per step).",
+              f"{r['accelerator_steps_per_s']:,.0f} ({r['cycles_per_step_mean']:.1f} cycles per step on average over "
+              f"{r['activity']}).",
               f"Flash: `{r['flash'][0]}`" + (f" (SRAM; to the flash chip: `{r['flash'][1]}`)" if len(r['flash']) > 1
                                                else " (SPI flash)") + f"; serial port usually {r['uart_port']}.",
               f"Built in {r['build_seconds']:.0f} s."]
@@ -157,12 +181,13 @@ def main(argv=None) -> None:
     parser.add_argument("--fifo-depth", type=POSITIVE_INT, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
     parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
+    parser.add_argument("--data-dir", help="the task's data, for the activity figures (default BRF_HW_DATA)")
     args = parser.parse_args(argv)
     artifact = args.artifact or shipped_artifact()
     out = args.out or Path("build") / "board" / args.board
     try:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
-                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth)
+                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth, data_dir=args.data_dir)
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     print(report_text(r))

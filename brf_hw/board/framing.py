@@ -2,6 +2,9 @@
 commands; results, answers and error reports -> frames -> bytes to send. The frame format and
 every code are ``protocol``'s; this module only implements them.
 
+Both keep a CRC-8 register updated one byte per cycle (``crc8_next``): the decoder checks a frame's
+two check bytes and executes nothing whose CRC differs, the encoder appends them to every frame.
+
 FrameDecoder: one received byte per cycle while it is collecting a frame; a complete STEP frame is
 held on ``step`` until the accelerator takes it (the receive FIFO in front absorbs the bytes
 meanwhile); IDENTIFY / STATUS / SYNC wait until no step is in flight (``quiet``), so their answer
@@ -26,15 +29,28 @@ from .uart import RX_LAYOUT
 N_ERRORS = max(P.Error) + 1  # error event vectors are indexed by code (bit 0 unused)
 
 
-def _max_data_bytes(n_inputs: int) -> int:
-    return max(P.data_bytes(n_inputs), P.data_bytes(P.SYNC_BITS))
+def crc8_next(crc, byte) -> Value:
+    """``protocol.crc8`` advanced by one byte, as logic: eight shift-and-XOR steps that Yosys folds
+    into one XOR network per bit."""
+    c = Value.cast(crc) ^ Value.cast(byte)
+    for _ in range(8):
+        shifted = Cat(Const(0, 1), c[:7])
+        c = Mux(c[7], shifted ^ P.CRC_POLY, shifted)
+    return c
+
+
+def _max_data_bytes(step_bits: int) -> int:
+    return max(P.data_bytes(step_bits), P.data_bytes(P.SYNC_BITS))
 
 
 class FrameDecoder(wiring.Component):
-    def __init__(self, n_inputs: int, step_layout: data.Layout, timeout_cycles: int):
+    def __init__(self, step_layout: data.StructLayout, timeout_cycles: int):
         if timeout_cycles < 2:
             raise ValueError("timeout_cycles must be at least 2")
-        self.n_inputs, self.timeout_cycles = n_inputs, timeout_cycles
+        # the step's input field ("spikes" or "inputs") and its width
+        self.field = next(name for name, _ in step_layout if name != "first")
+        self.step_bits = step_layout.size - 1
+        self.timeout_cycles = timeout_cycles
         super().__init__({
             "inp": In(stream.Signature(RX_LAYOUT)),
             "step": Out(stream.Signature(step_layout)),
@@ -48,16 +64,18 @@ class FrameDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n_in = self.n_inputs
-        n_step = P.data_bytes(n_in)
+        n_in = self.step_bits
         max_data = _max_data_bytes(n_in)
-        lengths = Array(Const(n, range(max_data + 1)) for n in
-                        [n_step, n_step, 0, P.data_bytes(P.SYNC_BITS), 0, 0, 0, 0])
+        max_need = max_data + P.CHECK_BYTES
+        cmd = P.command_lengths(n_in)
+        lengths = Array(Const(cmd.get(t, 0) + P.CHECK_BYTES, range(max_need + 1)) for t in range(8))
 
         payload = Signal(P.HEADER_PAYLOAD_BITS + P.DATA_BITS * max_data)
         ftype = Signal(3)
-        need = Signal(range(max_data + 1))  # data bytes of the open frame
-        index = Signal(range(max_data + 1))  # data bytes received so far
+        need = Signal(range(max_need + 1))  # data bytes of the open frame, check bytes included
+        index = Signal(range(max_need + 1))  # data bytes received so far
+        crc = Signal(8)  # of the header and the payload data bytes received so far
+        crc_low_ok = Signal()  # the first check byte matched
         is_open = Signal()  # a frame is being collected
         skip = Signal()  # drop data bytes silently until the next header
         force_first = Signal(init=1)  # the next step starts a sequence (after reset or SYNC)
@@ -89,23 +107,30 @@ class FrameDecoder(wiring.Component):
                         with m.If(is_open):
                             error(P.Error.TRUNCATED)
                         m.d.sync += [ftype.eq(new_type), payload[:4].eq(byte[:4]), index.eq(0),
-                                     need.eq(lengths[new_type]), skip.eq(0), is_open.eq(0)]
+                                     need.eq(lengths[new_type]), skip.eq(0), is_open.eq(0),
+                                     crc.eq(crc8_next(0, byte))]
                         with m.If(new_type > max(P.Cmd)):
                             error(P.Error.BAD_FRAME)
                             m.d.sync += skip.eq(1)
-                        with m.Elif(lengths[new_type] == 0):
-                            complete(new_type)
                         with m.Else():
                             m.d.sync += is_open.eq(1)
                     with m.Elif(is_open):
-                        with m.Switch(index):
-                            for k in range(max_data):
-                                with m.Case(k):
-                                    m.d.sync += payload[4 + 7 * k:11 + 7 * k].eq(byte[:7])
                         m.d.sync += index.eq(index + 1)
-                        with m.If(index + 1 == need):
+                        with m.If(index + P.CHECK_BYTES < need):  # a payload data byte
+                            with m.Switch(index):
+                                for k in range(max_data):
+                                    with m.Case(k):
+                                        m.d.sync += payload[4 + 7 * k:11 + 7 * k].eq(byte[:7])
+                            m.d.sync += crc.eq(crc8_next(crc, byte))
+                        with m.Elif(index + P.CHECK_BYTES == need):  # C0: CRC bits 0-6
+                            m.d.sync += crc_low_ok.eq(byte[:7] == crc[:7])
+                        with m.Else():  # C1: CRC bit 7, the frame's last byte
                             m.d.sync += is_open.eq(0)
-                            complete(ftype)
+                            with m.If(crc_low_ok & (byte[:7] == crc[7])):
+                                complete(ftype)
+                            with m.Else():  # nothing of it runs; its type may have been wrong, so
+                                error(P.Error.CRC)  # drop the data bytes up to the next header too
+                                m.d.sync += skip.eq(1)
                     with m.Elif(~skip):
                         error(P.Error.GARBAGE)
                         m.d.sync += skip.eq(1)
@@ -116,7 +141,7 @@ class FrameDecoder(wiring.Component):
                         m.d.sync += [is_open.eq(0), skip.eq(1), timer.eq(0)]
 
             with m.State("STEP"):
-                m.d.comb += [self.step.valid.eq(1), self.step.payload.spikes.eq(payload[:n_in]),
+                m.d.comb += [self.step.valid.eq(1), self.step.payload[self.field].eq(payload[:n_in]),
                              self.step.payload.first.eq((ftype == P.Cmd.STEP_FIRST) | force_first)]
                 with m.If(self.step.ready):
                     m.d.sync += force_first.eq(0)
@@ -160,8 +185,11 @@ class FrameEncoder(wiring.Component):
     def __init__(self, result_layout: data.Layout, identity: bytes):
         self.result_layout = result_layout
         self.identity = bytes(identity)
-        self.label_bits = data.Layout.cast(result_layout)["label"].width
-        self.full_bits = data.Layout.cast(result_layout).size
+        layout = data.Layout.cast(result_layout)
+        self.label_bits = layout["label"].width
+        self.mean = "sum_label" in layout.members  # RESULT carries the sum label too
+        self.result_bits = self.label_bits * (2 if self.mean else 1)
+        self.full_bits = layout.size
         super().__init__({
             "result": In(stream.Signature(result_layout)),
             "result_full": In(1),  # the offered result goes out as RESULT_FULL (else RESULT)
@@ -175,12 +203,14 @@ class FrameEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        payload_widths = [self.full_bits, self.label_bits, P.STATUS_BITS, P.SYNC_ACK_BITS]
+        payload_widths = [self.full_bits, self.result_bits, P.STATUS_BITS, P.SYNC_ACK_BITS]
         shift = Signal(max(payload_widths) - P.HEADER_PAYLOAD_BITS)
         header = Signal(8)
         left = Signal(range(max(len(self.identity), max(map(P.frame_bytes, payload_widths))) + 1))
         first = Signal()  # the header byte is next
-        from_rom = Signal()
+        from_rom = Signal()  # the ROM holds the whole IDENTITY frame, check bytes included
+        crc = Signal(8)  # of the bytes of this frame sent so far
+        check_high = Signal()  # C1 (CRC bit 7) is next, else C0
         m.submodules.identity = rom = Memory(shape=8, depth=len(self.identity), init=list(self.identity))
         rom_rd = rom.read_port()
         rom_index = Signal(range(len(self.identity)))
@@ -191,7 +221,7 @@ class FrameEncoder(wiring.Component):
         def load(ftype, payload, bits):
             payload = Cat(Value.cast(payload), Const(0, 4))  # at least the header's 4 bits
             m.d.sync += [header.eq(Cat(payload[:4], Const(ftype, 3), Const(1, 1))),
-                         shift.eq(payload[4:]), left.eq(P.frame_bytes(bits)), first.eq(1), from_rom.eq(0)]
+                         shift.eq(payload[4:]), left.eq(1 + P.data_bytes(bits)), first.eq(1), from_rom.eq(0)]
             m.next = "SEND"
 
         with m.FSM():
@@ -211,7 +241,9 @@ class FrameEncoder(wiring.Component):
                     with m.If(self.result_full):
                         load(P.Reply.RESULT_FULL, self.result.payload, self.full_bits)
                     with m.Else():
-                        load(P.Reply.RESULT, self.result.payload.label, self.label_bits)
+                        result = self.result.payload
+                        load(P.Reply.RESULT, Cat(result.label, result.sum_label) if self.mean else result.label,
+                             self.result_bits)
                 with m.Elif(self.resp.valid):
                     m.d.comb += self.resp.ready.eq(1)
                     with m.Switch(self.resp.payload):
@@ -225,14 +257,24 @@ class FrameEncoder(wiring.Component):
                             load(P.Reply.SYNC_ACK, Cat(Const(P.PROTOCOL_VERSION, 4), self.nonce), P.SYNC_ACK_BITS)
 
             with m.State("SEND"):
-                m.d.comb += [self.out.valid.eq(1),
-                             self.out.payload.eq(Mux(from_rom, rom_rd.data, Mux(first, header, shift[:7])))]
+                byte = Mux(from_rom, rom_rd.data, Mux(first, header, shift[:7]))
+                m.d.comb += [self.out.valid.eq(1), self.out.payload.eq(byte)]
                 with m.If(self.out.ready):
-                    m.d.sync += [left.eq(left - 1), first.eq(0)]
+                    m.d.sync += [left.eq(left - 1), first.eq(0), crc.eq(crc8_next(Mux(first, 0, crc), byte)),
+                                 check_high.eq(0)]
                     with m.If(~first & ~from_rom):
                         m.d.sync += shift.eq(shift >> 7)
                     with m.If(from_rom):
                         m.d.comb += rom_next.eq(rom_index + 1)
-                    with m.If(left == 1):
+                    with m.If((left == 1) & from_rom):
+                        m.next = "IDLE"
+                    with m.Elif(left == 1):
+                        m.next = "CHECK"
+
+            with m.State("CHECK"):  # C0 = CRC bits 0-6, then C1 = CRC bit 7
+                m.d.comb += [self.out.valid.eq(1), self.out.payload.eq(Mux(check_high, crc[7], crc[:7]))]
+                with m.If(self.out.ready):
+                    m.d.sync += check_high.eq(~check_high)
+                    with m.If(check_high):
                         m.next = "IDLE"
         return m

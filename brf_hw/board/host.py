@@ -1,18 +1,23 @@
-"""Run the ECG test set on a board over its UART and check every label against the golden model.
+"""Run a task's test set on a board over its UART and check every result against the golden model.
 
-    brf-hw host --port /dev/ttyUSB1 --task ecg          # iCEBreaker (FT2232H channel B)
-    brf-hw host --port /dev/ttyUSB0 --task ecg          # ULX3S
-    brf-hw host --port socket://127.0.0.1:5555 --task ecg --sequences 2 --steps 200   # simulated
+    brf-hw host --port /dev/ttyUSB1                      # iCEBreaker (FT2232H channel B), the shipped ECG network
+    brf-hw host --port /dev/ttyUSB0 --task smnist        # ULX3S holding the shipped S-MNIST network
+    brf-hw host --port /dev/ttyUSB0 --artifact my.npz    # the artifact's own task
+    brf-hw host --port socket://127.0.0.1:5555 --sequences 2 --steps 200   # simulated
 
-The host synchronises with the board (SYNC, a fresh nonce), reads its IDENTITY and refuses a
-board whose network differs from --artifact (SHA-256 prefix, shape, formats, constants), then
-streams the test sequences back to back (STEP_FIRST at each start) with at most as many steps
-outstanding as the board's receive FIFO holds, and prints accuracy, steps per second and the
-comparison of every label with the golden model. --full asks for whole output beats and compares
-potentials and hidden spikes too. Exit status: 0 all equal, 1 a difference, 2 wrong board or no
-link. The baud rate is fixed in the bitstream (``brf-hw build --baud``, default
-3,000,000); --baud must match it. Link errors (the board's ERROR reports) make the host
-resynchronise and restart the sequence concerned, at most --retries times.
+The task is the artifact's (--task picks the shipped network of a task; both given, they must
+agree). The host synchronises with the board (SYNC, a fresh nonce), reads its IDENTITY and
+refuses a board whose network differs from the artifact (SHA-256 prefix, shape, input format,
+readout, formats, constants), then streams the test sequences back to back (STEP_FIRST at each
+start; spikes or multi-bit inputs such as S-MNIST's u8 pixels) with at most as many steps
+outstanding as the board's receive FIFO holds, and prints accuracy (read by the network's
+readout: per step, the last step's label, or the last step's running-sum label), steps per second
+and the comparison of every step's label (and sum label) with the golden model. --full asks for
+whole output beats and compares potentials and hidden spikes too. Exit status: 0 all equal, 1 a
+difference, 2 bad input, wrong board or no link. The baud rate is fixed in the bitstream
+(``brf-hw build --baud``, default 3,000,000); --baud must match it. Every frame carries a CRC-8
+(protocol v2): a corrupted reply, or the board's ERROR report of a corrupted or cut frame, makes
+the host resynchronise and restart the sequence concerned, at most --retries times.
 """
 
 from __future__ import annotations
@@ -53,6 +58,24 @@ def open_port(url: str, baud: int, timeout: float = 0.05):
     return port
 
 
+class VersionError(BoardError):
+    """The board speaks another protocol version."""
+
+
+def _version_error(version: int) -> VersionError:
+    return VersionError(f"the board speaks protocol version {version}, this host {P.PROTOCOL_VERSION}: build the "
+                      "bitstream and run the host from the same brf-hw")
+
+
+def _check_version(frame) -> None:
+    """A SYNC_ACK or IDENTITY of another protocol version is another length (v1 had no CRC, so its
+    frames are shorter and come out cut short by the next header); its header still says its version."""
+    if frame.type == "truncated" and frame.raw[0] & P.HEADER:
+        ftype, version = (frame.raw[0] >> 4) & 7, frame.raw[0] & 0xF
+        if ftype in (P.Reply.SYNC_ACK, P.Reply.IDENTITY) and version != P.PROTOCOL_VERSION:
+            raise _version_error(version)
+
+
 class Board:
     """The host end of the link protocol over a pyserial port (or anything with ``read``,
     ``write``, ``in_waiting``)."""
@@ -73,6 +96,7 @@ class Board:
             for frame in self._read():
                 if frame.type == ftype and accept(frame):
                     return frame
+                _check_version(frame)
                 if not ignore_errors:
                     self._check(frame, 0)
         raise BoardError(f"no {what} from the board within {self.timeout:g} s")
@@ -97,6 +121,8 @@ class Board:
             try:
                 self._wait_for(P.Reply.SYNC_ACK, "SYNC_ACK", lambda f: f.payload >> 4 == nonce, ignore_errors=True)
                 return
+            except VersionError:
+                raise
             except BoardError:
                 continue
         raise BoardError("the board does not answer SYNC: is it flashed with a brf-hw board bitstream, is this its "
@@ -108,10 +134,9 @@ class Board:
         frame = self._wait_for(P.Reply.IDENTITY, "IDENTITY")
         version = frame.payload & 0xF
         if version != P.PROTOCOL_VERSION:
-            raise BoardError(f"the board speaks protocol version {version}, this host {P.PROTOCOL_VERSION}: "
-                             "build the bitstream and run the host from the same brf-hw")
+            raise _version_error(version)
         self.identity = P.unpack(P.IDENTITY_FIELDS, frame.payload)
-        self.reader.set_length(P.Reply.RESULT, P.data_bytes(self.identity["label_bits"]))
+        self.reader.set_length(P.Reply.RESULT, P.data_bytes(self.identity["result_bits"]))
         self.reader.set_length(P.Reply.RESULT_FULL, P.data_bytes(self.identity["full_bits"]))
         return self.identity
 
@@ -122,15 +147,17 @@ class Board:
     def run(self, x: np.ndarray, first: np.ndarray, *, full: bool = False, window: int | None = None,
             progress=None) -> list[int]:
         """Stream steps x [T, inputs] (sequence starts in ``first``); returns per step the payload
-        of its result (the label, or the whole output beat with ``full``)."""
+        of its result (the label and a mean readout's sum label, or the whole output beat with
+        ``full``)."""
         if self.identity is None:
             raise BoardError("identify() first")
         x = np.asarray(x)
-        per = P.frame_bytes(x.shape[1])
-        limit = self.identity["fifo_depth"] // per - 8
+        bits = self.identity["input_bits"]
+        per = P.frame_bytes(x.shape[1] * bits)
+        limit = max(1, self.identity["fifo_depth"] // per - 8)
         window = max(1, min(window or limit, limit))
         self.port.write(P.encode(P.Cmd.MODE, P.Mode.FULL if full else P.Mode.LABEL))
-        frames = P.step_frames(x, first)
+        frames = P.step_frames(x, first, bits)
         want = P.Reply.RESULT_FULL if full else P.Reply.RESULT
         results: list[int] = []
         steps, sent = len(x), 0
@@ -215,15 +242,51 @@ class Log:
         print(text, file=sys.stderr, flush=True)
 
 
+def load_task_stream(artifact: Path | None, task: str | None, data_dir, sequences: int | None,
+                     steps: int | None):
+    """The network and the test stream the host sends: the artifact's own task (``task`` picks the
+    shipped network of a task when no artifact is given; given both, they must agree). Raises
+    UserError, one line, for an artifact whose task the host cannot stream."""
+    from ..artifact import load_artifact, shipped_artifact
+    from ..cli_util import UserError
+    from ..evaluate import check_task
+    from ..tasks import TaskData, get_task
+
+    artifact = artifact or shipped_artifact(task or "ecg")
+    if not artifact.exists():
+        raise UserError(f"no shipped network for task {task!r} ({artifact.name}); give --artifact")
+    net, manifest = load_artifact(artifact)
+    own = manifest.get("task")
+    if task is not None and own not in (task, None):
+        raise UserError(f"{artifact.name} holds a network for task {own!r}, not --task {task!r}")
+    task = task or own
+    if task is None:
+        raise UserError(f"{artifact.name} names no task: give --task")
+    try:
+        spec = get_task(task)
+        check_task(net, spec)
+    except (UserError, ValueError) as exc:
+        raise UserError(f"cannot stream {artifact.name} (task {task!r}) to a board: {exc}") from None
+    x, targets, annotated = TaskData(spec, data_dir).integer_sequences("test", sequences)
+    if steps is not None:  # the first steps of each sequence: a last/mean class then reads step `steps`
+        x = x[:steps]
+        targets = targets[:steps] if net.readout.per_step else targets
+        annotated = None if annotated is None else annotated[:steps]
+    return artifact, net, manifest, task, x.astype(np.int64), targets, annotated
+
+
 def main(argv=None) -> int:
+    from ..tasks import TASKS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", required=True, help="serial port or pyserial URL (e.g. socket://127.0.0.1:5555)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"the bitstream's baud rate (default {DEFAULT_BAUD:,})")
-    parser.add_argument("--task", choices=["ecg"], default="ecg")
-    parser.add_argument("--artifact", type=Path, help="the network the board must hold (default: the shipped ECG one)")
+    parser.add_argument("--task", choices=sorted(TASKS), help="the task (default: the artifact's; without "
+                        "--artifact, its shipped network; ecg when neither is given)")
+    parser.add_argument("--artifact", type=Path, help="the network the board must hold (default: the task's shipped one)")
     parser.add_argument("--data-dir")
-    parser.add_argument("--sequences", type=int, help="the first N test sequences (default all 141)")
-    parser.add_argument("--steps", type=int, help="the first N steps of each sequence (default all 1300)")
+    parser.add_argument("--sequences", type=int, help="the first N test sequences (default all)")
+    parser.add_argument("--steps", type=int, help="the first N steps of each sequence (default all)")
     parser.add_argument("--full", action="store_true", help="whole output beats: compare potentials and spikes too")
     parser.add_argument("--window", type=int, help="steps outstanding at most (default: what the board's FIFO holds)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds without an answer before giving up")
@@ -231,18 +294,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from .. import golden
-    from ..artifact import load_artifact, shipped_artifact
-    from ..data import load_ecg
 
-    artifact = args.artifact or shipped_artifact()
-    net, manifest = load_artifact(artifact)
-    test = load_ecg(args.data_dir)["test"]
-    n_seq = min(args.sequences or len(test), len(test))
-    inputs = test.inputs.numpy()[:n_seq, :args.steps].astype(np.int64)
-    labels = test.labels.numpy()[:n_seq, :args.steps]
-    annotated = test.annotated.numpy()[:n_seq, :args.steps]
-    n_steps = inputs.shape[1]
-    x = inputs.reshape(-1, inputs.shape[2])
+    artifact, net, manifest, task, inputs, targets, annotated = load_task_stream(
+        args.artifact, args.task, args.data_dir, args.sequences, args.steps)
+    n_steps, n_seq = inputs.shape[:2]
+    x = inputs.transpose(1, 0, 2).reshape(-1, inputs.shape[2])  # sequences back to back
     first = np.zeros(len(x), bool)
     first[::n_steps] = True
     log = Log()
@@ -263,9 +319,10 @@ def main(argv=None) -> int:
         print(f"board on {args.port}: brf-hw link protocol {ident['version']}, {describe(ident)}")
         wrong = P.network_mismatches(ident, expected_identity(net, manifest["sha256"]))
         if wrong:
-            print(f"refusing: the board holds another network than {artifact.name} ({'; '.join(wrong)}). Flash a "
-                  f"bitstream built from it: brf-hw build --board BOARD --artifact {artifact}",
-                  file=sys.stderr)
+            other = any(k.split(":")[0] in ("inputs", "outputs", "input_bits", "readout") for k in wrong)
+            what = "a network for another task" if other else "another network"
+            print(f"refusing: the board holds {what} than {artifact.name} ({'; '.join(wrong)}). Flash a bitstream built from it: brf-hw build --board "
+                  f"BOARD --artifact {artifact}", file=sys.stderr)
             return 2
         board_baud = ident["clock_hz"] / ident["divisor"]
         if not args.port.startswith(("socket://", "loop://")) and abs(board_baud / args.baud - 1) > 0.02:
@@ -282,44 +339,60 @@ def main(argv=None) -> int:
         status = board.status()
     if log.tty:
         print("\r", end="", file=sys.stderr)
+    return report(net, task, inputs, targets, annotated, results, ident, status, since_sync, seconds, args.full,
+                  golden.run(net, inputs))
 
-    gold = golden.run(net, inputs.transpose(1, 0, 2))  # [T, B, ...]
-    gold_labels = gold.predictions.T.reshape(-1)
-    if args.full:
+
+def report(net, task, inputs, targets, annotated, results, ident, status, since_sync, seconds, full, gold) -> int:
+    """Print accuracy and rate; compare the board's results step by step with the golden model
+    ``gold`` (of inputs [T, B, I]). Returns the exit status: 0 all equal, 1 a difference."""
+    from .. import golden
+
+    n_steps, n_seq = inputs.shape[:2]
+    seq_major = lambda a: a.transpose(1, 0, *range(2, a.ndim)).reshape(n_seq * n_steps, *a.shape[2:])  # noqa: E731
+    lb = ident["label_bits"]
+    mean = net.readout.keeps_sums
+    if full:
         from .top import result_layout
 
         layout = result_layout(net, ident["lanes"], ident["segments"])
         beats = [layout.from_bits(r) for r in results]
         got = np.array([int(b.label) for b in beats])
+        got_sums = np.array([int(b.sum_label) for b in beats]) if mean else None
         potentials = np.array([[int(b.potentials[k]) for k in range(net.shape[2])] for b in beats])
         spikes = np.array([[(int(b.spikes) >> h) & 1 for h in range(net.shape[1])] for b in beats])
         cycles = np.array([int(b.cycles) for b in beats])
     else:
-        got = np.array(results)
+        payload = np.array(results, dtype=np.int64)
+        got = payload & ((1 << lb) - 1)
+        got_sums = payload >> lb if mean else None
     steps = len(got)
-    rate = steps / seconds
-    link_rate = board_baud / 10 / max(P.frame_bytes(net.shape[0]),
-                                      P.frame_bytes(ident["full_bits"] if args.full else ident["label_bits"]))
-    hit = got == labels.reshape(-1)
-    print(f"{n_seq} ECG test sequences x {n_steps} steps = {steps:,} steps in {seconds:.2f} s: {rate:,.0f} steps/s "
-          f"(the link carries {link_rate:,.0f} steps/s at {board_baud:,.0f} baud)")
-    print(f"accuracy from the board's labels {100 * hit.mean():.2f} % (annotated steps "
-          f"{100 * hit[annotated.reshape(-1)].mean():.2f} %); golden model "
-          f"{100 * (gold_labels == labels.reshape(-1)).mean():.2f} %")
-    bad = np.flatnonzero(got != gold_labels)
+    per_time = lambda a: a.reshape(n_seq, n_steps).T  # noqa: E731 [T, B], as the golden model's
+    classes = net.readout.classes(per_time(got), None if got_sums is None else per_time(got_sums))
+    gold_classes = golden.sequence_predictions(net, gold)
+    hit = classes == targets
+    board_baud = ident["clock_hz"] / ident["divisor"]
+    link_rate = board_baud / 10 / max(P.frame_bytes(net.shape[0] * ident["input_bits"]),
+                                      P.frame_bytes(ident["full_bits"] if full else ident["result_bits"]))
+    unit = "steps" if net.readout.per_step else "sequences"
+    print(f"{n_seq} {task} test sequences x {n_steps} steps = {steps:,} steps in {seconds:.2f} s: "
+          f"{steps / seconds:,.0f} steps/s (the link carries {link_rate:,.0f} steps/s at {board_baud:,.0f} baud)")
+    annotated_text = (f" (annotated steps {100 * hit[annotated].mean():.2f} %)" if annotated is not None else "")
+    print(f"accuracy from the board's results, {net.readout.rule.value} readout, over {hit.size:,} {unit}: "
+          f"{100 * hit.mean():.2f} %{annotated_text}; golden model {100 * (gold_classes == targets).mean():.2f} %")
     problems = []
-    if len(bad):
-        t = bad[0]
-        problems.append(f"{len(bad)} labels differ from the golden model; first: sequence {t // n_steps}, step "
-                        f"{t % n_steps}: board {got[t]}, golden {gold_labels[t]}")
-    if args.full:
-        gp = gold.outputs.transpose(1, 0, 2).reshape(-1, net.shape[2])
-        gs = gold.spikes.transpose(1, 0, 2).reshape(-1, net.shape[1])
-        for name, a, b in (("potentials", potentials, gp), ("hidden spikes", spikes, gs)):
-            rows = np.flatnonzero((a != b).any(1))
-            if len(rows):
-                problems.append(f"{name} differ at {len(rows)} steps; first: sequence {rows[0] // n_steps}, "
-                                f"step {rows[0] % n_steps}")
+    checks = [("labels", got, seq_major(gold.predictions))]
+    if mean:
+        checks.append(("sum labels", got_sums, seq_major(gold.sums.argmax(-1))))
+    if full:
+        checks += [("potentials", potentials, seq_major(gold.outputs)), ("hidden spikes", spikes, seq_major(gold.spikes))]
+    for name, a, b in checks:
+        rows = np.flatnonzero((a != b).reshape(len(a), -1).any(1))
+        if len(rows):
+            t = rows[0]
+            problems.append(f"{name} differ from the golden model at {len(rows)} steps; first: sequence "
+                            f"{t // n_steps}, step {t % n_steps}: board {a[t]}, golden {b[t]}")
+    if full:
         print(f"the board's own cycle count: {cycles.mean():.1f} cycles per step on average "
               f"({ident['clock_hz'] / (cycles.mean() + 1):,.0f} steps/s at {ident['clock_hz'] / 1e6:g} MHz)")
     if status["steps"] != since_sync % (1 << 24) or any(status[e.name.lower()] for e in P.Error):
@@ -329,8 +402,8 @@ def main(argv=None) -> int:
         for p in problems:
             print(f"MISMATCH: {p}")
         return 1
-    print(f"every label{', potential and hidden spike' if args.full else ''} equals the golden model "
-          f"({steps:,} steps)")
+    what = "label" + (", sum label" if mean else "") + (", potential and hidden spike" if full else "")
+    print(f"every {what} equals the golden model ({steps:,} steps)")
     return 0
 
 

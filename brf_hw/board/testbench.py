@@ -6,7 +6,8 @@ board's configuration, expected IDENTITY, ECG input streams).
 The host side here is a model written against ``brf_hw.board.protocol`` (the same frame
 definitions the RTL was generated from, parsed by its ``FrameReader``). Bytes go onto ``rx`` bit
 by bit at the board's baud rate (``divisor`` clock cycles per bit), asynchronously to the clock;
-``tx`` is sampled in the middle of each bit. Expected values come from the golden model.
+``tx`` is sampled in the middle of each bit. Expected values come from the golden model. Every
+frame the board sends is checked against its CRC-8 by the reader: a wrong one fails the test.
 
 Tests:
   ecg_sequences_match_golden   SYNC, IDENTITY, two ECG sequences in label mode, a third in full
@@ -14,6 +15,10 @@ Tests:
   errors_resync_never_hang     framing error, garbage, truncated frame (header and timeout),
                                reserved frame, a sequence restart (STEP_FIRST) and a SYNC in the
                                middle of a sequence, a reset pulse in the middle of a step
+  bit_flips_never_give_a_wrong_result
+                               160 ECG steps, 24 of them with 1 or 2 bits flipped on the line
+                               (any bit of any byte of the frame): none of those runs, each is
+                               reported, every result equals the golden model of the steps kept
   bridge                       (only with BRF_BOARD_BRIDGE) serves the board on a localhost TCP
                                socket for ``brf-hw host --port socket://127.0.0.1:PORT``
 """
@@ -86,6 +91,7 @@ class Uart:
         self.has_data = Event()  # the transmit queue is not empty
         self.got_byte = Event()
         self.stop_bits = {}  # queue position -> stop bit level (framing-error injection)
+        self.flips = {}  # queue position -> XOR mask of data bits (bit-flip injection)
         self.sent = 0
         dut.rx.value = 1
 
@@ -93,9 +99,12 @@ class Uart:
         cocotb.start_soon(self._transmit())
         cocotb.start_soon(self._receive())
 
-    def send(self, data: bytes, bad_stop_at: int | None = None):
+    def send(self, data: bytes, bad_stop_at: int | None = None, flips: dict | None = None):
+        """Queue ``data``; ``flips`` {offset in data: XOR mask}: those bits are inverted on the line."""
         if bad_stop_at is not None:
             self.stop_bits[self.sent + len(self.queue) + bad_stop_at] = 0
+        for offset, mask in (flips or {}).items():
+            self.flips[self.sent + len(self.queue) + offset] = mask
         self.queue += data
         self.has_data.set()
 
@@ -111,6 +120,7 @@ class Uart:
                 continue
             byte = self.queue.pop(0)
             stop = self.stop_bits.pop(self.sent, 1)
+            byte ^= self.flips.pop(self.sent, 0)
             self.sent += 1
             for level in (0, *((byte >> i) & 1 for i in range(8)), stop):
                 self.dut.rx.value = level
@@ -224,7 +234,7 @@ async def open_link(dut, nonce: int = 0x33):
     cfg = case["config"]
     net, _ = load_artifact(cfg["artifact"])
     await start(dut)
-    uart = Uart(dut, cfg["divisor"], P.board_lengths(P.label_bits(net.shape[2]), cfg["identity"]["full_bits"]))
+    uart = Uart(dut, cfg["divisor"], P.board_lengths(P.result_bits(net), cfg["identity"]["full_bits"]))
     uart.start()
     ident = await sync_and_identify(dut, uart, case, nonce=nonce)
     window = ident["fifo_depth"] // P.frame_bytes(net.shape[0]) - 8
@@ -277,7 +287,7 @@ async def ecg_sequences_match_golden(dut):
     status, = await uart.frames_wait(1)
     values = P.unpack(P.STATUS_FIELDS, status.payload)
     assert values == {"mode": 1, "steps": len(x) + len(xf), "framing": 0, "garbage": 0, "truncated": 0,
-                      "bad_frame": 0, "overrun": 0}, values
+                      "bad_frame": 0, "overrun": 0, "crc": 0}, values
     dut._log.info(f"{len(xf)} steps in full mode: potentials, hidden spikes and cycles equal the golden model")
 
 
@@ -309,7 +319,7 @@ async def errors_resync_never_hang(dut):
     assert _pairs(await steps(40, 50, (), g[40:50])) == [err(P.Error.TRUNCATED)]
     # 4. a truncated frame by timeout: the half frame is dropped, its late bytes silently too
     uart.send(P.sync_frame(7)[:3])
-    await uart.idle(cfg["timeout_cycles"] // cfg["divisor"] + 60)
+    await uart.idle(cfg["timeout_cycles"] // cfg["divisor"] + 100)  # 3 bytes in, the timeout, a 3-byte ERROR
     assert _pairs(uart.frames[-1:]) == [err(P.Error.TRUNCATED)]
     uart.skip_to_end()
     uart.send(P.sync_frame(7)[3:])
@@ -331,7 +341,7 @@ async def errors_resync_never_hang(dut):
     await steps(100, 130, (), g)
     # 8. a reset pulse while a step is being computed: the board comes back; after a SYNC all is well
     uart.send(P.step_frames(x[130:131], [False]))
-    await uart.idle(12)  # the frame is in; the step is being computed
+    await uart.idle(32)  # the 3-byte frame is in (30 bit times); the step is being computed
     dut.rst.value = 1
     await RisingEdge(dut.clk)
     dut.rst.value = 0
@@ -346,6 +356,46 @@ async def errors_resync_never_hang(dut):
     assert values["steps"] == 29 and values["framing"] == values["garbage"] == values["overrun"] == 0, values
     dut._log.info("framing error, garbage, truncated frames (header, timeout), reserved frames, a restart and a "
                   "SYNC mid-sequence, a reset mid-step: each gave its documented answer and the stream went on")
+
+
+@cocotb.test(skip=bool(BRIDGE))
+async def bit_flips_never_give_a_wrong_result(dut):
+    case, cfg, net, uart, ident, window = await open_link(dut, nonce=0x44)
+    x = case["x_errors"]
+    frames = P.step_frames(x, np.eye(1, len(x), dtype=bool)[0])
+    per = len(frames) // len(x)
+    rng = np.random.default_rng(22)
+    hit = np.sort(rng.choice(np.arange(1, len(x)), 24, replace=False))  # step 0 starts the sequence, kept
+    flips = {}
+    for k, t in enumerate(hit):  # one bit of any byte of the frame (bit 7 included); every third frame, two bytes
+        for b in rng.choice(per, 1 + (k % 3 == 2), replace=False):
+            flips[int(t) * per + int(b)] = 1 << int(rng.integers(8))
+    kept = np.setdiff1d(np.arange(len(x)), hit)
+    gold = golden.run_stream(net, x[kept]).predictions
+    labels, reports, sent = [], [], 0
+    while len(labels) < len(kept):  # as stream_steps, counting on the steps kept
+        done = len(labels) + int((hit < sent).sum())  # a corrupted step sent counts as answered
+        room = min(len(x) - sent, window - (sent - done))
+        if room > 0:
+            chunk = range(sent * per, (sent + room) * per)
+            uart.send(frames[chunk.start:chunk.stop], flips={p - chunk.start: m for p, m in flips.items() if p in chunk})
+            sent += room
+        for f in await uart.frames_wait(1):
+            (labels if f.type == P.Reply.RESULT else reports).append(f)
+    uart.send(P.encode(P.Cmd.STATUS))
+    while True:
+        f, = await uart.frames_wait(1)
+        if f.type == P.Reply.STATUS:
+            status = P.unpack(P.STATUS_FIELDS, f.payload)
+            break
+        reports.append(f)
+    assert _pairs(labels) == _labels(gold), "a result differs from the golden model of the steps kept"
+    assert all(f.type == P.Reply.ERROR for f in reports), _pairs(reports)
+    assert status["steps"] == len(kept) and status["framing"] == status["overrun"] == 0, status
+    events = status["crc"] + status["truncated"] + status["garbage"] + status["bad_frame"]
+    assert events >= len(hit) and status["crc"] >= len(hit) // 2, status
+    dut._log.info(f"{len(flips)} flipped bytes in {len(hit)} of {len(x)} steps: none ran, {events} error events "
+                  f"({status}), {len(reports)} reports; the {len(kept)} steps kept equal the golden model")
 
 
 @cocotb.test(skip=not BRIDGE)

@@ -5,8 +5,9 @@ transmit (``BoardLink``, the part simulated by cocotb), and its wrapper for a re
     rx pin -> UARTRx -> receive FIFO (fifo_depth bytes, block RAM) -> register -> FrameDecoder -> BRFAccelerator.inp
     tx pin <- UARTTx <- FrameEncoder <- BRFAccelerator.out (+ answers, error reports)
 
-One step is in flight at a time (the accelerator's own rule); its result mode is captured when it
-is taken. LEDs: ``led_error`` lights at the first error report and stays lit until a SYNC;
+Every frame carries a CRC-8 (protocol v2): the decoder executes no frame whose check bytes differ
+(error CRC), the encoder appends them to every frame it sends. One step is in flight at a time (the
+accelerator's own rule); its result mode is captured when it is taken. LEDs: ``led_error`` lights at the first error report and stays lit until a SYNC;
 ``led_activity`` blinks while results go out.
 """
 
@@ -66,7 +67,7 @@ class BoardLink(wiring.Component):
         rx = m.submodules.uart_rx = UARTRx(self.divisor)
         tx = m.submodules.uart_tx = UARTTx(self.divisor)
         fifo = m.submodules.rx_fifo = SyncFIFOBuffered(width=RX_LAYOUT.size, depth=self.fifo_depth)
-        dec = m.submodules.decoder = FrameDecoder(core.net.shape[0], core.input_layout, self.timeout_cycles)
+        dec = m.submodules.decoder = FrameDecoder(core.input_layout, self.timeout_cycles)
         enc = m.submodules.encoder = FrameEncoder(core.output_layout, P.identity_frame(self.identity_values))
 
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
