@@ -56,11 +56,11 @@ def test_lanes_2_on_the_up5k_is_refused_for_its_multipliers():
 
 
 def test_a_shape_that_fits_one_input_format_is_not_refused():
-    # 700 multi-bit inputs weighted by the lane need 700 + 6 multipliers on the UP5K (and their
-    # weights 16 x 5,632-bit constant words); as spikes, 6: fits its 8
-    assert "multipliers: needs 706, the iCE40 UP5K (sg48) has 8" in refusal([estimate_shape((700, 16, 2), 1, None, 8)],
+    # 100 multi-bit inputs weighted by the lane need 100 + 6 multipliers on the UP5K (and their
+    # weights in 16 x 832-bit constant words); as spikes, 6: fits its 8
+    assert "multipliers: needs 106, the iCE40 UP5K (sg48) has 8" in refusal([estimate_shape((100, 16, 2), 1, None, 8)],
                                                                               ICE40, "ice40")
-    assert refusal([estimate_shape((700, 16, 2), 1, None, b) for b in (8, 1)], ICE40, "ice40") is None
+    assert refusal([estimate_shape((100, 16, 2), 1, None, b) for b in (8, 1)], ICE40, "ice40") is None
 
 
 def test_synth_refuses_a_shape_that_cannot_fit_before_anything_slow(tmp_path):
