@@ -10,9 +10,13 @@ synthesis keeps all the logic). Per family, Yosys maps the design once; its cell
 smallest device of the family whose capacity holds them, and nextpnr places and routes there (the
 next larger one if that fails). Reports LUTs, FFs, DSPs, block RAM, Fmax (nextpnr's report),
 cycles per step at the task's measured activity (mean active sources, from the golden model on
-real test sequences), steps/s and inferences (sequences)/s at Fmax. ``--shape`` synthesizes an
+real test sequences), steps/s and inferences (sequences)/s at Fmax, and an energy ESTIMATE per
+step and per inference (``energy``; docs/hardware/energy.md). ``--shape`` synthesizes an
 untrained network of that shape (``generate.shape_network``; formats as trained 8-bit networks
 have them, memory sizes exact, activity of the untrained network).
+Before Yosys, each shape/target is checked against the family's largest device by a resource
+estimate (``resources``: block RAM, multipliers, LUTs); one that cannot fit is refused in one
+line naming the resource and the numbers, in well under a second.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import POSITIVE_INT, UserError, float_range, run_main
 from ..fixed.spec import READOUT_RULES
+from .energy import describe, for_synth_row
 from .layout import input_events
 from .resources import estimate_network, estimate_shape, refusal
 
@@ -282,14 +287,17 @@ def main(argv=None) -> None:
             except (RuntimeError, UserError) as exc:
                 print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                 continue
+            energy = for_synth_row(net, act, r, target)
+            r["energy_estimate"] = energy.as_dict()
             rows.append(r)
             print(json.dumps(r), flush=True)
+            print(describe(energy, f"{r['shape']} lanes {lanes} on {r['target']}"), flush=True)
     (args.out / "synth.json").write_text(json.dumps(rows, indent=2))
     if not rows:
         raise UserError("no configuration fits a listed FPGA (see the lines above)")
     print("| shape | smallest FPGA | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s | "
-          "inferences/s | us/inference |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "inferences/s | us/inference | uJ/inference (estimate) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
@@ -298,7 +306,8 @@ def main(argv=None) -> None:
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
         print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | "
               f"{r['fmax_mhz']:.1f} | {r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} | "
-              f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} |")
+              f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} | "
+              f"{r['energy_estimate']['per_inference_uj'][1]:.2f} |")
 
 
 if __name__ == "__main__":
