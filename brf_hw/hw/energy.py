@@ -112,7 +112,8 @@ class EnergyEstimate:
 
     def as_dict(self) -> dict:
         return {"estimate": True, "per_step_nj": list(self.per_step_nj), "per_inference_uj": list(self.per_inference_uj),
-                "steps_per_inference": self.steps, "power_mw": self.power_mw, "parts_nj": self.parts_nj}
+                "steps_per_inference": self.steps, "cycles_per_step": self.cycles, "power_mw": self.power_mw,
+                "parts_nj": self.parts_nj}
 
 
 def energy(events: StepEvents, blocks: dict[str, int], luts: float, fmax_mhz: float, family: str,
