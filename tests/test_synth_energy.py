@@ -66,7 +66,9 @@ def test_blocks_per_access(ecg):
 def test_synth_row_uses_nextpnr_cells_and_fmax(ecg):
     x = np.zeros((3, 1, 4), np.int64)
     act = Activity(x, np.zeros((3, 1, 36), np.int64), "hand", 1)
-    row = {"lanes": 1, "segments": 2, "target": "iCE40 UP5K (sg48)", "fmax_mhz": 24.0,
+    row = {"lanes": 1, "segments": 2, "target": "iCE40 UP5K (sg48)", "fmax_mhz": 24.0, "cycles_per_step": 44.0,
            "utilization": {"ICESTORM_LC": 2540, "ICESTORM_DSP": 6}}
-    assert for_synth_row(ecg, act, row, "ice40") == for_design(ecg, act, 1, 2, "ice40", row["target"], 24.0, 2540)
-    assert for_synth_row(ecg, act, row, "ice40").steps == 3
+    e = for_synth_row(ecg, act, row, "ice40")
+    assert e == for_design(ecg, act, 1, 2, "ice40", row["target"], 24.0, 2540)  # silent steps: 44 cycles both ways
+    assert e.steps == 3 and e.cycles == 44.0
+    assert for_synth_row(ecg, act, {**row, "cycles_per_step": 88.0}, "ice40").cycles == 88.0  # synth's count wins

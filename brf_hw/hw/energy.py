@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -144,21 +144,26 @@ def describe(e: EnergyEstimate, what: str) -> str:
 
 
 def for_design(net, act, lanes: int, segments: int | None, family: str, device: str, fmax_mhz: float,
-               luts: float | None = None) -> EnergyEstimate:
+               luts: float | None = None, cycles: float | None = None) -> EnergyEstimate:
     """The estimate for ``net`` at ``lanes`` on ``device`` at ``act`` (synth's Activity: the golden
-    model's inputs and spikes on real sequences); ``luts`` None: the pre-Yosys estimate."""
+    model's inputs and spikes on real sequences); ``luts`` None: the pre-Yosys estimate;
+    ``cycles`` per step None: from the cycle model here."""
     if luts is None:
         luts = estimate_network(net, lanes, segments).need(family)["lut"]
-    return energy(step_events(net, act.x, act.spikes, lanes, segments), blocks_per_access(net, lanes, segments, family),
-                  luts, fmax_mhz, family, device, act.x.shape[0])
+    events = step_events(net, act.x, act.spikes, lanes, segments)
+    if cycles is not None:
+        events = replace(events, cycles=cycles)
+    return energy(events, blocks_per_access(net, lanes, segments, family), luts, fmax_mhz, family, device,
+                  act.x.shape[0])
 
 
 def for_synth_row(net, act, row: dict, family: str) -> EnergyEstimate:
     """The estimate for a placed and routed design (a row of ``synth.synthesize``): its logic
-    cells and Fmax as nextpnr reported them."""
+    cells and Fmax as nextpnr reported them, its cycles per step as synth measured them."""
     used = row["utilization"]
     luts = used.get("TRELLIS_COMB", used.get("ICESTORM_LC"))
-    return for_design(net, act, row["lanes"], row["segments"], family, row["target"], row["fmax_mhz"], luts)
+    return for_design(net, act, row["lanes"], row["segments"], family, row["target"], row["fmax_mhz"], luts,
+                      row.get("cycles_per_step"))
 
 
 def main(argv=None) -> None:
