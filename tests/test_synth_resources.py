@@ -55,9 +55,17 @@ def test_lanes_2_on_the_up5k_is_refused_for_its_multipliers():
     assert refusal([estimate_network(net, 2)], ICE40, "ice40") == "multipliers: needs 12, the iCE40 UP5K (sg48) has 8"
 
 
+def test_the_shape_estimate_is_a_lower_bound_of_the_measured_builds():
+    # the SHD shape on the ECP5 (README: 77 block RAMs at lanes 8, 92 at lanes 16 with 1 segment;
+    # 49 and 97 multipliers; 10,936 and 16,108 LUT4)
+    for lanes, segments, bram, dsp, lut in ((8, None, 77, 49, 10936), (16, 1, 92, 97, 16108)):
+        need = estimate_shape((700, 128, 20), lanes, segments, 1).need("ecp5")
+        assert need["bram"] <= bram and need["dsp"] == dsp and need["lut"] <= lut
+
+
 def test_a_shape_that_fits_one_input_format_is_not_refused():
     # 100 multi-bit inputs weighted by the lane need 100 + 6 multipliers on the UP5K (and their
-    # weights in 16 x 832-bit constant words); as spikes, 6: fits its 8
+    # weights in 16 x 800-bit constant words); as spikes, 6: fits its 8
     assert "multipliers: needs 106, the iCE40 UP5K (sg48) has 8" in refusal([estimate_shape((100, 16, 2), 1, None, 8)],
                                                                               ICE40, "ice40")
     assert refusal([estimate_shape((100, 16, 2), 1, None, b) for b in (8, 1)], ICE40, "ice40") is None
@@ -67,8 +75,8 @@ def test_synth_refuses_a_shape_that_cannot_fit_before_anything_slow(tmp_path):
     """One line naming the resource and the numbers, exit 2, nothing written; neither torch
     (the --shape network), Amaranth nor Yosys was loaded."""
     # spikes (the smaller): synapses 2,748 sources x 2 segments = 5,496 words of 1,024 x 8 bits,
-    # 16 x 256 blocks: 512 x 22 = 11,264; constants 2,048 x 32: 16; output weights 2,048 x 160: 80;
-    # state 2,048 x 48: 24; in all 11,384
+    # 16 x 256 blocks: 512 x 22 = 11,264; output weights 2,048 x 160: 80; state 2,048 x 48: 24;
+    # in all 11,368 (the constants, trimmed by content, left out of the lower bound)
     out = tmp_path / "out"
     script = ("import sys\nfrom brf_hw.cli_util import run_main\nfrom brf_hw.hw.synth import main\n"
               "try:\n    run_main(lambda: main(sys.argv[1:]), 'synth')\n"
@@ -78,7 +86,7 @@ def test_synth_refuses_a_shape_that_cannot_fit_before_anything_slow(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "700-2048-20 (lanes 1) cannot fit a listed ice40 FPGA: block RAM: needs 11,384 4-kbit blocks" in lines[0]
+    assert "700-2048-20 (lanes 1) cannot fit a listed ice40 FPGA: block RAM: needs 11,368 4-kbit blocks" in lines[0]
     assert "the iCE40 UP5K (sg48) has 30" in lines[0]
     assert json.loads(proc.stdout.strip().replace("'", '"')) == []
     assert not out.exists()

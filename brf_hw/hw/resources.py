@@ -35,7 +35,7 @@ BLOCK_KBIT = {"ecp5": 18, "ice40": 4}
 LUT_FIT = {"fixed": 877.0, "lane": 370.0, "acc_bit": 2.29, "source": 5.68}
 ICE40_LC_PER_LUT = 2541 / 1927  # the UP5K's logic cells over the fit's ECP5 figure, ECG lanes 1
 LUT_ERROR = 0.15  # the residuals are <= 6 %; room for extrapolating to other shapes
-STATE_BITS, COEF_BITS, WEIGHT_BITS = 16, 16, 8  # the formats of an untrained --shape network
+STATE_BITS, WEIGHT_BITS = 16, 8  # the formats of an untrained --shape network
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,11 @@ def estimate_network(net, lanes: int, segments: int | None = None) -> Estimate:
 
 
 def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None, input_bits: int) -> Estimate:
-    """The estimate for an untrained network of ``shape`` (8-bit weights, every row bit in use)
-    without building it."""
+    """The estimate for an untrained network of ``shape`` without building it: a lower bound, so a
+    refusal from it is safe (the network's exact memories are checked again before Yosys). 8-bit
+    weight fields with every bit in use (random weights; trained rows are 8-9 bits), accumulators
+    no wider than a field, and the constants' d and c left out (Yosys trims their columns by
+    content: 140 of 256 bits for the SHD shape at lanes 8)."""
     n_in, n_hid, n_out = shape
     chunks, segments = geometry(n_hid, lanes, segments)
     size = chunks // segments * lanes
@@ -109,10 +112,9 @@ def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None
     multiply = input_bits > 1
     sources = n_hid + (0 if multiply else n_in)
     memories = (Memory("synapses", sources * stride, size * WEIGHT_BITS),
-                Memory("constants", chunks, 2 * lanes * COEF_BITS + (lanes * n_in * WEIGHT_BITS if multiply else 0)),
+                Memory("constants", chunks, lanes * n_in * WEIGHT_BITS if multiply else 0),
                 Memory("output weights", n_hid, n_out * WEIGHT_BITS),
                 Memory("state", chunks, 3 * lanes * STATE_BITS))
-    # accumulators hold at least a row field; a lower bound for the fit (trained networks: 11-16 bits)
     return Estimate(lanes, segments, memories, _lut(lanes, size, WEIGHT_BITS, sources),
                     lanes * (6 + (n_in if multiply else 0)) + 1)
 
