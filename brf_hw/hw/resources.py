@@ -139,6 +139,7 @@ def refusal(estimates: list[Estimate], devices: list[dict], family: str) -> str 
     if need["dsp"] > big["dsp"]:
         reasons.append(f"multipliers: needs {need['dsp']:,}, the {big['name']} has {big['dsp']:,}")
     if need["lut"] * (1 - LUT_ERROR) > big["lut"]:
-        reasons.append(f"LUT4: needs about {need['lut']:,.0f} (at least {need['lut'] * (1 - LUT_ERROR):,.0f}), "
+        unit = "logic cells" if family == "ice40" else "LUT4"
+        reasons.append(f"{unit}: needs about {need['lut']:,.0f} (at least {need['lut'] * (1 - LUT_ERROR):,.0f}), "
                        f"the {big['name']} has {big['lut']:,}")
     return "; ".join(reasons)
