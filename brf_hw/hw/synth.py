@@ -10,9 +10,13 @@ synthesis keeps all the logic). Per family, Yosys maps the design once; its cell
 smallest device of the family whose capacity holds them, and nextpnr places and routes there (the
 next larger one if that fails). Reports LUTs, FFs, DSPs, block RAM, Fmax (nextpnr's report),
 cycles per step at the task's measured activity (mean active sources, from the golden model on
-real test sequences), steps/s and inferences (sequences)/s at Fmax. ``--shape`` synthesizes an
+real test sequences), steps/s and inferences (sequences)/s at Fmax, and an energy ESTIMATE per
+step and per inference (``energy``; docs/hardware/energy.md). ``--shape`` synthesizes an
 untrained network of that shape (``generate.shape_network``; formats as trained 8-bit networks
 have them, memory sizes exact, activity of the untrained network).
+Before Yosys, each shape/target is checked against the family's largest device by a resource
+estimate (``resources``: block RAM, multipliers, LUTs); one that cannot fit is refused in one
+line naming the resource and the numbers, in well under a second.
 """
 
 from __future__ import annotations
@@ -26,18 +30,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from amaranth.back import verilog
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
-
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import POSITIVE_INT, UserError, float_range, run_main
 from ..fixed.spec import READOUT_RULES
-from .core import BRFAccelerator, period_model
-from .generate import shape_network
+from .energy import describe, for_synth_row
 from .layout import input_events
-from .simulate import expected_cycles
+from .resources import estimate_network, estimate_shape, refusal
 
 # capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
 DEVICES = [
@@ -59,25 +57,6 @@ TARGETS = {
               "lut": {"SB_LUT4": 1}, "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",)},
 }
 RANDOM_DENSITY = 0.05
-
-
-class SynthTop(wiring.Component):
-    """Pin-light wrapper: serial input beat, output payload XOR-folded to one pin."""
-
-    def __init__(self, core: BRFAccelerator):
-        self.core = core
-        super().__init__({"in_bit": In(1), "in_load": In(1), "out_ready": In(1), "out_valid": Out(1),
-                          "label": Out(len(core.out.payload.label)), "fold": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core
-        shift = Signal(len(core.inp.payload.as_value()))
-        m.d.sync += shift.eq((shift << 1) | self.in_bit)
-        m.d.comb += [core.inp.payload.as_value().eq(shift), core.inp.valid.eq(self.in_load),
-                     core.out.ready.eq(self.out_ready), self.out_valid.eq(core.out.valid),
-                     self.label.eq(core.out.payload.label), self.fold.eq(core.out.payload.as_value().xor())]
-        return m
 
 
 def tool(name: str) -> str:
@@ -112,6 +91,13 @@ def _cells(stat: dict, target: str) -> dict:
 def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None) -> dict:
     """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
     it; a row of measurements, or UserError when no listed device of the family does."""
+    # here, not at the top: a refusal (``main``) must not wait for Amaranth and numba to load
+    from amaranth.back import verilog
+
+    from .core import BRFAccelerator, period_model
+    from .simulate import expected_cycles
+    from .synth_top import SynthTop
+
     top = SynthTop(BRFAccelerator(net, lanes, segments))
     segments = top.core.segments
     n_in, n_hid, n_out = net.shape
@@ -213,6 +199,23 @@ def _shape(text: str) -> tuple[int, int, int]:
     return parts
 
 
+def _fitting(name: str, args, refused: list[str], estimates) -> list[tuple[str, int]]:
+    """The (target, lanes) configurations of ``args`` that the estimate lets through; a line in
+    ``refused`` for each other one. ``estimates(lanes)``: the alternatives for ``name``."""
+    left = []
+    for target in args.targets:
+        for lanes in args.lanes:
+            try:
+                reason = refusal(estimates(lanes), DEVICES, target)
+            except ValueError as exc:  # lanes or segments the shape cannot have
+                raise UserError(f"{name}: {exc}") from None
+            if reason:
+                refused.append(f"{name} (lanes {lanes}) cannot fit a listed {target} FPGA: {reason}")
+            else:
+                left.append((target, lanes))
+    return left
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, nargs="+", help="integer networks (default: the shipped ECG one)")
@@ -229,41 +232,72 @@ def main(argv=None) -> None:
     parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
     args = parser.parse_args(argv)
-    from ..tasks import get_task, task_for_shape
-
-    networks = []  # (net, task)
+    # refuse what cannot fit before anything slow (torch for a --shape network, Yosys) runs, and
+    # before anything is written; a --shape's input format is only known from its task (torch),
+    # so it is estimated both ways and refused only if it fits neither
+    refused = []
+    shapes = []  # (shape, configurations left)
     for shape in args.shape or []:
+        bits = [args.input_bits] if args.input_bits else [1, 8]
+        left = _fitting("-".join(map(str, shape)), args, refused,
+                        lambda lanes: [estimate_shape(shape, lanes, args.segments, b) for b in bits])
+        if left:
+            shapes.append((shape, left))
+    artifacts = []  # (net, manifest, configurations left)
+    for artifact in args.artifact or ([] if args.shape else [shipped_artifact()]):
+        net, manifest = load_artifact(artifact)
+        left = _fitting(artifact.name, args, refused, lambda lanes: [estimate_network(net, lanes, args.segments)])
+        if left:
+            artifacts.append((net, manifest, left))
+    if not shapes and not artifacts and len(refused) == 1:
+        raise UserError(refused[0])
+    for line in refused:
+        print(line, file=sys.stderr)
+    if not shapes and not artifacts:
+        raise UserError("no configuration fits a listed FPGA (see the lines above)")
+
+    from ..tasks import get_task, task_for_shape
+    from .generate import shape_network
+
+    networks = []  # (net, task, configurations)
+    for shape, left in shapes:
         spec = get_task(args.task) if args.task else task_for_shape(shape[0], shape[2])
         if spec is None:
             raise UserError(f"shape {'-'.join(map(str, shape))}: no task of this shape; give --task")
         task = spec.name
         bits = args.input_bits or spec.input_format().bits
         networks.append((shape_network(*shape, input_bits=bits, rule=args.readout or spec.readout_rule,
-                                       steps=spec.steps or 1300), task))
-    for artifact in args.artifact or ([] if args.shape else [shipped_artifact()]):
-        net, manifest = load_artifact(artifact)
-        networks.append((net, args.task or manifest.get("task")))
+                                       steps=spec.steps or 1300), task, left))
+    for net, manifest, left in artifacts:
+        networks.append((net, args.task or manifest.get("task"), left))
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for net, task in networks:
+    for net, task, configurations in networks:
         act = activity(net, task, args.data_dir, args.sequences, args.input_density)
         print(f"{'-'.join(map(str, net.shape))}: {act.input_sources:.2f} input events and {act.spikes_per_step:.2f} "
               f"hidden spikes per step on {act.measured}", flush=True)
-        for target in args.targets:
-            for lanes in args.lanes:
-                try:
-                    r = synthesize(net, lanes, target, args.out, act, args.segments)
-                except (RuntimeError, UserError) as exc:
-                    print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
-                    continue
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+        for target, lanes in configurations:
+            # a --shape network's exact memories (its weights now known) may still not fit
+            reason = refusal([estimate_network(net, lanes, args.segments)], DEVICES, target)
+            if reason:
+                print(f"{target} lanes {lanes}: cannot fit: {reason}", file=sys.stderr)
+                continue
+            try:
+                r = synthesize(net, lanes, target, args.out, act, args.segments)
+            except (RuntimeError, UserError) as exc:
+                print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
+                continue
+            energy = for_synth_row(net, act, r, target)
+            r["energy_estimate"] = energy.as_dict()
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+            print(describe(energy, f"{r['shape']} lanes {lanes} on {r['target']}"), flush=True)
     (args.out / "synth.json").write_text(json.dumps(rows, indent=2))
     if not rows:
         raise UserError("no configuration fits a listed FPGA (see the lines above)")
     print("| shape | smallest FPGA | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s | "
-          "inferences/s | us/inference |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "inferences/s | us/inference | uJ/inference (estimate) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
@@ -272,7 +306,8 @@ def main(argv=None) -> None:
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
         print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | "
               f"{r['fmax_mhz']:.1f} | {r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} | "
-              f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} |")
+              f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} | "
+              f"{r['energy_estimate']['per_inference_uj'][1]:.2f} |")
 
 
 if __name__ == "__main__":
