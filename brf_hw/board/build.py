@@ -24,6 +24,7 @@ from pathlib import Path
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
 from ..hw.core import period_model
+from ..hw.generate import check_design
 from ..hw.simulate import expected_cycles
 from ..hw.synth import activity, tool as synth_tool
 from . import protocol as P
@@ -58,14 +59,16 @@ def _parse_report(path: Path) -> dict:
 
 
 def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
-          lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH) -> dict:
+          lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH,
+          events: int = 1) -> dict:
     board = get_board(board_name, clock_mhz)
     net, manifest = load_artifact(artifact)
+    check_design(net, lanes, segments, events, artifact.name)  # before anything is written
     divisor = divisor_for(board.clock_hz, baud)
     out.mkdir(parents=True, exist_ok=True)
     board.prepare(out, tool)
     link = BoardLink(net, manifest["sha256"], clock_hz=board.clock_hz, divisor=divisor, lanes=lanes,
-                     segments=segments, fifo_depth=fifo_depth)
+                     segments=segments, fifo_depth=fifo_depth, events=events)
     platform = board.platform()
     family_opts = {"synth_opts": "-dsp"} if board_name == "icebreaker" else {}
     plan = platform.build(BoardTop(board, link), name=NAME, do_build=False,
@@ -94,7 +97,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
     # cycles a step occupies in a stream at the task's measured activity, as the synthesis report
     core = link.core
     act = activity(net, "ecg")
-    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())
+    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model, core.events).mean())
     label_bytes = P.frame_bytes(P.label_bits(net.shape[2]))
     step_bytes = P.frame_bytes(net.shape[0])
     link_steps = baud / 10 / max(label_bytes, step_bytes)
@@ -106,7 +109,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
         "clocks": parsed["clocks"],
         "artifact": {"file": artifact.name, "sha256": manifest["sha256"],
                      "shape": dict(zip(("inputs", "hidden", "outputs"), net.shape))},
-        "lanes": core.lanes, "segments": core.segments, "fifo_depth": fifo_depth,
+        "lanes": core.lanes, "segments": core.segments, "events": core.events, "fifo_depth": fifo_depth,
         "cycles_per_step_ecg_mean": cycles, "accelerator_steps_per_s": board.clock_hz / cycles,
         "bytes_per_step": {"in": step_bytes, "out_label": label_bytes,
                            "out_full": P.frame_bytes(core.output_layout.size)},
@@ -154,6 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--clock-mhz", type=POSITIVE_FLOAT, help="design clock (ULX3S: from the PLL, default 75)")
     parser.add_argument("--lanes", type=POSITIVE_INT, default=1)
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2)")
+    parser.add_argument("--events", type=POSITIVE_INT, default=1, help="source events per cycle K (default 1)")
     parser.add_argument("--fifo-depth", type=POSITIVE_INT, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
     parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
@@ -162,7 +166,7 @@ def main(argv=None) -> None:
     out = args.out or Path("build") / "board" / args.board
     try:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
-                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth)
+                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth, events=args.events)
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     print(report_text(r))
