@@ -159,3 +159,23 @@ def test_generator_events_flag(tmp_path, capsys):
 def _generate(out, args):
     generate_main([*args, "--out", str(out)])
     return (out / "brf_rsnn.json").read_text()
+
+
+@pytest.mark.parametrize("argv, match", [(["--events", "41"], "events must be 1..40"),
+                                         (["--lanes", "37"], "lanes must be 1..36")])
+def test_synth_refuses_a_bad_k_before_writing(tmp_path, argv, match):
+    from brf_hw.hw.synth import main as synth_main
+
+    out = tmp_path / "synth"
+    with pytest.raises(UserError, match=match):
+        synth_main([*argv, "--targets", "ecp5", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_build_refuses_a_bad_k_before_writing(tmp_path):
+    from brf_hw.board.build import build
+
+    out = tmp_path / "board"
+    with pytest.raises(UserError, match="events must be 1..40"):
+        build("ulx3s-85f", shipped_artifact(), out, events=41)
+    assert not out.exists()
