@@ -34,6 +34,12 @@ Phases of a step (cycle counts in ``cycle_model``):
           one after another through one multiplier (select, multiply, round and saturate, compare
           for the argmax); a mean readout adds o onto its running sum one stage later and compares
           the sums (one more cycle).
+Events K (``events``, default 1): the sources are dealt over K banks (source s to bank s mod K,
+``layout``), each with its own synapse and output memory and source queue; ACC and READOUT go in
+rounds of G cycles in which every bank with a waiting source takes its lowest, and the K row
+segments of a cycle reach each accumulator through a balanced adder tree (log2 K adders deep).
+A step's ACC then takes as many rounds as its busiest bank has input spikes, not as many as it has
+input spikes; READOUT likewise (``_banked_readout``). K = 1 is the single-memory design, unchanged.
 LI and the output beat run beside the next step: as READOUT ends, LI starts and the next beat
 may be accepted, so in a stream a step occupies only accept + ACC + UPDATE + READOUT
 (``period_model``). The beat is held until it is taken. Silent sources cost nothing: cycles grow
