@@ -103,6 +103,8 @@ def test_crafted_pickles_are_refused_without_running(monkeypatch, capsys, tmp_pa
                               "--run-dir", str(tmp_path / "q")), "evil.pt", refused)
     assert_user_error(run_cli(monkeypatch, capsys, "training/train.py", "--resume", "--run-dir", str(run_dir),
                               "--epochs", "1"), "last.pt", refused)
+    assert_user_error(run_cli(monkeypatch, capsys, "training/train.py", "--init", str(evil), "--run-dir",
+                              str(tmp_path / "t")), "evil.pt", refused)
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.analyze", "nir", str(evil), "--out",
                               str(tmp_path / "x.nir")), "evil.pt", refused)
     # an artifact is numpy's .npz: an object array inside would unpickle; allow_pickle=False refuses it
@@ -116,7 +118,7 @@ def test_crafted_pickles_are_refused_without_running(monkeypatch, capsys, tmp_pa
     code, err = run_cli(monkeypatch, capsys, "brf_hw.golden", str(artifact))
     assert code == 2 and "Traceback" not in err, err
     assert not marker.exists(), "a crafted file ran code"
-    assert not (tmp_path / "x.nir").exists()
+    assert not (tmp_path / "x.nir").exists() and not (tmp_path / "t").exists()
 
 
 def test_golden_user_errors(monkeypatch, capsys, tmp_path):

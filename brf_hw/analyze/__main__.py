@@ -6,6 +6,7 @@ import argparse
 import importlib
 
 from ..cli_util import POSITIVE_INT, run_main
+from ..neurons.modules import RESONATOR_KINDS
 
 # subcommand -> (module, one-line help); modules are imported only when their command runs
 COMMANDS = {
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.add_argument("--threads", type=POSITIVE_INT, default=1, help="kernel threads (default 1: a shared machine)")
+        p.add_argument("--paper-neuron", choices=RESONATOR_KINDS, default="brf",
+                       help="the cell that trained a checkpoint of the paper's code (brf-neurons), which the file "
+                            "does not record (default brf)")
         p.set_defaults(run=mod.run)
     return parser
 

@@ -121,7 +121,7 @@ def run(args) -> None:
         raise UserError(f"--dts must be positive, got {args.dts}")
     networks = []
     for path in args.networks:
-        networks.append(("/".join(Path(path).parts[-3:]), load_neuron_params(path)))
+        networks.append(("/".join(Path(path).parts[-3:]), load_neuron_params(path, args.paper_neuron)))
     rows = [{"dt": dt, "omega": wi, "p_omega": b} for dt in args.dts
             for wi, b in zip(omega_grid(args.omega_max, dt, args.points),
                              curve(omega_grid(args.omega_max, dt, args.points), dt))]

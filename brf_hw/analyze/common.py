@@ -79,12 +79,13 @@ class NeuronParams(NamedTuple):
     source: str  # "checkpoint" or "artifact"
 
 
-def load_checkpoint(path: str | Path):
-    """(model, checkpoint dict) from a training checkpoint; a bad file is a CheckpointError (a
+def load_checkpoint(path: str | Path, resonator: str = "brf"):
+    """(model, checkpoint dict) from a training checkpoint, brf-hw's or the paper code's (whose
+    RF/BRF/BHRF cell ``resonator`` names: ``--paper-neuron``); a bad file is a CheckpointError (a
     UserError) naming the problem."""
     from ..train import load_checkpoint_model
 
-    return load_checkpoint_model(require_file(path, "checkpoint"))
+    return load_checkpoint_model(require_file(path, "checkpoint"), resonator=resonator)
 
 
 def load_int_artifact(path: str | Path):
@@ -118,12 +119,12 @@ def model_neuron_params(model) -> NeuronParams:
                         cfg.dt, cfg.kind, "checkpoint")
 
 
-def load_neuron_params(path: str | Path) -> NeuronParams:
+def load_neuron_params(path: str | Path, resonator: str = "brf") -> NeuronParams:
     """A checkpoint (.pt) or an integer artifact (.npz): the hidden neurons' omega and b_offset."""
     p = require_file(path, "network file")
     if p.suffix == ".npz":
         return artifact_neuron_params(*load_int_artifact(p))
-    model, _ = load_checkpoint(p)
+    model, _ = load_checkpoint(p, resonator)
     return model_neuron_params(model)
 
 

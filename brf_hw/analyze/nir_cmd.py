@@ -23,10 +23,10 @@ def add_arguments(p) -> None:
     p.add_argument("--data-dir")
 
 
-def load_model(path):
+def load_model(path, resonator: str = "brf"):
     if str(path).endswith(".npz"):
         return float_model_from_artifact(*load_int_artifact(path))
-    model, _ = load_checkpoint(path)
+    model, _ = load_checkpoint(path, resonator)
     if model.config.neuron.kind != "brf":
         raise UserError(f"{path} holds {model.config.neuron.kind} neurons; NIR export covers BRF networks")
     model.fixed = None  # a QAT checkpoint: export the float network behind it
@@ -56,7 +56,7 @@ def check(model, path: Path, n: int, data_dir=None) -> str:
 def run(args) -> None:
     from .. import nir_io
 
-    model = load_model(args.network)
+    model = load_model(args.network, args.paper_neuron)
     out = nir_io.write(nir_io.to_nir(model, source=str(args.network)), args.out)
     cfg = model.config
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): input {cfg.inputs} -> Linear -> BRF {cfg.hidden} "

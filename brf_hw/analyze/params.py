@@ -32,6 +32,9 @@ def initial_and_trained(path) -> dict:
     cfg = model.config.neuron
     if cfg.kind == "alif":
         raise UserError(f"{path}: ALIF neurons have no omega / b_offset")
+    if ckpt.get("format") != "brf_hw.checkpoint/1":
+        raise UserError(f"{path}: a checkpoint of the paper's code does not hold what rebuilds its initial values "
+                        "(the config and seed of brf-hw's trainer)")
     train = ckpt["train_config"]
     init = build_model(ModelConfig.from_dict(ckpt["model_config"]), seed=int(train["seed"]), kernel="reference")
     if not torch.equal(init.recurrent_mask, model.recurrent_mask.cpu()):

@@ -55,7 +55,7 @@ def load_network(args):
     from ..artifact import shipped_artifact
 
     if args.checkpoint:
-        model, ckpt = load_checkpoint(args.checkpoint)
+        model, ckpt = load_checkpoint(args.checkpoint, args.paper_neuron)
         if model.config.neuron.kind != "brf":
             raise UserError(f"{args.checkpoint} holds {model.config.neuron.kind} neurons; the integer network is BRF only")
         fixed = ckpt["train_config"].get("fixed")

@@ -243,7 +243,7 @@ def load_neurons(args):
         return neurons_from_floats(omegas, args.b_offsets, args.dt, weight, args), None
     if str(args.network).endswith(".npz"):
         return neurons_from_artifact(args.network, args.neurons, args.weight)
-    model, _ = load_checkpoint(args.network)
+    model, _ = load_checkpoint(args.network, args.paper_neuron)
     cfg = model.config.neuron
     if cfg.kind != "brf":
         raise UserError(f"{args.network} holds {cfg.kind} neurons; the response analysis is for BRF networks")

@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli_util import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, float_range
+from ..cli_util import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, float_range
 from ..neurons import NEURON_KINDS, SURROGATES
 from ..tasks import TASKS
 from .distributed import shutdown
-from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
+from .trainer import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model, load_init_model
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
     g.add_argument("--run-dir", help="where checkpoints and logs go (default runs/TASK-NEURON-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    g.add_argument("--init", help="start from this checkpoint's weights: brf-hw's own or one of the paper's code "
+                                  "(brf-neurons; its RF/BRF/BHRF cell is the one --neuron names)")
     g.add_argument("--data-dir", help="data directory (default: $BRF_HW_DATA or ~/.cache/brf_hw/data)")
     g.add_argument("--no-progress", action="store_true",
                    help="no tqdm progress bars (they are off anyway when stderr is not a terminal)")
@@ -73,7 +75,15 @@ def apply_threads(args: argparse.Namespace) -> None:
 def train_float(args: argparse.Namespace) -> dict:
     """Train (or resume) a float network, then report the best-validation model on the test set."""
     apply_threads(args)
-    trainer = Trainer(config_from_args(args))
+    cfg = config_from_args(args)
+    init = None
+    if args.init:
+        if args.resume:
+            raise UserError("--init starts a run and --resume continues one: give one of them")
+        init = load_init_model(args.init, TASKS[cfg.task], cfg.neuron, cfg.kernel).state_dict()
+    trainer = Trainer(cfg, init_state=init)
+    if args.init:
+        print(f"initialised from {args.init}")
     if args.resume:
         trainer.resume()
         print(f"resumed {trainer.run_dir / 'last.pt'} at epoch {trainer.epoch}")

@@ -20,12 +20,11 @@ from ..fixed.qat import to_int_network
 from ..fixed.spec import spec_for_model
 from .cli import add_train_arguments, apply_threads, config_from_args
 from ..tasks import TASKS
-from .trainer import Trainer, TrainingDiverged, load_checkpoint_model
+from .trainer import Trainer, TrainingDiverged, load_checkpoint_model, load_init_model
 
 
 def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("fixed point")
-    g.add_argument("--init", help="start from this float checkpoint instead of training one")
     g.add_argument("--qat-epochs", type=POSITIVE_INT, default=30, help="quantization-aware fine-tuning epochs")
     g.add_argument("--qat-lr", type=POSITIVE_FLOAT, default=0.01, help="QAT learning rate (linear decay to 0)")
     g.add_argument("--weight-bits", type=WORD_BITS, default=8, help="input and recurrent weights")
@@ -52,11 +51,7 @@ def run_qat(args: argparse.Namespace) -> dict:
     root = Path(base.run_dir)
     float_cfg = dataclasses.replace(base, run_dir=str(root / "float"))
     if args.init:
-        float_model, _ = load_checkpoint_model(args.init, kernel=base.kernel)
-        shape = (float_model.config.inputs, float_model.config.hidden, float_model.config.outputs)
-        if shape != (task.inputs, task.hidden, task.outputs):
-            raise UserError(f"--init {args.init} is a {'-'.join(map(str, shape))} network; task {task.name} is "
-                            f"{task.inputs}-{task.hidden}-{task.outputs}")
+        float_model = load_init_model(args.init, task, args.neuron, base.kernel)
         data = None
     else:
         trainer = Trainer(float_cfg)

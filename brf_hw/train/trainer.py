@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from ..cli_util import UserError
 from ..model import RSNN, ModelConfig, build_model
-from . import distributed
+from ..neurons.modules import RESONATOR_KINDS
+from . import brf_neurons, distributed
 from .metrics import Tally, per_step_loss, sequence_loss
 from ..tasks import Task, TaskData, get_task
 
@@ -337,14 +338,14 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def read_checkpoint(path: str | Path, device="cpu") -> dict:
+def _load_file(path: str | Path, device="cpu"):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         # weights_only: a checkpoint from someone else never runs code; brf-hw's own hold only
         # tensors and plain data, so they need no allow-list
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" not in str(exc):
             raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from exc
@@ -352,14 +353,39 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
                               f"which could run code when loaded ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "brf_hw.checkpoint/1":
+
+
+def _is_brf_hw(ckpt) -> bool:
+    return isinstance(ckpt, dict) and ckpt.get("format") == "brf_hw.checkpoint/1"
+
+
+def read_checkpoint(path: str | Path, device="cpu") -> dict:
+    """A brf-hw training checkpoint as saved (what --resume needs: optimiser, history, ...)."""
+    ckpt = _load_file(path, device)
+    if not _is_brf_hw(ckpt):
+        if brf_neurons.state_dict_of(ckpt) is not None:
+            raise CheckpointError(f"{path} is a checkpoint of the paper's code (brf-neurons): it can start a run "
+                                  "(--init), not resume one")
         raise CheckpointError(f"{path} is not a brf_hw training checkpoint")
     return ckpt
 
 
-def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "auto") -> tuple[RSNN, dict]:
-    """Rebuild the network stored in a training checkpoint (best.pt or last.pt)."""
-    ckpt = read_checkpoint(path, device)
+def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "auto",
+                          resonator: str = "brf") -> tuple[RSNN, dict]:
+    """Rebuild the network stored in a training checkpoint (best.pt or last.pt), or in a checkpoint
+    of the paper's code (``brf_neurons``; ``resonator`` names its RF/BRF/BHRF cell, which the file
+    does not record)."""
+    ckpt = _load_file(path, device)
+    state = None if _is_brf_hw(ckpt) else brf_neurons.state_dict_of(ckpt)
+    if state is not None:
+        try:
+            model = brf_neurons.to_model(state, resonator, kernel).to(device)
+        except brf_neurons.BrfNeuronsError as exc:
+            raise CheckpointError(f"{path} (a brf-neurons checkpoint): {exc}") from exc
+        return model, brf_neurons.checkpoint_info(ckpt, model)
+    if not _is_brf_hw(ckpt):
+        raise CheckpointError(f"{path} is neither a brf_hw training checkpoint nor one of the paper's code "
+                              "(brf-neurons)")
     try:
         model = RSNN(ModelConfig.from_dict(ckpt["model_config"]), kernel=kernel).to(device)
         model.load_state_dict(ckpt["model"])
@@ -367,3 +393,17 @@ def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild its network ({exc})") from exc
     return model, ckpt
+
+
+def load_init_model(path: str | Path, task: Task, neuron: str, kernel: str = "auto") -> RSNN:
+    """The network ``--init`` starts from: a brf-hw or brf-neurons checkpoint whose shape is the
+    task's and whose hidden neurons are ``neuron``."""
+    model, _ = load_checkpoint_model(path, kernel=kernel,
+                                     resonator=neuron if neuron in RESONATOR_KINDS else "brf")
+    c = model.config
+    if (c.inputs, c.hidden, c.outputs) != (task.inputs, task.hidden, task.outputs):
+        raise CheckpointError(f"--init {path} is a {c.inputs}-{c.hidden}-{c.outputs} network; task {task.name} is "
+                              f"{task.inputs}-{task.hidden}-{task.outputs}")
+    if c.neuron.kind != neuron:
+        raise CheckpointError(f"--init {path} holds {c.neuron.kind} neurons, not --neuron {neuron}")
+    return model
