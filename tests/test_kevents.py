@@ -179,3 +179,12 @@ def test_build_refuses_a_bad_k_before_writing(tmp_path):
     with pytest.raises(UserError, match="events must be 1..40"):
         build("ulx3s-85f", shipped_artifact(), out, events=41)
     assert not out.exists()
+
+
+def test_banks_are_never_slower_than_one_queue():
+    """What the cycle counter's width relies on (``cycle_counter_bits`` sizes it for one bank)."""
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        chunks, events, segments = int(rng.integers(1, 20)), int(rng.integers(2, 9)), int(rng.integers(1, 5))
+        s = rng.integers(0, 4, (chunks, events)) * (rng.random((chunks, events)) < 0.4)
+        assert _banked_readout(s, segments) <= int(readout_cycles(s.sum(1), segments))

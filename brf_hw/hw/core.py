@@ -239,8 +239,8 @@ def _field(word, index: int, width: int):
     return word.word_select(index, width).as_signed()
 
 
-def _tree_and(terms):
-    """``a & b & ...`` in order (K = 1: the expression the design always had)."""
+def _chain_and(terms):
+    """``a & b & ...`` left to right (K = 1: the very expression the design always had)."""
     out = terms[0]
     for t in terms[1:]:
         out = out & t
@@ -514,7 +514,7 @@ class BRFAccelerator(wiring.Component):
                         m.d.sync += haves[b].eq(0)
                         if b == K - 1:  # every queue empty (READOUT: every spike arrived)
                             idle = [mk == 0 for mk in masks[:-1]] + [~have, ~fetched, ~pipeline_busy]
-                            with m.If(_tree_and(idle)):
+                            with m.If(_chain_and(idle)):
                                 done()
 
         # LI and the output beat, beside the next step: LI(t) starts as READOUT(t) ends and the
