@@ -45,7 +45,8 @@ def check(net, x, first=None, **kw):
     first = np.eye(1, len(x), dtype=bool)[0] if first is None else first
     pairs = [("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
              ("labels", hw.labels, gold.predictions),
-             ("cycles", hw.cycles, expected_cycles(net, x, gold.spikes, kw.get("lanes", 1), kw.get("segments")))]
+             ("cycles", hw.cycles, expected_cycles(net, x, gold.spikes, kw.get("lanes", 1), kw.get("segments"),
+                                                   events=kw.get("events", 1)))]
     if net.readout.rule == "mean":
         pairs.append(("sum labels", hw.sum_labels, gold.sums.argmax(-1)))
     else:

@@ -52,6 +52,16 @@ def test_whole_ecg_sequences_streaming(ecg_design, ecg_splits, tmp_path):
     check(ecg_design, x, first, "ecg_whole")
 
 
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("lanes, segments, events", [(2, 2, 3), (6, 1, 40)])
+def test_k_events_per_cycle_on_ecg(simulator, lanes, segments, events, ecg_splits, tmp_path):
+    """K source events per cycle over K memory banks (40: every source its own bank) as Verilog."""
+    design = simrun.build(simulator, shipped_artifact(), lanes, tmp_path, segments=segments, events=events)
+    x, first = ecg_stream(ecg_splits, [0, 1], 400)
+    out = check(design, x, first, f"ecg_k{events}", gap_prob=0.3, stall_prob=0.3, seed=events)
+    assert out["spikes_per_step"].sum() > 300
+
+
 def test_reset_in_the_middle_of_a_sequence(ecg_design, ecg_splits, tmp_path):
     x = ecg_splits["test"].inputs[5, :400].numpy().astype(np.int64)
     first = np.zeros(len(x), bool)

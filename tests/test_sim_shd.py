@@ -1,6 +1,7 @@
 """SHD end to end on the RTL: small files in SHD's HDF5 layout (class-structured, so the network
 learns and spikes), float training and QAT through ``training/qat.py``'s flow, the exported
-700-128-20 artifact generated as Verilog and run under Icarus and Verilator on whole test
+700-128-20 artifact generated as Verilog (one event per cycle, and four over four memory banks)
+and run under Icarus and Verilator on whole test
 sequences: every step's spikes, potentials, labels and running-sum labels equal the golden model,
 and the RTL's class of each sequence is the golden model's. Marked ``sim`` (``make sim``)."""
 
@@ -33,15 +34,15 @@ def shd_artifact(tmp_path_factory):
     return runs / "qat" / "brf_shd.npz", root, metrics
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
-def test_shd_network_on_the_rtl(simulator, shd_artifact, tmp_path):
+@pytest.mark.parametrize("simulator, events", [("icarus", 1), ("verilator", 1), ("verilator", 4)])
+def test_shd_network_on_the_rtl(simulator, events, shd_artifact, tmp_path):
     artifact, root, metrics = shd_artifact
     net, manifest = load_artifact(artifact)
     assert net.shape == (700, 128, 20) and net.readout.rule == "mean" and manifest["task"] == "shd"
     x, target, _ = TaskData("shd", str(root)).integer_sequences("test", limit=2)
     steps = x.shape[0]
     stream, first = to_stream(x.astype(np.int64))
-    design = simrun.build(simulator, artifact, 4, tmp_path / "build")
+    design = simrun.build(simulator, artifact, 4, tmp_path / "build", events=events)
     out = simrun.run_stream(design, stream, first, "shd", gap_prob=0.2, stall_prob=0.2, seed=1)
     gold = golden.run(net, x)
     assert gold.spikes.sum() > 500  # the trained network is active: the comparison means something

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError, run_main
 from ..hw.core import period_model
+from ..hw.generate import check_design
 from ..hw.simulate import expected_cycles
 from ..hw.synth import activity, tool as synth_tool
 from . import protocol as P
@@ -69,7 +70,7 @@ def link_figures(net, task: str, core, clock_hz: float, baud: int, data_dir=None
     """Steps per second of the accelerator (the cycles a step occupies in a stream at ``task``'s
     measured activity, as the synthesis report) and of the link (bytes per step each way)."""
     act = activity(net, task, data_dir)
-    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model).mean())
+    cycles = float(expected_cycles(net, act.x, act.spikes, core.lanes, core.segments, period_model, core.events).mean())
     label_bytes = P.frame_bytes(P.result_bits(net))
     step_bytes = P.frame_bytes(net.shape[0] * net.spec.input.bits)
     return {"task": task, "activity": act.measured, "cycles_per_step_mean": cycles,
@@ -89,15 +90,16 @@ def _parse_report(path: Path) -> dict:
 
 def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
           lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH,
-          data_dir=None) -> dict:
+          data_dir=None, events: int = 1) -> dict:
     board = get_board(board_name, clock_mhz)
     net, manifest = load_artifact(artifact)
     task = artifact_task(net, manifest, artifact)
+    check_design(net, lanes, segments, events, artifact.name)  # before anything is written
     divisor = divisor_for(board.clock_hz, baud)
     out.mkdir(parents=True, exist_ok=True)
     board.prepare(out, tool)
     link = BoardLink(net, manifest["sha256"], clock_hz=board.clock_hz, divisor=divisor, lanes=lanes,
-                     segments=segments, fifo_depth=fifo_depth)
+                     segments=segments, fifo_depth=fifo_depth, events=events)
     platform = board.platform()
     family_opts = {"synth_opts": "-dsp"} if board_name == "icebreaker" else {}
     plan = platform.build(BoardTop(board, link), name=NAME, do_build=False,
@@ -132,7 +134,7 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
         "clocks": parsed["clocks"],
         "artifact": {"file": artifact.name, "sha256": manifest["sha256"],
                      "shape": dict(zip(("inputs", "hidden", "outputs"), net.shape))},
-        "lanes": core.lanes, "segments": core.segments, "fifo_depth": fifo_depth,
+        "lanes": core.lanes, "segments": core.segments, "events": core.events, "fifo_depth": fifo_depth,
         **link_figures(net, task, core, board.clock_hz, baud, data_dir),
         "flash": [c.format(bitstream=rel / board.bitstream_name) for c in board.flash],
         "uart_port": board.uart_port, "seed": seed, "build_seconds": round(seconds, 1),
@@ -178,6 +180,7 @@ def main(argv=None) -> None:
     parser.add_argument("--clock-mhz", type=POSITIVE_FLOAT, help="design clock (ULX3S: from the PLL, default 75)")
     parser.add_argument("--lanes", type=POSITIVE_INT, default=1)
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2)")
+    parser.add_argument("--events", type=POSITIVE_INT, default=1, help="source events per cycle K (default 1)")
     parser.add_argument("--fifo-depth", type=POSITIVE_INT, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
     parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
@@ -187,7 +190,8 @@ def main(argv=None) -> None:
     out = args.out or Path("build") / "board" / args.board
     try:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
-                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth, data_dir=args.data_dir)
+                  segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth, data_dir=args.data_dir,
+                  events=args.events)
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     print(report_text(r))

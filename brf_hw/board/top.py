@@ -45,9 +45,9 @@ class BoardLink(wiring.Component):
 
     def __init__(self, net, sha256: str, *, clock_hz: float, divisor: int, lanes: int = 1,
                  segments: int | None = None, fifo_depth: int = DEFAULT_FIFO_DEPTH,
-                 timeout_cycles: int | None = None, led_cycles: int | None = None):
+                 timeout_cycles: int | None = None, led_cycles: int | None = None, events: int = 1):
         self.divisor = check_divisor(divisor, self)
-        self.core = BRFAccelerator(net, lanes=lanes, segments=segments)
+        self.core = BRFAccelerator(net, lanes=lanes, segments=segments, events=events)
         self.clock_hz = int(round(clock_hz))
         self.fifo_depth = fifo_depth
         self.timeout_cycles = timeout_cycles or default_timeout_cycles(clock_hz)

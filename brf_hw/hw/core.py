@@ -34,6 +34,12 @@ Phases of a step (cycle counts in ``cycle_model``):
           one after another through one multiplier (select, multiply, round and saturate, compare
           for the argmax); a mean readout adds o onto its running sum one stage later and compares
           the sums (one more cycle).
+Events K (``events``, default 1): the sources are dealt over K banks (source s to bank s mod K,
+``layout``), each with its own synapse and output memory and source queue; ACC and READOUT go in
+rounds of G cycles in which every bank with a waiting source takes its lowest, and the K row
+segments of a cycle reach each accumulator through a balanced adder tree (log2 K adders deep).
+A step's ACC then takes as many rounds as its busiest bank has input spikes, not as many as it has
+input spikes; READOUT likewise (``_banked_readout``). K = 1 is the single-memory design, unchanged.
 LI and the output beat run beside the next step: as READOUT ends, LI starts and the next beat
 may be accepted, so in a stream a step occupies only accept + ACC + UPDATE + READOUT
 (``period_model``). The beat is held until it is taken. Silent sources cost nothing: cycles grow
@@ -52,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed.spec import IntNetwork
 from . import fixed_ops as ops
-from .layout import acc_offset, event_inputs, memory_images, multiplies_inputs
+from .layout import acc_offset, banks, event_inputs, memory_images, multiplies_inputs
 
 MIN_CYCLE_COUNTER_BITS = 16
 
@@ -76,14 +82,61 @@ def chunk_spikes(spikes, lanes: int, chunks: int) -> np.ndarray:
     return padded.reshape(spikes.shape[:-1] + (chunks, lanes)).sum(-1)
 
 
-def readout_cycles(per_chunk, segments: int) -> np.ndarray:
+def bank_spikes(inputs, spikes, lanes: int, chunks: int, events: int):
+    """The cycle model's view of steps with K = ``events`` banks: inputs [..., I] (the input
+    sources' spikes; I = 0 where the lanes multiply) and hidden spikes [..., H] -> (input spikes per
+    bank [..., K], hidden spikes per chunk and bank [..., C, K]); source s is in bank s mod K."""
+    inputs, spikes = np.asarray(inputs, np.int64), np.asarray(spikes, np.int64)
+    n_in = inputs.shape[-1]
+    bank = np.arange(n_in + spikes.shape[-1]) % events
+    per_bank = np.stack([inputs[..., bank[:n_in] == b].sum(-1) for b in range(events)], -1)
+    per_chunk = np.zeros(spikes.shape[:-1] + (chunks, events), np.int64)
+    for b in range(events):
+        mine = bank[n_in:] == b
+        per_chunk[..., b] = chunk_spikes(np.where(mine, spikes, 0), lanes, chunks)
+    return per_bank, per_chunk
+
+
+def _banked_readout(per_chunk, segments: int) -> int:
+    """READOUT of one step with K banks ([C, K] spikes per chunk and bank): a round takes the lowest
+    waiting source of every bank at once, G cycles, the next round as the last one's last segment
+    is read, or as soon as a spike arrives when none is waiting (``readout_cycles`` is this
+    process with one bank, where it has a closed form)."""
+    c = per_chunk.shape[0]
+    visible = np.maximum(1, np.arange(c) + STAGES + 1 - c)
+    waiting = np.zeros(per_chunk.shape[1], np.int64)
+    k, last = 0, None
+    while True:
+        t = 0 if last is None else last + segments
+        while k < c and visible[k] <= t:
+            waiting += per_chunk[k]
+            k += 1
+        if not waiting.any():
+            while k < c and not per_chunk[k].any():
+                k += 1
+            if k == c:
+                break
+            t = visible[k]
+            while k < c and visible[k] <= t:
+                waiting += per_chunk[k]
+                k += 1
+        waiting -= waiting > 0
+        last = t
+    return STAGES if last is None else max(last + segments + 2, STAGES)
+
+
+def readout_cycles(per_chunk, segments: int, events: int = 1) -> np.ndarray:
     """Cycles of READOUT, which starts as UPDATE has issued its last chunk and takes each chunk's
     spikes as they leave the pipeline: chunk k's can be taken from READOUT cycle v_k = max(1,
     k + 7 - C); a source is taken every G cycles while any is waiting, so the last take is at
     max over chunks k with spikes of v_k + G * (spikes in chunks k.. - 1); two cycles after its G
     segments the rows are added. Never before the pipeline has drained (cycle STAGES).
-    ``per_chunk`` [..., C] spikes per chunk (``chunk_spikes``)."""
+    ``per_chunk`` [..., C] spikes per chunk (``chunk_spikes``); K = ``events`` > 1: [..., C, K]
+    per chunk and bank (``bank_spikes``), rounds of up to K sources (``_banked_readout``)."""
     s = np.asarray(per_chunk, dtype=np.int64)
+    if events > 1:
+        flat = s.reshape(-1, *s.shape[-2:])
+        return np.array([_banked_readout(one, segments) for one in flat], np.int64).reshape(s.shape[:-2])
     c = s.shape[-1]
     from_here = np.cumsum(s[..., ::-1], -1)[..., ::-1]  # spikes in chunks k .. C-1
     visible = np.maximum(1, np.arange(c) + STAGES + 1 - c)
@@ -96,31 +149,39 @@ def li_cycles(outputs: int, mean: bool) -> int:
     return outputs + 5 + int(mean)
 
 
-def _own_cycles(input_sources, per_chunk, segments: int) -> np.ndarray:
-    """accept 1 + ACC + UPDATE (chunks + 1) + READOUT: a step's work before its LI."""
+def _own_cycles(input_sources, per_chunk, segments: int, events: int = 1) -> np.ndarray:
+    """accept 1 + ACC + UPDATE (chunks + 1) + READOUT: a step's work before its LI. K > 1: ACC
+    takes as many rounds as the busiest bank has input spikes."""
     per_chunk = np.asarray(per_chunk)
-    return 1 + _pass(input_sources, segments, 0) + per_chunk.shape[-1] + 1 + readout_cycles(per_chunk, segments)
+    chunks = per_chunk.shape[-1] if events == 1 else per_chunk.shape[-2]
+    rounds = input_sources if events == 1 else np.asarray(input_sources).max(-1)
+    return 1 + _pass(rounds, segments, 0) + chunks + 1 + readout_cycles(per_chunk, segments, events)
 
 
-def cycle_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
+def cycle_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False,
+                events: int = 1) -> np.ndarray:
     """Cycles from accepting an input beat to presenting its output beat (``cycles`` in the output
     payload); one more cycle hands the beat over. accept 1, ACC (input spikes) * segments + 3
     (skipped when there are none), UPDATE chunks + 1, READOUT (``readout_cycles``), LI
-    (``li_cycles``). ``per_chunk`` [..., C]: the step's hidden spikes per chunk."""
-    return _own_cycles(input_sources, per_chunk, segments) + li_cycles(outputs, mean)
+    (``li_cycles``). ``per_chunk`` [..., C]: the step's hidden spikes per chunk. K = ``events`` > 1:
+    input_sources [..., K] and per_chunk [..., C, K] per bank (``bank_spikes``), ACC is the busiest
+    bank's input spikes * segments + 3."""
+    return _own_cycles(input_sources, per_chunk, segments, events) + li_cycles(outputs, mean)
 
 
-def period_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False) -> np.ndarray:
+def period_model(input_sources, per_chunk, outputs: int, segments: int = 1, mean: bool = False,
+                 events: int = 1) -> np.ndarray:
     """Cycles from accepting a beat to accepting the next, in a stream whose next beat is waiting
     and whose beats are taken at once: accept 1, ACC, UPDATE, READOUT; the previous step's LI runs
     beside them and holds the step at READOUT's end only where it is longer (few chunks, many
     outputs: it must be done and its beat taken, LI + 2 cycles after the step was accepted)."""
-    return np.maximum(_own_cycles(input_sources, per_chunk, segments), li_cycles(outputs, mean) + 2)
+    return np.maximum(_own_cycles(input_sources, per_chunk, segments, events), li_cycles(outputs, mean) + 2)
 
 
 def cycle_counter_bits(inputs: int, lanes: int, n_out: int, chunks: int, segments: int, mean: bool = False) -> int:
     """Wide enough for the slowest possible step (every input bit set, every hidden neuron
-    spiking), so the per-step counter can never wrap; at least 16 bits. Output back-pressure is
+    spiking; K banks are never slower than one), so the per-step counter can never wrap; at least
+    16 bits. Output back-pressure is
     not counted (the count stops when the beat is presented), so no stream length or stall can
     overflow it."""
     slowest = cycle_model(inputs, np.full(chunks, lanes), n_out, segments, mean)
@@ -178,10 +239,26 @@ def _field(word, index: int, width: int):
     return word.word_select(index, width).as_signed()
 
 
+def _chain_and(terms):
+    """``a & b & ...`` left to right (K = 1: the very expression the design always had)."""
+    out = terms[0]
+    for t in terms[1:]:
+        out = out & t
+    return out
+
+
+def _tree_sum(terms):
+    """A balanced adder tree (K = 1: the term itself): log2(K) adders deep, not K."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 class BRFAccelerator(wiring.Component):
-    def __init__(self, net: IntNetwork, lanes: int = 1, segments: int | None = None):
+    def __init__(self, net: IntNetwork, lanes: int = 1, segments: int | None = None, events: int = 1):
         self.net = net
-        self.images = memory_images(net, lanes, segments)
+        self.images = memory_images(net, lanes, segments, events)
+        self.events = events
         self.lanes, self.chunks, self.segments = lanes, self.images.chunks, self.images.segments
         n_in, n_hid, n_out = net.shape
         bits = net.spec.input.bits
@@ -218,14 +295,28 @@ class BRFAccelerator(wiring.Component):
         block = {"ram_style": "block", "rom_style": "block"}
         width = img.widths
         G, A, stride = img.segments, img.segment_size, img.segment_stride
-        m.submodules.synapses = syn = Memory(shape=unsigned(width["synapses"]), depth=self.sources * stride,
-                                             init=img.synapses, attrs=block)
+        # K banks (``layout``): bank b's sources b, b + K, ... in its own synapse and output
+        # memories, so a cycle reads one row segment from each; K = 1 keeps the unsuffixed names
+        K = self.events
+        bank_sources = banks(self.sources, K)
+        n_events = self.sources - n_hid
+        named = (lambda name, b: name) if K == 1 else (lambda name, b: f"{name}_{b}")
+        syn = []
+        for b, words in enumerate(img.synapse_banks):
+            m.submodules[named("synapses", b)] = mem = Memory(
+                shape=unsigned(width["synapses"]), depth=len(bank_sources[b]) * stride, init=words, attrs=block)
+            syn.append(mem)
         m.submodules.constants = const = Memory(shape=unsigned(width["constants"]), depth=C, init=img.constants,
                                                 attrs=block)
-        m.submodules.out_weights = outw = Memory(shape=unsigned(width["outputs"]), depth=n_hid, init=img.outputs,
-                                                 attrs=block)
+        outw = {}  # banks with hidden sources only
+        for b, words in enumerate(img.output_banks):
+            if words:
+                m.submodules[named("out_weights", b)] = outw[b] = Memory(
+                    shape=unsigned(width["outputs"]), depth=len(words), init=words, attrs=block)
         m.submodules.state = state = Memory(shape=unsigned(3 * P * sb), depth=C, init=[], attrs=block)
-        syn_rd, const_rd, outw_rd, state_rd = syn.read_port(), const.read_port(), outw.read_port(), state.read_port()
+        # (one tuple: the ports' Verilog names are what they have always been, so K = 1 is unchanged)
+        syn_rd, const_rd, outw_rd, state_rd = ([mem.read_port() for mem in syn], const.read_port(),
+                                               {b: mem.read_port() for b, mem in outw.items()}, state.read_port())
         state_wr = state.write_port()
 
         def reg(expr, name, reset_less=True):
@@ -243,35 +334,46 @@ class BRFAccelerator(wiring.Component):
         ring = [acc[g * A:(g + 1) * A] for g in range(G)]
         # sources still to be accumulated; the next one is registered (``source``, ``have``) while
         # its G segments are read, so the encoder has a cycle of its own, off the address path
-        mask, lowest, take_lowest = _source_queue(m, self.sources, "next_source")
-        source = Signal(range(max(2, self.sources)), name="source", reset_less=True)
-        have = Signal()  # ``source`` holds a source whose segments are being read
+        # (one queue per bank; all banks take together, in rounds of G cycles, so their segments
+        # reach the adders in step with the ring)
+        queues = [_source_queue(m, len(bank), named("next_source", b)) for b, bank in enumerate(bank_sources)]
+        masks = [q[0] for q in queues]
+        sources = [Signal(range(max(2, len(bank))), name=named("source", b), reset_less=True)
+                   for b, bank in enumerate(bank_sources)]
+        haves = [Signal(name=named("have", b)) for b in range(K)]  # the bank's ``source`` is being read
         segment = Signal(max(1, (stride - 1).bit_length()))  # the row segment read this cycle
-        fetched = Signal()  # the synapse read port holds the segment taken last cycle
-        m.d.comb += syn_rd.addr.eq(Cat(segment, source) if G > 1 else source)
-        # registered before the adders (the block RAM's clock-to-output is most of a cycle); zero
-        # when nothing was fetched, so UPDATE can turn the ring through the same adders
-        row = Signal(len(syn_rd.data), name="synapse_row", reset_less=True)
-        m.d.sync += row.eq(Mux(fetched, syn_rd.data, 0))
+        fetcheds = [Signal(name=named("fetched", b)) for b in range(K)]  # the read port holds last cycle's segment
+        have = haves[0] if K == 1 else Cat(*haves).any()
+        fetched = fetcheds[0] if K == 1 else Cat(*fetcheds).any()
+        rows = []
+        for b in range(K):
+            m.d.comb += syn_rd[b].addr.eq(Cat(segment, sources[b]) if G > 1 else sources[b])
+            # registered before the adders (the block RAM's clock-to-output is most of a cycle); zero
+            # when nothing was fetched, so UPDATE can turn the ring through the same adders
+            rows.append(Signal(len(syn_rd[b].data), name=named("synapse_row", b), reset_less=True))
+            m.d.sync += rows[b].eq(Mux(fetcheds[b], syn_rd[b].data, 0))
         adding = reg(fetched, "adding", reset_less=False)
         issuing = Signal()
         clear = Signal()  # zero the accumulators (after UPDATE, or accepting a beat with first)
         with m.If(adding | issuing):  # segments arrive in ring order, so after G adds the ring is home again
             for g in range(G - 1):
                 m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
-            m.d.sync += [a.eq((b + _field(row, k, wb))[:acc_bits]) for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
+            m.d.sync += [a.eq((b + _tree_sum([_field(row, k, wb) for row in rows]))[:acc_bits])
+                         for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
         with m.If(clear):  # after the adds: one sync reset and one enable per FF, no LUTs
             m.d.sync += [a.eq(offset) for a in acc]
 
-        # READOUT's output rows: hidden source n_events + h reads word h with its first segment; the row
-        # is zero unless fetched, so the O adders run every cycle (no enable)
-        n_events = self.sources - n_hid
+        # READOUT's output rows: hidden source n_events + h reads its bank's output word with its
+        # first segment (bank b's hidden sources follow its input sources); the row is zero unless
+        # fetched, so the O adders run every cycle (no enable)
         acc_o = [Signal(signed(out_acc_bits), name=f"acc_o_{j}", reset_less=True) for j in range(n_out)]
-        m.d.comb += outw_rd.addr.eq(source - n_events)
-        out_fetched = Signal()  # the output read port holds a spiking neuron's row
-        out_row = Signal(len(outw_rd.data), name="out_row", reset_less=True)
-        m.d.sync += out_row.eq(Mux(out_fetched, outw_rd.data, 0))
-        m.d.sync += [a.eq(a + _field(out_row, j, owb)) for j, a in enumerate(acc_o)]
+        out_fetched, out_rows = {}, []
+        for b, port in outw_rd.items():
+            m.d.comb += port.addr.eq(sources[b] - len(range(b, n_events, K)))
+            out_fetched[b] = Signal(name=named("out_fetched", b))  # the output read port holds a spiking neuron's row
+            out_rows.append(Signal(len(port.data), name=named("out_row", b), reset_less=True))
+            m.d.sync += out_rows[-1].eq(Mux(out_fetched[b], port.data, 0))
+        m.d.sync += [a.eq(a + _tree_sum([_field(row, j, owb) for row in out_rows])) for j, a in enumerate(acc_o)]
         clear_o = Signal()  # READOUT starts (LI copied the last step's sums as it started)
         with m.If(clear_o):
             m.d.sync += [a.eq(0) for a in acc_o]
@@ -400,17 +502,20 @@ class BRFAccelerator(wiring.Component):
         def accumulate(done):
             """One pass over the set sources of ``mask``, G cycles each; ``done`` when the last row
             is added (this cycle, before the next phase reads the sums)."""
-            m.d.sync += [cycles.eq(cycles + 1), fetched.eq(have)]
+            m.d.sync += [cycles.eq(cycles + 1), *(f.eq(h) for f, h in zip(fetcheds, haves))]
             with m.If(have):
                 next_segment()
-            with m.If(~have | (segment == G - 1)):  # the source's last segment: take the next one
-                with m.If(mask != 0):
-                    m.d.sync += [source.eq(lowest), have.eq(1)]
-                    take_lowest()
-                with m.Else():
-                    m.d.sync += have.eq(0)
-                    with m.If(~have & ~fetched & ~pipeline_busy):  # READOUT: every spike arrived
-                        done()
+            with m.If(~have | (segment == G - 1)):  # the sources' last segment: each bank takes its next one
+                for b, (mask, lowest, take_lowest) in enumerate(queues):
+                    with m.If(mask != 0):
+                        m.d.sync += [sources[b].eq(lowest), haves[b].eq(1)]
+                        take_lowest()
+                    with m.Else():
+                        m.d.sync += haves[b].eq(0)
+                        if b == K - 1:  # every queue empty (READOUT: every spike arrived)
+                            idle = [mk == 0 for mk in masks[:-1]] + [~have, ~fetched, ~pipeline_busy]
+                            with m.If(_chain_and(idle)):
+                                done()
 
         # LI and the output beat, beside the next step: LI(t) starts as READOUT(t) ends and the
         # next beat may be accepted; READOUT(t+1) may not hand over to LI before LI(t) is done and
@@ -458,8 +563,8 @@ class BRFAccelerator(wiring.Component):
                     m.d.sync += cycles.eq(1)
                     if self.multiply:
                         m.d.sync += x_step.eq(inputs)
-                    else:
-                        m.d.sync += mask.eq(inputs)
+                    else:  # bank b's input sources are inputs b, b + K, ...
+                        m.d.sync += [mask.eq(inputs if K == 1 else inputs[b:n_events:K]) for b, mask in enumerate(masks)]
                     with m.If(first | fresh):  # the last step's spikes were accumulated for nothing
                         m.d.comb += clear.eq(1)  # (or, after a reset, whatever the sums hold)
                     with m.If(first):
@@ -491,7 +596,7 @@ class BRFAccelerator(wiring.Component):
                     m.next = "READOUT"
 
             with m.State("READOUT"):
-                m.d.sync += out_fetched.eq(have & (segment == 0))
+                m.d.sync += [f.eq(haves[b] & (segment == 0)) for b, f in out_fetched.items()]
 
                 def to_li():
                     with m.If(out_pending | li_running):  # the last LI is running or its beat untaken
@@ -511,5 +616,9 @@ class BRFAccelerator(wiring.Component):
             bits = min(P, n_hid - k * P)
             if bits > 0:
                 with m.If(valid6 & (chunk6 == k)):
-                    m.d.sync += mask[n_events + k * P:n_events + k * P + bits].eq(Cat(*z6)[:bits])
+                    if K == 1:
+                        m.d.sync += masks[0][n_events + k * P:n_events + k * P + bits].eq(Cat(*z6)[:bits])
+                    else:  # source s to bank s mod K, bit s // K
+                        m.d.sync += [masks[s % K][s // K].eq(z6[p])
+                                     for p, s in enumerate(range(n_events + k * P, n_events + k * P + bits))]
         return m

@@ -10,7 +10,8 @@ corners (saturation), 1..64 hidden neurons, 1..200 steps, mid-stream resets, lan
 segments of any legal value (log-uniform; long steps get shorter sequences, see CYCLE_BUDGET);
 half the cases take 2..8-bit inputs (weighted by the lanes' multipliers) and a random readout rule, mean with a
 narrow running sum that saturates (``_widen``, its own random stream: the other draws of a seed
-are those of the spike-only fuzzer). Each case runs in Amaranth's simulator and must equal the golden
+are those of the spike-only fuzzer); K source events per cycle, 1..min(sources, MAX_EVENTS)
+log-uniform (a third stream, so the seeds above keep their networks). Each case runs in Amaranth's simulator and must equal the golden
 model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
 runs as Verilog under Verilator through cocotb. A failure prints the seed; ``--seed S --n 1``
 replays it.
@@ -36,10 +37,11 @@ from ..cli_util import NON_NEGATIVE_INT, POSITIVE_INT, run_main
 from ..fixed.formats import Format, FormatError
 from ..fixed.spec import READOUT_RULES, FixedSpec, InputFormat, IntNetwork, Readout
 from .core import cycle_model
-from .layout import geometry, input_events
+from .layout import event_inputs, geometry, input_events
 from .simulate import expected_cycles, simulate
 
 MAX_HIDDEN, MAX_STEPS = 64, 200
+MAX_EVENTS = 16  # K: more banks are the same logic again, and slow Amaranth's simulator
 CYCLE_BUDGET = 12_000  # simulated cycles per case, about 5 s
 
 
@@ -52,11 +54,12 @@ class FuzzCase(NamedTuple):
     segments: int
     gap_prob: float
     stall_prob: float
+    events: int = 1
 
     def describe(self) -> str:
         n_in, n_hid, n_out = self.net.shape
         return (f"seed {self.seed}: {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, {int(self.first.sum())} starts, "
-                f"lanes {self.lanes}, segments {self.segments}, {self.net.spec.describe()}")
+                f"lanes {self.lanes}, segments {self.segments}, events {self.events}, {self.net.spec.describe()}")
 
 
 def _format(rng, low_bits: int, high_bits: int, frac_low, frac_high) -> Format:
@@ -142,8 +145,9 @@ def random_case(seed: int) -> FuzzCase:
     first = rng.random(steps) < rng.choice([0.0, 0.02, 0.2])
     first[0] = True
     net, x, first = _widen(seed, net, x, first, chunks, segments)
+    events = _log_uniform(np.random.default_rng([seed, 2]), 1, min(MAX_EVENTS, event_inputs(net) + n_hid))
     return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
-                    float(rng.choice([0.0, 0.3])))
+                    float(rng.choice([0.0, 0.3])), events)
 
 
 def _spread(spikes: float, chunks: int) -> np.ndarray:
@@ -175,9 +179,9 @@ def _widen(seed: int, net: IntNetwork, x, first, chunks: int, segments: int):
 def check_amaranth(case: FuzzCase) -> str | None:
     """None if the accelerator equals the golden model and the cycle model; else what differs."""
     hw = simulate(case.net, case.x, case.first, lanes=case.lanes, segments=case.segments,
-                  gap_prob=case.gap_prob, stall_prob=case.stall_prob, seed=case.seed)
+                  gap_prob=case.gap_prob, stall_prob=case.stall_prob, seed=case.seed, events=case.events)
     gold = golden.run_stream(case.net, case.x, case.first)
-    cycles = expected_cycles(case.net, case.x, gold.spikes, case.lanes, case.segments)
+    cycles = expected_cycles(case.net, case.x, gold.spikes, case.lanes, case.segments, events=case.events)
     pairs = [("spikes", hw.spikes, gold.spikes), ("potentials", hw.outputs, gold.outputs),
              ("labels", hw.labels, gold.predictions), ("cycles", hw.cycles, cycles)]
     if gold.sums is not None:
@@ -197,7 +201,8 @@ def check_verilator(case: FuzzCase, work: Path) -> str | None:
 
     artifact = work / f"fuzz_{case.seed}.npz"
     save_artifact(artifact, case.net, task="fuzz", dt=0.0, theta=0.0, gamma=0.0)
-    design = simrun.build("verilator", artifact, case.lanes, work / f"v{case.seed}", segments=case.segments)
+    design = simrun.build("verilator", artifact, case.lanes, work / f"v{case.seed}", segments=case.segments,
+                          events=case.events)
     try:
         simrun.run_stream(design, case.x, case.first, "fuzz", gap_prob=case.gap_prob,
                           stall_prob=case.stall_prob, seed=case.seed)

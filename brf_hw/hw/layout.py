@@ -32,6 +32,10 @@ source index with the segment index below it (no multiplier).
                   multiply: then lane p's I input weights at p*I .. p*I + I-1 (weight.bits each)
   output memory   depth H, word h = the weights from hidden neuron h onto outputs 0..O-1
                                                                     width O * out_weight.bits
+Events K (``banks``): the sources are dealt over K banks, source s to bank s mod K at local index
+s // K, so the K sources a cycle reads (one per bank) never meet in one memory. Bank b has its own
+synapse memory (words (s // K) * S + g) and output memory (its hidden sources in order, the first
+at word 0), each a 1/K slice of the memories above; K = 1 is the single memory of each.
 Accumulators are as wide as the sums these weights can reach (every source active, each row's
 positive or each row's negative weights), from ``acc_offset``: never a wrap, no saturation.
 """
@@ -87,10 +91,33 @@ class MemoryImages:
     segment_stride: int  # S: synapse-memory words per source
     row_bits: int  # a synapse-row field
     acc_bits: int  # an accumulator (signed)
-    synapses: list[int]
+    synapse_banks: list[list[int]]  # per bank (``banks``)
     constants: list[int]
-    outputs: list[int]
-    widths: dict[str, int]  # word width of each memory, by the names above
+    output_banks: list[list[int]]
+    widths: dict[str, int]  # word width of each memory kind: synapses, constants, outputs
+
+    @property
+    def events(self) -> int:
+        return len(self.synapse_banks)
+
+    @property
+    def synapses(self) -> list[int]:
+        """Every bank's synapse words, bank after bank (K = 1: the synapse memory)."""
+        return [w for bank in self.synapse_banks for w in bank]
+
+    @property
+    def outputs(self) -> list[int]:
+        return [w for bank in self.output_banks for w in bank]
+
+    def memories(self) -> list[tuple[str, int, list[int]]]:
+        """(name, word width, words) of each memory: K = 1 synapses, constants, outputs; else one
+        synapses_b and outputs_b per bank b (an output bank without hidden sources has none)."""
+        def named(kind, banks):
+            if len(banks) == 1:
+                return [(kind, self.widths[kind], banks[0])]
+            return [(f"{kind}_{b}", self.widths[kind], words) for b, words in enumerate(banks) if words]
+        return named("synapses", self.synapse_banks) + [("constants", self.widths["constants"], self.constants)] \
+            + named("outputs", self.output_banks)
 
 
 def geometry(hidden: int, lanes: int, segments: int | None = None) -> tuple[int, int]:
@@ -105,6 +132,17 @@ def geometry(hidden: int, lanes: int, segments: int | None = None) -> tuple[int,
     if not 1 <= segments <= chunks:
         raise ValueError(f"segments must be 1..{chunks} (chunks of {lanes} lanes), got {segments}")
     return math.ceil(chunks / segments) * segments, segments
+
+
+def check_events(sources: int, events: int) -> None:
+    """A ValueError naming ``events`` unless 1 <= K <= sources (a bank without a source has no memory)."""
+    if not 1 <= events <= sources:
+        raise ValueError(f"events must be 1..{sources} (sources: input events + hidden neurons), got {events}")
+
+
+def banks(sources: int, events: int) -> list[range]:
+    """The global source indices of each bank (bank b: s = b, b + K, ...; local index s // K)."""
+    return [range(b, sources, events) for b in range(events)]
 
 
 def accumulator_order(chunks: int, lanes: int, segments: int) -> np.ndarray:
@@ -151,9 +189,11 @@ def input_events(x: np.ndarray, bits: int) -> np.ndarray:
     return x.sum(-1) if bits == 1 else np.zeros(x.shape[:-1], np.int64)
 
 
-def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> MemoryImages:
+def memory_images(net: IntNetwork, lanes: int, segments: int | None = None, events: int = 1) -> MemoryImages:
     n_in, n_hid, n_out = net.shape
     chunks, segments = geometry(n_hid, lanes, segments)
+    n_sources = event_inputs(net) + n_hid
+    check_events(n_sources, events)
     pad = chunks * lanes - n_hid
     size = chunks // segments * lanes
     spec = net.spec
@@ -161,8 +201,8 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> M
     sources = np.pad(source_rows(net), ((0, pad), (0, 0)))  # [C*P, sources]: column s = weights from s
     sources = sources[accumulator_order(chunks, lanes, segments)]  # rows in accumulator order
     stride = 1 << (segments - 1).bit_length()
-    synapses = [pack(sources[g * size:(g + 1) * size, s], rb) if g < segments else 0
-                for s in range(sources.shape[1]) for g in range(stride)]
+    synapse_banks = [[pack(sources[g * size:(g + 1) * size, s], rb) if g < segments else 0
+                      for s in bank for g in range(stride)] for bank in banks(n_sources, events)]
     d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
     w_in = np.pad(net.w_in, ((0, pad), (0, 0)))
     multiply = multiplies_inputs(spec)
@@ -170,8 +210,10 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None) -> M
     constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
                  | (pack(w_in[k * lanes:(k + 1) * lanes].reshape(-1), spec.weight.bits) << coef_bits if multiply else 0)
                  for k in range(chunks)]
-    outputs = [pack(net.w_out[:, h], spec.out_weight.bits) for h in range(n_hid)]
+    n_events = n_sources - n_hid
+    output_banks = [[pack(net.w_out[:, s - n_events], spec.out_weight.bits) for s in bank if s >= n_events]
+                    for bank in banks(n_sources, events)]
     widths = {"synapses": size * rb, "constants": coef_bits + (lanes * n_in * spec.weight.bits if multiply else 0),
               "outputs": n_out * spec.out_weight.bits}
-    return MemoryImages(lanes, chunks, segments, size, stride, rb, accumulator_bits(net), synapses, constants,
-                        outputs, widths)
+    return MemoryImages(lanes, chunks, segments, size, stride, rb, accumulator_bits(net), synapse_banks, constants,
+                        output_banks, widths)

@@ -131,17 +131,19 @@ class Design:
     artifact: Path
     waves: bool = False
     segments: int | None = None
+    events: int = 1
 
 
 def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bool = False,
-          segments: int | None = None) -> Design:
+          segments: int | None = None, events: int = 1) -> Design:
     """Generate the accelerator's Verilog for ``artifact`` and compile it."""
     require(simulator)
     build_dir = Path(build_dir).resolve()  # the simulator runs in the case's folder: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
-    info = generate(artifact, lanes, build_dir / "rtl", {}, segments)
+    info = generate(artifact, lanes, build_dir / "rtl", {}, segments, events)
     runner = build_verilog(simulator, build_dir / "rtl" / f"{TOP}.v", TOP, build_dir, waves)
-    return Design(simulator, load_artifact(artifact)[0], lanes, build_dir, info, runner, artifact, waves, segments)
+    return Design(simulator, load_artifact(artifact)[0], lanes, build_dir, info, runner, artifact, waves, segments,
+                  events)
 
 
 def run_stream(design: Design, x: np.ndarray, first: np.ndarray, name: str, gap_prob: float = 0.0,
@@ -181,7 +183,7 @@ def run_expected(design: Design, x, first, name: str, net: IntNetwork, spikes, o
 def with_waveform(design: Design, x, first, name: str, **kw):
     """Re-run a failing stream with tracing on, so the mismatch leaves a waveform; re-raise."""
     traced = build(design.simulator, design.artifact, design.lanes, design.build_dir / "waves", waves=True,
-                   segments=design.segments)
+                   segments=design.segments, events=design.events)
     try:
         run_stream(traced, x, first, name, **kw)
     except Mismatch as exc:
@@ -222,13 +224,13 @@ def _in_processes(worker, calls: list[tuple], total: int, desc: str) -> list:
             return [f.result() for f in futures]
 
 
-def _run_group(simulator: str, lanes: int, segments: int | None, build_dir: Path, artifact: Path,
+def _run_group(simulator: str, lanes: int, segments: int | None, events: int, build_dir: Path, artifact: Path,
                x: np.ndarray, chunk: int, name: str, progress=None) -> dict:
     """Sequences x [T, B, I] through one build, ``chunk`` sequences per simulator run (the golden
     model batched over the chunk, the RTL streaming them back to back, every step compared);
     ``progress.put(n)`` after each chunk of n sequences. Returns the RTL's classes (as its readout
     reads them: per step, or each sequence's last label / sum label) beside the golden model's."""
-    design = build(simulator, artifact, lanes, build_dir, segments=segments)
+    design = build(simulator, artifact, lanes, build_dir, segments=segments, events=events)
     net, steps = design.net, x.shape[0]
     classes, golden_classes, cycles, spikes, sim_seconds = [], [], [], 0, 0.0
     for a in range(0, x.shape[1], chunk):
@@ -254,7 +256,7 @@ def _run_group(simulator: str, lanes: int, segments: int | None, build_dir: Path
 
 
 def run_test_set(task: str, simulator: str, lanes: int, build_dir: Path, artifact: Path, data_dir=None, jobs: int = 1,
-                 limit: int | None = None, chunk: int = 100, segments: int | None = None) -> dict:
+                 limit: int | None = None, chunk: int = 100, segments: int | None = None, events: int = 1) -> dict:
     """A task's test set (``limit``: the first N sequences) through the RTL, split into ``jobs``
     contiguous groups each on its own process and build (the simulators are single-threaded);
     accuracy from the RTL's own outputs, read by the network's readout, beside the golden model's."""
@@ -273,9 +275,9 @@ def run_test_set(task: str, simulator: str, lanes: int, build_dir: Path, artifac
     groups = [g for g in np.array_split(np.arange(x.shape[1]), max(1, jobs)) if len(g)]
     start = time.perf_counter()
     if len(groups) == 1:
-        calls = [(simulator, lanes, segments, build_dir, artifact, x, chunk, task)]
+        calls = [(simulator, lanes, segments, events, build_dir, artifact, x, chunk, task)]
     else:
-        calls = [(simulator, lanes, segments, build_dir / f"job{i}", artifact, x[:, g], chunk, f"{task}_{i}")
+        calls = [(simulator, lanes, segments, events, build_dir / f"job{i}", artifact, x[:, g], chunk, f"{task}_{i}")
                  for i, g in enumerate(groups)]
     outs = _in_processes(_run_group, calls, x.shape[1], f"{task} on {simulator}")
     axis = 1 if net.readout.per_step else 0
@@ -293,7 +295,7 @@ def run_test_set(task: str, simulator: str, lanes: int, build_dir: Path, artifac
 
 
 def long_run(task: str, simulator: str | None, steps: int, lanes: int, build_dir: Path, artifact: Path,
-             data_dir=None, segments: int | None = None) -> dict:
+             data_dir=None, segments: int | None = None, events: int = 1) -> dict:
     """A ``steps``-step stream without resets (the task's test inputs back to back, repeated as
     often as needed; ``first`` only at step 0): the golden model alone (simulator None), or the
     RTL against it, every step compared. Nothing in the accelerator counts across steps (the cycle
@@ -315,7 +317,7 @@ def long_run(task: str, simulator: str | None, steps: int, lanes: int, build_dir
                                     for k in "uvq")),
          "labels": np.bincount(gold.predictions[:, 0], minlength=net.shape[2]).tolist()}
     if simulator is not None:
-        design = build(simulator, artifact, lanes, build_dir, segments=segments)
+        design = build(simulator, artifact, lanes, build_dir, segments=segments, events=events)
         start = time.perf_counter()
         out = run_stream(design, x, sequence_starts(steps), f"long_{steps}")
         r.update({"rtl_seconds": time.perf_counter() - start, "mean_cycles": float(out["cycles"].mean()),
@@ -335,6 +337,8 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=POSITIVE_INT, help="--set full: the first N test sequences only")
     parser.add_argument("--chunk", type=POSITIVE_INT, default=100, help="sequences per simulator run")
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default: the generator's)")
+    parser.add_argument("--events", type=POSITIVE_INT, default=1,
+                        help="source events K per cycle (memory banks; default 1: the committed rtl/ configuration)")
     parser.add_argument("--steps", type=POSITIVE_INT, default=100_000, help="--set long: stream length")
     parser.add_argument("--golden-only", action="store_true", help="--set long: the golden model alone")
     parser.add_argument("--lanes", type=POSITIVE_INT, default=1, help="default 1: the committed rtl/ configuration")
@@ -354,7 +358,7 @@ def main(argv=None) -> None:
     if args.set == "long":
         try:
             r = long_run(args.task, None if args.golden_only else args.sim, args.steps, args.lanes, build_dir,
-                         artifact, args.data_dir, args.segments)
+                         artifact, args.data_dir, args.segments, args.events)
         except Mismatch as exc:
             sys.exit(f"FAILED: {exc}")
         rtl = ("" if args.golden_only else f"; {args.sim}: every step equal, {r['rtl_seconds']:.0f} s, "
@@ -365,7 +369,7 @@ def main(argv=None) -> None:
         return
     try:
         r = run_test_set(args.task, args.sim, args.lanes, build_dir, artifact, args.data_dir, args.jobs, args.limit,
-                         args.chunk, args.segments)
+                         args.chunk, args.segments, args.events)
     except Mismatch as exc:
         sys.exit(f"FAILED: {exc}")
     annotated = f" (annotated steps {r['rtl_acc_annotated']:.2f}%)" if "rtl_acc_annotated" in r else ""
@@ -373,7 +377,7 @@ def main(argv=None) -> None:
           f"the golden model ({r['seconds']:.0f} s; simulation {r['steps_per_second']:,.0f} steps/s over "
           f"{args.jobs} job(s))")
     print(f"RTL accuracy {r['rtl_acc']:.2f}%{annotated}, golden {r['golden_acc']:.2f}%, SOPs {r['sops']:.1f}, "
-          f"{r['mean_cycles']:.1f} cycles per step (lanes {args.lanes})")
+          f"{r['mean_cycles']:.1f} cycles per step (lanes {args.lanes}, events {args.events})")
     if not r["agree"]:
         sys.exit("FAILED: RTL classes differ from the golden model's")
 

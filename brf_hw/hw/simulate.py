@@ -13,8 +13,8 @@ from amaranth.sim import Simulator
 
 from .. import golden
 from ..fixed.spec import IntNetwork
-from .core import BRFAccelerator, chunk_spikes, cycle_model
-from .layout import geometry, input_events, pack
+from .core import BRFAccelerator, bank_spikes, chunk_spikes, cycle_model
+from .layout import event_inputs, geometry, input_events, pack
 
 
 class HardwareRun(NamedTuple):
@@ -29,7 +29,8 @@ class HardwareRun(NamedTuple):
 
 
 def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, lanes: int = 1, segments: int | None = None,
-             gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, vcd: str | None = None) -> HardwareRun:
+             gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, vcd: str | None = None,
+             events: int = 1) -> HardwareRun:
     """x [T, inputs] input values of one stream (spikes, or ``input.bits``-bit integers; sequences
     back to back, ``first`` marks their starts, default: step 0 only). Values outside the input
     format are refused (FormatError naming the value) before anything runs."""
@@ -38,7 +39,7 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
     if first is None:
         first = np.zeros(steps, bool)
         first[0] = True
-    dut = BRFAccelerator(net, lanes=lanes, segments=segments)
+    dut = BRFAccelerator(net, lanes=lanes, segments=segments, events=events)
     rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     n_hid, n_out = net.shape[1], net.shape[2]
     bits, field = net.spec.input.bits, dut.input_field
@@ -91,12 +92,16 @@ def simulate(net: IntNetwork, x: np.ndarray, first: np.ndarray | None = None, la
 
 
 def expected_cycles(net: IntNetwork, x: np.ndarray, spikes: np.ndarray, lanes: int,
-                    segments: int | None = None, model=cycle_model) -> np.ndarray:
+                    segments: int | None = None, model=cycle_model, events: int = 1) -> np.ndarray:
     """The cycle model per step (x [..., I], spikes [..., H] the golden model's): the step's
     input events (its input spikes; none for multi-bit inputs) and its own hidden spikes per chunk
     (READOUT takes them as they leave the pipeline). ``model=period_model``: the cycles a step
-    occupies in a stream (throughput)."""
+    occupies in a stream (throughput). K = ``events`` > 1: the same per bank (``core.bank_spikes``)."""
     chunks, segments = geometry(net.shape[1], lanes, segments)
     mean = net.readout.rule == "mean"
+    if events > 1:
+        sources = np.asarray(x, np.int64)[..., :event_inputs(net)]  # the input spikes; none where the lanes multiply
+        per_bank, per_chunk = bank_spikes(sources, spikes, lanes, chunks, events)
+        return model(per_bank, per_chunk, net.shape[2], segments, mean, events).astype(np.int64)
     per_chunk = chunk_spikes(spikes, lanes, chunks)
     return model(input_events(x, net.spec.input.bits), per_chunk, net.shape[2], segments, mean).astype(np.int64)

@@ -2,7 +2,7 @@
 (iCE40 UP5K, ECP5 LFE5U-25F/45F/85F) that holds it.
 
     brf-hw synth [--artifact PATH | --shape 1-256-10 --input-bits 8 --readout mean]
-                           [--lanes 1 2 4] [--segments G] [--targets ecp5 ice40] [--out build/synth]
+                           [--lanes 1 2 4] [--segments G] [--events K] [--targets ecp5 ice40] [--out build/synth]
 
 The core is wrapped so its wide streams fit a small package: the input beat is shifted in and
 the output payload is folded by XOR into one pin (every payload bit stays observable, so
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import POSITIVE_INT, UserError, float_range, run_main
 from ..fixed.spec import READOUT_RULES
@@ -88,7 +89,8 @@ def _cells(stat: dict, target: str) -> dict:
             "dsp": sum(cells.get(c, 0) for c in t["dsp"]), "bram": sum(cells.get(c, 0) for c in t["bram"])}
 
 
-def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None) -> dict:
+def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None,
+               events: int = 1) -> dict:
     """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
     it; a row of measurements, or UserError when no listed device of the family does."""
     # here, not at the top: a refusal (``main``) must not wait for Amaranth and numba to load
@@ -98,11 +100,11 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     from .simulate import expected_cycles
     from .synth_top import SynthTop
 
-    top = SynthTop(BRFAccelerator(net, lanes, segments))
+    top = SynthTop(BRFAccelerator(net, lanes, segments, events))
     segments = top.core.segments
     n_in, n_hid, n_out = net.shape
     shape = f"{n_in}-{n_hid}-{n_out}"
-    work = out / f"{shape}_{target}_lanes{lanes}_segments{segments}"
+    work = out / (f"{shape}_{target}_lanes{lanes}_segments{segments}" + (f"_events{events}" if events > 1 else ""))
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(verilog.convert(top, name="synth_top", emit_src=False))
     t = TARGETS[target]
@@ -140,11 +142,12 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
     # mean cycles a step occupies in a stream at the task's measured activity (LI beside the next
     # step); the latency of a step is longer by its LI
-    cycles = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments, period_model).mean())
-    latency = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments).mean()) + 1
+    cycles = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments, period_model, events).mean())
+    latency = float(expected_cycles(net, activity.x, activity.spikes, lanes, segments, events=events).mean()) + 1
     rate = fmax * 1e6 / cycles
     steps = activity.x.shape[0]
-    return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "fmax_mhz": fmax,
+    return {"shape": shape, "target": device["name"], "lanes": lanes, "segments": segments, "events": events,
+            "fmax_mhz": fmax,
             "utilization": used, "mean_input_sources": activity.input_sources, "mean_spikes": activity.spikes_per_step,
             "cycles_per_step": cycles, "latency_cycles": latency, "steps_per_second": rate, "steps_per_inference": steps,
             "inferences_per_second": rate / steps, "us_per_inference": 1e6 * steps / rate}
@@ -225,6 +228,8 @@ def main(argv=None) -> None:
     parser.add_argument("--task", help="task whose test data gives the activity (default: by shape)")
     parser.add_argument("--lanes", type=POSITIVE_INT, nargs="+", default=[1, 2, 4])
     parser.add_argument("--segments", type=POSITIVE_INT, help="accumulator segments (default 2; see brf_hw.generate)")
+    parser.add_argument("--events", type=POSITIVE_INT, default=1,
+                        help="source events accumulated per cycle K (memory banks; see brf_hw.generate)")
     parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["ecp5", "ice40"])
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--sequences", type=POSITIVE_INT, default=8, help="test sequences the activity is measured on")
@@ -257,7 +262,7 @@ def main(argv=None) -> None:
         raise UserError("no configuration fits a listed FPGA (see the lines above)")
 
     from ..tasks import get_task, task_for_shape
-    from .generate import shape_network
+    from .generate import check_design, shape_network
 
     networks = []  # (net, task, configurations)
     for shape, left in shapes:
@@ -270,6 +275,9 @@ def main(argv=None) -> None:
                                        steps=spec.steps or 1300), task, left))
     for net, manifest, left in artifacts:
         networks.append((net, args.task or manifest.get("task"), left))
+    for net, _, configurations in networks:  # refused before anything is written or synthesized
+        for _, lanes in configurations:
+            check_design(net, lanes, args.segments, args.events)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for net, task, configurations in networks:
@@ -283,7 +291,7 @@ def main(argv=None) -> None:
                 print(f"{target} lanes {lanes}: cannot fit: {reason}", file=sys.stderr)
                 continue
             try:
-                r = synthesize(net, lanes, target, args.out, act, args.segments)
+                r = synthesize(net, lanes, target, args.out, act, args.segments, args.events)
             except (RuntimeError, UserError) as exc:
                 print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                 continue
@@ -295,16 +303,16 @@ def main(argv=None) -> None:
     (args.out / "synth.json").write_text(json.dumps(rows, indent=2))
     if not rows:
         raise UserError("no configuration fits a listed FPGA (see the lines above)")
-    print("| shape | smallest FPGA | lanes | segments | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | steps/s | "
-          "inferences/s | us/inference | uJ/inference (estimate) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| shape | smallest FPGA | lanes | segments | events | LUT4 | FF | DSP | BRAM | Fmax (MHz) | cycles/step | "
+          "steps/s | inferences/s | us/inference | uJ/inference (estimate) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["utilization"]
         lut = u.get("TRELLIS_COMB", u.get("ICESTORM_LC", 0))
         ff = u.get("TRELLIS_FF", "-")
         dsp = u.get("MULT18X18D", u.get("ICESTORM_DSP", 0))
         bram = u.get("DP16KD", u.get("ICESTORM_RAM", 0))
-        print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {lut} | {ff} | {dsp} | {bram} | "
+        print(f"| {r['shape']} | {r['target']} | {r['lanes']} | {r['segments']} | {r['events']} | {lut} | {ff} | {dsp} | {bram} | "
               f"{r['fmax_mhz']:.1f} | {r['cycles_per_step']:.1f} | {r['steps_per_second']:,.0f} | "
               f"{r['inferences_per_second']:,.1f} | {r['us_per_inference']:,.1f} | "
               f"{r['energy_estimate']['per_inference_uj'][1]:.2f} |")
