@@ -45,7 +45,7 @@ def compare(fused, reference, x, rtol=1e-5):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    kind=st.sampled_from(["brf", "rf"]),
+    kind=st.sampled_from(kernels.FUSED_KINDS),
     batch=st.integers(1, 4),
     inputs=st.integers(1, 3),
     hidden=st.integers(1, 9),
@@ -112,7 +112,7 @@ def test_kernel_selection_and_fallback(monkeypatch):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    refractory=st.booleans(),
+    q_mode=st.sampled_from([0, 1, 2, 3]),  # RF, no refractory, no smooth reset, BRF
     batch=st.integers(1, 18),  # past one 16-row program block
     hidden=st.integers(1, 20),
     steps=st.integers(1, 20),
@@ -120,7 +120,7 @@ def test_kernel_selection_and_fallback(monkeypatch):
     surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
     seed=st.integers(0, 2**16),
 )
-def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt, surrogate, seed):
+def test_triton_kernel_equals_cpu_kernel(q_mode, batch, hidden, steps, tbptt, surrogate, seed):
     """The GPU (Triton) kernels against the CPU kernels in float64; on a machine without a GPU they
     run in Triton's interpreter (TRITON_INTERPRET=1, set in conftest)."""
     pytest.importorskip("triton")
@@ -141,7 +141,7 @@ def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt
     for resonator, li, dev in ((gpu.FusedResonatorGPU, gpu.FusedLIGPU, device),
                                (fused.FusedResonatorCPU, fused.FusedLICPU, "cpu")):
         leaves = [t.to(dev).requires_grad_() for t in tensors]
-        z, u, v, q = resonator.apply(*leaves[:4], 0.01, 1.0, 0.9, refractory, surrogate, tbptt)
+        z, u, v, q = resonator.apply(*leaves[:4], 0.01, 1.0, 0.9, q_mode, surrogate, tbptt)
         o = li.apply(z @ weights.to(dev), leaves[4])
         loss = (o**2).sum() + (z * torch.linspace(-1, 1, hidden, dtype=torch.float64, device=dev)).sum()
         grads = torch.autograd.grad(loss, leaves)

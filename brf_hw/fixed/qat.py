@@ -104,7 +104,7 @@ class QATResonator(torch.autograd.Function):
         g_i, g_w, g_omega, g_b0 = (torch.from_numpy(a) for a in cpu_resonator.resonator_backward(
             grad_z.detach().double().contiguous().numpy(), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
             w_rec.detach().numpy(), omega.detach().numpy(), b0.detach().numpy(), fc["dt"], fc["theta"],
-            fc["gamma"], True, cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
+            fc["gamma"], 3, cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
         return g_i, g_w, g_omega, g_b0, None, None, None, None, None, None
 
 

@@ -12,9 +12,10 @@ import warnings
 import torch
 
 from ..neurons.functional import p_omega
+from ..neurons.modules import RESONATOR_FLAGS
 
 KERNELS = ("auto", "fused", "reference")
-FUSED_KINDS = ("brf", "rf")
+FUSED_KINDS = tuple(RESONATOR_FLAGS)  # BRF, its ablations and RF: one kernel, q_mode switches
 
 _warned: set[str] = set()
 
@@ -56,17 +57,21 @@ def choose(requested: str, kind: str, device: torch.device) -> str:
     return "reference"
 
 
+def q_mode(flags) -> int:
+    """Where q enters the step, as the kernels' bits (``cpu_resonator.Q_DAMP | Q_THRESH``); a
+    copy of those constants, so that choosing a kernel does not need numba."""
+    return (1 if flags.smooth_reset else 0) | (2 if flags.refractory else 0)
+
+
 def fused_sequence(model, x: torch.Tensor, tbptt: int):
     """Hidden spikes and states, then LI potentials, for a whole sequence: on the CPU one fused
     call for the whole network (every weight gradient summed by the kernel in a fixed order), on
     CUDA one for the hidden layer and one for the LI readout. Returns (outputs, z, u, v, q)."""
     hidden = model.hidden
     cfg = hidden.config
-    if cfg.kind == "brf":
-        b0, refractory = p_omega(hidden.omega, cfg.dt) - hidden.b_offset, True
-    else:
-        b0, refractory = -hidden.b_offset, False
-    constants = (cfg.dt, cfg.theta, cfg.gamma, refractory, cfg.surrogate, tbptt)
+    flags = RESONATOR_FLAGS[cfg.kind]
+    b0 = p_omega(hidden.omega, cfg.dt) - hidden.b_offset if flags.boundary else -hidden.b_offset
+    constants = (cfg.dt, cfg.theta, cfg.gamma, q_mode(flags), cfg.surrogate, tbptt)
     if x.device.type != "cuda":
         fused = _cpu_backend()[0]
         outputs, z, u, v, q = fused.FusedNetworkCPU.apply(

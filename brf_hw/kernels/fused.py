@@ -58,7 +58,7 @@ class FusedNetworkCPU(torch.autograd.Function):
     v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly)."""
 
     @staticmethod
-    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, refractory, surrogate, tbptt):
+    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, q_mode, surrogate, tbptt):
         x_np = _np(x)
         dtype = x_np.dtype
         steps, batch, _ = x_np.shape
@@ -67,10 +67,10 @@ class FusedNetworkCPU(torch.autograd.Function):
         u, v, q, z = _buffers.take((steps, batch, n), dtype, 4)
         d, o = np.empty((steps, batch, n_out), dtype), np.empty((steps, batch, n_out), dtype)
         cpu.network_forward(x_np, _np(w_in.t()), _np(w_rec.t()), _np(omega), _np(b0), _np(w_out.t()),
-                            _np(alpha), consts, refractory, u, v, q, z, d, o)
+                            _np(alpha), consts, q_mode, u, v, q, z, d, o)
         u, v, q, z, d, o = (torch.from_numpy(a) for a in (u, v, q, z, d, o))
         ctx.save_for_backward(x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o)
-        ctx.constants = (consts, refractory, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.constants = (consts, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
         ctx.mark_non_differentiable(u, v, q)
         ctx.set_materialize_grads(False)
         return o, z, u, v, q
@@ -78,7 +78,7 @@ class FusedNetworkCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_o, grad_z, _gu, _gv, _gq):
         x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o = ctx.saved_tensors
-        consts, refractory, code, tbptt = ctx.constants
+        consts, q_mode, code, tbptt = ctx.constants
         dtype = consts.dtype
         if grad_o is None:
             g_d, g_alpha = np.zeros(d.shape, dtype), np.zeros(alpha.shape, dtype)
@@ -87,7 +87,7 @@ class FusedNetworkCPU(torch.autograd.Function):
             g_alpha = cpu.sum_parts(alpha_parts)
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
             np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
-            v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, refractory,
+            v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, q_mode,
             code, tbptt, cpu.block_rows(u.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
         grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
         grads = (g_w_in, g_w_rec, g_omega, g_b0, g_w_out, g_alpha)
@@ -98,11 +98,11 @@ class FusedResonatorCPU(torch.autograd.Function):
     """Hidden BRF / RF layer over a sequence: (I_in [T,B,H], W_rec, omega, b0) -> z, u, v, q."""
 
     @staticmethod
-    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, refractory, surrogate, tbptt):
+    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, q_mode, surrogate, tbptt):
         u, v, q, z = (torch.from_numpy(a) for a in cpu.resonator_forward(
-            _np(i_in), _np(w_rec), _np(omega), _np(b0), dt, theta, gamma, refractory))
+            _np(i_in), _np(w_rec), _np(omega), _np(b0), dt, theta, gamma, q_mode))
         ctx.save_for_backward(u, v, q, z, w_rec, omega, b0)
-        ctx.constants = (dt, theta, gamma, refractory, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.constants = (dt, theta, gamma, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
         ctx.mark_non_differentiable(u, v, q)
         return z, u, v, q
 
