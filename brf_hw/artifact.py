@@ -34,6 +34,9 @@ SHARED_ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H,
 # scalars; files written before brf-hw had other kinds hold BRF (the field was there, always "brf")
 
 
+HARDWARE_NEURONS = ("brf",)  # the kinds the accelerator's update stage implements
+
+
 def arrays_of(kind) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {**SHARED_ARRAYS, **kind.arrays}
 
@@ -93,8 +96,10 @@ def _require(mapping: dict, key: str, where: str):
     return mapping[key]
 
 
-def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
-    """Load and validate an artifact; returns the integer network and the manifest."""
+def load_artifact(path: str | Path, neurons: tuple[str, ...] | None = None) -> tuple[IntNetwork, dict]:
+    """Load and validate an artifact; returns the integer network and the manifest. ``neurons``:
+    the neuron kinds the caller implements (default: every kind of ``fixed.kinds``); the hardware
+    passes ``HARDWARE_NEURONS``."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -113,8 +118,10 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
     neuron = manifest.get("neuron", kinds.DEFAULT)
     try:
         kind = kinds.get(neuron, "manifest.neuron")
-    except (kinds.UnknownKind, TypeError) as exc:
+    except kinds.UnknownKind as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+    if neurons is not None and neuron not in neurons:
+        raise ArtifactError(f"{path}: manifest.neuron is {neuron!r}; this tool implements {', '.join(neurons)}")
     shape = _require(manifest, "shape", "manifest")
     dims = {}
     for key, letter in (("inputs", "I"), ("hidden", "H"), ("outputs", "O")):

@@ -42,7 +42,7 @@ def register(kind: NeuronKind) -> NeuronKind:
 
 def get(name: str, what: str = "neuron type") -> NeuronKind:
     """The kind called ``name``; the error names it and the known ones."""
-    kind = KINDS.get(name)
+    kind = KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
         raise UnknownKind(f"{what} {name!r} has no integer implementation; known: {', '.join(KINDS)}")
     return kind
