@@ -93,7 +93,7 @@ def test_real_ecg_batch_float32(ecg_splits):
 def test_kernel_selection_and_fallback(monkeypatch):
     cpu = torch.device("cpu")
     assert kernels.choose("auto", "brf", cpu) == "fused"
-    assert kernels.choose("auto", "alif", cpu) == "reference"
+    assert kernels.choose("auto", "alif", cpu) == "fused"
     assert kernels.choose("reference", "brf", cpu) == "reference"
     with pytest.raises(RuntimeError, match="no fused kernel for 'bhrf'"):
         kernels.choose("fused", "bhrf", cpu)
@@ -190,3 +190,51 @@ def test_input_gradient_and_loss_on_spikes_only():
                 continue
             a = torch.zeros_like(b) if a is None else a
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["alif", "lif"]),
+    batch=st.integers(1, 4),
+    hidden=st.integers(1, 9),
+    steps=st.integers(1, 80),
+    weight_scale=st.sampled_from([0.0, 1.0, 5.0, 30.0]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    tbptt=st.sampled_from([0, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_alif_and_lif_equal_reference(kind, batch, hidden, steps, weight_scale, surrogate, tbptt, seed):
+    cfg = ModelConfig(3, hidden, 2, neuron=NeuronConfig(kind=kind, tau_m_init=(5.0, 2.0), tau_adp_init=(20.0, 5.0),
+                                                       surrogate=surrogate))
+    fused = build_model(cfg, seed=seed, kernel="fused", tbptt=tbptt).double()
+    with torch.no_grad():
+        fused.synapses.weight.mul_(weight_scale)
+    reference = build_model(cfg, seed=seed, kernel="reference", tbptt=tbptt).double()
+    reference.load_state_dict(fused.state_dict())
+    x = (torch.rand(steps, batch, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+    results = []
+    for model in (fused, reference):
+        out = model(x, record=True)
+        loss = (out.outputs * torch.linspace(-1, 1, 2, dtype=x.dtype)).sum() + 0.1 * (out.outputs**2).sum()
+        loss = loss + 0.01 * out.spikes_per_step.sum()
+        results.append((out, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+    (fo, fg), (ro, rg) = results
+    assert torch.equal(fo.traces["z"], ro.traces["z"])
+    for name in ("u", "a"):
+        torch.testing.assert_close(fo.traces[name], ro.traces[name], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-12, atol=1e-12)
+    for (name, _), a, b in zip(fused.named_parameters(), fg, rg):
+        scale = b.abs().max().clamp_min(1e-12)
+        assert ((a - b).abs().max() / scale) <= 1e-5, f"gradient of {name} differs"
+
+
+def test_fused_alif_spikes_on_real_ecg_float32(ecg_splits):
+    x = ecg_splits["test"].inputs[:8].transpose(0, 1)
+    cfg = ModelConfig(4, 36, 6, neuron=NeuronConfig(kind="alif", tau_m_init=(20.0, 0.5), tau_adp_init=(7.0, 0.2)))
+    fused = build_model(cfg, seed=0, kernel="fused")
+    reference = build_model(cfg, seed=0, kernel="reference")
+    reference.load_state_dict(fused.state_dict())
+    fo, ro = fused(x), reference(x)
+    assert fo.spikes_per_step.sum() > 100
+    assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-5, atol=1e-6)

@@ -130,3 +130,37 @@ class FusedLICPU(torch.autograd.Function):
         out, drive, alpha = ctx.saved_tensors
         g_drive, parts = cpu.li_backward(_np(grad_o), _np(out), _np(drive), _np(alpha), ctx.consts)
         return torch.from_numpy(g_drive), torch.from_numpy(cpu.sum_parts(parts))
+
+
+class FusedALIFCPU(torch.autograd.Function):
+    """Hidden ALIF / LIF layer over a sequence (``cpu_alif``): (I_in [T,B,H], W_rec, alpha, rho) ->
+    z, u, a. LIF: beta = 0 and rho = 1 (a stays 0)."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec, alpha, rho, theta0, beta, surrogate, tbptt):
+        from . import cpu_alif
+
+        dtype = _np(i_in).dtype.type
+        consts = (dtype(theta0), dtype(beta))
+        u, h, a, z, cur = cpu_alif.alif_forward(_np(i_in), _np(w_rec), _np(alpha), _np(rho), *consts)
+        u, h, a, z, cur = (torch.from_numpy(t) for t in (u, h, a, z, cur))
+        ctx.save_for_backward(u, h, a, z, cur, w_rec, alpha, rho)
+        ctx.constants = (*consts, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.mark_non_differentiable(u, a)
+        ctx.set_materialize_grads(False)
+        return z, u, a
+
+    @staticmethod
+    def backward(ctx, grad_z, _gu, _ga):
+        from . import cpu_alif
+
+        u, h, a, z, cur, w_rec, alpha, rho = ctx.saved_tensors
+        if grad_z is None:
+            grad_z = torch.zeros_like(z)
+        g_i, g_alpha, g_rho = cpu_alif.alif_backward(
+            _np(grad_z), u.numpy(), h.numpy(), a.numpy(), z.numpy(), cur.numpy(), _np(w_rec), _np(alpha),
+            _np(rho), *ctx.constants)
+        g_i = torch.from_numpy(g_i)
+        n = z.shape[-1]
+        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
+        return g_i, g_w, torch.from_numpy(g_alpha), torch.from_numpy(g_rho), None, None, None, None
