@@ -95,8 +95,9 @@ def test_kernel_selection_and_fallback(monkeypatch):
     assert kernels.choose("auto", "brf", cpu) == "fused"
     assert kernels.choose("auto", "alif", cpu) == "fused"
     assert kernels.choose("reference", "brf", cpu) == "reference"
-    with pytest.raises(RuntimeError, match="no fused kernel for 'bhrf'"):
-        kernels.choose("fused", "bhrf", cpu)
+    assert kernels.choose("auto", "bhrf", cpu) == "fused"
+    with pytest.raises(RuntimeError, match="no GPU kernel for 'bhrf'"):
+        kernels.choose("fused", "bhrf", torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown kernel"):
         build_model(ModelConfig(1, 2, 1), kernel="fast")
     monkeypatch.setattr(kernels, "_cpu_backend", lambda: (None, "the CPU kernel needs numba (test)"))
@@ -234,6 +235,31 @@ def test_fused_alif_spikes_on_real_ecg_float32(ecg_splits):
     fused = build_model(cfg, seed=0, kernel="fused")
     reference = build_model(cfg, seed=0, kernel="reference")
     reference.load_state_dict(fused.state_dict())
+    fo, ro = fused(x), reference(x)
+    assert fo.spikes_per_step.sum() > 100
+    assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.integers(1, 4),
+    hidden=st.integers(1, 9),
+    steps=st.integers(1, 80),
+    weight_scale=st.sampled_from([0.0, 1.0, 40.0, 400.0]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    tbptt=st.sampled_from([0, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_bhrf_equals_reference(batch, hidden, steps, weight_scale, surrogate, tbptt, seed):
+    fused, reference = pair("bhrf", 3, hidden, 2, seed, weight_scale, surrogate, tbptt)
+    x = (torch.rand(steps, batch, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+    compare(fused, reference, x)
+
+
+def test_fused_bhrf_on_real_ecg_float32(ecg_splits):
+    x = ecg_splits["test"].inputs[:8].transpose(0, 1)
+    fused, reference = pair("bhrf", 4, 36, 6, seed=0, weight_scale=40.0, dtype=torch.float32)
     fo, ro = fused(x), reference(x)
     assert fo.spikes_per_step.sum() > 100
     assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)

@@ -16,7 +16,7 @@ from ..neurons.modules import RESONATOR_FLAGS
 
 KERNELS = ("auto", "fused", "reference")
 FUSED_KINDS = tuple(RESONATOR_FLAGS)  # BRF, its ablations and RF: one kernel, q_mode switches
-CPU_ONLY_KINDS = ("alif", "lif")  # their fused kernel is numba's (no Triton one yet)
+CPU_ONLY_KINDS = ("bhrf", "alif", "lif")  # their fused kernel is numba's (no Triton one yet)
 
 _warned: set[str] = set()
 
@@ -74,6 +74,8 @@ def fused_sequence(model, x: torch.Tensor, tbptt: int):
     by name, as the reference's state fields."""
     hidden = model.hidden
     cfg = hidden.config
+    if cfg.kind == "bhrf":
+        return _bhrf_sequence(model, x, tbptt)
     if cfg.kind in CPU_ONLY_KINDS:
         return _alif_sequence(model, x, tbptt)
     flags = RESONATOR_FLAGS[cfg.kind]
@@ -91,6 +93,19 @@ def fused_sequence(model, x: torch.Tensor, tbptt: int):
     z, u, v, q = gpu.FusedResonatorGPU.apply(i_in, model.recurrent_weight, hidden.omega, b0, *constants)
     outputs = gpu.FusedLIGPU.apply(model.readout(z), model.output.alpha)
     return outputs, z, {"u": u, "v": v, "q": q}
+
+
+def _bhrf_sequence(model, x: torch.Tensor, tbptt: int):
+    from .fused import FusedBHRFCPU, FusedLICPU
+
+    hidden = model.hidden
+    cfg = hidden.config
+    w2 = hidden.omega**2
+    b0 = 0.5 * cfg.dt * w2 + hidden.b_offset  # the reference's b without q, in its order
+    i_in = x @ model.input_weight.t()
+    z, u, v, q = FusedBHRFCPU.apply(i_in, model.recurrent_weight, w2, b0, cfg.dt, cfg.theta, cfg.gamma,
+                                    cfg.surrogate, tbptt)
+    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, {"u": u, "v": v, "q": q}
 
 
 def _alif_sequence(model, x: torch.Tensor, tbptt: int):

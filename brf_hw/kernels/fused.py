@@ -164,3 +164,36 @@ class FusedALIFCPU(torch.autograd.Function):
         n = z.shape[-1]
         g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
         return g_i, g_w, torch.from_numpy(g_alpha), torch.from_numpy(g_rho), None, None, None, None
+
+
+class FusedBHRFCPU(torch.autograd.Function):
+    """Hidden BHRF layer over a sequence (``cpu_bhrf``): (I_in [T,B,H], W_rec, w2 = omega^2,
+    b0 = dt/2 omega^2 + b_offset) -> z, u, v, q."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec, w2, b0, dt, theta, gamma, surrogate, tbptt):
+        from . import cpu_bhrf
+
+        dtype = _np(i_in).dtype.type
+        consts = (dtype(dt), dtype(2.0 * dt), dtype(theta), dtype(gamma))
+        u, v, q, z = (torch.from_numpy(t) for t in cpu_bhrf.bhrf_forward(_np(i_in), _np(w_rec), _np(w2), _np(b0),
+                                                                         *consts))
+        ctx.save_for_backward(u, v, q, z, w_rec, w2, b0)
+        ctx.constants = (*consts, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.mark_non_differentiable(u, v, q)
+        ctx.set_materialize_grads(False)
+        return z, u, v, q
+
+    @staticmethod
+    def backward(ctx, grad_z, _gu, _gv, _gq):
+        from . import cpu_bhrf
+
+        u, v, q, z, w_rec, w2, b0 = ctx.saved_tensors
+        if grad_z is None:
+            grad_z = torch.zeros_like(z)
+        g_i, g_w2, g_b0 = cpu_bhrf.bhrf_backward(_np(grad_z), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
+                                                 _np(w_rec), _np(w2), _np(b0), *ctx.constants)
+        g_i = torch.from_numpy(g_i)
+        n = z.shape[-1]
+        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
+        return g_i, g_w, torch.from_numpy(g_w2), torch.from_numpy(g_b0), None, None, None, None, None
