@@ -179,6 +179,7 @@ def test_unknown_neuron_type_is_refused_by_name(tmp_path, value):
         load_artifact(path)
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 def test_unknown_neuron_type_on_the_command_line(tmp_path, monkeypatch, capsys):
     from test_cli import assert_user_error, run_cli
 
