@@ -18,20 +18,27 @@ import numpy as np
 
 from .cli_util import UserError
 from .fixed.formats import Format
+from .fixed import kinds
 from .fixed.spec import FORMAT_NAMES, FixedSpec, IntNetwork, Readout
 
 FORMAT_VERSION = "brf-hw-artifact/3"
 # 1: one format for input and recurrent weights; 1, 2: spike inputs and a per-step readout
 READABLE_VERSIONS = (FORMAT_VERSION, "brf-hw-artifact/2", "brf-hw-artifact/1")
-ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, outputs O)
+SHARED_ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H, outputs O)
     "w_in": ("weight", ("H", "I")),
     "w_rec": ("rec_weight", ("H", "H")),
     "w_out": ("out_weight", ("O", "H")),
-    "d": ("coef", ("H",)),
-    "c": ("coef", ("H",)),
     "alpha": ("coef", ("O",)),
 }
-SCALARS = {"dtq": "coef", "gamma": "coef", "theta": "state"}
+# manifest.neuron names the hidden neurons' kind (``fixed.kinds``), which brings its own arrays and
+# scalars; files written before brf-hw had other kinds hold BRF (the field was there, always "brf")
+
+
+HARDWARE_NEURONS = ("brf",)  # the kinds the accelerator's update stage implements
+
+
+def arrays_of(kind) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {**SHARED_ARRAYS, **kind.arrays}
 
 
 def shipped_artifact(task: str = "ecg", weight_bits: int = 8) -> Path:
@@ -54,21 +61,24 @@ def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
 
 def save_artifact(path: str | Path, net: IntNetwork, *, task: str, dt: float, theta: float, gamma: float,
                   metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write ``net`` as a versioned .npz artifact (atomically): its integer arrays and a JSON
-    manifest of formats, readout, constants, the float ``dt``/``theta``/``gamma`` they came from,
-    the ``task`` name, ``metrics`` and the arrays' SHA-256. ``extra`` adds manifest entries."""
-    arrays = {name: np.ascontiguousarray(getattr(net, name), dtype=np.int64) for name in ARRAYS}
+    """Write ``net`` as a versioned .npz artifact (atomically): its integer arrays (those of its
+    neuron kind) and a JSON manifest of the neuron type, formats, readout, constants, the float
+    ``dt``/``theta``/``gamma`` they came from, the ``task`` name, ``metrics`` and the arrays'
+    SHA-256. ``extra`` adds manifest entries."""
+    kind = net.kind
+    layout = arrays_of(kind)
+    arrays = {name: np.ascontiguousarray(getattr(net, name), dtype=np.int64) for name in layout}
     n_in, n_hid, n_out = net.shape
     manifest = {
         "format": FORMAT_VERSION,
         "task": task,
-        "neuron": "brf",
+        "neuron": net.neuron,
         "shape": {"inputs": n_in, "hidden": n_hid, "outputs": n_out},
         "spec": net.spec.to_dict(),
         "readout": net.readout.to_dict(),
-        "arrays": {name: {"dtype": "int64", "shape": list(a.shape), "format": ARRAYS[name][0]}
+        "arrays": {name: {"dtype": "int64", "shape": list(a.shape), "format": layout[name][0]}
                    for name, a in arrays.items()},
-        "scalars": {name: int(getattr(net, name)) for name in SCALARS},
+        "scalars": {name: int(getattr(net, name)) for name in kind.scalars},
         "float_constants": {"dt": dt, "theta": theta, "gamma": gamma},
         "metrics": metrics or {},
         "sha256": arrays_digest(arrays),
@@ -90,8 +100,10 @@ def _require(mapping: dict, key: str, where: str):
     return mapping[key]
 
 
-def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
-    """Load and validate an artifact; returns the integer network and the manifest."""
+def load_artifact(path: str | Path, neurons: tuple[str, ...] | None = None) -> tuple[IntNetwork, dict]:
+    """Load and validate an artifact; returns the integer network and the manifest. ``neurons``:
+    the neuron kinds the caller implements (default: every kind of ``fixed.kinds``); the hardware
+    passes ``HARDWARE_NEURONS``."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -107,6 +119,13 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
     version = _require(manifest, "format", "manifest")
     if version not in READABLE_VERSIONS:
         raise ArtifactError(f"manifest.format is {version!r}; this brf-hw reads {', '.join(READABLE_VERSIONS)}")
+    neuron = manifest.get("neuron", kinds.DEFAULT)
+    try:
+        kind = kinds.get(neuron, "manifest.neuron")
+    except kinds.UnknownKind as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
+    if neurons is not None and neuron not in neurons:
+        raise ArtifactError(f"{path}: manifest.neuron is {neuron!r}; this tool implements {', '.join(neurons)}")
     shape = _require(manifest, "shape", "manifest")
     dims = {}
     for key, letter in (("inputs", "I"), ("hidden", "H"), ("outputs", "O")):
@@ -132,7 +151,7 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
             raise
         raise ArtifactError(f"manifest.readout is invalid ({exc})") from exc
     arrays = {}
-    for name, (fmt_name, dim_names) in ARRAYS.items():
+    for name, (fmt_name, dim_names) in arrays_of(kind).items():
         if name not in contents:
             raise ArtifactError(f"array {name} is missing")
         a = contents[name]
@@ -148,21 +167,23 @@ def load_artifact(path: str | Path) -> tuple[IntNetwork, dict]:
         raise ArtifactError("manifest.sha256 does not match the arrays: the file was altered or corrupted")
     scalars = _require(manifest, "scalars", "manifest")
     values = {}
-    for name, fmt_name in SCALARS.items():
+    for name, fmt_name in kind.scalars.items():
         value = _require(scalars, name, "manifest.scalars")
         if not isinstance(value, int):
             raise ArtifactError(f"manifest.scalars.{name} must be an integer, got {value!r}")
         _check_range(np.array(value), getattr(spec, fmt_name), f"manifest.scalars.{name}")
         values[name] = value
-    if np.any(arrays["c"] < 0) or np.any(arrays["c"] >= spec.coef.scale):
-        raise ArtifactError("array c (dt*omega) must lie in [0, 1): omega at or past the divergence boundary")
     task = manifest.get("task")
     if not isinstance(task, str):
         raise ArtifactError(f"manifest.task must be a task name, got {task!r}")
     try:
-        return IntNetwork(spec=spec, readout=readout, **arrays, **values), manifest
+        net = IntNetwork(spec=spec, readout=readout, neuron=neuron, **arrays, **values)
     except ValueError as exc:  # formats too wide for the golden model's integers
         raise ArtifactError(f"{path}: {exc}") from exc
+    problem = kind.check(net)
+    if problem:
+        raise ArtifactError(problem)
+    return net, manifest
 
 
 def _check_range(a: np.ndarray, fmt: Format, what: str) -> None:

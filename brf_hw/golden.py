@@ -1,4 +1,4 @@
-"""Golden model: the integer BRF network in numpy, batched over sequences, bit-exact with the
+"""Golden model: the integer network (BRF, or another ``fixed.kinds`` kind) in numpy, batched over sequences, bit-exact with the
 hardware. Runs ``fixed.arith`` on arrays; weights, constants and formats come from an artifact.
 Scoring it on a task is ``brf_hw.evaluate``:
 
@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .fixed.arith import brf_step, event_matmul, li_step, sum_step
+from .fixed.arith import event_matmul, li_step, sum_step
 from .fixed.spec import IntNetwork
 from .stream import sequence_starts
 
@@ -43,8 +43,9 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     x = check_inputs(net, x)
     steps, batch, n_in = x.shape
     n_hidden, n_out = net.shape[1], net.shape[2]
-    u = np.zeros((batch, n_hidden), np.int64)
-    v, q, z = u.copy(), u.copy(), u.copy()
+    kind = net.kind  # the hidden neurons' integer step
+    state = kind.initial_state(batch, n_hidden)
+    z = np.zeros((batch, n_hidden), np.int64)
     o = np.zeros((batch, n_out), np.int64)
     consts, li_consts = net.step_constants(), net.li_constants()
     w_in, w_rec = net.aligned_weights()
@@ -59,14 +60,14 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     traces = {k: np.empty((steps, batch, n_hidden), np.int64) for k in "uvq"} if record else None
     for t in range(steps):
         acc = input_acc[t] + event_matmul(z, w_rec)
-        u, v, q, z = brf_step(acc, u, v, q, net.d, net.c, *consts)
+        state, z = kind.step(net, acc, state, consts)
         o = li_step(event_matmul(z, net.w_out), o, net.alpha, *li_consts)
         spikes[t], outputs[t] = z, o
         if mean:
             s = sum_step(s, o, slo, shi)
             sums[t] = s
         if record:
-            traces["u"][t], traces["v"][t], traces["q"][t] = u, v, q
+            traces["u"][t], traces["v"][t], traces["q"][t] = state
     return GoldenResult(spikes, outputs, outputs.argmax(-1), traces, sums)
 
 

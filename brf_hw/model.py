@@ -106,12 +106,13 @@ class RSNN(nn.Module):
             from .fixed.qat import qat_forward
 
             outputs, z, u, v, q = qat_forward(self, x, self.fixed)
+            states = {"u": u, "v": v, "q": q}
         else:
             x = x.to(self.synapses.weight.dtype)
             if kernels.choose(self.kernel, self.config.neuron.kind, x.device) != "fused":
                 return self.reference_forward(x, record)
-            outputs, z, u, v, q = kernels.fused_sequence(self, x, self.tbptt)
-        traces = {"u": u, "v": v, "q": q, "z": z} if record else None
+            outputs, z, states = kernels.fused_sequence(self, x, self.tbptt)
+        traces = {**states, "z": z} if record else None
         return RSNNOutput(outputs, z.sum(-1), traces)
 
     def reference_forward(self, x: torch.Tensor, record: bool = False) -> RSNNOutput:

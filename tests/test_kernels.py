@@ -45,7 +45,7 @@ def compare(fused, reference, x, rtol=1e-5):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    kind=st.sampled_from(["brf", "rf"]),
+    kind=st.sampled_from(kernels.FUSED_KINDS),
     batch=st.integers(1, 4),
     inputs=st.integers(1, 3),
     hidden=st.integers(1, 9),
@@ -93,10 +93,11 @@ def test_real_ecg_batch_float32(ecg_splits):
 def test_kernel_selection_and_fallback(monkeypatch):
     cpu = torch.device("cpu")
     assert kernels.choose("auto", "brf", cpu) == "fused"
-    assert kernels.choose("auto", "alif", cpu) == "reference"
+    assert kernels.choose("auto", "alif", cpu) == "fused"
     assert kernels.choose("reference", "brf", cpu) == "reference"
-    with pytest.raises(RuntimeError, match="no fused kernel for 'bhrf'"):
-        kernels.choose("fused", "bhrf", cpu)
+    assert kernels.choose("auto", "bhrf", cpu) == "fused"
+    with pytest.raises(RuntimeError, match="no GPU kernel for 'bhrf'"):
+        kernels.choose("fused", "bhrf", torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown kernel"):
         build_model(ModelConfig(1, 2, 1), kernel="fast")
     monkeypatch.setattr(kernels, "_cpu_backend", lambda: (None, "the CPU kernel needs numba (test)"))
@@ -112,7 +113,7 @@ def test_kernel_selection_and_fallback(monkeypatch):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    refractory=st.booleans(),
+    q_mode=st.sampled_from([0, 1, 2, 3]),  # RF, no refractory, no smooth reset, BRF
     batch=st.integers(1, 18),  # past one 16-row program block
     hidden=st.integers(1, 20),
     steps=st.integers(1, 20),
@@ -120,7 +121,7 @@ def test_kernel_selection_and_fallback(monkeypatch):
     surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
     seed=st.integers(0, 2**16),
 )
-def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt, surrogate, seed):
+def test_triton_kernel_equals_cpu_kernel(q_mode, batch, hidden, steps, tbptt, surrogate, seed):
     """The GPU (Triton) kernels against the CPU kernels in float64; on a machine without a GPU they
     run in Triton's interpreter (TRITON_INTERPRET=1, set in conftest)."""
     pytest.importorskip("triton")
@@ -141,7 +142,7 @@ def test_triton_kernel_equals_cpu_kernel(refractory, batch, hidden, steps, tbptt
     for resonator, li, dev in ((gpu.FusedResonatorGPU, gpu.FusedLIGPU, device),
                                (fused.FusedResonatorCPU, fused.FusedLICPU, "cpu")):
         leaves = [t.to(dev).requires_grad_() for t in tensors]
-        z, u, v, q = resonator.apply(*leaves[:4], 0.01, 1.0, 0.9, refractory, surrogate, tbptt)
+        z, u, v, q = resonator.apply(*leaves[:4], 0.01, 1.0, 0.9, q_mode, surrogate, tbptt)
         o = li.apply(z @ weights.to(dev), leaves[4])
         loss = (o**2).sum() + (z * torch.linspace(-1, 1, hidden, dtype=torch.float64, device=dev)).sum()
         grads = torch.autograd.grad(loss, leaves)
@@ -190,3 +191,76 @@ def test_input_gradient_and_loss_on_spikes_only():
                 continue
             a = torch.zeros_like(b) if a is None else a
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["alif", "lif"]),
+    batch=st.integers(1, 4),
+    hidden=st.integers(1, 9),
+    steps=st.integers(1, 80),
+    weight_scale=st.sampled_from([0.0, 1.0, 5.0, 30.0]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    tbptt=st.sampled_from([0, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_alif_and_lif_equal_reference(kind, batch, hidden, steps, weight_scale, surrogate, tbptt, seed):
+    cfg = ModelConfig(3, hidden, 2, neuron=NeuronConfig(kind=kind, tau_m_init=(5.0, 2.0), tau_adp_init=(20.0, 5.0),
+                                                       surrogate=surrogate))
+    fused = build_model(cfg, seed=seed, kernel="fused", tbptt=tbptt).double()
+    with torch.no_grad():
+        fused.synapses.weight.mul_(weight_scale)
+    reference = build_model(cfg, seed=seed, kernel="reference", tbptt=tbptt).double()
+    reference.load_state_dict(fused.state_dict())
+    x = (torch.rand(steps, batch, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+    results = []
+    for model in (fused, reference):
+        out = model(x, record=True)
+        loss = (out.outputs * torch.linspace(-1, 1, 2, dtype=x.dtype)).sum() + 0.1 * (out.outputs**2).sum()
+        loss = loss + 0.01 * out.spikes_per_step.sum()
+        results.append((out, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+    (fo, fg), (ro, rg) = results
+    assert torch.equal(fo.traces["z"], ro.traces["z"])
+    for name in ("u", "a"):
+        torch.testing.assert_close(fo.traces[name], ro.traces[name], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-12, atol=1e-12)
+    for (name, _), a, b in zip(fused.named_parameters(), fg, rg):
+        scale = b.abs().max().clamp_min(1e-12)
+        assert ((a - b).abs().max() / scale) <= 1e-5, f"gradient of {name} differs"
+
+
+def test_fused_alif_spikes_on_real_ecg_float32(ecg_splits):
+    x = ecg_splits["test"].inputs[:8].transpose(0, 1)
+    cfg = ModelConfig(4, 36, 6, neuron=NeuronConfig(kind="alif", tau_m_init=(20.0, 0.5), tau_adp_init=(7.0, 0.2)))
+    fused = build_model(cfg, seed=0, kernel="fused")
+    reference = build_model(cfg, seed=0, kernel="reference")
+    reference.load_state_dict(fused.state_dict())
+    fo, ro = fused(x), reference(x)
+    assert fo.spikes_per_step.sum() > 100
+    assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.integers(1, 4),
+    hidden=st.integers(1, 9),
+    steps=st.integers(1, 80),
+    weight_scale=st.sampled_from([0.0, 1.0, 40.0, 400.0]),
+    surrogate=st.sampled_from(["double_gaussian", "multi_gaussian"]),
+    tbptt=st.sampled_from([0, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_bhrf_equals_reference(batch, hidden, steps, weight_scale, surrogate, tbptt, seed):
+    fused, reference = pair("bhrf", 3, hidden, 2, seed, weight_scale, surrogate, tbptt)
+    x = (torch.rand(steps, batch, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
+    compare(fused, reference, x)
+
+
+def test_fused_bhrf_on_real_ecg_float32(ecg_splits):
+    x = ecg_splits["test"].inputs[:8].transpose(0, 1)
+    fused, reference = pair("bhrf", 4, 36, 6, seed=0, weight_scale=40.0, dtype=torch.float32)
+    fo, ro = fused(x), reference(x)
+    assert fo.spikes_per_step.sum() > 100
+    assert torch.equal(fo.spikes_per_step, ro.spikes_per_step)
+    torch.testing.assert_close(fo.outputs, ro.outputs, rtol=1e-5, atol=1e-6)

@@ -55,8 +55,8 @@ def test_brf_steps_by_hand():
 
 def test_rf_has_no_reset_and_no_refractory_threshold():
     zero = F.ResonatorState(t(0.0), t(0.0), t(0.0), t(0.0))
-    s1, s2 = run(F.rf_step, [150.0, 0.0], zero, omega=t(10.0), b_offset=t(0.5),
-                 dt=DT, theta=THETA, spike=heaviside)
+    s1, s2 = run(F.brf_step, [150.0, 0.0], zero, omega=t(10.0), b_offset=t(0.5),
+                 dt=DT, theta=THETA, gamma=GAMMA, spike=heaviside, flags=F.RF)
     assert (s1.u.item(), s1.z.item(), s1.q.item()) == (pytest.approx(1.5), 1.0, 0.0)
     # b = -0.5: u2 = 1.5 + 0.01*(-0.5*1.5) = 1.4925, still above theta -> spikes again (no q)
     assert s2.u.item() == pytest.approx(1.4925)
@@ -156,3 +156,39 @@ def test_divergence_boundary_is_rejected():
     layer.constrain_()  # training projects omega back inside the boundary
     assert layer.omega.max().item() == pytest.approx(99.9)
     layer.validate()
+
+
+def _ablation(kind, currents):
+    from brf_hw.neurons.modules import RESONATOR_FLAGS
+
+    zero = F.ResonatorState(t(0.0), t(0.0), t(0.0), t(0.0))
+    return run(F.brf_step, currents, zero, omega=t(10.0), b_offset=t(0.5), dt=DT, theta=THETA,
+               gamma=GAMMA, spike=heaviside, flags=RESONATOR_FLAGS[kind])
+
+
+def test_brf_ablations_by_hand():
+    p = -0.501256289338
+    # step 1 spikes in every variant (u = 2 > 1); step 2 shows which mechanism is gone
+    s1, s2 = _ablation("brf-no-boundary", [200.0, 0.0])
+    assert s2.u.item() == pytest.approx(2.0 + 0.02 * (-0.5 - 1.0), abs=1e-12)  # b = -b_off - q
+    assert (s2.z.item(), s2.q.item()) == (0.0, pytest.approx(0.9))
+    s1, s2 = _ablation("brf-no-refractory", [200.0, 0.0])
+    u2 = 2.0 + 0.02 * (p - 0.5 - 1.0)  # q still deepens the damping ...
+    assert (s2.u.item(), s2.z.item()) == (pytest.approx(u2, abs=1e-10), 1.0)  # ... but not the threshold
+    assert s2.q.item() == pytest.approx(0.9 + 1.0)
+    s1, s2 = _ablation("brf-no-reset", [200.0, 0.0])
+    u2 = 2.0 + 0.02 * (p - 0.5)  # q not in the damping
+    assert s2.u.item() == pytest.approx(u2, abs=1e-10)
+    assert (s2.z.item(), s2.q.item()) == (0.0, pytest.approx(0.9))  # 1.98 < theta + q = 2
+    # without the refractory threshold it keeps spiking on its own; BRF's raised threshold stops it
+    assert [s.z.item() for s in _ablation("brf-no-refractory", [200.0, 0.0])] == [1.0, 1.0]
+    assert [s.z.item() for s in _ablation("brf", [200.0, 0.0])] == [1.0, 0.0]
+
+
+def test_lif_steps_by_hand():
+    zero = F.ALIFState(t(0.0), t(0.0), t(0.0))
+    alpha = t(0.5)
+    s1, s2 = run(F.lif_step, [0.01, 0.03], zero, alpha=alpha, theta0=0.01, spike=heaviside)
+    # u1 = 0.5*0.01 = 0.005 < 0.01: silent; u2 = 0.0025 + 0.015 = 0.0175 > 0.01: spike, soft reset
+    assert (s1.u.item(), s1.z.item()) == (pytest.approx(0.005), 0.0)
+    assert (s2.u.item(), s2.z.item(), s2.a.item()) == (pytest.approx(0.0075), 1.0, 0.0)

@@ -112,8 +112,8 @@ def artifact_neuron_params(net, manifest) -> NeuronParams:
 
 def model_neuron_params(model) -> NeuronParams:
     cfg = model.config.neuron
-    if cfg.kind == "alif":
-        raise UserError("this analysis needs a resonator network (brf, rf, bhrf); the checkpoint holds ALIF neurons")
+    if cfg.kind in ("alif", "lif"):
+        raise UserError(f"this analysis needs a resonator network (brf, rf, bhrf); the checkpoint holds {cfg.kind} neurons")
     h = model.hidden
     return NeuronParams(h.omega.detach().double().numpy(), h.b_offset.detach().double().numpy(),
                         cfg.dt, cfg.kind, "checkpoint")

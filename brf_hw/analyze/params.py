@@ -30,8 +30,8 @@ def initial_and_trained(path) -> dict:
 
     model, ckpt = load_checkpoint(path)
     cfg = model.config.neuron
-    if cfg.kind == "alif":
-        raise UserError(f"{path}: ALIF neurons have no omega / b_offset")
+    if cfg.kind in ("alif", "lif"):
+        raise UserError(f"{path}: {cfg.kind} neurons have no omega / b_offset")
     if ckpt.get("format") != "brf_hw.checkpoint/1":
         raise UserError(f"{path}: a checkpoint of the paper's code does not hold what rebuilds its initial values "
                         "(the config and seed of brf-hw's trainer)")

@@ -1,4 +1,4 @@
-"""The integer BRF step and LI readout: THE definition of the fixed-point arithmetic.
+"""The integer BRF step (and its ablations) and LI readout: THE definition of the fixed-point arithmetic.
 
 Everything is int64 and works alike on scalars (inside the numba QAT kernel) and on numpy arrays
 (the golden model); the hardware generator builds the same operations with the same shifts and
@@ -46,15 +46,27 @@ def sat(x, lo, hi):
 
 
 @numba.njit(cache=True)
-def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
+def resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, q_mode):
+    """The step above for BRF and its ablations: ``q_mode`` bit 0 puts q in the damping (e),
+    bit 1 in the threshold (``kernels.q_mode``); q evolves only if either does (RF: q stays 0).
+    Without the divergence boundary only d differs (1 - dt*b_offset), which the caller quantized."""
+    damp = q_mode & 1
+    thresh = (q_mode >> 1) & 1
+    evolves = 1 if q_mode != 0 else 0
     cur = rshift(acc, wshift)
-    e = sat(d - rshift(dtq * q, sf), clo, chi)
+    e = sat(d - rshift(dtq * (q * damp), sf), clo, chi)
     u_new = sat(rshift(e * u - c * v, cf) + cur, lo, hi)
     v_new = sat(rshift(e * v + c * u, cf), lo, hi)
     # z = [u' - theta - q > 0] = sign bit of (theta + q - u'): one expression for scalars and arrays
-    z = ((theta + q - u_new) >> 63) & 1
-    q_new = sat(rshift(gamma * q, cf) + (z << sf), lo, hi)
+    z = ((theta + q * thresh - u_new) >> 63) & 1
+    q_new = sat(rshift(gamma * q, cf) + ((z * evolves) << sf), lo, hi)
     return u_new, v_new, q_new, z
+
+
+@numba.njit(cache=True)
+def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
+    """BRF: q in the damping and the threshold."""
+    return resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, 3)
 
 
 @numba.njit(cache=True)

@@ -1,7 +1,7 @@
 """Integer forward kernels (numba) for quantization-aware training and integer evaluation.
 
 Per sample, event-driven: only the recurrent weights of neurons that spiked are added. The step
-itself is ``arith.brf_step`` / ``arith.li_step``, the same functions the golden model runs on
+itself is ``arith.resonator_step`` / ``arith.li_step``, the same functions the golden model runs on
 arrays. The QAT backward (straight-through) reuses the float BRF adjoints, see ``qat``.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .arith import brf_step, li_step
+from .arith import li_step, resonator_step
 
 
 @numba.njit(parallel=True, cache=True)
-def brf_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
+def resonator_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, q_mode):
     """acc_in [T, B, H]: input-synapse sums, w_rec: recurrent weights, both aligned to the
     accumulator's fraction (``FixedSpec.acc_frac``). Returns u, v, q, z, each [T, B, H]."""
     steps, batch, n = acc_in.shape
@@ -33,8 +33,8 @@ def brf_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf
                 acc = acc_in[t, bi, h]
                 for k in range(n_active):
                     acc += w_rec[h, active[k]]
-                u[h], v[h], q[h], z = brf_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
-                                               lo, hi, clo, chi, cf, sf, wshift)
+                u[h], v[h], q[h], z = resonator_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
+                                                     lo, hi, clo, chi, cf, sf, wshift, q_mode)
                 u_out[t, bi, h] = u[h]
                 v_out[t, bi, h] = v[h]
                 q_out[t, bi, h] = q[h]

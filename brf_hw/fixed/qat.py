@@ -1,4 +1,4 @@
-"""Quantization-aware training of BRF networks.
+"""Quantization-aware training of BRF networks (and its ablations and RF, ``fixed.kinds``).
 
 Forward: the exact integer network (``kernel`` running ``arith``), so training sees the
 hardware's spikes and potentials. Backward: straight-through estimation. Parameters are
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..kernels import cpu_resonator
-from ..neurons.functional import check_omega, decay, p_omega
-from . import kernel
+from ..neurons.functional import decay
+from . import kernel, kinds
 from .formats import Format
 from .arith import event_matmul
 from .spec import FixedSpec, IntNetwork, Readout
@@ -43,32 +43,35 @@ def fake_quant(x: torch.Tensor, fmt: Format) -> torch.Tensor:
     return scaled + (torch.floor(scaled + 0.5) - scaled).detach()
 
 
+def neuron_kind(model):
+    """The model's ``fixed.kinds`` entry; a ValueError names a kind without integer arithmetic."""
+    try:
+        return kinds.get(model.config.neuron.kind, "fixed point: neuron kind")
+    except kinds.UnknownKind as exc:
+        raise ValueError(str(exc)) from None
+
+
 def quantized_parameters(model, spec: FixedSpec) -> QuantParams:
-    cfg = model.config.neuron
-    if cfg.kind != "brf":
-        raise ValueError(f"fixed point is defined for BRF neurons, not {cfg.kind!r}")
-    dt = cfg.dt
-    check_omega(model.hidden.omega_param, dt, "BRF omega")
+    kind = neuron_kind(model)
+    dt = model.config.neuron.dt
+    neuron = kind.quantize(model, spec, fake_quant)
     n_in = model.config.inputs
     weight = model.synapses.weight.double()
-    omega = model.hidden.omega.double()
     alpha = decay(model.output.tau_o.double())
     return QuantParams(
         w_in=fake_quant(dt * weight[:, :n_in] * spec.input.unit, spec.weight),  # per input unit
         w_rec=fake_quant(dt * weight[:, n_in:] * model.recurrent_mask.double(), spec.rec_weight),
         w_out=fake_quant((1.0 - alpha)[:, None] * model.readout.weight.double(), spec.out_weight),
-        d=fake_quant(1.0 + dt * (p_omega(omega, dt) - model.hidden.b_offset.double()), spec.coef),
-        c=fake_quant(dt * omega, spec.coef),
+        d=neuron["d"],
+        c=neuron["c"],
         alpha=fake_quant(alpha, spec.coef),
     )
 
 
 def scalar_constants(model, spec: FixedSpec) -> tuple[int, int, int]:
     """dt and gamma in the coefficient format, theta in the state format (must fit exactly)."""
-    cfg = model.config.neuron
-    return (int(spec.coef.quantize(cfg.dt, "dt", strict=True)),
-            int(spec.coef.quantize(cfg.gamma, "gamma", strict=True)),
-            int(spec.state.quantize(cfg.theta, "theta", strict=True)))
+    c = neuron_kind(model).scalar_constants(model, spec)
+    return c["dtq"], c["gamma"], c["theta"]
 
 
 def to_int_network(model, spec: FixedSpec, readout: Readout = Readout()) -> IntNetwork:
@@ -78,7 +81,8 @@ def to_int_network(model, spec: FixedSpec, readout: Readout = Readout()) -> IntN
         p = quantized_parameters(model, spec)
     ints = {k: v.detach().cpu().numpy().astype(np.int64) for k, v in p._asdict().items()}
     dtq, gamma, theta = scalar_constants(model, spec)
-    return IntNetwork(spec=spec, dtq=dtq, gamma=gamma, theta=theta, readout=readout, **ints)
+    return IntNetwork(spec=spec, dtq=dtq, gamma=gamma, theta=theta, readout=readout,
+                      neuron=model.config.neuron.kind, **ints)
 
 
 def _ints(t: torch.Tensor) -> np.ndarray:
@@ -86,11 +90,12 @@ def _ints(t: torch.Tensor) -> np.ndarray:
 
 
 class QATResonator(torch.autograd.Function):
-    """Integer BRF forward; float-BRF adjoints on the dequantized trajectory backward."""
+    """Integer resonator forward; the float adjoints of the same kind (q_mode) on the dequantized
+    trajectory backward."""
 
     @staticmethod
     def forward(ctx, i_in, w_rec_eff, omega_eff, b0_eff, acc_in, w_rec, d, c, constants, float_consts):
-        u, v, q, z = kernel.brf_forward_int(acc_in, w_rec, d, c, *constants)
+        u, v, q, z = kernel.resonator_forward_int(acc_in, w_rec, d, c, *constants)
         sf = float(2.0 ** float_consts["state_frac"])
         uf, vf, qf = (torch.from_numpy(a / sf) for a in (u, v, q))
         zf = torch.from_numpy(z.astype(np.float64))
@@ -106,7 +111,7 @@ class QATResonator(torch.autograd.Function):
         g_i, g_w, g_omega, g_b0 = (torch.from_numpy(a) for a in cpu_resonator.resonator_backward(
             grad_z.detach().double().contiguous().numpy(), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
             w_rec.detach().numpy(), omega.detach().numpy(), b0.detach().numpy(), fc["dt"], fc["theta"],
-            fc["gamma"], True, cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
+            fc["gamma"], fc["q_mode"], cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
         return g_i, g_w, g_omega, g_b0, None, None, None, None, None, None
 
 
@@ -151,10 +156,12 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     acc_in = acc_in.reshape(steps, batch, -1)  # exact integer input sums, [T, B, H]
     dtq, gamma, theta = scalar_constants(model, spec)
     s, c = spec.state, spec.coef
+    q_mode = neuron_kind(model).q_mode
     constants = (dtq, gamma, theta, s.min_int, s.max_int, c.min_int, c.max_int, c.frac, s.frac,
-                 spec.weight_shift)
+                 spec.weight_shift, q_mode)
     float_consts = {"dt": dt, "theta": theta / s.scale, "gamma": gamma / c.scale,
-                    "surrogate": cfg.surrogate, "tbptt": model.tbptt, "state_frac": s.frac}
+                    "surrogate": cfg.surrogate, "tbptt": model.tbptt, "state_frac": s.frac,
+                    "q_mode": q_mode}
     z, u, v, q = QATResonator.apply(i_in, w_rec_eff, omega_eff, b0_eff, np.ascontiguousarray(acc_in),
                                     w_rec_int, _ints(p.d), _ints(p.c), constants, float_consts)
     y = z @ (p.w_out / spec.out_weight.scale).t()

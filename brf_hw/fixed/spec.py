@@ -300,7 +300,9 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
 
 @dataclass(frozen=True)
 class IntNetwork:
-    """A BRF network in integers: everything the golden model and the hardware need."""
+    """A network in integers: everything the golden model and the hardware need. ``neuron`` names
+    its hidden neurons' kind (``fixed.kinds``); d, c, dtq, gamma, theta are the resonator kinds'
+    fields (BRF, its ablations, RF)."""
 
     spec: FixedSpec
     w_in: np.ndarray  # [H, I] weight format
@@ -313,9 +315,20 @@ class IntNetwork:
     gamma: int  # coef
     theta: int  # state
     readout: Readout = Readout()
+    neuron: str = "brf"
 
     def __post_init__(self):
+        from . import kinds
+
+        kinds.get(self.neuron)
         self.spec.check_int64(self.shape[0], self.shape[1])
+
+    @property
+    def kind(self):
+        """The hidden neurons' ``fixed.kinds`` module object: arrays, integer step."""
+        from . import kinds
+
+        return kinds.get(self.neuron)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -326,7 +339,8 @@ class IntNetwork:
         return self.spec.align(self.w_in, self.w_rec)
 
     def step_constants(self) -> tuple:
-        """The scalar arguments of ``arith.brf_step`` after (acc, u, v, q, d, c)."""
+        """The scalar arguments of ``arith.brf_step`` after (acc, u, v, q, d, c) (and before the
+        ``q_mode`` of ``arith.resonator_step``)."""
         s, c = self.spec.state, self.spec.coef
         return (self.dtq, self.gamma, self.theta, s.min_int, s.max_int, c.min_int, c.max_int,
                 c.frac, s.frac, self.spec.weight_shift)

@@ -254,8 +254,24 @@ def _tree_sum(terms):
     return terms[0]
 
 
+def check_neuron(net: IntNetwork) -> None:
+    """Only the BRF update stage exists in hardware: any other kind would be built as BRF."""
+    from ..artifact import HARDWARE_NEURONS
+
+    if net.neuron not in HARDWARE_NEURONS:
+        raise ValueError(f"the accelerator implements neuron type(s) {', '.join(HARDWARE_NEURONS)}, "
+                         f"not this network's {net.neuron!r}")
+
+
 class BRFAccelerator(wiring.Component):
+    """The streaming accelerator of one integer BRF network: one input beat per step in (spikes or
+    multi-bit values and a sequence-start flag), one output beat per step out (hidden spikes,
+    output potentials, label, cycles). ``lanes`` neurons are updated per cycle, accumulators are
+    split in ``segments``, and ``events`` source events are accumulated per cycle over as many
+    synapse-memory banks. Bit-exact with ``brf_hw.golden``; phases and cycle model in the docs."""
+
     def __init__(self, net: IntNetwork, lanes: int = 1, segments: int | None = None, events: int = 1):
+        check_neuron(net)
         self.net = net
         self.images = memory_images(net, lanes, segments, events)
         self.events = events

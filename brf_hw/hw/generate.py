@@ -18,7 +18,7 @@ from amaranth.back import verilog
 
 from ..artifact import load_artifact, shipped_artifact
 from ..cli_util import POSITIVE_INT, UserError, run_main
-from .core import BRFAccelerator, bank_spikes, chunk_spikes, cycle_model, period_model
+from .core import BRFAccelerator, bank_spikes, check_neuron, chunk_spikes, cycle_model, period_model
 from .layout import check_events, event_inputs, geometry
 
 TOP = "brf_rsnn"
@@ -49,6 +49,7 @@ def check_design(net, lanes: int, segments: int | None, events: int, name: str =
     """A UserError naming the bad value where lanes, segments or events do not fit ``net``
     (checked before the design exists, so a bad value leaves nothing half-built behind)."""
     try:
+        check_neuron(net)
         geometry(net.shape[1], lanes, segments)
         check_events(event_inputs(net) + net.shape[1], events)
     except ValueError as exc:

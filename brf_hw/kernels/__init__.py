@@ -12,9 +12,11 @@ import warnings
 import torch
 
 from ..neurons.functional import p_omega
+from ..neurons.modules import RESONATOR_FLAGS
 
 KERNELS = ("auto", "fused", "reference")
-FUSED_KINDS = ("brf", "rf")
+FUSED_KINDS = tuple(RESONATOR_FLAGS)  # BRF, its ablations and RF: one kernel, q_mode switches
+CPU_ONLY_KINDS = ("bhrf", "alif", "lif")  # their fused kernel is numba's (no Triton one yet)
 
 _warned: set[str] = set()
 
@@ -29,8 +31,10 @@ def _cpu_backend():
 
 def unavailable_reason(kind: str, device: torch.device) -> str | None:
     """Why the fused kernel cannot run this network here, or None if it can."""
-    if kind not in FUSED_KINDS:
-        return f"no fused kernel for {kind!r} neurons (fused: {', '.join(FUSED_KINDS)})"
+    if kind not in FUSED_KINDS + CPU_ONLY_KINDS:
+        return f"no fused kernel for {kind!r} neurons (fused: {', '.join(FUSED_KINDS + CPU_ONLY_KINDS)})"
+    if kind in CPU_ONLY_KINDS and device.type != "cpu":
+        return f"no GPU kernel for {kind!r} neurons (only the CPU one)"
     if device.type == "cpu":
         return _cpu_backend()[1]
     if device.type == "cuda":
@@ -50,32 +54,71 @@ def choose(requested: str, kind: str, device: torch.device) -> str:
         return "fused"
     if requested == "fused":
         raise RuntimeError(f"--kernel fused: {reason}")
-    if kind in FUSED_KINDS and reason not in _warned:  # a missing tool, not a design choice: say so once
+    if kind in FUSED_KINDS + CPU_ONLY_KINDS and reason not in _warned:  # a missing tool, not a design choice: say so once
         _warned.add(reason)
         warnings.warn(f"falling back to the reference BPTT loop: {reason}", RuntimeWarning, stacklevel=3)
     return "reference"
 
 
+def q_mode(flags) -> int:
+    """Where q enters the step, as the kernels' bits (``cpu_resonator.Q_DAMP | Q_THRESH``); a
+    copy of those constants, so that choosing a kernel does not need numba."""
+    return (1 if flags.smooth_reset else 0) | (2 if flags.refractory else 0)
+
+
 def fused_sequence(model, x: torch.Tensor, tbptt: int):
     """Hidden spikes and states, then LI potentials, for a whole sequence: on the CPU one fused
     call for the whole network (every weight gradient summed by the kernel in a fixed order), on
-    CUDA one for the hidden layer and one for the LI readout. Returns (outputs, z, u, v, q)."""
+    CUDA one for the hidden layer and one for the LI readout (ALIF, LIF: one for the hidden layer and
+    one for the readout on the CPU). Returns (outputs, z, traces), traces the hidden state per step
+    by name, as the reference's state fields."""
     hidden = model.hidden
     cfg = hidden.config
-    if cfg.kind == "brf":
-        b0, refractory = p_omega(hidden.omega, cfg.dt) - hidden.b_offset, True
-    else:
-        b0, refractory = -hidden.b_offset, False
-    constants = (cfg.dt, cfg.theta, cfg.gamma, refractory, cfg.surrogate, tbptt)
+    if cfg.kind == "bhrf":
+        return _bhrf_sequence(model, x, tbptt)
+    if cfg.kind in CPU_ONLY_KINDS:
+        return _alif_sequence(model, x, tbptt)
+    flags = RESONATOR_FLAGS[cfg.kind]
+    b0 = p_omega(hidden.omega, cfg.dt) - hidden.b_offset if flags.boundary else -hidden.b_offset
+    constants = (cfg.dt, cfg.theta, cfg.gamma, q_mode(flags), cfg.surrogate, tbptt)
     if x.device.type != "cuda":
         fused = _cpu_backend()[0]
         outputs, z, u, v, q = fused.FusedNetworkCPU.apply(
             x, model.input_weight, model.recurrent_weight, hidden.omega, b0, model.readout.weight,
             model.output.alpha, *constants)
-        return outputs, z, u, v, q
+        return outputs, z, {"u": u, "v": v, "q": q}
     from . import gpu
 
     i_in = x @ model.input_weight.t()
     z, u, v, q = gpu.FusedResonatorGPU.apply(i_in, model.recurrent_weight, hidden.omega, b0, *constants)
     outputs = gpu.FusedLIGPU.apply(model.readout(z), model.output.alpha)
-    return outputs, z, u, v, q
+    return outputs, z, {"u": u, "v": v, "q": q}
+
+
+def _bhrf_sequence(model, x: torch.Tensor, tbptt: int):
+    from .fused import FusedBHRFCPU, FusedLICPU
+
+    hidden = model.hidden
+    cfg = hidden.config
+    w2 = hidden.omega**2
+    b0 = 0.5 * cfg.dt * w2 + hidden.b_offset  # the reference's b without q, in its order
+    i_in = x @ model.input_weight.t()
+    z, u, v, q = FusedBHRFCPU.apply(i_in, model.recurrent_weight, w2, b0, cfg.dt, cfg.theta, cfg.gamma,
+                                    cfg.surrogate, tbptt)
+    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, {"u": u, "v": v, "q": q}
+
+
+def _alif_sequence(model, x: torch.Tensor, tbptt: int):
+    from .fused import FusedALIFCPU, FusedLICPU
+    from ..neurons.functional import decay
+
+    hidden = model.hidden
+    cfg = hidden.config
+    alpha = decay(hidden.tau_m)
+    if cfg.kind == "alif":
+        rho, beta = decay(hidden.tau_adp), cfg.beta
+    else:  # LIF: no adaptation (beta = 0; rho = 1 keeps a at 0, as the reference step does)
+        rho, beta = torch.ones_like(alpha), 0.0
+    i_in = x @ model.input_weight.t()
+    z, u, a = FusedALIFCPU.apply(i_in, model.recurrent_weight, alpha, rho, cfg.theta0, beta, cfg.surrogate, tbptt)
+    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, {"u": u, "a": a}

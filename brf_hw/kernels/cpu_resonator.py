@@ -4,16 +4,18 @@ One compiled pass runs the whole sequence forward (hidden layer, readout and LI 
 runs the hand-derived backward through time. Per step and neuron the forward keeps u, v, q and z
 (the only tensors the backward needs), so BPTT memory is linear in T: 4 values per step per neuron.
 
-Equations (b0 = p(omega) - b_offset for BRF, -b_offset for RF; RF has no q):
-    b_t = b0 - q_{t-1};  I_t = I_in[t] + W_rec z_{t-1}
+Equations (b0 = p(omega) - b_offset with the divergence boundary, else -b_offset). ``q_mode``
+says where q enters (``Q_DAMP``: the damping, BRF's smooth reset; ``Q_THRESH``: the threshold,
+its refractory period); BRF is both, RF neither (q stays 0), the ablations one each:
+    b_t = b0 - [damp] q_{t-1};  I_t = I_in[t] + W_rec z_{t-1}
     u_t = u + dt (b_t u - w v + I_t);  v_t = v + dt (w u + b_t v)
-    s_t = u_t - theta - q_{t-1};  z_t = H(s_t);  q_t = gamma q_{t-1} + z_t
+    s_t = u_t - theta - [thresh] q_{t-1};  z_t = H(s_t);  q_t = gamma q_{t-1} + z_t
     d_t = W_out z_t;  o_t = alpha o_{t-1} + (1 - alpha) d_t
 Backward (adjoints G*, surrogate sg):
     gs = (Gz_t + Gq_t) sg(s_t);  GU = Gu_t + gs
     gb = dt (GU u + Gv v);  gI = dt GU
     Gu <- GU (1 + dt b) + Gv dt w;  Gv <- -GU dt w + Gv (1 + dt b)
-    Gq <- gamma Gq - gs - gb;  Gz_{t-1} += W_rec^T gI;  dW_rec += gI z_{t-1}^T
+    Gq <- gamma Gq - [thresh] gs - [damp] gb;  Gz_{t-1} += W_rec^T gI;  dW_rec += gI z_{t-1}^T
     Gz_t = (Gz external) + W_out^T gd_t + (W_rec^T gI_{t+1}) + Gq_t,  gd_t = dL/dd_t
 
 Parallelism and determinism. The batch is split into blocks of ``block_rows(batch)`` adjacent
@@ -48,6 +50,8 @@ from numba.extending import intrinsic
 from ..neurons.surrogate import GAIN, HEIGHT, SCALE, WIDTH
 
 SURROGATE_CODES = {"double_gaussian": 0, "multi_gaussian": 1}
+Q_DAMP = 1  # q_mode bits (``kernels.q_mode``): q in the damping (smooth reset) ...
+Q_THRESH = 2  # ... and in the threshold (refractory period)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # exp(x) = 2^k exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (Cody-Waite split of ln2), exp(r) by its
@@ -142,7 +146,7 @@ def _tile(values, rows):
 
 
 @numba.njit(parallel=True, cache=True)
-def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, refractory,
+def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mode,
                      u_out, v_out, q_out, z_out, d_out, o_out, workers):
     """x [T, B, I] with w_in_t = W_in^T [I, H] (I = 0 and an H-wide x: x is the input current
     itself); w_rec_t = W_rec^T [H, H]; w_out_t = W_out^T [H, O] (O may be 0: no readout). Fills
@@ -161,6 +165,8 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, refr
     block = block_rows(batch)
     n_blocks = (batch + block - 1) // block
     dt, theta, gamma, one, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
+    q_damp = (q_mode & Q_DAMP) != 0
+    q_thresh = (q_mode & Q_THRESH) != 0
     xf = x.reshape(x.size)
     w_in_f = w_in_t.reshape(w_in_t.size)
     w_rec_f = w_rec_t.reshape(w_rec_t.size)
@@ -216,11 +222,11 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, refr
                         for h in range(n):
                             rec[rb + h] += w_rec_f[wb + h]
                 for i in range(m):
-                    b = b0_t[i] - q[i]
+                    b = b0_t[i] - (q[i] if q_damp else zero)
                     un = u[i] + dt * (b * u[i] - om_t[i] * v[i] + (cur[i] + rec[i]))
                     vn = v[i] + dt * (om_t[i] * u[i] + b * v[i])
-                    spike = one if un - theta - q[i] > zero else zero
-                    if refractory:
+                    spike = one if un - theta - (q[i] if q_thresh else zero) > zero else zero
+                    if q_mode != 0:
                         q[i] = gamma * q[i] + spike
                     u[i] = un
                     v[i] = vn
@@ -402,7 +408,7 @@ def _recurrent_adjoint(gi, w, out, rows, n, gemm, gemm_args, scalars):
 
 @numba.njit(parallel=True, fastmath={"contract"}, cache=True)
 def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
-                     refractory, surrogate, t_stop, block, want_grad_i, gemm, set_blas_threads, workers):
+                     q_mode, surrogate, t_stop, block, want_grad_i, gemm, set_blas_threads, workers):
     """Adjoints of ``network_forward``.
 
     grad_z [T, B, H] or [0, 0, 0] (no gradient reaches z directly); grad_d [T, B, O] = dL/dd with
@@ -420,7 +426,9 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
     n_in = x.shape[2]
     dtype = u_s.dtype
     dt, theta, gamma, one = consts[0], consts[1], consts[2], consts[3]
-    q_flag = one if refractory else consts[4]  # multiplies gq: branch-free refractory switch
+    q_flag = one if q_mode != 0 else consts[4]  # multiplies gq: branch-free switch (RF: no q)
+    q_damp = (q_mode & Q_DAMP) != 0
+    q_thresh = (q_mode & Q_THRESH) != 0
     has_grad_z = grad_z.shape[0] > 0
     n_blocks = (batch + block - 1) // block
     # allocated by serial helpers (in this parallel function each would become a parallel loop)
@@ -493,11 +501,14 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     if t > 0:
                         u_prev = u_s[t - 1, bi]
                         v_prev = v_s[t - 1, bi]
-                        q_prev = q_s[t - 1, bi] if refractory else zero_row
+                        q_prev = q_s[t - 1, bi] if q_mode != 0 else zero_row
                     else:
                         u_prev = zero_row
                         v_prev = zero_row
                         q_prev = zero_row
+                    # q where it enters: the threshold, the damping (zeros where it does not)
+                    q_thr = q_prev if q_thresh else zero_row
+                    q_dmp = q_prev if q_damp else zero_row
                     gur = gu[r]
                     gvr = gv[r]
                     gqr = gq[r]
@@ -509,10 +520,10 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # branch inside would keep the loop from vectorising)
                     if surrogate == 0:
                         for h in range(n):
-                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_prev[h]), 0)
+                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 0)
                     else:
                         for h in range(n):
-                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_prev[h]), 1)
+                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 1)
                     # the adjoint step as passes that each touch few arrays: one loop touching
                     # them all needs more run-time aliasing checks than LLVM makes, and stays
                     # scalar. Per element the same operations as one loop.
@@ -529,12 +540,14 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     for h in range(n):
                         b0p[h] += gz[h]
                     for h in range(n):  # Gu, Gv one step back
-                        b = b0[h] - q_prev[h]
+                        b = b0[h] - q_dmp[h]
                         big_u = gur[h]
                         gur[h] = big_u * (one + dt * b) + gvr[h] * dt * omega[h]
                         gvr[h] = -big_u * dt * omega[h] + gvr[h] * (one + dt * b)
-                    for h in range(n):  # Gq <- gamma Gq - gs - gb
-                        gqr[h] = q_flag * (gamma * gqr[h] - sg[h] - gz[h])
+                    sg_q = sg if q_thresh else zero_row
+                    gb_q = gz if q_damp else zero_row
+                    for h in range(n):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
+                        gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
                         grad_i[t, bi] = gir
                     for k in range(n_in):  # dW_in: event-driven over nonzero inputs
@@ -648,19 +661,19 @@ def use_blas(enabled: bool) -> None:
     _BLAS["disabled"] = 0 if enabled else 1
 
 
-def resonator_forward(i_in, w_rec, omega, b0, dt, theta, gamma, refractory):
+def resonator_forward(i_in, w_rec, omega, b0, dt, theta, gamma, q_mode):
     """Hidden layer only: i_in [T, B, H] -> u, v, q, z [T, B, H]."""
     i_in, omega, b0 = (np.ascontiguousarray(a) for a in (i_in, omega, b0))
     dtype = i_in.dtype
     steps, batch, n = i_in.shape
     outs = [np.empty((steps, batch, n), dtype) for _ in range(4)]
     network_forward(i_in, np.zeros((0, n), dtype), np.ascontiguousarray(w_rec.T), omega, b0,
-                    np.zeros((n, 0), dtype), np.zeros(0, dtype), constants(dtype, dt, theta, gamma), refractory,
+                    np.zeros((n, 0), dtype), np.zeros(0, dtype), constants(dtype, dt, theta, gamma), q_mode,
                     *outs, np.empty((steps, batch, 0), dtype), np.empty((steps, batch, 0), dtype))
     return tuple(outs)
 
 
-def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, gamma, refractory,
+def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, gamma, q_mode,
                        surrogate, t_stop):
     """Hidden layer only (the interface of the QAT flow): returns grad_i [T, B, H], dW_rec, domega,
     db0. ``surrogate`` is a SURROGATE_CODES value."""
@@ -670,7 +683,7 @@ def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, 
     steps, batch, n = u_s.shape
     g_i, _, g_w, g_omega, g_b0, _ = network_backward(
         grad_z, np.zeros((steps, batch, 0), dtype), np.zeros((0, n), dtype), u_s, v_s, q_s, z_s,
-        np.zeros((steps, batch, 0), dtype), w_rec, omega, b0, constants(dtype, dt, theta, gamma), refractory,
+        np.zeros((steps, batch, 0), dtype), w_rec, omega, b0, constants(dtype, dt, theta, gamma), q_mode,
         surrogate, t_stop, block_rows(batch), True, *blas(dtype))
     return g_i, g_w, g_omega, g_b0
 

@@ -58,7 +58,7 @@ class FusedNetworkCPU(torch.autograd.Function):
     v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly)."""
 
     @staticmethod
-    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, refractory, surrogate, tbptt):
+    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, q_mode, surrogate, tbptt):
         x_np = _np(x)
         dtype = x_np.dtype
         steps, batch, _ = x_np.shape
@@ -67,10 +67,10 @@ class FusedNetworkCPU(torch.autograd.Function):
         u, v, q, z = _buffers.take((steps, batch, n), dtype, 4)
         d, o = np.empty((steps, batch, n_out), dtype), np.empty((steps, batch, n_out), dtype)
         cpu.network_forward(x_np, _np(w_in.t()), _np(w_rec.t()), _np(omega), _np(b0), _np(w_out.t()),
-                            _np(alpha), consts, refractory, u, v, q, z, d, o)
+                            _np(alpha), consts, q_mode, u, v, q, z, d, o)
         u, v, q, z, d, o = (torch.from_numpy(a) for a in (u, v, q, z, d, o))
         ctx.save_for_backward(x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o)
-        ctx.constants = (consts, refractory, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.constants = (consts, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
         ctx.mark_non_differentiable(u, v, q)
         ctx.set_materialize_grads(False)
         return o, z, u, v, q
@@ -78,7 +78,7 @@ class FusedNetworkCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_o, grad_z, _gu, _gv, _gq):
         x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o = ctx.saved_tensors
-        consts, refractory, code, tbptt = ctx.constants
+        consts, q_mode, code, tbptt = ctx.constants
         dtype = consts.dtype
         if grad_o is None:
             g_d, g_alpha = np.zeros(d.shape, dtype), np.zeros(alpha.shape, dtype)
@@ -87,7 +87,7 @@ class FusedNetworkCPU(torch.autograd.Function):
             g_alpha = cpu.sum_parts(alpha_parts)
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
             np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
-            v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, refractory,
+            v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, q_mode,
             code, tbptt, cpu.block_rows(u.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
         grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
         grads = (g_w_in, g_w_rec, g_omega, g_b0, g_w_out, g_alpha)
@@ -98,11 +98,11 @@ class FusedResonatorCPU(torch.autograd.Function):
     """Hidden BRF / RF layer over a sequence: (I_in [T,B,H], W_rec, omega, b0) -> z, u, v, q."""
 
     @staticmethod
-    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, refractory, surrogate, tbptt):
+    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, q_mode, surrogate, tbptt):
         u, v, q, z = (torch.from_numpy(a) for a in cpu.resonator_forward(
-            _np(i_in), _np(w_rec), _np(omega), _np(b0), dt, theta, gamma, refractory))
+            _np(i_in), _np(w_rec), _np(omega), _np(b0), dt, theta, gamma, q_mode))
         ctx.save_for_backward(u, v, q, z, w_rec, omega, b0)
-        ctx.constants = (dt, theta, gamma, refractory, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.constants = (dt, theta, gamma, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
         ctx.mark_non_differentiable(u, v, q)
         return z, u, v, q
 
@@ -130,3 +130,70 @@ class FusedLICPU(torch.autograd.Function):
         out, drive, alpha = ctx.saved_tensors
         g_drive, parts = cpu.li_backward(_np(grad_o), _np(out), _np(drive), _np(alpha), ctx.consts)
         return torch.from_numpy(g_drive), torch.from_numpy(cpu.sum_parts(parts))
+
+
+class FusedALIFCPU(torch.autograd.Function):
+    """Hidden ALIF / LIF layer over a sequence (``cpu_alif``): (I_in [T,B,H], W_rec, alpha, rho) ->
+    z, u, a. LIF: beta = 0 and rho = 1 (a stays 0)."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec, alpha, rho, theta0, beta, surrogate, tbptt):
+        from . import cpu_alif
+
+        dtype = _np(i_in).dtype.type
+        consts = (dtype(theta0), dtype(beta))
+        u, h, a, z, cur = cpu_alif.alif_forward(_np(i_in), _np(w_rec), _np(alpha), _np(rho), *consts)
+        u, h, a, z, cur = (torch.from_numpy(t) for t in (u, h, a, z, cur))
+        ctx.save_for_backward(u, h, a, z, cur, w_rec, alpha, rho)
+        ctx.constants = (*consts, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.mark_non_differentiable(u, a)
+        ctx.set_materialize_grads(False)
+        return z, u, a
+
+    @staticmethod
+    def backward(ctx, grad_z, _gu, _ga):
+        from . import cpu_alif
+
+        u, h, a, z, cur, w_rec, alpha, rho = ctx.saved_tensors
+        if grad_z is None:
+            grad_z = torch.zeros_like(z)
+        g_i, g_alpha, g_rho = cpu_alif.alif_backward(
+            _np(grad_z), u.numpy(), h.numpy(), a.numpy(), z.numpy(), cur.numpy(), _np(w_rec), _np(alpha),
+            _np(rho), *ctx.constants)
+        g_i = torch.from_numpy(g_i)
+        n = z.shape[-1]
+        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
+        return g_i, g_w, torch.from_numpy(g_alpha), torch.from_numpy(g_rho), None, None, None, None
+
+
+class FusedBHRFCPU(torch.autograd.Function):
+    """Hidden BHRF layer over a sequence (``cpu_bhrf``): (I_in [T,B,H], W_rec, w2 = omega^2,
+    b0 = dt/2 omega^2 + b_offset) -> z, u, v, q."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec, w2, b0, dt, theta, gamma, surrogate, tbptt):
+        from . import cpu_bhrf
+
+        dtype = _np(i_in).dtype.type
+        consts = (dtype(dt), dtype(2.0 * dt), dtype(theta), dtype(gamma))
+        u, v, q, z = (torch.from_numpy(t) for t in cpu_bhrf.bhrf_forward(_np(i_in), _np(w_rec), _np(w2), _np(b0),
+                                                                         *consts))
+        ctx.save_for_backward(u, v, q, z, w_rec, w2, b0)
+        ctx.constants = (*consts, cpu.SURROGATE_CODES[surrogate], tbptt)
+        ctx.mark_non_differentiable(u, v, q)
+        ctx.set_materialize_grads(False)
+        return z, u, v, q
+
+    @staticmethod
+    def backward(ctx, grad_z, _gu, _gv, _gq):
+        from . import cpu_bhrf
+
+        u, v, q, z, w_rec, w2, b0 = ctx.saved_tensors
+        if grad_z is None:
+            grad_z = torch.zeros_like(z)
+        g_i, g_w2, g_b0 = cpu_bhrf.bhrf_backward(_np(grad_z), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
+                                                 _np(w_rec), _np(w2), _np(b0), *ctx.constants)
+        g_i = torch.from_numpy(g_i)
+        n = z.shape[-1]
+        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
+        return g_i, g_w, torch.from_numpy(g_w2), torch.from_numpy(g_b0), None, None, None, None, None

@@ -76,7 +76,7 @@ if triton is not None:
     @triton.jit
     def _resonator_fwd(i_in, w_t, omega_p, b0_p, u_out, v_out, q_out, z_out,
                        T, B, H, dt, theta, gamma,
-                       REFRACTORY: tl.constexpr, BLOCK: tl.constexpr, H_PAD: tl.constexpr,
+                       Q_MODE: tl.constexpr, BLOCK: tl.constexpr, H_PAD: tl.constexpr,
                        K_TILE: tl.constexpr):
         rb, rh, mb, mh, m2, off, omega, b0 = _block(tl.program_id(0), B, H, omega_p, b0_p, BLOCK, H_PAD)
         zero = tl.zeros([BLOCK, H_PAD], dtype=i_in.dtype.element_ty)
@@ -94,12 +94,17 @@ if triton is not None:
                              mask=(rk[:, None] < H) & mh[None, :], other=0.0)
                 rec += tl.dot(zc, wc, input_precision="ieee")
             current = tl.load(i_in + t * B * H + off, mask=m2, other=0.0) + rec
-            b = b0 - q
+            b = b0
+            if Q_MODE & 1:  # smooth reset
+                b = b0 - q
             u_new = u + dt * (b * u - omega * v + current)
             v = v + dt * (omega * u + b * v)
             u = u_new
-            z = tl.where(u_new - theta - q > 0.0, 1.0, 0.0).to(u.dtype)
-            if REFRACTORY:
+            s = u_new - theta
+            if Q_MODE & 2:  # refractory period
+                s = u_new - theta - q
+            z = tl.where(s > 0.0, 1.0, 0.0).to(u.dtype)
+            if Q_MODE != 0:
                 q = gamma * q + z
             tl.store(u_out + t * B * H + off, u, mask=m2)
             tl.store(v_out + t * B * H + off, v, mask=m2)
@@ -110,7 +115,7 @@ if triton is not None:
     @triton.jit
     def _resonator_bwd(grad_z, u_s, v_s, q_s, w, omega_p, b0_p, grad_i, part_omega, part_b0,
                        T, B, H, dt, theta, gamma, TBPTT,
-                       REFRACTORY: tl.constexpr, SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
+                       Q_MODE: tl.constexpr, SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
                        H_PAD: tl.constexpr, K_TILE: tl.constexpr):
         pid = tl.program_id(0)
         rb, rh, mb, mh, m2, off, omega, b0 = _block(pid, B, H, omega_p, b0_p, BLOCK, H_PAD)
@@ -133,15 +138,19 @@ if triton is not None:
             u_prev = tl.where(t > 0, tl.load(u_s + prev, mask=m2, other=0.0), 0.0)
             v_prev = tl.where(t > 0, tl.load(v_s + prev, mask=m2, other=0.0), 0.0)
             q_prev = zero
-            if REFRACTORY:
+            if Q_MODE != 0:
                 q_prev = tl.where(t > 0, tl.load(q_s + prev, mask=m2, other=0.0), 0.0)
-            s = tl.load(u_s + t * B * H + off, mask=m2, other=0.0) - theta - q_prev
+            s = tl.load(u_s + t * B * H + off, mask=m2, other=0.0) - theta
+            if Q_MODE & 2:
+                s = s - q_prev
             gz = tl.load(grad_z + t * B * H + off, mask=m2, other=0.0) + gz_rec
-            if REFRACTORY:
+            if Q_MODE != 0:
                 gz = gz + gq
             gs = gz * _surrogate(s, SURROGATE)
             big_u = gu + gs
-            b = b0 - q_prev
+            b = b0
+            if Q_MODE & 1:
+                b = b0 - q_prev
             gb = dt * (big_u * u_prev + gv * v_prev)
             gi = dt * big_u
             acc_omega += dt * (gv * u_prev - big_u * v_prev)
@@ -149,8 +158,12 @@ if triton is not None:
             gu_new = big_u * (1.0 + dt * b) + gv * dt * omega
             gv = -big_u * dt * omega + gv * (1.0 + dt * b)
             gu = gu_new
-            if REFRACTORY:
+            if Q_MODE == 3:
                 gq = gamma * gq - gs - gb
+            elif Q_MODE == 2:
+                gq = gamma * gq - gs
+            elif Q_MODE == 1:
+                gq = gamma * gq - gb
             tl.store(grad_i + t * B * H + off, gi, mask=m2)
             tl.debug_barrier()  # gI_t is read back in tiles for W_rec^T gI_t
             gz_rec = zero
@@ -195,23 +208,23 @@ class FusedResonatorGPU(torch.autograd.Function):
     """Hidden BRF / RF layer over a sequence: (I_in [T,B,H], W_rec, omega, b0) -> z, u, v, q."""
 
     @staticmethod
-    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, refractory, surrogate, tbptt):
+    def forward(ctx, i_in, w_rec, omega, b0, dt, theta, gamma, q_mode, surrogate, tbptt):
         i_in = i_in.contiguous()
         steps, batch, n = i_in.shape
         u, v, q, z = (torch.empty_like(i_in) for _ in range(4))
         grid = (triton.cdiv(batch, BLOCK_B),)
         _resonator_fwd[grid](i_in, w_rec.t().contiguous(), omega.contiguous(), b0.contiguous(),
                              u, v, q, z, steps, batch, n, dt, theta, gamma,
-                             REFRACTORY=refractory, BLOCK=BLOCK_B, H_PAD=_h_pad(n), K_TILE=BK)
+                             Q_MODE=q_mode, BLOCK=BLOCK_B, H_PAD=_h_pad(n), K_TILE=BK)
         ctx.save_for_backward(u, v, q, z, w_rec, omega, b0)
-        ctx.constants = (dt, theta, gamma, refractory, SURROGATE_CODES[surrogate], tbptt)
+        ctx.constants = (dt, theta, gamma, q_mode, SURROGATE_CODES[surrogate], tbptt)
         ctx.mark_non_differentiable(u, v, q)
         return z, u, v, q
 
     @staticmethod
     def backward(ctx, grad_z, _gu, _gv, _gq):
         u, v, q, z, w_rec, omega, b0 = ctx.saved_tensors
-        dt, theta, gamma, refractory, code, tbptt = ctx.constants
+        dt, theta, gamma, q_mode, code, tbptt = ctx.constants
         steps, batch, n = u.shape
         grid = (triton.cdiv(batch, BLOCK_B),)
         grad_i = torch.empty_like(u)
@@ -219,7 +232,7 @@ class FusedResonatorGPU(torch.autograd.Function):
         part_b0 = u.new_zeros(grid[0], n)
         _resonator_bwd[grid](grad_z.contiguous(), u, v, q, w_rec.contiguous(), omega.contiguous(),
                              b0.contiguous(), grad_i, part_omega, part_b0, steps, batch, n, dt, theta,
-                             gamma, tbptt, REFRACTORY=refractory, SURROGATE=code, BLOCK=BLOCK_B,
+                             gamma, tbptt, Q_MODE=q_mode, SURROGATE=code, BLOCK=BLOCK_B,
                              H_PAD=_h_pad(n), K_TILE=BK)
         grad_w = grad_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)
         return grad_i, grad_w, part_omega.sum(0), part_b0.sum(0), None, None, None, None, None, None

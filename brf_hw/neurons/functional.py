@@ -56,6 +56,27 @@ def p_omega(omega: Tensor, dt: float) -> Tensor:
     return (-1.0 + torch.sqrt(1.0 - (dt * omega) ** 2)) / dt
 
 
+class ResonatorFlags(NamedTuple):
+    """Which of BRF's three mechanisms a resonator variant keeps (the paper's ablations).
+
+    boundary      b includes p(omega), the damping at the divergence boundary
+    refractory    the threshold is raised by q: z = H(u - theta - q)
+    smooth_reset  q deepens the damping: b includes -q
+    q evolves (q = gamma*q + z) when either of the last two uses it, else stays 0."""
+
+    boundary: bool = True
+    refractory: bool = True
+    smooth_reset: bool = True
+
+    @property
+    def uses_q(self) -> bool:
+        return self.refractory or self.smooth_reset
+
+
+BRF = ResonatorFlags()
+RF = ResonatorFlags(False, False, False)
+
+
 def brf_step(
     current: Tensor,
     state: ResonatorState,
@@ -66,33 +87,25 @@ def brf_step(
     theta: float,
     gamma: float,
     spike: SpikeFn,
+    flags: ResonatorFlags = BRF,
 ) -> ResonatorState:
-    """Balanced RF: divergence-bounded damping, smooth reset (q deepens damping), refractory threshold."""
+    """Balanced RF and its ablations (``flags``); with every flag off, the vanilla Izhikevich RF.
+
+        b  = [boundary] p(omega) - b_offset - [smooth_reset] q
+        u' = u + dt (b u - omega v + I);   v' = v + dt (omega u + b v)     (both the OLD u, v)
+        z  = H(u' - theta - [refractory] q)                                 (the OLD q)
+        q' = gamma q + z if refractory or smooth_reset, else q (= 0)
+
+    BRF: all three flags. RF ("without reset"): none, b = -b_offset, z = H(u' - theta).
+    """
     u, v, q, _ = state
-    b = p_omega(omega, dt) - b_offset - q
+    b = p_omega(omega, dt) - b_offset if flags.boundary else -b_offset
+    if flags.smooth_reset:
+        b = b - q
     u_new = u + dt * (b * u - omega * v + current)
     v_new = v + dt * (omega * u + b * v)
-    z = spike(u_new - theta - q)
-    return ResonatorState(u_new, v_new, gamma * q + z, z)
-
-
-def rf_step(
-    current: Tensor,
-    state: ResonatorState,
-    omega: Tensor,
-    b_offset: Tensor,
-    *,
-    dt: float,
-    theta: float,
-    spike: SpikeFn,
-) -> ResonatorState:
-    """Vanilla Izhikevich resonate-and-fire (Euler), constant damping -b_offset, no reset."""
-    u, v, q, _ = state
-    b = -b_offset
-    u_new = u + dt * (b * u - omega * v + current)
-    v_new = v + dt * (omega * u + b * v)
-    z = spike(u_new - theta)
-    return ResonatorState(u_new, v_new, q, z)
+    z = spike(u_new - theta - q if flags.refractory else u_new - theta)
+    return ResonatorState(u_new, v_new, gamma * q + z if flags.uses_q else q, z)
 
 
 def bhrf_step(
@@ -132,6 +145,23 @@ def alif_step(
     u_new = alpha * u + (1.0 - alpha) * current
     z = spike(u_new - threshold)
     return ALIFState(u_new - z * threshold, a_new, z)
+
+
+def lif_step(
+    current: Tensor,
+    state: ALIFState,
+    alpha: Tensor,
+    *,
+    theta0: float,
+    spike: SpikeFn,
+) -> ALIFState:
+    """LIF: ALIF without adaptation (beta = 0, a stays 0), fixed threshold theta0, soft reset.
+
+        u' = alpha u + (1 - alpha) I;  z = H(u' - theta0);  u' -= z theta0"""
+    u, a, _ = state
+    u_new = alpha * u + (1.0 - alpha) * current
+    z = spike(u_new - theta0)
+    return ALIFState(u_new - z * theta0, a, z)
 
 
 def li_step(current: Tensor, o: Tensor, alpha: Tensor) -> Tensor:

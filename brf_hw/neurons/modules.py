@@ -12,8 +12,16 @@ from torch import nn
 from . import functional as F
 from .surrogate import spike_fn
 
-RESONATOR_KINDS = ("brf", "rf", "bhrf")
-NEURON_KINDS = RESONATOR_KINDS + ("alif",)
+# The Euler resonators: BRF, its three ablations and RF are one step with flags (one fused kernel).
+RESONATOR_FLAGS = {
+    "brf": F.BRF,
+    "brf-no-boundary": F.ResonatorFlags(boundary=False),  # p(omega) dropped from b
+    "brf-no-refractory": F.ResonatorFlags(refractory=False),  # threshold without q
+    "brf-no-reset": F.ResonatorFlags(smooth_reset=False),  # q not in the damping
+    "rf": F.RF,  # Izhikevich RF without reset
+}
+RESONATOR_KINDS = (*RESONATOR_FLAGS, "bhrf")
+NEURON_KINDS = RESONATOR_KINDS + ("alif", "lif")
 
 # Training keeps |omega| <= OMEGA_MARGIN / dt: after every optimiser step the raw parameter is
 # projected back (see ``constrain_``). The margin keeps sqrt(1 - (dt*omega)^2) and its gradient
@@ -42,17 +50,23 @@ class NeuronConfig:
             raise ValueError(f"unknown neuron kind {self.kind!r}; choose one of {NEURON_KINDS}")
         if not self.dt > 0:
             raise ValueError(f"dt must be positive, got {self.dt}")
-        if self.kind == "brf" and max(map(abs, self.omega_init)) * self.dt >= 1.0:
+        if self.bounded and max(map(abs, self.omega_init)) * self.dt >= 1.0:
             raise ValueError(
                 f"omega_init {self.omega_init} reaches the divergence boundary 1/dt = {1 / self.dt:g}"
             )
+
+    @property
+    def bounded(self) -> bool:
+        """p(omega) enters the damping, so |omega| must stay below 1/dt."""
+        flags = RESONATOR_FLAGS.get(self.kind)
+        return flags is not None and flags.boundary
 
     def replace(self, **changes) -> "NeuronConfig":
         return dataclasses.replace(self, **changes)
 
 
 class ResonatorLayer(nn.Module):
-    """BRF, RF or BHRF neurons. Trainable omega and b_offset enter the maths as |parameter|."""
+    """BRF (and ablations), RF or BHRF neurons. Trainable omega and b_offset enter the maths as |parameter|."""
 
     def __init__(self, size: int, config: NeuronConfig):
         super().__init__()
@@ -74,12 +88,12 @@ class ResonatorLayer(nn.Module):
         return self.b_offset_param.abs()
 
     def validate(self) -> None:
-        if self.config.kind == "brf":
-            F.check_omega(self.omega_param, self.config.dt, "BRF omega")
+        if self.config.bounded:
+            F.check_omega(self.omega_param, self.config.dt, f"{self.config.kind} omega")
 
     @torch.no_grad()
     def constrain_(self) -> None:
-        if self.config.kind == "brf":
+        if self.config.bounded:
             limit = OMEGA_MARGIN / self.config.dt
             self.omega_param.clamp_(-limit, limit)
 
@@ -89,12 +103,9 @@ class ResonatorLayer(nn.Module):
 
     def forward(self, current: torch.Tensor, state: F.ResonatorState) -> F.ResonatorState:
         c = self.config
-        if c.kind == "brf":
-            return F.brf_step(current, state, self.omega, self.b_offset,
-                              dt=c.dt, theta=c.theta, gamma=c.gamma, spike=self.spike)
-        if c.kind == "rf":
-            return F.rf_step(current, state, self.omega, self.b_offset,
-                             dt=c.dt, theta=c.theta, spike=self.spike)
+        if c.kind in RESONATOR_FLAGS:
+            return F.brf_step(current, state, self.omega, self.b_offset, dt=c.dt, theta=c.theta,
+                              gamma=c.gamma, spike=self.spike, flags=RESONATOR_FLAGS[c.kind])
         return F.bhrf_step(current, state, self.omega, self.b_offset,
                            dt=c.dt, theta=c.theta, gamma=c.gamma, spike=self.spike)
 
@@ -128,6 +139,31 @@ class ALIFLayer(nn.Module):
                            theta0=c.theta0, beta=c.beta, spike=self.spike)
 
 
+class LIFLayer(nn.Module):
+    """LIF baseline: ALIF without adaptation, one trainable membrane time constant (in steps)."""
+
+    def __init__(self, size: int, config: NeuronConfig):
+        super().__init__()
+        self.config = config
+        self.size = size
+        self.tau_m = nn.Parameter(torch.empty(size).normal_(*config.tau_m_init))
+        self.spike = spike_fn(config.surrogate)
+
+    def validate(self) -> None:
+        if not torch.isfinite(self.tau_m).all():
+            raise ValueError("LIF tau_m contains NaN or inf")
+
+    def constrain_(self) -> None:
+        pass
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> F.ALIFState:
+        zeros = like.new_zeros(batch, self.size)
+        return F.ALIFState(zeros, zeros, zeros)
+
+    def forward(self, current: torch.Tensor, state: F.ALIFState) -> F.ALIFState:
+        return F.lif_step(current, state, F.decay(self.tau_m), theta0=self.config.theta0, spike=self.spike)
+
+
 class LIReadout(nn.Module):
     """Leaky-integrator output neurons with trainable time constant tau_o (in steps)."""
 
@@ -145,4 +181,5 @@ class LIReadout(nn.Module):
 
 
 def hidden_layer(size: int, config: NeuronConfig) -> nn.Module:
-    return ALIFLayer(size, config) if config.kind == "alif" else ResonatorLayer(size, config)
+    layers = {"alif": ALIFLayer, "lif": LIFLayer}
+    return layers.get(config.kind, ResonatorLayer)(size, config)

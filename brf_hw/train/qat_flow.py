@@ -18,6 +18,7 @@ import torch
 from .. import evaluate, golden
 from ..artifact import load_artifact, save_artifact
 from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WORD_BITS, UserError
+from ..fixed import kinds
 from ..fixed.qat import to_int_network
 from ..fixed.spec import FixedSpec, IntNetwork, Readout, spec_for_model
 from ..model import RSNN
@@ -115,8 +116,8 @@ def quantize_model(float_model: RSNN, base: TrainConfig, qat_dir: str | Path, ar
 def run_qat(args: argparse.Namespace) -> dict:
     """Float (or --init) -> QAT -> golden-model evaluation -> export -> reload re-check, for any
     task: the task says the input format and the readout (``tasks.Task``)."""
-    if args.neuron != "brf":
-        raise UserError(f"the fixed-point flow covers BRF networks, not --neuron {args.neuron}")
+    if args.neuron not in kinds.KINDS:
+        raise UserError(f"the fixed-point flow covers {', '.join(kinds.KINDS)} networks, not --neuron {args.neuron}")
     apply_threads(args)
     base = config_from_args(args)
     task = TASKS[base.task]
