@@ -17,13 +17,14 @@ Phases of a step (cycle counts in ``cycle_model``):
           adders gets its slice of the source's weight row (one synapse-memory word). G = 1 adds
           a whole row per cycle; larger G trades cycles for adders. The previous step's hidden
           spikes were accumulated at its end (READOUT), so only the input spikes remain.
-  UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
-          C chunks of neurons, one chunk per cycle (multi-bit inputs: each lane adds its neuron's
-          w_in . x, one multiplier per input, beside the damping). The ring turns on (adding zeros)
-          and each lane takes its sum from the segment at the adders (``layout``: segment g holds
-          the chunks k = g mod G), so a lane reads one of A/P places, not one of C. u, v, q live in
-          a state memory (read a chunk, write it back 6 cycles later). As the last chunk is issued
-          every sum has been read: the sums are cleared and READOUT starts while the pipeline drains.
+  UPDATE  P lanes run the neuron kind's integer step (``update``: ``fixed_ops`` terms in a 6-stage
+          pipeline, for every kind) over the C chunks of neurons, one chunk per cycle (multi-bit
+          inputs: each lane adds its neuron's w_in . x, one multiplier per input, beside the
+          damping). The ring turns on (adding zeros) and each lane takes its sum from the segment at
+          the adders (``layout``: segment g holds the chunks k = g mod G), so a lane reads one of A/P
+          places, not one of C. u, v, q (RF: u, v) live in a state memory (read a chunk, write it
+          back 6 cycles later). As the last chunk is issued every sum has been read: the sums are
+          cleared and READOUT starts while the pipeline drains.
   READOUT G cycles per new hidden spike, the same datapath as ACC: a chunk's spikes join the source
           queue as they leave the pipeline; each spike's synapse row goes onto the (cleared)
           accumulators, for the next step, and its output-weight row (one word, with the first

@@ -22,6 +22,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed.spec import IntNetwork
+from ..neurons.modules import RESONATOR_FLAGS
 from . import fixed_ops as ops
 
 # pipeline stages of UPDATE: a chunk issued in UPDATE cycle k + 1 has its spikes at stage 6 in cycle k + 7
@@ -169,4 +170,4 @@ class ResonatorUpdate(wiring.Component):
 
 
 # the accelerator's update stage of each neuron kind (``fixed.kinds``) it implements
-UPDATE_STAGES = {name: ResonatorUpdate for name in ("brf", "brf-no-boundary", "brf-no-refractory", "brf-no-reset", "rf")}
+UPDATE_STAGES = {name: ResonatorUpdate for name in RESONATOR_FLAGS}
