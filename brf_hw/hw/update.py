@@ -22,7 +22,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed.spec import IntNetwork
-from ..neurons.modules import RESONATOR_FLAGS
+from ..neurons.flags import RESONATOR_FLAGS
 from . import fixed_ops as ops
 
 # pipeline stages of UPDATE: a chunk issued in UPDATE cycle k + 1 has its spikes at stage 6 in cycle k + 7
