@@ -107,11 +107,10 @@ class ResonatorUpdate(wiring.Component):
         # block RAM's clock-to-output is most of a cycle)
         old = [[Mux(ports.fresh, 0, field(ports.state, i * P + p, sb)) for p in range(P)]
                for i in range(len(self.state_names))]
-        u2, v2, *q2 = ([reg(x, f"{n}_s2_{p}") for p, x in enumerate(xs)] for n, xs in zip(self.state_names, old))
-        q2 = q2[0] if has_q else None
-        d2 = [reg(field(ports.constants, p, cb), f"d_s2_{p}") for p in range(P)]
-        c2 = [reg(field(ports.constants, P + p, cb), f"c_s2_{p}") for p in range(P)]
-        acc2 = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
+        stage2 = dict(zip(self.state_names, regs(self.state_names, old, 2)))  # u, v (, q)
+        stage2["d"] = [reg(field(ports.constants, p, cb), f"d_s2_{p}") for p in range(P)]
+        stage2["c"] = [reg(field(ports.constants, P + p, cb), f"c_s2_{p}") for p in range(P)]
+        stage2["acc"] = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
         if self.multiply:  # lane p's input weights, registered like d and c
             n_in, wib = net.shape[0], spec.weight.bits
             w_in2 = [[reg(field(ports.constants[2 * P * cb:], p * n_in + i, wib), f"w_in_s2_{p}_{i}")
@@ -119,11 +118,8 @@ class ResonatorUpdate(wiring.Component):
         valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
         # stage 2: dt * q, the smooth reset's share of the damping
         if self.damp:
-            q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(q2)]
-        names, values = ("u", "v", "q", "d", "c", "acc"), (u2, v2, q2, d2, c2, acc2)
-        if not has_q:
-            names, values = names[:2] + names[3:], values[:2] + values[3:]
-        stage3 = dict(zip(names, regs(names, values, 3)))
+            q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(stage2["q"])]
+        stage3 = dict(zip(stage2, regs(stage2, stage2.values(), 3)))
         valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
         cur3 = stage3["acc"]  # the synaptic current
         if self.multiply:  # w_in . x of the step's inputs (latched with its beat), then the current
@@ -137,8 +133,9 @@ class ResonatorUpdate(wiring.Component):
         # stage 3: damping factor
         d3 = stage3["d"]
         e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]) if self.damp else d3[p], f"e_s4_{p}") for p in range(P)]
-        names = ("u", "v", "q", "c", "acc") if has_q else ("u", "v", "c", "acc")
-        stage4 = dict(zip(names, regs(names, [cur3 if n == "acc" else stage3[n] for n in names], 4)))
+        stage3["acc"] = cur3
+        del stage3["d"]  # (e replaces it)
+        stage4 = dict(zip(stage3, regs(stage3, stage3.values(), 4)))
         u4, v4, c4 = stage4["u"], stage4["v"], stage4["c"]
         valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
         # stage 4: the rotation's products
