@@ -60,8 +60,8 @@ class FuzzCase(NamedTuple):
 
     def describe(self) -> str:
         n_in, n_hid, n_out = self.net.shape
-        return (f"seed {self.seed}: {self.net.neuron} {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, {int(self.first.sum())} starts, "
-                f"lanes {self.lanes}, segments {self.segments}, events {self.events}, {self.net.spec.describe()}")
+        return (f"seed {self.seed}: {self.net.neuron} {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, "
+                f"{int(self.first.sum())} starts, lanes {self.lanes}, segments {self.segments}, events {self.events}, {self.net.spec.describe()}")
 
 
 def _format(rng, low_bits: int, high_bits: int, frac_low, frac_high) -> Format:
