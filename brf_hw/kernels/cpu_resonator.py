@@ -338,6 +338,28 @@ def _next_block(typingctx, counter):
     return sig, codegen
 
 
+@intrinsic
+def _ptr_at(typingctx, arr, offset):
+    """Pointer to element ``offset`` of C-contiguous ``arr``'s flat data."""
+    sig = types.CPointer(arr.dtype)(arr, offset)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True)
+def _view(arr, start, length):
+    """arr's flat elements [start, start + length) as a 1-D array that does not own a reference to
+    arr. A view made by indexing (``u_s[t, b]``) increments the reference count of arr's data, an
+    atomic add; made per step and sequence, on a count that every worker shares (one cache line
+    bouncing between cores), those were most of the backward's time at small H. ``arr`` must outlive
+    the view and be C-contiguous (every caller's is)."""
+    return numba.carray(_ptr_at(arr, start), length)
+
+
 @numba.njit(cache=True)
 def _aligned_rows(rows, ld, like):
     """A zeroed [rows, ld] work array whose start is 64-byte aligned, so that a BLAS
@@ -468,9 +490,6 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             sg = np.zeros(n, dtype)
             zero_row = np.zeros(n, dtype)
             active = np.empty(n, np.int64)
-            wp = w_parts[blk]
-            ip = in_parts[blk]
-            op = out_parts[blk]
             for t in range(steps - 1, -1, -1):
                 if t_stop > 0 and t < steps - 1 and (t + 1) % t_stop == 0:
                     gu[:] = 0.0
@@ -479,29 +498,31 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     gz_rec[:] = 0.0
                 for r in range(rows):
                     bi = lo + r
+                    now = (t * batch + bi) * n  # [t, bi, 0]
+                    prev = now - batch * n  # [t - 1, bi, 0]
                     # gradient reaching z_t: directly, through the readout, through the next step
                     if has_grad_z:
-                        gz[:] = grad_z[t, bi]
+                        gz[:] = _view(grad_z, now, n)
                     else:
                         gz[:] = 0.0
                     if n_out > 0:
-                        gd = grad_d[t, bi]
+                        gd = _view(grad_d, (t * batch + bi) * n_out, n_out)
                         for c in range(n_out):
                             g = gd[c]
-                            wc = w_out[c]
+                            wc = _view(w_out, c * n, n)
                             for h in range(n):
                                 gz[h] += g * wc[h]
-                        zt = z_s[t, bi]  # dW_out: event-driven over this step's spikes
+                        zt = _view(z_s, now, n)  # dW_out: event-driven over this step's spikes
                         for j in range(n):
                             if zt[j] != 0.0:
-                                pj = op[j]
+                                pj = _view(out_parts, (blk * n + j) * n_out, n_out)
                                 for c in range(n_out):
                                     pj[c] += gd[c]
-                    u_now = u_s[t, bi]
+                    u_now = _view(u_s, now, n)
                     if t > 0:
-                        u_prev = u_s[t - 1, bi]
-                        v_prev = v_s[t - 1, bi]
-                        q_prev = q_s[t - 1, bi] if q_mode != 0 else zero_row
+                        u_prev = _view(u_s, prev, n)
+                        v_prev = _view(v_s, prev, n)
+                        q_prev = _view(q_s, prev, n) if q_mode != 0 else zero_row
                     else:
                         u_prev = zero_row
                         v_prev = zero_row
@@ -509,13 +530,13 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # q where it enters: the threshold, the damping (zeros where it does not)
                     q_thr = q_prev if q_thresh else zero_row
                     q_dmp = q_prev if q_damp else zero_row
-                    gur = gu[r]
-                    gvr = gv[r]
-                    gqr = gq[r]
-                    gzr = gz_rec[r]
-                    gir = gi[r]
-                    omp = om_parts[bi]
-                    b0p = b0_parts[bi]
+                    gur = _view(gu, r * n, n)
+                    gvr = _view(gv, r * n, n)
+                    gqr = _view(gq, r * n, n)
+                    gzr = _view(gz_rec, r * n, n)
+                    gir = _view(gi, r * n, n)
+                    omp = _view(om_parts, bi * n, n)
+                    b0p = _view(b0_parts, bi * n, n)
                     # the surrogate in float64, stored in the arrays' dtype (one loop per code: a
                     # branch inside would keep the loop from vectorising)
                     if surrogate == 0:
@@ -549,26 +570,26 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     for h in range(n):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        grad_i[t, bi] = gir
+                        _view(grad_i, now, n)[:] = gir
                     for k in range(n_in):  # dW_in: event-driven over nonzero inputs
                         xv = x[t, bi, k]
                         if xv != 0.0:
-                            pk = ip[k]
+                            pk = _view(in_parts, (blk * n_in + k) * n, n)
                             for h in range(n):
                                 pk[h] += xv * gir[h]
                 if t > 0:
                     # recurrent synapses, I_t = ... + W_rec z_{t-1}: adjoint for step t-1, dW_rec
                     _recurrent_adjoint(gi, w_al, gz_rec, rows, n, gemm, gemm_args, scalars)
                     for r in range(rows):
-                        zp = z_s[t - 1, lo + r]
+                        zp = _view(z_s, ((t - 1) * batch + lo + r) * n, n)
                         n_active = 0
                         for j in range(n):
                             if zp[j] != 0.0:
                                 active[n_active] = j
                                 n_active += 1
-                        gir = gi[r]
+                        gir = _view(gi, r * n, n)
                         for k in range(n_active):
-                            pj = wp[active[k]]
+                            pj = _view(w_parts, (blk * n + active[k]) * n, n)
                             for h in range(n):
                                 pj[h] += gir[h]
             blk = _next_block(counter)
