@@ -427,6 +427,9 @@ def _recurrent_adjoint(gi, w, out, rows, n, gemm, gemm_args, scalars):
                        gi.ctypes.data, p + 12, zero, out.ctypes.data, p + 12)
 
 
+_SEGMENT = 1024  # elements: the backward's elementwise passes run over whole blocks up to this size
+
+
 @numba.njit(parallel=True, fastmath={"contract"}, cache=True)
 def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
                      q_mode, surrogate, t_stop, block, want_grad_i, gemm, set_blas_threads, workers):
@@ -470,9 +473,13 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
         while blk < n_blocks:
             lo = blk * block
             rows = min(batch, lo + block) - lo
-            # adjoint state of the block. The elementwise work runs row by row: the block's
-            # arrays stay in L1 (one pass over the whole [rows, H] block per quantity was 2x slower
-            # at H = 256)
+            # adjoint state of the block, [rows, H]. The elementwise work runs over segments
+            # of ``seg`` elements: the whole block where it is small (fixed costs per loop and
+            # pass, paid once per block and step, not per sequence), else one sequence at a time
+            # so that the arrays stay in L1 (one pass over a whole [16, 256] block per quantity
+            # was 2x slower). Per element the same operations either way.
+            m = rows * n
+            seg = m if m <= _SEGMENT else n
             gu = np.zeros((rows, n), dtype)
             gv = np.zeros((rows, n), dtype)
             gq = np.zeros((rows, n), dtype)
@@ -485,9 +492,11 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             gemm_args[4] = 78 | (78 << 8)  # "NN"
             scalars = np.zeros(2, dtype)
             scalars[0] = 1.0
-            gz = np.zeros(n, dtype)
-            sg = np.zeros(n, dtype)
-            zero_row = np.zeros(n, dtype)
+            gz_blk = np.zeros(m, dtype)
+            sg_blk = np.zeros(m, dtype)
+            zero_seg = np.zeros(seg, dtype)
+            om_seg = _tile(omega, seg // n)  # per-neuron constants laid out like a segment
+            b0_seg = _tile(b0, seg // n)
             active = np.empty(n, np.int64)
             for t in range(steps - 1, -1, -1):
                 if t_stop > 0 and t < steps - 1 and (t + 1) % t_stop == 0:
@@ -495,11 +504,13 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     gv[:] = 0.0
                     gq[:] = 0.0
                     gz_rec[:] = 0.0
+                blk_now = (t * batch + lo) * n  # [t, lo, 0]
                 for r in range(rows):
                     bi = lo + r
-                    now = (t * batch + bi) * n  # [t, bi, 0]
-                    prev = now - batch * n  # [t - 1, bi, 0]
-                    # gradient reaching z_t: directly, through the readout, through the next step
+                    now = blk_now + r * n
+                    # gradient reaching z_t: directly, through the readout (through the next
+                    # step: gz_rec, added below)
+                    gz = _view(gz_blk, r * n, n)
                     if has_grad_z:
                         gz[:] = _view(grad_z, now, n)
                     else:
@@ -517,65 +528,74 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                                 pj = _view(out_parts, (blk * n + j) * n_out, n_out)
                                 for c in range(n_out):
                                     pj[c] += gd[c]
-                    u_now = _view(u_s, now, n)
+                for s0 in range(0, m, seg):
+                    now = blk_now + s0
+                    prev = now - batch * n  # [t - 1, lo, 0] + s0
+                    u_now = _view(u_s, now, seg)
                     if t > 0:
-                        u_prev = _view(u_s, prev, n)
-                        v_prev = _view(v_s, prev, n)
-                        q_prev = _view(q_s, prev, n) if q_mode != 0 else zero_row
+                        u_prev = _view(u_s, prev, seg)
+                        v_prev = _view(v_s, prev, seg)
+                        q_prev = _view(q_s, prev, seg) if q_mode != 0 else zero_seg
                     else:
-                        u_prev = zero_row
-                        v_prev = zero_row
-                        q_prev = zero_row
+                        u_prev = zero_seg
+                        v_prev = zero_seg
+                        q_prev = zero_seg
                     # q where it enters: the threshold, the damping (zeros where it does not)
-                    q_thr = q_prev if q_thresh else zero_row
-                    q_dmp = q_prev if q_damp else zero_row
-                    gur = _view(gu, r * n, n)
-                    gvr = _view(gv, r * n, n)
-                    gqr = _view(gq, r * n, n)
-                    gzr = _view(gz_rec, r * n, n)
-                    gir = _view(gi, r * n, n)
-                    omp = _view(om_parts, bi * n, n)
-                    b0p = _view(b0_parts, bi * n, n)
+                    q_thr = q_prev if q_thresh else zero_seg
+                    q_dmp = q_prev if q_damp else zero_seg
+                    gz = _view(gz_blk, s0, seg)
+                    sg = _view(sg_blk, s0, seg)
+                    gur = _view(gu, s0, seg)
+                    gvr = _view(gv, s0, seg)
+                    gqr = _view(gq, s0, seg)
+                    gzr = _view(gz_rec, s0, seg)
+                    gir = _view(gi, s0, seg)
+                    omp = _view(om_parts, lo * n + s0, seg)
+                    b0p = _view(b0_parts, lo * n + s0, seg)
                     # the surrogate in float64, stored in the arrays' dtype (one loop per code: a
                     # branch inside would keep the loop from vectorising)
                     if surrogate == 0:
-                        for h in range(n):
+                        for h in range(seg):
                             sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 0)
                     else:
-                        for h in range(n):
+                        for h in range(seg):
                             sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 1)
                     # the adjoint step as passes that each touch few arrays: one loop touching
                     # them all needs more run-time aliasing checks than LLVM makes, and stays
                     # scalar. Per element the same operations as one loop.
-                    for h in range(n):  # gs = (Gz + Gq) sg(s), into sg
+                    for h in range(seg):  # gs = (Gz + Gq) sg(s), into sg
                         sg[h] = (gz[h] + gzr[h] + q_flag * gqr[h]) * sg[h]  # gq stays 0 for RF
-                    for h in range(n):  # GU = Gu + gs, into gu
+                    for h in range(seg):  # GU = Gu + gs, into gu
                         gur[h] += sg[h]
-                    for h in range(n):  # gI = dt GU
+                    for h in range(seg):  # gI = dt GU
                         gir[h] = dt * gur[h]
-                    for h in range(n):  # gb = dt (GU u + Gv v), into gz
+                    for h in range(seg):  # gb = dt (GU u + Gv v), into gz
                         gz[h] = dt * (gur[h] * u_prev[h] + gvr[h] * v_prev[h])
-                    for h in range(n):
+                    for h in range(seg):
                         omp[h] += dt * (gvr[h] * u_prev[h] - gur[h] * v_prev[h])
-                    for h in range(n):
+                    for h in range(seg):
                         b0p[h] += gz[h]
-                    for h in range(n):  # Gu, Gv one step back
-                        b = b0[h] - q_dmp[h]
+                    for h in range(seg):  # Gu, Gv one step back
+                        b = b0_seg[h] - q_dmp[h]
                         big_u = gur[h]
-                        gur[h] = big_u * (one + dt * b) + gvr[h] * dt * omega[h]
-                        gvr[h] = -big_u * dt * omega[h] + gvr[h] * (one + dt * b)
-                    sg_q = sg if q_thresh else zero_row
-                    gb_q = gz if q_damp else zero_row
-                    for h in range(n):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
+                        gur[h] = big_u * (one + dt * b) + gvr[h] * dt * om_seg[h]
+                        gvr[h] = -big_u * dt * om_seg[h] + gvr[h] * (one + dt * b)
+                    sg_q = sg if q_thresh else zero_seg
+                    gb_q = gz if q_damp else zero_seg
+                    for h in range(seg):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        _view(grad_i, now, n)[:] = gir
-                    for k in range(n_in):  # dW_in: event-driven over nonzero inputs
-                        xv = x[t, bi, k]
-                        if xv != 0.0:
-                            pk = _view(in_parts, (blk * n_in + k) * n, n)
-                            for h in range(n):
-                                pk[h] += xv * gir[h]
+                        _view(grad_i, now, seg)[:] = gir
+                if n_in > 0:
+                    for r in range(rows):
+                        gir = _view(gi, r * n, n)
+                        x_r = _view(x, (t * batch + lo + r) * n_in, n_in)
+                        for k in range(n_in):  # dW_in: event-driven over nonzero inputs
+                            xv = x_r[k]
+                            if xv != 0.0:
+                                pk = _view(in_parts, (blk * n_in + k) * n, n)
+                                for h in range(n):
+                                    pk[h] += xv * gir[h]
                 if t > 0:
                     # recurrent synapses, I_t = ... + W_rec z_{t-1}: adjoint for step t-1, dW_rec
                     _recurrent_adjoint(gi, w_al, gz_rec, rows, n, gemm, gemm_args, scalars)
