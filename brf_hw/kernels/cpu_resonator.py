@@ -355,7 +355,8 @@ def _view(arr, start, length):
     arr. A view made by indexing (``u_s[t, b]``) increments the reference count of arr's data, an
     atomic add; made per step and sequence, on a count that every worker shares (one cache line
     bouncing between cores), those were most of the backward's time at small H. ``arr`` must outlive
-    the view and be C-contiguous (every caller's is)."""
+    the view and be C-contiguous (every caller's is). Fill such a view element by element: an
+    array assigned to its slice (``view[:] = other``) left it unchanged under numba 0.68."""
     return numba.carray(_ptr_at(arr, start), length)
 
 
@@ -512,9 +513,12 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # step: gz_rec, added below)
                     gz = _view(gz_blk, r * n, n)
                     if has_grad_z:
-                        gz[:] = _view(grad_z, now, n)
+                        g_in = _view(grad_z, now, n)
+                        for h in range(n):
+                            gz[h] = g_in[h]
                     else:
-                        gz[:] = 0.0
+                        for h in range(n):
+                            gz[h] = 0.0
                     if n_out > 0:
                         gd = _view(grad_d, (t * batch + bi) * n_out, n_out)
                         for c in range(n_out):
@@ -585,7 +589,9 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     for h in range(seg):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        _view(grad_i, now, seg)[:] = gir
+                        g_out = _view(grad_i, now, seg)
+                        for h in range(seg):
+                            g_out[h] = gir[h]
                 if n_in > 0:
                     for r in range(rows):
                         gir = _view(gi, r * n, n)
