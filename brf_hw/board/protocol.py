@@ -1,5 +1,5 @@
 """The board link protocol, version 2: one definition for the RTL framing and the host.
-(docs/hardware/board-protocol.md is the user's copy of this specification.)
+(docs/concepts/board-protocol.md is the user's copy of this specification.)
 
 Byte-level specification
 ========================

@@ -48,7 +48,7 @@ def sat(x, lo, hi):
 @numba.njit(cache=True)
 def resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, q_mode):
     """The step above for BRF and its ablations: ``q_mode`` bit 0 puts q in the damping (e),
-    bit 1 in the threshold (``kernels.q_mode``); q evolves only if either does (RF: q stays 0).
+    bit 1 in the threshold (``neurons.flags.q_mode``); q evolves only if either does (RF: q stays 0).
     Without the divergence boundary only d differs (1 - dt*b_offset), which the caller quantized."""
     damp = q_mode & 1
     thresh = (q_mode >> 1) & 1

@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from ..neurons.functional import p_omega
-from ..neurons.modules import RESONATOR_FLAGS
+from ..neurons.flags import RESONATOR_FLAGS, q_mode
 
 KERNELS = ("auto", "fused", "reference")
 FUSED_KINDS = tuple(RESONATOR_FLAGS)  # BRF, its ablations and RF: one kernel, q_mode switches
@@ -58,12 +58,6 @@ def choose(requested: str, kind: str, device: torch.device) -> str:
         _warned.add(reason)
         warnings.warn(f"falling back to the reference BPTT loop: {reason}", RuntimeWarning, stacklevel=3)
     return "reference"
-
-
-def q_mode(flags) -> int:
-    """Where q enters the step, as the kernels' bits (``cpu_resonator.Q_DAMP | Q_THRESH``); a
-    copy of those constants, so that choosing a kernel does not need numba."""
-    return (1 if flags.smooth_reset else 0) | (2 if flags.refractory else 0)
 
 
 def fused_sequence(model, x: torch.Tensor, tbptt: int):

@@ -50,7 +50,7 @@ from numba.extending import intrinsic
 from ..neurons.surrogate import GAIN, HEIGHT, SCALE, WIDTH
 
 SURROGATE_CODES = {"double_gaussian": 0, "multi_gaussian": 1}
-Q_DAMP = 1  # q_mode bits (``kernels.q_mode``): q in the damping (smooth reset) ...
+Q_DAMP = 1  # q_mode bits (``neurons.flags.q_mode``): q in the damping (smooth reset) ...
 Q_THRESH = 2  # ... and in the threshold (refractory period)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 

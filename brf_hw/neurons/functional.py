@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from .flags import BRF, RF, ResonatorFlags  # noqa: F401  (re-exported: the step takes them)
 from .surrogate import SpikeFn
 
 Tensor = torch.Tensor
@@ -56,25 +57,6 @@ def p_omega(omega: Tensor, dt: float) -> Tensor:
     return (-1.0 + torch.sqrt(1.0 - (dt * omega) ** 2)) / dt
 
 
-class ResonatorFlags(NamedTuple):
-    """Which of BRF's three mechanisms a resonator variant keeps (the paper's ablations).
-
-    boundary      b includes p(omega), the damping at the divergence boundary
-    refractory    the threshold is raised by q: z = H(u - theta - q)
-    smooth_reset  q deepens the damping: b includes -q
-    q evolves (q = gamma*q + z) when either of the last two uses it, else stays 0."""
-
-    boundary: bool = True
-    refractory: bool = True
-    smooth_reset: bool = True
-
-    @property
-    def uses_q(self) -> bool:
-        return self.refractory or self.smooth_reset
-
-
-BRF = ResonatorFlags()
-RF = ResonatorFlags(False, False, False)
 
 
 def brf_step(

@@ -10,16 +10,9 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .flags import RESONATOR_FLAGS
 from .surrogate import spike_fn
 
-# The Euler resonators: BRF, its three ablations and RF are one step with flags (one fused kernel).
-RESONATOR_FLAGS = {
-    "brf": F.BRF,
-    "brf-no-boundary": F.ResonatorFlags(boundary=False),  # p(omega) dropped from b
-    "brf-no-refractory": F.ResonatorFlags(refractory=False),  # threshold without q
-    "brf-no-reset": F.ResonatorFlags(smooth_reset=False),  # q not in the damping
-    "rf": F.RF,  # Izhikevich RF without reset
-}
 RESONATOR_KINDS = (*RESONATOR_FLAGS, "bhrf")
 NEURON_KINDS = RESONATOR_KINDS + ("alif", "lif")
 

@@ -2,7 +2,7 @@
 
 Per hidden neuron: d = 1 + dt*b0 (b0 = p(omega) - b_offset, or -b_offset without the divergence
 boundary) and c = dt*omega, both in the coefficient format; scalars dt (coef), gamma (coef) and
-theta (state). State u, v, q. ``q_mode`` says where q enters (see ``kernels.q_mode``).
+theta (state). State u, v, q. ``q_mode`` says where q enters (see ``neurons.flags.q_mode``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...kernels import q_mode
-from ...neurons.functional import ResonatorFlags, check_omega, p_omega
-from ...neurons.modules import RESONATOR_FLAGS
-from ..arith import resonator_step
+from ...neurons.flags import RESONATOR_FLAGS, ResonatorFlags, q_mode
 from . import register
+
+# torch (quantize) and numba (step) are imported where used: loading an artifact or building
+# the hardware needs neither
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,14 @@ class ResonatorKind:
 
     def b0(self, omega, b_offset, dt):
         """The damping without q, float (torch): what d quantizes."""
+        from ...neurons.functional import p_omega
+
         return p_omega(omega, dt) - b_offset if self.flags.boundary else -b_offset
 
     def quantize(self, model, spec, fake_quant) -> dict:
         """d and c as fake-quantized (integer-valued, STE) float64 tensors."""
+        from ...neurons.functional import check_omega
+
         dt = model.config.neuron.dt
         if self.flags.boundary:
             check_omega(model.hidden.omega_param, dt, f"{self.name} omega")
@@ -61,6 +65,8 @@ class ResonatorKind:
 
     def step(self, net, acc, state, consts) -> tuple:
         """(u, v, q), z after one step on the synaptic sums ``acc``; ``consts``: net.step_constants()."""
+        from ..arith import resonator_step
+
         u, v, q, z = resonator_step(acc, *state, net.d, net.c, *consts, self.q_mode)
         return (u, v, q), z
 
