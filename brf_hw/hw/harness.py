@@ -28,7 +28,11 @@ module {name} (
   input [15:0] gap /*verilator public_flat_rw*/,
   input [15:0] stall /*verilator public_flat_rw*/,
   input [31:0] seed /*verilator public_flat_rw*/,
-  output reg done /*verilator public_flat_rw*/
+  output reg done /*verilator public_flat_rw*/,
+  // cycles without an input beat on offer while one was due (gaps), and with an output beat held
+  // back (stalls): a test can see that the back-pressure it asked for happened
+  output reg [31:0] gap_cycles /*verilator public_flat_rw*/,
+  output reg [31:0] stall_cycles /*verilator public_flat_rw*/
 );
   reg in_valid;
   reg [{iw}-1:0] in_payload;
@@ -76,6 +80,8 @@ module {name} (
       in_valid <= 0;
       stall_left <= 0;
       done <= 0;
+      gap_cycles <= 0;
+      stall_cycles <= 0;
       opened = 0;
       sent = 0;
       received = 0;
@@ -99,6 +105,7 @@ module {name} (
           if (!gapped && src_random[15:0] < gap) begin
             gapped = 1;
             gap_left = {{1'b0, src_random[17:16]}};
+            gap_cycles <= gap_cycles + 1 + src_random[17:16];
           end else begin
             got = $fscanf(beats_fd, "%h\n", beat);
             if (got != 1) begin
@@ -124,6 +131,7 @@ module {name} (
         end
       end else if (out_valid && stall_left != 0) begin
         stall_left <= stall_left - 1;
+        stall_cycles <= stall_cycles + 1;
       end
     end
   end

@@ -116,6 +116,7 @@ async def stream_matches_golden(dut):
         raise AssertionError(f"the stream did not finish within {limit // PERIOD_NS} cycles "
                              f"({_count_lines(WORDS_FILE)} of {steps} output beats came out)") from None
     words = _read_words(WORDS_FILE, steps)
+    handshakes = {"gap_cycles": int(dut.gap_cycles.value), "stall_cycles": int(dut.stall_cycles.value)}
 
     width = max(f["offset"] + f["width"] for f in fields.values())
     bits = _bits(words, width)
@@ -128,7 +129,8 @@ async def stream_matches_golden(dut):
     potentials = _signed(field("potentials").reshape(steps, n_out, out_bits))
     labels = _unsigned(field("label"))
     cycles = _unsigned(field("cycles"))
-    result = {"spikes_per_step": spikes.sum(1), "potentials": potentials, "labels": labels, "cycles": cycles}
+    result = {"spikes_per_step": spikes.sum(1), "potentials": potentials, "labels": labels, "cycles": cycles,
+              **handshakes}
     checks = [("hidden spike", spikes, case["spikes"]), ("output potential", potentials, case["outputs"]),
               ("label", labels[:, None], case["labels"][:, None])]
     if "sum_label" in fields:
