@@ -1,6 +1,7 @@
-"""The generated Verilog under Icarus or Verilator, driven by cocotb (``hw.testbench``), against
-the golden model: build a design, stream sequences through it (every step's spikes, potentials,
-labels and cycle count compared), run a task's test set or one long stream.
+"""The generated Verilog under Icarus or Verilator, inside its stream harness (``hw.harness``),
+driven by cocotb (``hw.testbench``), against the golden model: build a design, stream sequences
+through it (every step's spikes, potentials, labels and cycle count compared), run a task's test
+set or one long stream.
 
     brf-hw sim --task ecg                          # = make sim-full: the 141 ECG test sequences, RTL accuracy
     brf-hw sim --task smnist --jobs 2 [--limit N]  # the 10,000 S-MNIST test images
@@ -84,8 +85,9 @@ def build_verilog(simulator: str, sources: list[Path], toplevel: str, build_dir:
     from cocotb_tools.runner import get_runner
 
     runner = get_runner(simulator)
+    args = build_args(simulator) + (list(verilator_args) if simulator == "verilator" else [])
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir / simulator,
-                 build_args=build_args(simulator) + (list(verilator_args) if simulator == "verilator" else []), waves=waves, always=True, timescale=("1ns", "1ps"),
+                 build_args=args, waves=waves, always=True, timescale=("1ns", "1ps"),
                  log_file=build_dir / f"{simulator}_build.log")
     return runner
 

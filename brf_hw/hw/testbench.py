@@ -94,8 +94,9 @@ async def stream_matches_golden(dut):
     steps = len(x)
     n_out, out_bits = meta["outputs"], meta["output_bits"]
     fields = meta["payload"]
+    stream = beats(x, first, meta["input_bits"], meta["input_payload"]["first"]["offset"])
     with open(BEATS_FILE, "w") as f:  # the harness plays them from the simulator's working folder
-        f.writelines(f"{beat:x}\n" for beat in beats(x, first, meta["input_bits"], meta["input_payload"]["first"]["offset"]))
+        f.writelines(f"{beat:x}\n" for beat in stream)
 
     if "icarus" in cocotb.SIM_NAME.lower():  # (Verilator settles them itself, and hides the inside)
         await settle_combinational(dut.acc)
