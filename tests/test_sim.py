@@ -44,12 +44,15 @@ def test_ecg_sequences_back_to_back_with_backpressure(ecg_design, ecg_splits, tm
     x, first = ecg_stream(ecg_splits, [0, 1, 2], 500)
     out = check(ecg_design, x, first, "ecg", gap_prob=0.3, stall_prob=0.3, seed=7)
     assert out["spikes_per_step"].sum() > 500
+    # about 0.3 * 2.5 idle cycles per beat on each side: the back-pressure happened
+    assert 0.5 * len(x) < out["gap_cycles"] < 1.0 * len(x) and 0.5 * len(x) < out["stall_cycles"] < 1.0 * len(x)
 
 
 def test_whole_ecg_sequences_streaming(ecg_design, ecg_splits, tmp_path):
     x, first = ecg_stream(ecg_splits, [3, 4])
     assert len(x) == 2600
-    check(ecg_design, x, first, "ecg_whole")
+    out = check(ecg_design, x, first, "ecg_whole")
+    assert out["gap_cycles"] == out["stall_cycles"] == 0
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

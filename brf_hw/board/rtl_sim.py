@@ -48,7 +48,7 @@ def build(simulator: str, build_dir: Path, artifact: Path | None = None, *, divi
     config = {"artifact": str(artifact), "divisor": divisor, "timeout_cycles": timeout_cycles,
               "fifo_depth": fifo_depth, "lanes": link.core.lanes, "segments": link.core.segments,
               "identity": link.identity_values}
-    runner = build_verilog(simulator, source, TOP, build_dir)
+    runner = build_verilog(simulator, [source], TOP, build_dir)
     return BoardDesign(simulator, build_dir, runner, artifact, config)
 
 

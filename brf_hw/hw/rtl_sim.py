@@ -1,6 +1,7 @@
-"""The generated Verilog under Icarus or Verilator, driven by cocotb (``hw.testbench``), against
-the golden model: build a design, stream sequences through it (every step's spikes, potentials,
-labels and cycle count compared), run a task's test set or one long stream.
+"""The generated Verilog under Icarus or Verilator, inside its stream harness (``hw.harness``),
+driven by cocotb (``hw.testbench``), against the golden model: build a design, stream sequences
+through it (every step's spikes, potentials, labels and cycle count compared), run a task's test
+set or one long stream.
 
     brf-hw sim --task ecg                          # = make sim-full: the 141 ECG test sequences, RTL accuracy
     brf-hw sim --task smnist --jobs 2 [--limit N]  # the 10,000 S-MNIST test images
@@ -29,6 +30,7 @@ from ..cli_util import POSITIVE_INT, UserError, run_main
 from ..fixed.spec import IntNetwork
 from ..stream import from_stream, sequence_starts, to_stream
 from .generate import TOP, generate
+from .harness import HARNESS, HIDDEN_INSIDE, harness_verilog
 
 TESTBENCH = "brf_hw.hw.testbench"
 # cocotb rewrites the assertions of every module imported after it (numba, amaranth, ...) unless told
@@ -76,13 +78,16 @@ def build_args(simulator: str) -> list[str]:
             *(["-O3", "--x-assign", "fast", "--x-initial", "fast"] if fast else [])]
 
 
-def build_verilog(simulator: str, source: Path, toplevel: str, build_dir: Path, waves: bool = False):
-    """Compile one Verilog file for ``simulator``; returns the cocotb runner holding the build."""
+def build_verilog(simulator: str, sources: list[Path], toplevel: str, build_dir: Path, waves: bool = False,
+                  verilator_args: list[str] = ()):
+    """Compile Verilog files for ``simulator`` (Verilator: with ``verilator_args`` too); returns the
+    cocotb runner holding the build."""
     from cocotb_tools.runner import get_runner
 
     runner = get_runner(simulator)
-    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir / simulator,
-                 build_args=build_args(simulator), waves=waves, always=True, timescale=("1ns", "1ps"),
+    args = build_args(simulator) + (list(verilator_args) if simulator == "verilator" else [])
+    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir / simulator,
+                 build_args=args, waves=waves, always=True, timescale=("1ns", "1ps"),
                  log_file=build_dir / f"{simulator}_build.log")
     return runner
 
@@ -136,14 +141,23 @@ class Design:
 
 def build(simulator: str, artifact: Path, lanes: int, build_dir: Path, waves: bool = False,
           segments: int | None = None, events: int = 1) -> Design:
-    """Generate the accelerator's Verilog for ``artifact`` and compile it."""
+    """Generate the accelerator's Verilog for ``artifact`` and compile it inside the stream harness."""
     require(simulator)
     build_dir = Path(build_dir).resolve()  # the simulator runs in the case's folder: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
-    info = generate(artifact, lanes, build_dir / "rtl", {}, segments, events)
-    runner = build_verilog(simulator, build_dir / "rtl" / f"{TOP}.v", TOP, build_dir, waves)
+    rtl = build_dir / "rtl"
+    info = generate(artifact, lanes, rtl, {}, segments, events)
+    ports = info["ports"]
+    (rtl / f"{HARNESS}.v").write_text(harness_verilog(TOP, _width(ports["inp"]["payload"]),
+                                                      _width(ports["out"]["payload"])))
+    runner = build_verilog(simulator, [rtl / f"{TOP}.v", rtl / f"{HARNESS}.v"], HARNESS, build_dir, waves,
+                           HIDDEN_INSIDE)
     return Design(simulator, load_artifact(artifact)[0], lanes, build_dir, info, runner, artifact, waves, segments,
                   events)
+
+
+def _width(fields: dict) -> int:
+    return max(f["offset"] + f["width"] for f in fields.values())
 
 
 def run_stream(design: Design, x: np.ndarray, first: np.ndarray, name: str, gap_prob: float = 0.0,
@@ -168,13 +182,14 @@ def run_expected(design: Design, x, first, name: str, net: IntNetwork, spikes, o
     meta = {"hidden": net.shape[1], "outputs": net.shape[2], "output_bits": net.spec.output.bits,
             "input_bits": net.spec.input.bits, "input_payload": design.info["ports"]["inp"]["payload"],
             "payload": design.info["ports"]["out"]["payload"], "seed": seed, "gap_prob": gap_prob,
-            "stall_prob": stall_prob}
+            "stall_prob": stall_prob,
+            "max_cycles": design.info["latency_cycles"]["every_source_active"]}
     work = design.build_dir / design.simulator / name
     work.mkdir(parents=True, exist_ok=True)
     case, result = work / "case.npz", work / "result.npz"
     np.savez(case, x=x.astype(np.int64), first=first.astype(np.int64), meta=np.array(json.dumps(meta)), **expected)
     result.unlink(missing_ok=True)
-    run_cocotb(design.runner, design.simulator, design.build_dir, TESTBENCH, TOP, work, name,
+    run_cocotb(design.runner, design.simulator, design.build_dir, TESTBENCH, HARNESS, work, name,
                {"BRF_SIM_CASE": str(case), "BRF_SIM_RESULT": str(result)}, waves=design.waves)
     with np.load(result) as r:
         return {**{k: r[k] for k in r.files}, "golden_labels": labels}

@@ -1,25 +1,53 @@
-"""cocotb 2.x testbench for the generated brf_rsnn Verilog.
+"""cocotb 2.x testbench for the generated brf_rsnn Verilog inside its stream harness.
 
-The runner (sim/run.py) writes a case file: input values (spikes, or b-bit integers packed
+The runner (``hw.rtl_sim``) writes a case file: input values (spikes, or b-bit integers packed
 little-end first into the input field) of a stream of sequences, their start flags, the golden
 model's expected spikes / potentials / labels (and a mean readout's sum labels), payload field
-offsets and handshake randomisation. Output words are decoded all at once with numpy (S-MNIST
-runs hundreds of thousands of steps per case). The test streams the inputs with random valid gaps and ready stalls,
-awaiting only handshake events (never every clock edge from Python), and compares every step's
-outputs with the golden model once the stream is through. The first mismatch is reported with
-sequence, step, neuron, expected and got; all outputs are saved for the runner. The clock is the
+offsets and handshake randomisation. The test writes the input beats for the harness
+(``hw.harness``: the stream source and sink in the HDL, back to back or with random valid gaps and
+ready stalls), waits for its ``done`` (Python wakes a handful of times per run, not per step), and
+compares every step's outputs with the golden model, decoded all at once with numpy (S-MNIST runs
+hundreds of thousands of steps per case). The first mismatch is reported with sequence, step,
+field, neuron, expected and got; all outputs are saved for the runner. The clock is the
 simulator-side one (``impl="gpi"``): cocotb's default Python clock would wake Python twice per
-cycle, which made Icarus 2.5x slower.
+cycle.
 """
 
 import json
 import os
-import random
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, Timer, with_timeout
+
+from brf_hw.hw.harness import BEATS_FILE, WORDS_FILE
+
+PERIOD_NS = 10
+
+
+def _per_65536(probability: float) -> int:
+    """A probability as the harness's 16-bit threshold (a draw below it hits)."""
+    return min(round(probability * 65536), 65535)
+
+
+def _count_lines(path: str) -> int:
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+def _read_words(path: str, steps: int) -> list[int]:
+    """The sink's output beats; an undefined bit (x or z, which Icarus writes as such) is an error
+    naming the step rather than a parse failure."""
+    with open(path) as f:
+        lines = f.read().split()
+    if len(lines) != steps:
+        raise AssertionError(f"{len(lines)} output beats for {steps} input beats")
+    try:
+        return [int(line, 16) for line in lines]
+    except ValueError:
+        t = next(t for t, line in enumerate(lines) if any(c not in "0123456789abcdefABCDEF" for c in line))
+        raise AssertionError(f"output beat {t} has undefined bits: {lines[t]}") from None
 
 
 def _bits(words, width: int) -> np.ndarray:
@@ -58,66 +86,6 @@ async def settle_combinational(dut):
     await Timer(1, unit="ns")
 
 
-async def _until_high(dut, signal):
-    """Called at a falling clock edge; returns at the first falling edge (where every simulator
-    has settled) that sees ``signal`` high. While it is low this sleeps on the signal's rising
-    edge, never on every clock: a step takes tens of cycles, and waking Python each cycle made
-    the full ECG set 4x slower. (Values read in a rising-clock callback are not settled under
-    Verilator, so every decision is taken at a falling edge.)"""
-    while not signal.value:
-        await RisingEdge(signal)
-        await FallingEdge(dut.clk)
-
-
-async def _stream_back_to_back(dut, beats, words):
-    """No gaps, no stalls: the next beat waits on the bus and every output beat is taken at once,
-    as a stream source and sink would (the design takes beat t+1 while it computes LI and the
-    output of beat t). valid and ready seen high at a falling edge complete at the next rising
-    edge, so the falling edge after that starts the next beat: three wake-ups a beat per side."""
-
-    async def produce():
-        await FallingEdge(dut.clk)
-        for beat in beats:
-            dut.inp__payload.value = beat
-            dut.inp__valid.value = 1
-            await _until_high(dut, dut.inp__ready)
-            await FallingEdge(dut.clk)  # the handshake was the rising edge in between
-        dut.inp__valid.value = 0
-
-    producer = cocotb.start_soon(produce())
-    dut.out__ready.value = 1
-    await FallingEdge(dut.clk)
-    for t in range(len(beats)):
-        await _until_high(dut, dut.out__valid)
-        words[t] = int(dut.out__payload.value)
-        await FallingEdge(dut.clk)
-    await producer
-
-
-async def _stream_with_backpressure(dut, beats, words, rng, gap, stall):
-    """Random gaps before each input beat, random stalls before taking each output beat."""
-    for t in range(len(beats)):
-        if gap and rng.random() < gap:
-            await ClockCycles(dut.clk, rng.randint(1, 4))
-        dut.inp__payload.value = beats[t]
-        dut.inp__valid.value = 1
-        await FallingEdge(dut.clk)
-        while not dut.inp__ready.value:  # the design takes one step at a time: wait for IDLE
-            await FallingEdge(dut.clk)
-        await RisingEdge(dut.clk)  # the input handshake
-        dut.inp__valid.value = 0
-        if not dut.out__valid.value:
-            await RisingEdge(dut.out__valid)
-        if stall and rng.random() < stall:
-            await ClockCycles(dut.clk, rng.randint(1, 4))  # back-pressure: the beat must wait
-        await FallingEdge(dut.clk)
-        words[t] = int(dut.out__payload.value)
-        dut.out__ready.value = 1
-        await RisingEdge(dut.clk)  # the output handshake
-        dut.out__ready.value = 0
-
-
-
 @cocotb.test()
 async def stream_matches_golden(dut):
     case = np.load(os.environ["BRF_SIM_CASE"])
@@ -126,24 +94,30 @@ async def stream_matches_golden(dut):
     steps = len(x)
     n_out, out_bits = meta["outputs"], meta["output_bits"]
     fields = meta["payload"]
-    rng = random.Random(meta["seed"])
-    gap, stall = meta["gap_prob"], meta["stall_prob"]
+    stream = beats(x, first, meta["input_bits"], meta["input_payload"]["first"]["offset"])
+    with open(BEATS_FILE, "w") as f:  # the harness plays them from the simulator's working folder
+        f.writelines(f"{beat:x}\n" for beat in stream)
 
-    await settle_combinational(dut)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
+    if "icarus" in cocotb.SIM_NAME.lower():  # (Verilator settles them itself, and hides the inside)
+        await settle_combinational(dut.acc)
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start())
+    dut.count.value = steps
+    dut.gap.value = _per_65536(meta["gap_prob"])
+    dut.stall.value = _per_65536(meta["stall_prob"])
+    dut.seed.value = meta["seed"] & 0xFFFFFFFF
     dut.rst.value = 1
-    dut.inp__valid.value = 0
-    dut.out__ready.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
-
-    words = np.zeros(steps, dtype=object)
-    inp = meta["input_payload"]
-    stream = beats(x, first, meta["input_bits"], inp["first"]["offset"])
-    if gap or stall:
-        await _stream_with_backpressure(dut, stream, words, rng, gap, stall)
-    else:
-        await _stream_back_to_back(dut, stream, words)
+    # a design that stops taking or giving beats fails here instead of hanging: every step gets
+    # its longest latency plus the longest gap and stall
+    limit = (steps * (meta["max_cycles"] + 10) + 100) * PERIOD_NS
+    try:
+        await with_timeout(RisingEdge(dut.done), limit, "ns")
+    except SimTimeoutError:
+        raise AssertionError(f"the stream did not finish within {limit // PERIOD_NS} cycles "
+                             f"({_count_lines(WORDS_FILE)} of {steps} output beats came out)") from None
+    words = _read_words(WORDS_FILE, steps)
+    handshakes = {"gap_cycles": int(dut.gap_cycles.value), "stall_cycles": int(dut.stall_cycles.value)}
 
     width = max(f["offset"] + f["width"] for f in fields.values())
     bits = _bits(words, width)
@@ -156,7 +130,8 @@ async def stream_matches_golden(dut):
     potentials = _signed(field("potentials").reshape(steps, n_out, out_bits))
     labels = _unsigned(field("label"))
     cycles = _unsigned(field("cycles"))
-    result = {"spikes_per_step": spikes.sum(1), "potentials": potentials, "labels": labels, "cycles": cycles}
+    result = {"spikes_per_step": spikes.sum(1), "potentials": potentials, "labels": labels, "cycles": cycles,
+              **handshakes}
     checks = [("hidden spike", spikes, case["spikes"]), ("output potential", potentials, case["outputs"]),
               ("label", labels[:, None], case["labels"][:, None])]
     if "sum_label" in fields:
