@@ -35,7 +35,7 @@ rtl: setup
 # cocotb: the generated Verilog against the golden model under Icarus and Verilator (quick set), and the
 # board top (UART, framing, host over a socket bridge) at the UART bit level.
 sim: setup
-	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py tests/test_sim_shd.py tests/test_board.py
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m pytest -m sim -v tests/test_sim.py tests/test_sim_kinds.py tests/test_sim_shd.py tests/test_board.py
 
 # A task's test set through the RTL (TASK=ecg: the 141 ECG sequences; TASK=smnist|psmnist|shd: the
 # test images/recordings, ARTIFACT defaults to brf_hw/artifacts/TASK_brf_w8.npz, LIMIT=N the first N;
