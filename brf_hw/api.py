@@ -112,8 +112,10 @@ def quantize(trained: TrainResult | RSNN | str | Path, task: str | Task | None =
         model = trained if isinstance(trained, RSNN) else load_init_model(trained, use_task(task), "brf")
         base, data = TrainConfig(task=use_task(task).name, data_dir=data_dir), None
         root = Path(run_dir).parent if run_dir is not None else Path(f"runs/{base.task}-brf-seed0")
-    if model.config.neuron.kind != "brf":
-        raise ValueError(f"the fixed-point flow covers BRF networks, not {model.config.neuron.kind}")
+    from .fixed import kinds
+
+    if model.config.neuron.kind not in kinds.KINDS:
+        raise ValueError(f"the fixed-point flow covers {', '.join(kinds.KINDS)} networks, not {model.config.neuron.kind}")
     overrides = {k: v for k, v in {"batch_size": batch_size, "train_limit": train_limit, "eval_limit": eval_limit,
                                    "seed": seed, "data_dir": data_dir}.items() if v is not None}
     base = dataclasses.replace(base, progress=verbose, log_epochs=verbose, **overrides)
