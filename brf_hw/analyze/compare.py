@@ -34,7 +34,7 @@ from .common import DEFAULT_OUT, UserError, out_path, pyplot, save_png, write_cs
 # the full protocol is the paper's (epochs None: the task's); "reduced" is what fits a shared
 # 2-core machine in about 20 minutes (docs/results/compare-ecg.md)
 PRESETS = {"full": {"seeds": 5, "epochs": None, "qat_epochs": 30, "train_limit": None, "eval_limit": None},
-           "reduced": {"seeds": 2, "epochs": 3, "qat_epochs": 1, "train_limit": 128, "eval_limit": None}}
+           "reduced": {"seeds": 2, "epochs": 12, "qat_epochs": 2, "train_limit": 192, "eval_limit": None}}
 MEASURED_FMAX = 109.6  # MHz: the ECG network, lanes 1, routed on the ECP5 LFE5U-25F (README)
 CSV_FIELDS = ["neuron", "runs", "float_acc", "float_acc_min", "float_acc_max", "int_acc", "int_acc_min", "int_acc_max",
               "float_sops", "int_sops", "params", "best_epoch", "lut4", "ff", "dsp", "bram", "fmax_mhz", "fpga",
@@ -196,10 +196,10 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
-def markdown(summary: list[dict], title: str) -> str:
+def markdown(summary: list[dict], title: str, command: str) -> str:
     head = ("| neuron | float acc % | 8-bit int acc % | SOPs/seq float | SOPs/seq int | params | LUT4 | FF | DSP | "
             "BRAM | Fmax MHz | cycles/step | energy µJ/seq | notes |")
-    lines = [f"# {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    lines = [f"# {title}", "", f"    {command}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
         notes = "; ".join(x for x in (s.get("int_reason"), s.get("hw_reason") if "int_reason" not in s else None,
                                       s.get("hardware_from")) if x)
@@ -248,6 +248,15 @@ def plot(summary: list[dict], rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def command_line(neurons: list[str], seeds: int, proto: Protocol, args) -> str:
+    """The command that reproduces this protocol, every setting spelled out (presets may change)."""
+    opts = {"--task": proto.task, "--neurons": " ".join(neurons), "--seeds": seeds, "--epochs": proto.epochs,
+            "--qat-epochs": proto.qat_epochs, "--train-limit": proto.train_limit, "--eval-limit": proto.eval_limit,
+            "--target": args.target, "--lanes": args.lanes, "--fmax": None if args.synth else args.fmax}
+    return ("python -m brf_hw.analyze compare " + " ".join(f"{k} {v}" for k, v in opts.items() if v is not None)
+            + (" --synth" if args.synth else ""))
+
+
 def run(args) -> None:
     neurons, seeds, proto = resolve(args)
     root = Path(args.run_root)
@@ -268,8 +277,9 @@ def run(args) -> None:
              + (f" x {proto.train_limit} sequences" if proto.train_limit else "")
              + f", QAT {proto.qat_epochs} epochs" + ("" if full else " (REDUCED protocol)"))
     name = f"compare-{proto.task}"
-    out_path(args.out, f"{name}.md").write_text(markdown(summary, title))
+    table = markdown(summary, title, command_line(neurons, seeds, proto, args))
+    out_path(args.out, f"{name}.md").write_text(table)
     write_csv(out_path(args.out, f"{name}.csv"), summary, CSV_FIELDS)
     plot(summary, rows, out_path(args.out, f"{name}.png"), title)
-    print(markdown(summary, title))
+    print(table)
     print(f"wrote {args.out}/{name}.md, {name}.csv, {name}.png")
