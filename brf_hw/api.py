@@ -95,7 +95,7 @@ def quantize(trained: TrainResult | RSNN | str | Path, task: str | Task | None =
              run_dir: str | Path | None = None, artifact: str | Path | None = None,
              batch_size: int | None = None, train_limit: int | None = None, eval_limit: int | None = None,
              seed: int | None = None, data_dir: str | None = None, verbose: bool = False) -> QATResult:
-    """Quantization-aware training of a trained BRF network, then export: ``trained`` is a
+    """Quantization-aware training of a trained network (a kind in ``fixed.kinds``), then export: ``trained`` is a
     ``TrainResult``, a float ``RSNN`` or a checkpoint path (then ``task`` is required). The formats
     follow ``brf-hw qat``'s options (weights ``weight_bits``, state Q5.10 at 16 bits, ...; fraction
     bits chosen for the least error unless given). QAT checkpoints go to ``run_dir`` (default:

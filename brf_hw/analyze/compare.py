@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat-epochs", type=POSITIVE_INT, help="8-bit QAT epochs")
     p.add_argument("--train-limit", type=POSITIVE_INT, help="train on the first N sequences per epoch")
     p.add_argument("--eval-limit", type=POSITIVE_INT, help="evaluate on the first N val / test sequences")
+    p.add_argument("--device", default="cpu", help="float training device (cpu, cuda, auto); QAT runs on the CPU")
     p.add_argument("--synth", action="store_true", help="place and route each hardware kind (yowasp; minutes each)")
     p.add_argument("--target", choices=("ecp5", "ice40"), default="ecp5", help="FPGA family (default ecp5)")
     p.add_argument("--lanes", type=POSITIVE_INT, default=1)
@@ -92,7 +93,7 @@ def resolve(args) -> tuple[list[str], int, Protocol]:
 
 
 # --------------------------------------------------------------------------- one run
-def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: str | None) -> dict:
+def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: str | None, device: str = "cpu") -> dict:
     """Float training, then QAT and the integer network where the kind has integer arithmetic."""
     from .. import api
     from ..fixed import kinds
@@ -100,7 +101,7 @@ def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: st
     start = time.perf_counter()
     trained = api.train_float(proto.task, epochs=proto.epochs, seed=seed, neuron=kind, run_dir=run_dir / "float",
                               data_dir=data_dir, train_limit=proto.train_limit, eval_limit=proto.eval_limit,
-                              eval_test=False)  # the best model is tested once, below
+                              device=device, eval_test=False)  # the best model is tested once, below
     row = {"neuron": kind, "seed": seed, "epochs": trained.config.epochs, "best_epoch": trained.best_epoch,
            "float_acc": trained.test["acc"], "float_sops": trained.test["sops"],
            "params": trained.model.parameter_count(), "val_acc": [h["val_acc"] for h in trained.history]}
@@ -115,7 +116,8 @@ def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: st
     return row
 
 
-def cached_or_train(kind: str, seed: int, proto: Protocol, root: Path, data_dir: str | None) -> dict:
+def cached_or_train(kind: str, seed: int, proto: Protocol, root: Path, data_dir: str | None,
+                    device: str = "cpu") -> dict:
     run_dir = root / f"{proto.task}-{kind}-s{seed}"
     path = run_dir / "result.json"
     if path.exists():
@@ -126,7 +128,7 @@ def cached_or_train(kind: str, seed: int, proto: Protocol, root: Path, data_dir:
         import shutil
 
         shutil.rmtree(run_dir)
-    row = train_one(kind, seed, proto, run_dir, data_dir)
+    row = train_one(kind, seed, proto, run_dir, data_dir, device)
     path.write_text(json.dumps({"protocol": dataclasses.asdict(proto), "row": row}, indent=1))
     return row
 
@@ -196,10 +198,11 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
-def markdown(summary: list[dict], title: str, command: str) -> str:
+def markdown(summary: list[dict], title: str, command: str, png: str) -> str:
     head = ("| neuron | float acc % | 8-bit int acc % | SOPs/seq float | SOPs/seq int | params | LUT4 | FF | DSP | "
             "BRAM | Fmax MHz | cycles/step | energy µJ/seq | notes |")
-    lines = [f"# {title}", "", f"    {command}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    lines = [f"# {title}", "", f"    {command}", "", f"![comparison]({png})", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
         notes = "; ".join(x for x in (s.get("int_reason"), s.get("hw_reason") if "int_reason" not in s else None,
                                       s.get("hardware_from")) if x)
@@ -264,20 +267,21 @@ def run(args) -> None:
     rows = []
     for kind in neurons:
         for seed in range(seeds):
-            rows.append(cached_or_train(kind, seed, proto, root, args.data_dir))
+            rows.append(cached_or_train(kind, seed, proto, root, args.data_dir, args.device))
             r = rows[-1]
             integer = f", integer {r['int_acc']:.2f}%" if r.get("int_acc") is not None else ""
             print(f"{kind} seed {seed}: float {r['float_acc']:.2f}%{integer}, {r['float_sops']:.0f} SOPs/seq "
                   f"({r['seconds']:.0f} s)", flush=True)
     summary = [summarize(kind, [r for r in rows if r["neuron"] == kind], args) for kind in neurons]
     epochs = rows[0]["epochs"]
-    full = args.preset == "full" and all(getattr(args, k) is None for k in ("epochs", "qat_epochs", "train_limit",
-                                                                           "eval_limit", "seeds"))
+    paper = PRESETS["full"]
+    full = (seeds >= paper["seeds"] and proto.epochs is None and proto.qat_epochs >= paper["qat_epochs"]
+            and proto.train_limit is None and proto.eval_limit is None)
     title = (f"{proto.task}: {', '.join(neurons)}; {seeds} seeds, {epochs} epochs"
              + (f" x {proto.train_limit} sequences" if proto.train_limit else "")
              + f", QAT {proto.qat_epochs} epochs" + ("" if full else " (REDUCED protocol)"))
     name = f"compare-{proto.task}"
-    table = markdown(summary, title, command_line(neurons, seeds, proto, args))
+    table = markdown(summary, title, command_line(neurons, seeds, proto, args), f"{name}.png")
     out_path(args.out, f"{name}.md").write_text(table)
     write_csv(out_path(args.out, f"{name}.csv"), summary, CSV_FIELDS)
     plot(summary, rows, out_path(args.out, f"{name}.png"), title)
