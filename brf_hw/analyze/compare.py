@@ -34,7 +34,7 @@ from .common import DEFAULT_OUT, UserError, out_path, pyplot, save_png, write_cs
 # the full protocol is the paper's (epochs None: the task's); "reduced" is what fits a shared
 # 2-core machine in about 20 minutes (docs/results/compare-ecg.md)
 PRESETS = {"full": {"seeds": 5, "epochs": None, "qat_epochs": 30, "train_limit": None, "eval_limit": None},
-           "reduced": {"seeds": 2, "epochs": 12, "qat_epochs": 2, "train_limit": 192, "eval_limit": None}}
+           "reduced": {"seeds": 3, "epochs": 15, "qat_epochs": 2, "train_limit": 192, "eval_limit": None}}
 MEASURED_FMAX = 109.6  # MHz: the ECG network, lanes 1, routed on the ECP5 LFE5U-25F (README)
 CSV_FIELDS = ["neuron", "runs", "float_acc", "float_acc_min", "float_acc_max", "int_acc", "int_acc_min", "int_acc_max",
               "float_sops", "int_sops", "params", "best_epoch", "lut4", "ff", "dsp", "bram", "fmax_mhz", "fpga",
