@@ -123,3 +123,19 @@ def test_init_from_another_kind_is_one_line_exit_2(bhrf_run, tmp_path, command, 
     assert info.value.code == 2 and len(err.splitlines()) == 1, err
     assert "holds bhrf neurons, not --neuron brf" in err
     assert not (tmp_path / "r" / "qat").exists() and not (tmp_path / "r" / "best.pt").exists()
+
+
+def test_diverged_seeds_are_counted_not_averaged():
+    reason = "no integer arithmetic for alif (fixed/kinds has brf)"
+    rows = [{"neuron": "alif", "seed": 0, "diverged": "gradient of hidden.tau_m has 1 NaN"}]
+    rows += [{"neuron": "alif", "seed": s, "float_acc": a, "float_sops": 100.0 * s, "params": 1734, "best_epoch": 3,
+              "int_reason": reason} for s, a in ((1, 50.0), (2, 60.0))]
+    s = compare.summarize("alif", rows, None)
+    assert s["runs"] == 2 and s["float_acc"] == 55.0 and (s["float_acc_min"], s["float_acc_max"]) == (50.0, 60.0)
+    assert s["float_sops"] == 150.0 and "int_acc" not in s
+    assert s["diverged"] == "1 of 3 seeds diverged (seed 0: gradient of hidden.tau_m has 1 NaN)"
+    line = compare.markdown([s], "t", "cmd", "p.png").splitlines()[-1]
+    assert line.startswith("| alif | 55.00 [50.00–60.00] | — |") and "1 of 3 seeds diverged" in line
+    alone = compare.summarize("alif", rows[:1], None)
+    assert alone["runs"] == 0 and "all 1 seeds diverged" in alone["diverged"]
+    assert compare.markdown([alone], "t", "cmd", "p.png").splitlines()[-1].startswith("| alif | — | — |")

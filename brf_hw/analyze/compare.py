@@ -38,7 +38,7 @@ PRESETS = {"full": {"seeds": 5, "epochs": None, "qat_epochs": 30, "train_limit":
 MEASURED_FMAX = 109.6  # MHz: the ECG network, lanes 1, routed on the ECP5 LFE5U-25F (README)
 CSV_FIELDS = ["neuron", "runs", "float_acc", "float_acc_min", "float_acc_max", "int_acc", "int_acc_min", "int_acc_max",
               "float_sops", "int_sops", "params", "best_epoch", "lut4", "ff", "dsp", "bram", "fmax_mhz", "fpga",
-              "cycles_per_step", "energy_uj", "hardware_from", "int_reason", "hw_reason"]
+              "cycles_per_step", "energy_uj", "hardware_from", "diverged", "int_reason", "hw_reason"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,10 +98,16 @@ def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: st
     from .. import api
     from ..fixed import kinds
 
+    from ..train import TrainingDiverged
+
     start = time.perf_counter()
-    trained = api.train_float(proto.task, epochs=proto.epochs, seed=seed, neuron=kind, run_dir=run_dir / "float",
-                              data_dir=data_dir, train_limit=proto.train_limit, eval_limit=proto.eval_limit,
-                              device=device, eval_test=False)  # the best model is tested once, below
+    try:
+        trained = api.train_float(proto.task, epochs=proto.epochs, seed=seed, neuron=kind, run_dir=run_dir / "float",
+                                  data_dir=data_dir, train_limit=proto.train_limit, eval_limit=proto.eval_limit,
+                                  device=device, eval_test=False)  # the best model is tested once, below
+    except TrainingDiverged as exc:  # a result too: the table counts it (deterministic, so cached)
+        return {"neuron": kind, "seed": seed, "diverged": str(exc).split(";")[0],
+                "seconds": time.perf_counter() - start}
     row = {"neuron": kind, "seed": seed, "epochs": trained.config.epochs, "best_epoch": trained.best_epoch,
            "float_acc": trained.test["acc"], "float_sops": trained.test["sops"],
            "params": trained.model.parameter_count(), "val_acc": [h["val_acc"] for h in trained.history]}
@@ -164,6 +170,10 @@ def hardware(artifact: str, args) -> dict:
 def summarize(kind: str, runs: list[dict], args) -> dict:
     from ..artifact import HARDWARE_NEURONS  # read now: the kinds the accelerator implements grow
 
+    diverged = [r for r in runs if "diverged" in r]
+    runs = [r for r in runs if "diverged" not in r]
+    if not runs:
+        return {"neuron": kind, "runs": 0, "diverged": f"all {len(diverged)} seeds diverged ({diverged[0]['diverged']})"}
     s = {"neuron": kind, "runs": len(runs), "params": runs[0]["params"],
          "best_epoch": float(np.median([r["best_epoch"] for r in runs]))}
     for key in ("float_acc", "int_acc"):
@@ -174,6 +184,9 @@ def summarize(kind: str, runs: list[dict], args) -> dict:
         vals = [r[key] for r in runs if r.get(key) is not None]
         if vals:
             s[key] = float(np.median(vals))
+    if diverged:
+        s["diverged"] = (f"{len(diverged)} of {len(diverged) + len(runs)} seeds diverged (seed "
+                         f"{', '.join(str(r['seed']) for r in diverged)}: {diverged[0]['diverged']})")
     if "int_reason" in runs[0]:
         s["int_reason"] = runs[0]["int_reason"]
         s["hw_reason"] = "no integer network"
@@ -204,10 +217,10 @@ def markdown(summary: list[dict], title: str, command: str, png: str) -> str:
     lines = [f"# {title}", "", f"    {command}", "", f"![comparison]({png})", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
-        notes = "; ".join(x for x in (s.get("int_reason"), s.get("hw_reason") if "int_reason" not in s else None,
+        notes = "; ".join(x for x in (s.get("diverged"), s.get("int_reason"), s.get("hw_reason") if "int_reason" not in s else None,
                                       s.get("hardware_from")) if x)
         lines.append(f"| {s['neuron']} | {_range(s, 'float_acc')} | {_range(s, 'int_acc')} | {_num(s.get('float_sops'))} | "
-                     f"{_num(s.get('int_sops'))} | {s['params']:,} | {_num(s.get('lut4'))} | {_num(s.get('ff'))} | "
+                     f"{_num(s.get('int_sops'))} | {_num(s.get('params'))} | {_num(s.get('lut4'))} | {_num(s.get('ff'))} | "
                      f"{_num(s.get('dsp'))} | {_num(s.get('bram'))} | {_num(s.get('fmax_mhz'), '{:.1f}')} | "
                      f"{_num(s.get('cycles_per_step'), '{:.1f}')} | {_num(s.get('energy_uj'), '{:.2f}')} | {notes} |")
     return "\n".join(lines) + "\n"
@@ -218,7 +231,9 @@ def plot(summary: list[dict], rows: list[dict], path: Path, title: str) -> None:
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.2))
     kinds = [s["neuron"] for s in summary]
     for i, kind in enumerate(kinds):
-        curves = [r["val_acc"] for r in rows if r["neuron"] == kind]
+        curves = [r["val_acc"] for r in rows if r["neuron"] == kind and "val_acc" in r]
+        if not curves:
+            continue
         n = min(len(c) for c in curves)
         ax.plot(range(1, n + 1), np.median([c[:n] for c in curves], 0), "o-" if n < 30 else "-", color=f"C{i}",
                 label=kind, ms=3)
@@ -243,7 +258,7 @@ def plot(summary: list[dict], rows: list[dict], path: Path, title: str) -> None:
     cx.set_xticks(x, kinds, rotation=30, ha="right", fontsize=8)
     cx.set_ylabel("hidden spikes per test sequence (float, median)")
     for i, s in enumerate(summary):
-        cx.annotate(f"{s['params']:,} par.", (i, s.get("float_sops", 0)), ha="center", va="bottom", fontsize=6)
+        cx.annotate(_num(s.get("params")) + " par.", (i, s.get("float_sops", 0)), ha="center", va="bottom", fontsize=6)
     cx.set_title("SOPs and parameters", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -269,11 +284,14 @@ def run(args) -> None:
         for seed in range(seeds):
             rows.append(cached_or_train(kind, seed, proto, root, args.data_dir, args.device))
             r = rows[-1]
+            if "diverged" in r:
+                print(f"{kind} seed {seed}: diverged ({r['diverged']})", flush=True)
+                continue
             integer = f", integer {r['int_acc']:.2f}%" if r.get("int_acc") is not None else ""
             print(f"{kind} seed {seed}: float {r['float_acc']:.2f}%{integer}, {r['float_sops']:.0f} SOPs/seq "
                   f"({r['seconds']:.0f} s)", flush=True)
     summary = [summarize(kind, [r for r in rows if r["neuron"] == kind], args) for kind in neurons]
-    epochs = rows[0]["epochs"]
+    epochs = next((r["epochs"] for r in rows if "epochs" in r), proto.epochs)
     paper = PRESETS["full"]
     full = (seeds >= paper["seeds"] and proto.epochs is None and proto.qat_epochs >= paper["qat_epochs"]
             and proto.train_limit is None and proto.eval_limit is None)
