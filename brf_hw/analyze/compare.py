@@ -114,17 +114,20 @@ def train_one(kind: str, seed: int, proto: Protocol, run_dir: Path, data_dir: st
     if kind in kinds.KINDS:
         q = api.quantize(trained, epochs=proto.qat_epochs, weight_bits=8, artifact=run_dir / "int.npz",
                          train_limit=proto.train_limit, eval_limit=proto.eval_limit)
-        row.update({"int_acc": q.metrics["test_acc"], "int_sops": q.metrics["test_sops"],
-                    "artifact": str(q.artifact)})
+        row.update({"int_acc": q.metrics["test_acc"], "int_sops": q.metrics["test_sops"]})
     else:
         row["int_reason"] = f"no integer arithmetic for {kind} (fixed/kinds has {', '.join(kinds.KINDS)})"
     row["seconds"] = time.perf_counter() - start
     return row
 
 
+def run_path(root: str | Path, task: str, kind: str, seed: int) -> Path:
+    return Path(root) / f"{task}-{kind}-s{seed}"
+
+
 def cached_or_train(kind: str, seed: int, proto: Protocol, root: Path, data_dir: str | None,
                     device: str = "cpu") -> dict:
-    run_dir = root / f"{proto.task}-{kind}-s{seed}"
+    run_dir = run_path(root, proto.task, kind, seed)
     path = run_dir / "result.json"
     if path.exists():
         saved = json.loads(path.read_text())
@@ -140,7 +143,7 @@ def cached_or_train(kind: str, seed: int, proto: Protocol, root: Path, data_dir:
 
 
 # --------------------------------------------------------------------------- hardware
-def hardware(artifact: str, args) -> dict:
+def hardware(artifact: Path, args) -> dict:
     """The accelerator's cost for one integer network: synthesized (--synth) or estimated."""
     from ..artifact import load_artifact
     from ..hw import energy, synth
@@ -194,7 +197,8 @@ def summarize(kind: str, runs: list[dict], args) -> dict:
         s["hw_reason"] = f"the accelerator implements {', '.join(HARDWARE_NEURONS)}"
     else:
         median_run = sorted(runs, key=lambda r: (r["int_acc"], r["seed"]))[(len(runs) - 1) // 2]
-        s.update(hardware(median_run["artifact"], args))
+        # from the run root, not the path recorded: the runs may have moved
+        s.update(hardware(run_path(args.run_root, args.task, kind, median_run["seed"]) / "int.npz", args))
         s["hardware_from"] += f", seed {median_run['seed']}"
     return s
 
