@@ -5,9 +5,9 @@ one neuron kind is refused as another (issue 25 item 5)."""
 from __future__ import annotations
 
 import csv
-import sys
 
 import pytest
+from test_analyze import run_analyze as run_cli  # (code, stderr) of python -m brf_hw.analyze
 
 from brf_hw.analyze import compare
 from brf_hw.api import evaluate_network
@@ -19,23 +19,12 @@ TINY = ["--seeds", "1", "--epochs", "1", "--qat-epochs", "1", "--train-limit", "
         "--activity-sequences", "2"]
 
 
-def run_cli(monkeypatch, capsys, *argv):
-    from brf_hw.analyze.__main__ import main
-
-    monkeypatch.setattr(sys, "argv", ["brf_hw.analyze", *argv])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-        sys.exit(0)
-    return info.value.code, capsys.readouterr()
-
-
 def test_unknown_kind_is_one_line_naming_it_and_the_known_ones(monkeypatch, capsys, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    code, cap = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "foo", "--out", str(out),
+    code, err = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "foo", "--out", str(out),
                         "--run-root", str(runs))
     assert code == 2
-    err = cap.err.strip()
+    err = err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "'foo'" in err and "known: brf, brf-no-boundary" in err and "alif" in err, err
     assert not out.exists() and not runs.exists()
@@ -43,9 +32,9 @@ def test_unknown_kind_is_one_line_naming_it_and_the_known_ones(monkeypatch, caps
 
 def test_table_rows_are_the_trained_networks(monkeypatch, capsys, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    code, cap = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "alif", *TINY, "--out", str(out),
+    code, err = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "alif", *TINY, "--out", str(out),
                         "--run-root", str(runs))
-    assert code == 0, cap.err
+    assert code == 0, err
     rows = {r["neuron"]: r for r in csv.DictReader(open(out / "compare-ecg.csv"))}
     assert list(rows) == ["brf", "alif"]
     for kind in ("brf", "alif"):
@@ -77,9 +66,9 @@ def test_table_rows_are_the_trained_networks(monkeypatch, capsys, tmp_path):
 
     # a second run with the same protocol reuses the results (no retraining)
     stamp = (runs / "ecg-alif-s0" / "float" / "best.pt").stat().st_mtime_ns
-    code, cap = run_cli(monkeypatch, capsys, "compare", "--neurons", "alif", *TINY, "--out", str(out),
+    code, err = run_cli(monkeypatch, capsys, "compare", "--neurons", "alif", *TINY, "--out", str(out),
                         "--run-root", str(runs))
-    assert code == 0, cap.err
+    assert code == 0, err
     assert (runs / "ecg-alif-s0" / "float" / "best.pt").stat().st_mtime_ns == stamp
 
 
