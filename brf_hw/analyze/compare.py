@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_util import NON_NEGATIVE_INT, POSITIVE_INT, float_range
+from ..cli_util import POSITIVE_INT, float_range
 from .common import DEFAULT_OUT, UserError, out_path, pyplot, save_png, write_csv
 
 # the full protocol is the paper's (epochs None: the task's); "reduced" is what fits a shared
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fmax", type=float_range(0.0, low_open=True), default=MEASURED_FMAX,
                    help=f"clock for the energy estimate without --synth (default {MEASURED_FMAX} MHz, ECG lanes 1 "
                         "routed on the ECP5-25F)")
-    p.add_argument("--activity-sequences", type=NON_NEGATIVE_INT, default=8,
+    p.add_argument("--activity-sequences", type=POSITIVE_INT, default=8,
                    help="test sequences the hardware activity is measured on (default 8, as synth)")
     p.add_argument("--run-root", default="runs/compare", help="where each run's checkpoints and result go")
     p.add_argument("--data-dir")
