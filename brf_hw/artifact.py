@@ -34,7 +34,8 @@ SHARED_ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H,
 # scalars; files written before brf-hw had other kinds hold BRF (the field was there, always "brf")
 
 
-HARDWARE_NEURONS = ("brf",)  # the kinds the accelerator's update stage implements
+# the kinds the accelerator has an update stage for (``hw.update.UPDATE_STAGES``)
+HARDWARE_NEURONS = ("brf", "brf-no-boundary", "brf-no-refractory", "brf-no-reset", "rf")
 
 
 def arrays_of(kind) -> dict[str, tuple[str, tuple[str, ...]]]:

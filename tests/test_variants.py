@@ -198,18 +198,27 @@ def test_kinds_without_integer_arithmetic_are_refused():
 
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 def test_hardware_refuses_a_kind_it_does_not_implement(tmp_path, monkeypatch, capsys):
-    """Only BRF's update stage exists in the accelerator: an ablation's artifact must never be
-    built as BRF hardware (which would compute something else without a word)."""
+    """A kind with an integer step but no update stage in the accelerator (here a resonator kind
+    registered for the test) must never be built as another kind's hardware, which would compute
+    something else without a word: refused by name, exit 2, nothing written. Kinds without integer
+    arithmetic (ALIF) are refused as their artifact is read."""
     from test_cli import assert_user_error, run_cli
 
+    from brf_hw.fixed.kinds.resonator import ResonatorKind
     from brf_hw.hw.core import BRFAccelerator
 
-    model = network("brf-no-reset", 3)
-    net = to_int_network(model, spec_for_model(model, 8))
+    monkeypatch.setitem(kinds.KINDS, "brf-toy", ResonatorKind("brf-toy", RESONATOR_FLAGS["brf"]))
+    model = network("brf", 3)
+    net = dataclasses.replace(to_int_network(model, spec_for_model(model, 8)), neuron="brf-toy")
     path = save_artifact(tmp_path / "a.npz", net, task="ecg", dt=0.01, theta=1.0, gamma=0.9)
-    with pytest.raises(ValueError, match="not this network's 'brf-no-reset'"):
+    assert load_artifact(path)[0].neuron == "brf-toy"  # the integer chain knows it, the hardware does not
+    with pytest.raises(ValueError, match="not this network's 'brf-toy'"):
         BRFAccelerator(net)
     out = tmp_path / "rtl"
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
-                      "'brf-no-reset'")
+                      "'brf-toy'")
+    assert not out.exists()
+    _rewrite_manifest(path, lambda m: m.update(neuron="alif"))
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
+                      "'alif'", "no integer implementation")
     assert not out.exists()

@@ -17,13 +17,14 @@ Phases of a step (cycle counts in ``cycle_model``):
           adders gets its slice of the source's weight row (one synapse-memory word). G = 1 adds
           a whole row per cycle; larger G trades cycles for adders. The previous step's hidden
           spikes were accumulated at its end (READOUT), so only the input spikes remain.
-  UPDATE  P lanes run the integer BRF step (``fixed_ops``, cut into a 6-stage pipeline) over the
-          C chunks of neurons, one chunk per cycle (multi-bit inputs: each lane adds its neuron's
-          w_in . x, one multiplier per input, beside the damping). The ring turns on (adding zeros)
-          and each lane takes its sum from the segment at the adders (``layout``: segment g holds
-          the chunks k = g mod G), so a lane reads one of A/P places, not one of C. u, v, q live in
-          a state memory (read a chunk, write it back 6 cycles later). As the last chunk is issued
-          every sum has been read: the sums are cleared and READOUT starts while the pipeline drains.
+  UPDATE  P lanes run the neuron kind's integer step (``update``: ``fixed_ops`` terms in a 6-stage
+          pipeline, for every kind) over the C chunks of neurons, one chunk per cycle (multi-bit
+          inputs: each lane adds its neuron's w_in . x, one multiplier per input, beside the
+          damping). The ring turns on (adding zeros) and each lane takes its sum from the segment at
+          the adders (``layout``: segment g holds the chunks k = g mod G), so a lane reads one of A/P
+          places, not one of C. u, v, q (RF: u, v) live in a state memory (read a chunk, write it
+          back 6 cycles later). As the last chunk is issued every sum has been read: the sums are
+          cleared and READOUT starts while the pipeline drains.
   READOUT G cycles per new hidden spike, the same datapath as ACC: a chunk's spikes join the source
           queue as they leave the pipeline; each spike's synapse row goes onto the (cleared)
           accumulators, for the next step, and its output-weight row (one word, with the first
@@ -50,6 +51,8 @@ registers have no reset: a register with two resets would cost a LUT per bit.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -59,12 +62,9 @@ from amaranth.lib.wiring import In, Out
 from ..fixed.spec import IntNetwork
 from . import fixed_ops as ops
 from .layout import acc_offset, banks, event_inputs, memory_images, multiplies_inputs
+from .update import STAGES, UPDATE_STAGES, field, pipeline_reg
 
 MIN_CYCLE_COUNTER_BITS = 16
-
-
-# pipeline stages of UPDATE: a chunk issued in UPDATE cycle k + 1 has its spikes at stage 6 in cycle k + 7
-STAGES = 6
 
 
 def _pass(sources, segments: int, empty: int = 1):
@@ -235,10 +235,6 @@ def _source_queue(m: Module, n: int, name: str):
     return mask, index, take
 
 
-def _field(word, index: int, width: int):
-    return word.word_select(index, width).as_signed()
-
-
 def _chain_and(terms):
     """``a & b & ...`` left to right (K = 1: the very expression the design always had)."""
     out = terms[0]
@@ -255,7 +251,8 @@ def _tree_sum(terms):
 
 
 def check_neuron(net: IntNetwork) -> None:
-    """Only the BRF update stage exists in hardware: any other kind would be built as BRF."""
+    """A kind without an update stage (``update.UPDATE_STAGES``) is refused by name: it must never
+    be built as another kind's hardware, which would compute something else without a word."""
     from ..artifact import HARDWARE_NEURONS
 
     if net.neuron not in HARDWARE_NEURONS:
@@ -281,6 +278,12 @@ class BRFAccelerator(wiring.Component):
         self.mean = net.readout.rule == "mean"
         self.multiply = multiplies_inputs(net.spec)
         self.sources = event_inputs(net) + n_hid
+        # the lanes' sums: the synaptic current (events), or the raw recurrent sums (multiply)
+        acc = Signal(signed(self.images.acc_bits))
+        acc_shape = acc.shape() if self.multiply else ops.current(net.spec, acc).shape()
+        self.update = UPDATE_STAGES[net.neuron](net, lanes, self.chunks, acc_shape, self.images.widths["constants"],
+                                                self.multiply)
+        self.update._MustUse__used = True  # emitted into this module (``update.emit``), never a submodule
         # spike networks keep the field name (and so their Verilog); multi-bit values are "inputs"
         self.input_field = "spikes" if bits == 1 else "inputs"
         self.input_layout = data.StructLayout({self.input_field: unsigned(n_in * bits), "first": unsigned(1)})
@@ -329,17 +332,14 @@ class BRFAccelerator(wiring.Component):
             if words:
                 m.submodules[named("out_weights", b)] = outw[b] = Memory(
                     shape=unsigned(width["outputs"]), depth=len(words), init=words, attrs=block)
-        m.submodules.state = state = Memory(shape=unsigned(3 * P * sb), depth=C, init=[], attrs=block)
+        m.submodules.state = state = Memory(shape=unsigned(self.update.state_bits), depth=C, init=[], attrs=block)
         # (one tuple: the ports' Verilog names are what they have always been, so K = 1 is unchanged)
         syn_rd, const_rd, outw_rd, state_rd = ([mem.read_port() for mem in syn], const.read_port(),
                                                {b: mem.read_port() for b, mem in outw.items()}, state.read_port())
         state_wr = state.write_port()
 
         def reg(expr, name, reset_less=True):
-            """A pipeline register: takes ``expr`` every cycle. Data needs no reset (valid bits do)."""
-            r = Signal(expr.shape(), name=name, reset_less=reset_less)
-            m.d.sync += r.eq(expr)
-            return r
+            return pipeline_reg(m, expr, name, reset_less)
 
         cycles = Signal(len(self.out.payload.cycles))
         x_step = Signal(self.input_layout.size - 1, name="x_step", reset_less=True)  # multiply: the step's inputs
@@ -374,7 +374,7 @@ class BRFAccelerator(wiring.Component):
         with m.If(adding | issuing):  # segments arrive in ring order, so after G adds the ring is home again
             for g in range(G - 1):
                 m.d.sync += [a.eq(b) for a, b in zip(ring[g], ring[g + 1])]
-            m.d.sync += [a.eq((b + _tree_sum([_field(row, k, wb) for row in rows]))[:acc_bits])
+            m.d.sync += [a.eq((b + _tree_sum([field(row, k, wb) for row in rows]))[:acc_bits])
                          for k, (a, b) in enumerate(zip(ring[-1], ring[0]))]
         with m.If(clear):  # after the adds: one sync reset and one enable per FF, no LUTs
             m.d.sync += [a.eq(offset) for a in acc]
@@ -389,77 +389,30 @@ class BRFAccelerator(wiring.Component):
             out_fetched[b] = Signal(name=named("out_fetched", b))  # the output read port holds a spiking neuron's row
             out_rows.append(Signal(len(port.data), name=named("out_row", b), reset_less=True))
             m.d.sync += out_rows[-1].eq(Mux(out_fetched[b], port.data, 0))
-        m.d.sync += [a.eq(a + _tree_sum([_field(row, j, owb) for row in out_rows])) for j, a in enumerate(acc_o)]
+        m.d.sync += [a.eq(a + _tree_sum([field(row, j, owb) for row in out_rows])) for j, a in enumerate(acc_o)]
         clear_o = Signal()  # READOUT starts (LI copied the last step's sums as it started)
         with m.If(clear_o):
             m.d.sync += [a.eq(0) for a in acc_o]
 
-        # --- UPDATE: the BRF step pipeline ---------------------------------------------------------
+        # --- UPDATE: the neuron kind's pipeline (``update``), emitted into this module --------------
         chunk = Signal(range(max(2, C)))
         place = Signal(range(max(2, A // P)))  # chunk // G: where in the segment at the adders
         m.d.comb += [state_rd.addr.eq(chunk), const_rd.addr.eq(chunk)]
-        valid1, chunk1 = reg(issuing, "valid_s1", reset_less=False), reg(chunk, "chunk_s1")
         # events: the sums' top bits are the synaptic current (``acc_offset``); multiply: the raw
         # recurrent sums, the lanes add w_in . x and round in stage 3
         lane_sum = (lambda a: a) if self.multiply else (lambda a: ops.current(spec, a))
-        acc1 = [reg(Array(lane_sum(a) for a in ring[0][p::P])[place], f"acc_s1_{p}") for p in range(P)]
-        # stage 1: state and constants arrive from memory (registered before any arithmetic: the
-        # block RAM's clock-to-output is most of a cycle)
-        old = [[Mux(fresh, 0, _field(state_rd.data, i * P + p, sb)) for p in range(P)] for i in range(3)]
-        u2, v2, q2 = ([reg(x, f"{n}_s2_{p}") for p, x in enumerate(xs)] for n, xs in zip("uvq", old))
-        d2 = [reg(_field(const_rd.data, p, cb), f"d_s2_{p}") for p in range(P)]
-        c2 = [reg(_field(const_rd.data, P + p, cb), f"c_s2_{p}") for p in range(P)]
-        acc2 = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
-        if self.multiply:  # lane p's input weights, registered like d and c
-            n_in, wib = net.shape[0], spec.weight.bits
-            w_in2 = [[reg(_field(const_rd.data[2 * P * cb:], p * n_in + i, wib), f"w_in_s2_{p}_{i}") for i in range(n_in)]
-                     for p in range(P)]
-        valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
-        # stage 2: dt * q, the smooth reset's share of the damping
-        q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(q2)]
-        u3, v3, q3, d3, c3, acc3 = ([reg(x, f"{n}_s3_{p}") for p, x in enumerate(xs)]
-                                    for n, xs in zip(("u", "v", "q", "d", "c", "acc"), (u2, v2, q2, d2, c2, acc2)))
-        valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
-        cur3 = acc3  # the synaptic current
-        if self.multiply:  # w_in . x of the step's inputs (latched with its beat), then the current
-            x_in = [x_step.word_select(i, spec.input.bits) for i in range(n_in)]
-            w_x3 = [reg(sum(w * x for w, x in zip(w_in2[p], x_in)), f"w_x_s3_{p}") for p in range(P)]
-            ra, ia, ws = spec.rec_align, spec.in_align, spec.weight_shift
-            if ra >= ws:  # the recurrent sum has no bits below the shift: round the input term alone
-                cur3 = [(a << (ra - ws)) + ops.rshift(w_x3[p] << ia, ws) for p, a in enumerate(acc3)]
-            else:
-                cur3 = [ops.rshift((a << ra) + (w_x3[p] << ia), ws) for p, a in enumerate(acc3)]
-        # stage 3: damping factor
-        e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]), f"e_s4_{p}") for p in range(P)]
-        u4, v4, q4, c4, acc4 = ([reg(x, f"{n}_s4_{p}") for p, x in enumerate(xs)]
-                                for n, xs in zip(("u", "v", "q", "c", "acc"), (u3, v3, q3, c3, cur3)))
-        valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
-        # stage 4: the rotation's products
-        e_u5 = [reg(e4[p] * u4[p], f"e_u_s5_{p}") for p in range(P)]
-        c_v5 = [reg(c4[p] * v4[p], f"c_v_s5_{p}") for p in range(P)]
-        e_v5 = [reg(e4[p] * v4[p], f"e_v_s5_{p}") for p in range(P)]
-        c_u5 = [reg(c4[p] * u4[p], f"c_u_s5_{p}") for p in range(P)]
-        q_g5 = [reg(q4[p] * net.gamma, f"q_g_s5_{p}") for p in range(P)]
-        th_q5 = [reg(q4[p] + net.theta, f"th_q_s5_{p}") for p in range(P)]
-        acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(acc4)]
-        valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
-        # stage 5: new u, v (acc5 holds the synaptic current)
-        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
-        v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
-        q_g6, th_q6 = ([reg(x, f"{n}_s6_{p}") for p, x in enumerate(xs)] for n, xs in (("q_g", q_g5), ("th_q", th_q5)))
-        valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
-        # stage 6: spike, new q, write-back
-        z6 = [ops.spike(th_q6[p], u6[p]) for p in range(P)]
-        q_new6 = [ops.next_q(spec, q_g6[p], z6[p]) for p in range(P)]
-        m.d.comb += [state_wr.addr.eq(chunk6), state_wr.en.eq(valid6),
-                     state_wr.data.eq(Cat(*(x.as_signed()[:sb] for x in u6 + v6 + q_new6)))]
+        out = self.update.emit(m, SimpleNamespace(
+            valid=issuing, chunk=chunk, fresh=fresh, state=state_rd.data, constants=const_rd.data, inputs=x_step,
+            acc=[Array(lane_sum(a) for a in ring[0][p::P])[place] for p in range(P)]))
+        valid6, chunk6, z6 = out.valid, out.chunk, out.spikes
+        m.d.comb += [state_wr.addr.eq(chunk6), state_wr.en.eq(valid6), state_wr.data.eq(out.new_state)]
         # spikes: a ring of C rows of P lanes that turns once per step, so row 0 is always the
         # chunk leaving the pipeline; after the step it holds the new spike vector in order
         z_ring = [Signal(P, name=f"z_{k}") for k in range(C)]
         z_flat = Cat(*z_ring)[:n_hid]
         with m.If(valid6):
             m.d.sync += [z_ring[k].eq(z_ring[k + 1]) for k in range(C - 1)] + [z_ring[C - 1].eq(Cat(*z6))]
-        pipeline_busy = issuing | valid1 | valid2 | valid3 | valid4 | valid5 | valid6
+        pipeline_busy = out.busy
 
         # --- LI: one output per cycle through one multiplier, then a running argmax -------------------
         o = [Signal(signed(ob), name=f"o_{j}") for j in range(n_out)]

@@ -9,6 +9,8 @@ registers between them; chaining the terms gives exactly ``arith.brf_step``:
                                               (multi-bit inputs: rshift of w_in . x + the recurrent sum)
     v' = next_v(spec, e * v, c * u)
     z  = spike(theta + q, u')                 q' = next_q(spec, q * gamma, z)
+
+BRF's ablations and RF (``arith.resonator_step``'s q_mode) leave terms out: ``update``.
 """
 
 from __future__ import annotations

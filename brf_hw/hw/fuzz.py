@@ -11,7 +11,9 @@ segments of any legal value (log-uniform; long steps get shorter sequences, see 
 half the cases take 2..8-bit inputs (weighted by the lanes' multipliers) and a random readout rule, mean with a
 narrow running sum that saturates (``_widen``, its own random stream: the other draws of a seed
 are those of the spike-only fuzzer); K source events per cycle, 1..min(sources, MAX_EVENTS)
-log-uniform (a third stream, so the seeds above keep their networks). Each case runs in Amaranth's simulator and must equal the golden
+log-uniform (a third stream, so the seeds above keep their networks); the neuron kind, BRF in half
+the cases and one of the other kinds with an update stage (``artifact.HARDWARE_NEURONS``) in the
+rest (a fourth stream: the arrays stay those of the seed). Each case runs in Amaranth's simulator and must equal the golden
 model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
 runs as Verilog under Verilator through cocotb. A failure prints the seed; ``--seed S --n 1``
 replays it.
@@ -58,8 +60,8 @@ class FuzzCase(NamedTuple):
 
     def describe(self) -> str:
         n_in, n_hid, n_out = self.net.shape
-        return (f"seed {self.seed}: {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, {int(self.first.sum())} starts, "
-                f"lanes {self.lanes}, segments {self.segments}, events {self.events}, {self.net.spec.describe()}")
+        return (f"seed {self.seed}: {self.net.neuron} {n_in}-{n_hid}-{n_out}, {len(self.x)} steps, "
+                f"{int(self.first.sum())} starts, lanes {self.lanes}, segments {self.segments}, events {self.events}, {self.net.spec.describe()}")
 
 
 def _format(rng, low_bits: int, high_bits: int, frac_low, frac_high) -> Format:
@@ -146,8 +148,17 @@ def random_case(seed: int) -> FuzzCase:
     first[0] = True
     net, x, first = _widen(seed, net, x, first, chunks, segments)
     events = _log_uniform(np.random.default_rng([seed, 2]), 1, min(MAX_EVENTS, event_inputs(net) + n_hid))
+    net = dataclasses.replace(net, neuron=_kind(seed))
     return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
                     float(rng.choice([0.0, 0.3])), events)
+
+
+def _kind(seed: int) -> str:
+    """BRF half the time, else one of the other kinds the accelerator implements."""
+    from ..artifact import HARDWARE_NEURONS
+
+    rng = np.random.default_rng([seed, 3])
+    return "brf" if rng.random() < 0.5 else str(rng.choice([k for k in HARDWARE_NEURONS if k != "brf"]))
 
 
 def _spread(spikes: float, chunks: int) -> np.ndarray:

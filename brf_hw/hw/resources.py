@@ -94,7 +94,8 @@ def estimate_network(net, lanes: int, segments: int | None = None) -> Estimate:
     memories = (Memory("synapses", sources * img.segment_stride, _varying_columns(img.synapses, img.widths["synapses"])),
                 Memory("constants", img.chunks, _varying_columns(img.constants, img.widths["constants"])),
                 Memory("output weights", n_hid, _varying_columns(img.outputs, img.widths["outputs"])),
-                Memory("state", img.chunks, 3 * lanes * net.spec.state.bits))
+                # u, v and q; q only where it enters the step (not in RF)
+                Memory("state", img.chunks, (3 if net.kind.q_mode else 2) * lanes * net.spec.state.bits))
     return Estimate(lanes, img.segments, memories, _lut(lanes, img.segment_size, img.acc_bits, sources),
                     lanes * (6 + (n_in if multiply else 0)) + 1)
 

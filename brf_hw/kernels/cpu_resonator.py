@@ -156,8 +156,10 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
     Sequences are independent here. A block of adjacent sequences runs step by step: per
     sequence the event-driven currents, then one elementwise pass over the whole [rows, H] block
     (contiguous in every [T, B, H] array), then per sequence the spike list and the readout.
-    Arrays are indexed through flat views made once: a view made inside the loops costs a
-    reference-count update, which dominated the time at small H."""
+    Rows are reached through ``_view`` (no reference count; a view made by indexing costs an
+    atomic update of a count all workers share), and loops run over such views, not over flat
+    arrays at computed offsets: an index that numba cannot prove non-negative gets a wraparound
+    check, which kept those loops from vectorising (the forward took 3x longer at H = 256)."""
     steps, batch, n = u_out.shape
     n_in = w_in_t.shape[0]
     n_x = x.shape[2]
@@ -167,16 +169,6 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
     dt, theta, gamma, one, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
     q_damp = (q_mode & Q_DAMP) != 0
     q_thresh = (q_mode & Q_THRESH) != 0
-    xf = x.reshape(x.size)
-    w_in_f = w_in_t.reshape(w_in_t.size)
-    w_rec_f = w_rec_t.reshape(w_rec_t.size)
-    w_out_f = w_out_t.reshape(w_out_t.size)
-    uf = u_out.reshape(u_out.size)
-    vf = v_out.reshape(v_out.size)
-    qf = q_out.reshape(q_out.size)
-    zf = z_out.reshape(z_out.size)
-    df = d_out.reshape(d_out.size)
-    of = o_out.reshape(o_out.size)
     counter = np.zeros(1, np.int64)  # the next block to hand out
     for _worker in numba.prange(min(workers, n_blocks)):
         blk = _next_block(counter)
@@ -197,30 +189,36 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
             for t in range(steps):
                 base = (t * batch + lo) * n  # [t, lo, 0]
                 for r in range(rows):
-                    rb = r * n
+                    cur_r = _view(cur, r * n, n)
+                    rec_r = _view(rec, r * n, n)
                     # input current x_t W_in^T, skipping zero inputs (spikes), in input order
                     if n_in > 0:
                         for h in range(n):
-                            cur[rb + h] = 0.0
-                        xb = (t * batch + lo + r) * n_x
+                            cur_r[h] = 0.0
+                        x_r = _view(x, (t * batch + lo + r) * n_x, n_x)
                         for k in range(n_in):
-                            xv = xf[xb + k]
+                            xv = x_r[k]
                             if xv != zero:
-                                wb = k * n
+                                w_k = _view(w_in_t, k * n, n)
                                 for h in range(n):
-                                    cur[rb + h] += xv * w_in_f[wb + h]
+                                    cur_r[h] += xv * w_k[h]
                     else:
+                        x_r = _view(x, base + r * n, n)
                         for h in range(n):
-                            cur[rb + h] = xf[base + rb + h]
+                            cur_r[h] = x_r[h]
                     # recurrent current, event-driven: the W_rec^T rows of last step's spikes in
                     # index order, summed before the input current is added (as the reference's
                     # i_in + z @ W_rec^T)
                     for h in range(n):
-                        rec[rb + h] = 0.0
+                        rec_r[h] = 0.0
                     for k in range(n_active[r]):
-                        wb = active[rb + k] * n
+                        w_k = _view(w_rec_t, active[r * n + k] * n, n)
                         for h in range(n):
-                            rec[rb + h] += w_rec_f[wb + h]
+                            rec_r[h] += w_k[h]
+                uo = _view(u_out, base, m)
+                vo = _view(v_out, base, m)
+                qo = _view(q_out, base, m)
+                zo = _view(z_out, base, m)
                 for i in range(m):
                     b = b0_t[i] - (q[i] if q_damp else zero)
                     un = u[i] + dt * (b * u[i] - om_t[i] * v[i] + (cur[i] + rec[i]))
@@ -230,30 +228,31 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                         q[i] = gamma * q[i] + spike
                     u[i] = un
                     v[i] = vn
-                    uf[base + i] = un
-                    vf[base + i] = vn
-                    qf[base + i] = q[i]
-                    zf[base + i] = spike
+                    uo[i] = un
+                    vo[i] = vn
+                    qo[i] = q[i]
+                    zo[i] = spike
                 for r in range(rows):
-                    rb = r * n
+                    z_r = _view(z_out, base + r * n, n)
                     count = 0
                     for h in range(n):
-                        if zf[base + rb + h] != zero:
-                            active[rb + count] = h
+                        if z_r[h] != zero:
+                            active[r * n + count] = h
                             count += 1
                     n_active[r] = count
                     if n_out > 0:
-                        db = (t * batch + lo + r) * n_out
+                        d_r = _view(d_out, (t * batch + lo + r) * n_out, n_out)
+                        o_r = _view(o_out, (t * batch + lo + r) * n_out, n_out)
                         ob = r * n_out
                         for c in range(n_out):
-                            df[db + c] = 0.0
+                            d_r[c] = 0.0
                         for k in range(count):
-                            wb = active[rb + k] * n_out
+                            w_k = _view(w_out_t, active[r * n + k] * n_out, n_out)
                             for c in range(n_out):
-                                df[db + c] += w_out_f[wb + c]
+                                d_r[c] += w_k[c]
                         for c in range(n_out):
-                            o[ob + c] = alpha[c] * o[ob + c] + (one - alpha[c]) * df[db + c]
-                            of[db + c] = o[ob + c]
+                            o[ob + c] = alpha[c] * o[ob + c] + (one - alpha[c]) * d_r[c]
+                            o_r[c] = o[ob + c]
             blk = _next_block(counter)
 
 
@@ -338,6 +337,29 @@ def _next_block(typingctx, counter):
     return sig, codegen
 
 
+@intrinsic
+def _ptr_at(typingctx, arr, offset):
+    """Pointer to element ``offset`` of C-contiguous ``arr``'s flat data."""
+    sig = types.CPointer(arr.dtype)(arr, offset)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True)
+def _view(arr, start, length):
+    """arr's flat elements [start, start + length) as a 1-D array that does not own a reference to
+    arr. A view made by indexing (``u_s[t, b]``) increments the reference count of arr's data, an
+    atomic add; made per step and sequence, on a count that every worker shares (one cache line
+    bouncing between cores), those were most of the backward's time at small H. ``arr`` must outlive
+    the view and be C-contiguous (every caller's is). Fill such a view element by element: an
+    array assigned to its slice (``view[:] = other``) left it unchanged under numba 0.68."""
+    return numba.carray(_ptr_at(arr, start), length)
+
+
 @numba.njit(cache=True)
 def _aligned_rows(rows, ld, like):
     """A zeroed [rows, ld] work array whose start is 64-byte aligned, so that a BLAS
@@ -406,6 +428,9 @@ def _recurrent_adjoint(gi, w, out, rows, n, gemm, gemm_args, scalars):
                        gi.ctypes.data, p + 12, zero, out.ctypes.data, p + 12)
 
 
+_SEGMENT = 1024  # elements: the backward's elementwise passes run over whole blocks up to this size
+
+
 @numba.njit(parallel=True, fastmath={"contract"}, cache=True)
 def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
                      q_mode, surrogate, t_stop, block, want_grad_i, gemm, set_blas_threads, workers):
@@ -449,9 +474,13 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
         while blk < n_blocks:
             lo = blk * block
             rows = min(batch, lo + block) - lo
-            # adjoint state of the block. The elementwise work runs row by row: the block's
-            # arrays stay in L1 (one pass over the whole [rows, H] block per quantity was 2x slower
-            # at H = 256)
+            # adjoint state of the block, [rows, H]. The elementwise work runs over segments
+            # of ``seg`` elements: the whole block where it is small (fixed costs per loop and
+            # pass, paid once per block and step, not per sequence), else one sequence at a time
+            # so that the arrays stay in L1 (one pass over a whole [16, 256] block per quantity
+            # was 2x slower). Per element the same operations either way.
+            m = rows * n
+            seg = m if m <= _SEGMENT else n
             gu = np.zeros((rows, n), dtype)
             gv = np.zeros((rows, n), dtype)
             gq = np.zeros((rows, n), dtype)
@@ -464,111 +493,128 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             gemm_args[4] = 78 | (78 << 8)  # "NN"
             scalars = np.zeros(2, dtype)
             scalars[0] = 1.0
-            gz = np.zeros(n, dtype)
-            sg = np.zeros(n, dtype)
-            zero_row = np.zeros(n, dtype)
+            gz_blk = np.zeros(m, dtype)
+            sg_blk = np.zeros(m, dtype)
+            zero_seg = np.zeros(seg, dtype)
+            om_seg = _tile(omega, seg // n)  # per-neuron constants laid out like a segment
+            b0_seg = _tile(b0, seg // n)
             active = np.empty(n, np.int64)
-            wp = w_parts[blk]
-            ip = in_parts[blk]
-            op = out_parts[blk]
             for t in range(steps - 1, -1, -1):
                 if t_stop > 0 and t < steps - 1 and (t + 1) % t_stop == 0:
                     gu[:] = 0.0
                     gv[:] = 0.0
                     gq[:] = 0.0
                     gz_rec[:] = 0.0
+                blk_now = (t * batch + lo) * n  # [t, lo, 0]
                 for r in range(rows):
                     bi = lo + r
-                    # gradient reaching z_t: directly, through the readout, through the next step
+                    now = blk_now + r * n
+                    # gradient reaching z_t: directly, through the readout (through the next
+                    # step: gz_rec, added below)
+                    gz = _view(gz_blk, r * n, n)
                     if has_grad_z:
-                        gz[:] = grad_z[t, bi]
+                        g_in = _view(grad_z, now, n)
+                        for h in range(n):
+                            gz[h] = g_in[h]
                     else:
-                        gz[:] = 0.0
+                        for h in range(n):
+                            gz[h] = 0.0
                     if n_out > 0:
-                        gd = grad_d[t, bi]
+                        gd = _view(grad_d, (t * batch + bi) * n_out, n_out)
                         for c in range(n_out):
                             g = gd[c]
-                            wc = w_out[c]
+                            wc = _view(w_out, c * n, n)
                             for h in range(n):
                                 gz[h] += g * wc[h]
-                        zt = z_s[t, bi]  # dW_out: event-driven over this step's spikes
+                        zt = _view(z_s, now, n)  # dW_out: event-driven over this step's spikes
                         for j in range(n):
                             if zt[j] != 0.0:
-                                pj = op[j]
+                                pj = _view(out_parts, (blk * n + j) * n_out, n_out)
                                 for c in range(n_out):
                                     pj[c] += gd[c]
-                    u_now = u_s[t, bi]
+                for s0 in range(0, m, seg):
+                    now = blk_now + s0
+                    prev = now - batch * n  # [t - 1, lo, 0] + s0
+                    u_now = _view(u_s, now, seg)
                     if t > 0:
-                        u_prev = u_s[t - 1, bi]
-                        v_prev = v_s[t - 1, bi]
-                        q_prev = q_s[t - 1, bi] if q_mode != 0 else zero_row
+                        u_prev = _view(u_s, prev, seg)
+                        v_prev = _view(v_s, prev, seg)
+                        q_prev = _view(q_s, prev, seg) if q_mode != 0 else zero_seg
                     else:
-                        u_prev = zero_row
-                        v_prev = zero_row
-                        q_prev = zero_row
+                        u_prev = zero_seg
+                        v_prev = zero_seg
+                        q_prev = zero_seg
                     # q where it enters: the threshold, the damping (zeros where it does not)
-                    q_thr = q_prev if q_thresh else zero_row
-                    q_dmp = q_prev if q_damp else zero_row
-                    gur = gu[r]
-                    gvr = gv[r]
-                    gqr = gq[r]
-                    gzr = gz_rec[r]
-                    gir = gi[r]
-                    omp = om_parts[bi]
-                    b0p = b0_parts[bi]
+                    q_thr = q_prev if q_thresh else zero_seg
+                    q_dmp = q_prev if q_damp else zero_seg
+                    gz = _view(gz_blk, s0, seg)
+                    sg = _view(sg_blk, s0, seg)
+                    gur = _view(gu, s0, seg)
+                    gvr = _view(gv, s0, seg)
+                    gqr = _view(gq, s0, seg)
+                    gzr = _view(gz_rec, s0, seg)
+                    gir = _view(gi, s0, seg)
+                    omp = _view(om_parts, lo * n + s0, seg)
+                    b0p = _view(b0_parts, lo * n + s0, seg)
                     # the surrogate in float64, stored in the arrays' dtype (one loop per code: a
                     # branch inside would keep the loop from vectorising)
                     if surrogate == 0:
-                        for h in range(n):
+                        for h in range(seg):
                             sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 0)
                     else:
-                        for h in range(n):
+                        for h in range(seg):
                             sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 1)
                     # the adjoint step as passes that each touch few arrays: one loop touching
                     # them all needs more run-time aliasing checks than LLVM makes, and stays
                     # scalar. Per element the same operations as one loop.
-                    for h in range(n):  # gs = (Gz + Gq) sg(s), into sg
+                    for h in range(seg):  # gs = (Gz + Gq) sg(s), into sg
                         sg[h] = (gz[h] + gzr[h] + q_flag * gqr[h]) * sg[h]  # gq stays 0 for RF
-                    for h in range(n):  # GU = Gu + gs, into gu
+                    for h in range(seg):  # GU = Gu + gs, into gu
                         gur[h] += sg[h]
-                    for h in range(n):  # gI = dt GU
+                    for h in range(seg):  # gI = dt GU
                         gir[h] = dt * gur[h]
-                    for h in range(n):  # gb = dt (GU u + Gv v), into gz
+                    for h in range(seg):  # gb = dt (GU u + Gv v), into gz
                         gz[h] = dt * (gur[h] * u_prev[h] + gvr[h] * v_prev[h])
-                    for h in range(n):
+                    for h in range(seg):
                         omp[h] += dt * (gvr[h] * u_prev[h] - gur[h] * v_prev[h])
-                    for h in range(n):
+                    for h in range(seg):
                         b0p[h] += gz[h]
-                    for h in range(n):  # Gu, Gv one step back
-                        b = b0[h] - q_dmp[h]
+                    for h in range(seg):  # Gu, Gv one step back
+                        b = b0_seg[h] - q_dmp[h]
                         big_u = gur[h]
-                        gur[h] = big_u * (one + dt * b) + gvr[h] * dt * omega[h]
-                        gvr[h] = -big_u * dt * omega[h] + gvr[h] * (one + dt * b)
-                    sg_q = sg if q_thresh else zero_row
-                    gb_q = gz if q_damp else zero_row
-                    for h in range(n):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
+                        gur[h] = big_u * (one + dt * b) + gvr[h] * dt * om_seg[h]
+                        gvr[h] = -big_u * dt * om_seg[h] + gvr[h] * (one + dt * b)
+                    sg_q = sg if q_thresh else zero_seg
+                    gb_q = gz if q_damp else zero_seg
+                    for h in range(seg):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        grad_i[t, bi] = gir
-                    for k in range(n_in):  # dW_in: event-driven over nonzero inputs
-                        xv = x[t, bi, k]
-                        if xv != 0.0:
-                            pk = ip[k]
-                            for h in range(n):
-                                pk[h] += xv * gir[h]
+                        g_out = _view(grad_i, now, seg)
+                        for h in range(seg):
+                            g_out[h] = gir[h]
+                if n_in > 0:
+                    for r in range(rows):
+                        gir = _view(gi, r * n, n)
+                        x_r = _view(x, (t * batch + lo + r) * n_in, n_in)
+                        for k in range(n_in):  # dW_in: event-driven over nonzero inputs
+                            xv = x_r[k]
+                            if xv != 0.0:
+                                pk = _view(in_parts, (blk * n_in + k) * n, n)
+                                for h in range(n):
+                                    pk[h] += xv * gir[h]
                 if t > 0:
                     # recurrent synapses, I_t = ... + W_rec z_{t-1}: adjoint for step t-1, dW_rec
                     _recurrent_adjoint(gi, w_al, gz_rec, rows, n, gemm, gemm_args, scalars)
                     for r in range(rows):
-                        zp = z_s[t - 1, lo + r]
+                        zp = _view(z_s, ((t - 1) * batch + lo + r) * n, n)
                         n_active = 0
                         for j in range(n):
                             if zp[j] != 0.0:
                                 active[n_active] = j
                                 n_active += 1
-                        gir = gi[r]
+                        gir = _view(gi, r * n, n)
                         for k in range(n_active):
-                            pj = wp[active[k]]
+                            pj = _view(w_parts, (blk * n + active[k]) * n, n)
                             for h in range(n):
                                 pj[h] += gir[h]
             blk = _next_block(counter)

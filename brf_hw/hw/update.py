@@ -1,0 +1,170 @@
+"""The accelerator's UPDATE stage: one Amaranth component per neuron kind (``UPDATE_STAGES``).
+
+The stage takes a chunk of P neurons per cycle (its index, the lanes' synaptic sums, the chunk's
+state and constants words from memory) and, STAGES cycles later, gives its new state word (for the
+write-back) and its spikes. Everything around it (accumulators, memories, source queues, LI, the
+cycle model) is shared, and the cycle model holds for every kind because every stage is STAGES
+deep. A new kind is one component here with the same signature, registered in ``UPDATE_STAGES``
+(and named in ``artifact.HARDWARE_NEURONS``).
+
+``BRFAccelerator`` emits its stage into its own module (``emit``) rather than as a submodule: a
+submodule would be a Verilog module of its own, and the default design's Verilog (the committed
+rtl/) stays what it was. ``elaborate`` builds the very same logic as a component of its own (for
+tests of the stage alone, or other designs).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..fixed.spec import IntNetwork
+from ..neurons.flags import RESONATOR_FLAGS
+from . import fixed_ops as ops
+
+# pipeline stages of UPDATE: a chunk issued in UPDATE cycle k + 1 has its spikes at stage 6 in cycle k + 7
+STAGES = 6
+
+
+def pipeline_reg(m: Module, expr, name: str, reset_less: bool = True) -> Signal:
+    """A pipeline register: takes ``expr`` every cycle. Data needs no reset (valid bits do)."""
+    r = Signal(expr.shape(), name=name, reset_less=reset_less)
+    m.d.sync += r.eq(expr)
+    return r
+
+
+def field(word, index: int, width: int):
+    return word.word_select(index, width).as_signed()
+
+
+class ResonatorUpdate(wiring.Component):
+    """BRF, its ablations and RF: ``arith.resonator_step`` with the kind's ``q_mode``, cut into a
+    6-stage pipeline of ``fixed_ops`` terms (stage 1 registers the sums, 2 the memory words, then
+    dt*q, the damping, the rotation's products, new u and v, spike and new q). Where q enters
+    neither the damping nor the threshold (RF) it never leaves 0: the state holds u and v only.
+    Without the smooth reset e is d (d - rshift(dt*q*0) saturated, d being a coefficient already);
+    without the refractory period the threshold is theta. Without the divergence boundary only d
+    differs, which the artifact holds: that kind is BRF's pipeline.
+
+    Ports: ``valid``, ``chunk`` of the chunk issued, ``fresh`` (read the state as zeros),
+    ``acc`` the lanes' synaptic sums (multi-bit inputs: the raw recurrent sums, the lanes weight
+    ``inputs``), ``state`` and ``constants`` the chunk's memory words (a cycle after ``chunk``);
+    out, STAGES cycles later: ``out_valid``, ``out_chunk``, ``new_state``, ``spikes``; ``busy``
+    while any chunk is in the pipeline."""
+
+    def __init__(self, net: IntNetwork, lanes: int, chunks: int, acc_shape, constants_bits: int,
+                 multiply: bool = False):
+        q_mode = net.kind.q_mode
+        self.net, self.lanes, self.multiply = net, lanes, multiply
+        self.damp, self.thresh = bool(q_mode & 1), bool(q_mode & 2)
+        self.state_names = "uvq" if q_mode else "uv"  # q evolves only where it enters somewhere
+        n_in = net.shape[0]
+        chunk = range(max(2, chunks))
+        super().__init__({
+            "valid": In(1), "chunk": In(chunk), "fresh": In(1),
+            "acc": In(data.ArrayLayout(acc_shape, lanes)),
+            "state": In(unsigned(self.state_bits)), "constants": In(unsigned(constants_bits)),
+            **({"inputs": In(unsigned(n_in * net.spec.input.bits))} if multiply else {}),
+            "out_valid": Out(1), "out_chunk": Out(chunk), "new_state": Out(unsigned(self.state_bits)),
+            "spikes": Out(lanes), "busy": Out(1),
+        })
+
+    @property
+    def state_bits(self) -> int:
+        """Width of a chunk's word in the state memory."""
+        return len(self.state_names) * self.lanes * self.net.spec.state.bits
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = SimpleNamespace(valid=self.valid, chunk=self.chunk, fresh=self.fresh, state=self.state,
+                                constants=self.constants, acc=[self.acc[p] for p in range(self.lanes)],
+                                inputs=getattr(self, "inputs", None))
+        out = self.emit(m, ports)
+        m.d.comb += [self.out_valid.eq(out.valid), self.out_chunk.eq(out.chunk), self.new_state.eq(out.new_state),
+                     self.spikes.eq(Cat(*out.spikes)), self.busy.eq(out.busy)]
+        return m
+
+    def emit(self, m: Module, ports) -> SimpleNamespace:
+        """The pipeline's logic in ``m``, fed by ``ports`` (the In members' values, ``acc`` a list of
+        the lanes' sums); returns the stage-6 valid, chunk, spikes (per lane) and new state word
+        and the busy flag as values of ``m``."""
+        net, spec, P = self.net, self.net.spec, self.lanes
+        cb, sb = spec.coef.bits, spec.state.bits
+        has_q = "q" in self.state_names
+
+        def reg(expr, name, reset_less=True):
+            return pipeline_reg(m, expr, name, reset_less)
+
+        def regs(names, lists, stage):
+            return ([reg(x, f"{n}_s{stage}_{p}") for p, x in enumerate(xs)] for n, xs in zip(names, lists))
+
+        valid1, chunk1 = reg(ports.valid, "valid_s1", reset_less=False), reg(ports.chunk, "chunk_s1")
+        acc1 = [reg(a, f"acc_s1_{p}") for p, a in enumerate(ports.acc)]
+        # stage 1: state and constants arrive from memory (registered before any arithmetic: the
+        # block RAM's clock-to-output is most of a cycle)
+        old = [[Mux(ports.fresh, 0, field(ports.state, i * P + p, sb)) for p in range(P)]
+               for i in range(len(self.state_names))]
+        stage2 = dict(zip(self.state_names, regs(self.state_names, old, 2)))  # u, v (, q)
+        stage2["d"] = [reg(field(ports.constants, p, cb), f"d_s2_{p}") for p in range(P)]
+        stage2["c"] = [reg(field(ports.constants, P + p, cb), f"c_s2_{p}") for p in range(P)]
+        stage2["acc"] = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
+        if self.multiply:  # lane p's input weights, registered like d and c
+            n_in, wib = net.shape[0], spec.weight.bits
+            w_in2 = [[reg(field(ports.constants[2 * P * cb:], p * n_in + i, wib), f"w_in_s2_{p}_{i}")
+                      for i in range(n_in)] for p in range(P)]
+        valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
+        # stage 2: dt * q, the smooth reset's share of the damping
+        if self.damp:
+            q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(stage2["q"])]
+        stage3 = dict(zip(stage2, regs(stage2, stage2.values(), 3)))
+        valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
+        cur3 = stage3["acc"]  # the synaptic current
+        if self.multiply:  # w_in . x of the step's inputs (latched with its beat), then the current
+            x_in = [ports.inputs.word_select(i, spec.input.bits) for i in range(n_in)]
+            w_x3 = [reg(sum(w * x for w, x in zip(w_in2[p], x_in)), f"w_x_s3_{p}") for p in range(P)]
+            ra, ia, ws = spec.rec_align, spec.in_align, spec.weight_shift
+            if ra >= ws:  # the recurrent sum has no bits below the shift: round the input term alone
+                cur3 = [(a << (ra - ws)) + ops.rshift(w_x3[p] << ia, ws) for p, a in enumerate(cur3)]
+            else:
+                cur3 = [ops.rshift((a << ra) + (w_x3[p] << ia), ws) for p, a in enumerate(cur3)]
+        # stage 3: damping factor
+        d3 = stage3["d"]
+        e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]) if self.damp else d3[p], f"e_s4_{p}") for p in range(P)]
+        stage3["acc"] = cur3
+        del stage3["d"]  # (e replaces it)
+        stage4 = dict(zip(stage3, regs(stage3, stage3.values(), 4)))
+        u4, v4, c4 = stage4["u"], stage4["v"], stage4["c"]
+        valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
+        # stage 4: the rotation's products
+        e_u5 = [reg(e4[p] * u4[p], f"e_u_s5_{p}") for p in range(P)]
+        c_v5 = [reg(c4[p] * v4[p], f"c_v_s5_{p}") for p in range(P)]
+        e_v5 = [reg(e4[p] * v4[p], f"e_v_s5_{p}") for p in range(P)]
+        c_u5 = [reg(c4[p] * u4[p], f"c_u_s5_{p}") for p in range(P)]
+        late = {}  # what stage 6 needs beside u and v: gamma * q, the threshold (theta + q)
+        if has_q:
+            late["q_g"] = [reg(q * net.gamma, f"q_g_s5_{p}") for p, q in enumerate(stage4["q"])]
+        if self.thresh:
+            late["th_q"] = [reg(q + net.theta, f"th_q_s5_{p}") for p, q in enumerate(stage4["q"])]
+        acc5 = [reg(a, f"acc_s5_{p}") for p, a in enumerate(stage4["acc"])]
+        valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
+        # stage 5: new u, v (acc5 holds the synaptic current)
+        u6 = [reg(ops.next_u(spec, e_u5[p], c_v5[p], acc5[p]), f"u_s6_{p}") for p in range(P)]
+        v6 = [reg(ops.next_v(spec, e_v5[p], c_u5[p]), f"v_s6_{p}") for p in range(P)]
+        late = dict(zip(late, regs(late, late.values(), 6)))
+        valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
+        # stage 6: spike, new q, write-back
+        threshold = late["th_q"] if self.thresh else [net.theta] * P
+        z6 = [ops.spike(threshold[p], u6[p]) for p in range(P)]
+        new = u6 + v6
+        if has_q:
+            new += [ops.next_q(spec, late["q_g"][p], z6[p]) for p in range(P)]
+        return SimpleNamespace(valid=valid6, chunk=chunk6, spikes=z6,
+                               new_state=Cat(*(x.as_signed()[:sb] for x in new)),
+                               busy=ports.valid | valid1 | valid2 | valid3 | valid4 | valid5 | valid6)
+
+
+# the accelerator's update stage of each neuron kind (``fixed.kinds``) it implements
+UPDATE_STAGES = {name: ResonatorUpdate for name in RESONATOR_FLAGS}
