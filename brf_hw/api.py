@@ -95,7 +95,7 @@ def quantize(trained: TrainResult | RSNN | str | Path, task: str | Task | None =
              run_dir: str | Path | None = None, artifact: str | Path | None = None,
              batch_size: int | None = None, train_limit: int | None = None, eval_limit: int | None = None,
              seed: int | None = None, data_dir: str | None = None, verbose: bool = False) -> QATResult:
-    """Quantization-aware training of a trained BRF network, then export: ``trained`` is a
+    """Quantization-aware training of a trained network (a kind in ``fixed.kinds``), then export: ``trained`` is a
     ``TrainResult``, a float ``RSNN`` or a checkpoint path (then ``task`` is required). The formats
     follow ``brf-hw qat``'s options (weights ``weight_bits``, state Q5.10 at 16 bits, ...; fraction
     bits chosen for the least error unless given). QAT checkpoints go to ``run_dir`` (default:
@@ -112,8 +112,10 @@ def quantize(trained: TrainResult | RSNN | str | Path, task: str | Task | None =
         model = trained if isinstance(trained, RSNN) else load_init_model(trained, use_task(task), "brf")
         base, data = TrainConfig(task=use_task(task).name, data_dir=data_dir), None
         root = Path(run_dir).parent if run_dir is not None else Path(f"runs/{base.task}-brf-seed0")
-    if model.config.neuron.kind != "brf":
-        raise ValueError(f"the fixed-point flow covers BRF networks, not {model.config.neuron.kind}")
+    from .fixed import kinds
+
+    if model.config.neuron.kind not in kinds.KINDS:
+        raise ValueError(f"the fixed-point flow covers {', '.join(kinds.KINDS)} networks, not {model.config.neuron.kind}")
     overrides = {k: v for k, v in {"batch_size": batch_size, "train_limit": train_limit, "eval_limit": eval_limit,
                                    "seed": seed, "data_dir": data_dir}.items() if v is not None}
     base = dataclasses.replace(base, progress=verbose, log_epochs=verbose, **overrides)

@@ -18,7 +18,7 @@ COMMANDS = {
     "sim": ("brf_hw.hw.rtl_sim", "main", "a task's test set through the RTL under Verilator or Icarus"),
     "build": ("brf_hw.board.build", "main", "a board's bitstream"),
     "host": ("brf_hw.board.host", "main", "stream a task's test set through a board over its UART"),
-    "analyze": ("brf_hw.analyze.__main__", "main", "the paper's analyses (response, boundary, params, raster, prune, nir)"),
+    "analyze": ("brf_hw.analyze.__main__", "main", "the paper's analyses (response, boundary, params, raster, prune, compare, nir)"),
     "fuzz": ("brf_hw.hw.fuzz", "main", "random integer networks, golden model against the accelerator"),
 }
 

@@ -80,7 +80,7 @@ def test_resume_continues_exactly(tmp_path, ecg_data):
 
 def test_resume_refuses_another_network(tmp_path, ecg_data):
     Trainer(quick(tmp_path, epochs=1), ecg_data).fit()
-    with pytest.raises(CheckpointError, match="different network"):
+    with pytest.raises(CheckpointError, match="holds brf neurons, not --neuron alif"):
         Trainer(quick(tmp_path, neuron="alif"), ecg_data).resume()
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         Trainer(quick(tmp_path / "none"), ecg_data).resume()

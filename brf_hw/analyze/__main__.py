@@ -15,6 +15,7 @@ COMMANDS = {
     "params": ("params", "omega / b_offset scatter, initial vs trained"),
     "raster": ("raster", "spike raster and membrane traces on one ECG sequence, float and integer"),
     "prune": ("prune", "pruning ablation on ECG: BRF vs ALIF, accuracy, SOPs, accelerator cycles"),
+    "compare": ("compare", "neuron kinds side by side: accuracy, SOPs, parameters, accelerator cost"),
     "nir": ("nir_cmd", "export a checkpoint to a NIR graph (and check the round trip)"),
 }
 

@@ -157,6 +157,10 @@ class Trainer:
     def resume(self, path: str | Path | None = None) -> None:
         path = Path(path) if path else self.run_dir / "last.pt"
         ckpt = read_checkpoint(path, self.device)
+        kind = ckpt["model_config"].get("neuron", {}).get("kind", "brf")
+        if kind != self.cfg.neuron:
+            raise CheckpointError(f"{path} holds {kind} neurons, not --neuron {self.cfg.neuron}: a run resumes "
+                                  "with the kind it was started with")
         if ckpt["model_config"] != self.model_config.to_dict():
             raise CheckpointError(f"{path} holds a different network ({ckpt['model_config']})")
         self.model.load_state_dict(ckpt["model"])
