@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cpu_resonator import _surrogate
+from .cpu_resonator import _surrogate, spike_driven_current
 
 
 @numba.njit(parallel=True, cache=True)
@@ -41,11 +41,7 @@ def alif_forward(i_in, w_rec, alpha, rho, theta0, beta):
         z = np.zeros(n, dtype)
         rec = np.zeros(n, dtype)
         for t in range(steps):
-            rec[:] = 0.0
-            for j in range(n):  # recurrent current, event-driven, in index order
-                if z[j] != 0.0:
-                    for h in range(n):
-                        rec[h] += w_rec[h, j]
+            spike_driven_current(rec, z, w_rec)
             for h in range(n):
                 a[h] = rho[h] * a[h] + (one - rho[h]) * z[h]
                 th = theta0 + beta * a[h]

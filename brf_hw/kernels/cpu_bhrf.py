@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cpu_resonator import _surrogate
+from .cpu_resonator import _surrogate, spike_driven_current
 
 
 @numba.njit(parallel=True, cache=True)
@@ -37,11 +37,7 @@ def bhrf_forward(i_in, w_rec, w2, b0, dt, two_dt, theta, gamma):
         z = np.zeros(n, dtype)
         rec = np.zeros(n, dtype)
         for t in range(steps):
-            rec[:] = 0.0
-            for j in range(n):
-                if z[j] != 0.0:
-                    for h in range(n):
-                        rec[h] += w_rec[h, j]
+            spike_driven_current(rec, z, w_rec)
             for h in range(n):
                 b = b0[h] + q[h]
                 v_new = v[h] + dt * u[h]

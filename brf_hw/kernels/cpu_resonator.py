@@ -101,6 +101,17 @@ def _normal(x, mu, sigma):
 
 
 @numba.njit(inline="always", cache=True)
+def spike_driven_current(rec, z, w_rec):
+    """rec[h] = sum of w_rec[h, j] over the spiking j, added in index order (the reference's
+    summation order, so the baselines' kernels stay bit-equal to it)."""
+    rec[:] = 0.0
+    for j in range(z.shape[0]):
+        if z[j] != 0.0:
+            for h in range(rec.shape[0]):
+                rec[h] += w_rec[h, j]
+
+
+@numba.njit(inline="always", cache=True)
 def _surrogate(x, code):
     """The surrogate derivative (brf_hw.neurons.surrogate) at float64 x. For the double Gaussian
     the narrow bump is the wide one's 36th power (SCALE = 6): one exponential, not two
