@@ -22,7 +22,7 @@ class GoldenResult(NamedTuple):
     spikes: np.ndarray  # [T, B, H] hidden spikes (0/1, int8)
     outputs: np.ndarray  # [T, B, O] LI potentials, output format integers
     predictions: np.ndarray  # [T, B] argmax of the outputs (lowest index wins ties)
-    traces: dict[str, np.ndarray] | None  # u, v, q [T, B, H] when asked for
+    traces: dict[str, np.ndarray] | None  # the kind's state (u, v, q; ALIF u, a) [T, B, H] when asked for
     sums: np.ndarray | None = None  # [T, B, O] running sums of o (``mean`` readout), else None
 
 
@@ -57,7 +57,7 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
     spikes = np.empty((steps, batch, n_hidden), np.int8)
     outputs = np.empty((steps, batch, n_out), np.int64)
     sums = np.empty_like(outputs) if mean else None
-    traces = {k: np.empty((steps, batch, n_hidden), np.int64) for k in "uvq"} if record else None
+    traces = {k: np.empty((steps, batch, n_hidden), np.int64) for k in kind.state_names} if record else None
     for t in range(steps):
         acc = input_acc[t] + event_matmul(z, w_rec)
         state, z = kind.step(net, acc, state, consts)
@@ -67,7 +67,8 @@ def run(net: IntNetwork, x: np.ndarray, record: bool = False) -> GoldenResult:
             s = sum_step(s, o, slo, shi)
             sums[t] = s
         if record:
-            traces["u"][t], traces["v"][t], traces["q"][t] = state
+            for name, value in zip(kind.state_names, state):
+                traces[name][t] = value
     return GoldenResult(spikes, outputs, outputs.argmax(-1), traces, sums)
 
 

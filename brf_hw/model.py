@@ -105,8 +105,7 @@ class RSNN(nn.Module):
         if self.fixed is not None:
             from .fixed.qat import qat_forward
 
-            outputs, z, u, v, q = qat_forward(self, x, self.fixed)
-            states = {"u": u, "v": v, "q": q}
+            outputs, z, states = qat_forward(self, x, self.fixed)
         else:
             x = x.to(self.synapses.weight.dtype)
             if kernels.choose(self.kernel, self.config.neuron.kind, x.device) != "fused":

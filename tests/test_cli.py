@@ -74,7 +74,7 @@ def test_qat_user_errors(monkeypatch, capsys, tmp_path):
                               "--run-dir", str(tmp_path / "q")), "junk.pt is not a readable checkpoint")
     assert_user_error(run_cli(monkeypatch, capsys, "training/qat.py", "--weight-bits", "1"),
                       "--weight-bits", "1 is outside 2..32")
-    assert_user_error(run_cli(monkeypatch, capsys, "training/qat.py", "--neuron", "alif"), "covers brf", "--neuron alif")
+    assert_user_error(run_cli(monkeypatch, capsys, "training/qat.py", "--neuron", "bhrf"), "covers brf", "--neuron bhrf")
     assert_user_error(run_cli(monkeypatch, capsys, "training/sweep_bits.py", "--bits", "4", "40"),
                       "--bits", "40 is outside 2..32")
 

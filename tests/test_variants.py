@@ -25,8 +25,8 @@ LO, HI = -32768, 32767
 def test_every_resonator_has_an_integer_kind():
     assert set(ABLATIONS) <= set(kinds.KINDS)
     assert [kinds.get(k).q_mode for k in ABLATIONS] == [3, 3, 1, 2, 0]  # no-refractory: damping only; no-reset: threshold only
-    with pytest.raises(kinds.UnknownKind, match="'alif' has no integer implementation; known: brf"):
-        kinds.get("alif")
+    with pytest.raises(kinds.UnknownKind, match="'bhrf' has no integer implementation; known: brf"):
+        kinds.get("bhrf")
 
 
 def _step(q_mode, q=512, u=1500):
@@ -76,7 +76,7 @@ def assert_qat_equals_golden(model, spec, x):
     gold = golden.run(net, x, record=True)
     assert np.array_equal(out.traces["z"].numpy().astype(np.int64), gold.spikes)
     assert np.array_equal(out.outputs.numpy() * spec.output.scale, gold.outputs)
-    for name in "uvq":
+    for name in net.kind.state_names:
         assert np.array_equal(out.traces[name].numpy() * spec.state.scale, gold.traces[name])
     return gold
 
@@ -123,19 +123,26 @@ def test_wide_integer_network_tracks_the_float_one(kind):
 def test_ste_gradients_match_the_float_network(kind):
     """QAT's backward runs the float adjoints of the same kind (q_mode): with wide formats its
     gradients are the float network's."""
-    model = network(kind, 2, hidden=8, outputs=3).double()
-    x = torch.from_numpy((np.random.default_rng(2).random((300, 2, 4)) < 0.2).astype(np.float64))
-    spec = FixedSpec(weight=Format(24, 22), rec_weight=Format(24, 23), out_weight=Format(24, 20),
+    assert_ste_gradients_match(network(kind, 2, hidden=8, outputs=3).double(), STE_SPEC)
+
+
+STE_SPEC = FixedSpec(weight=Format(24, 22), rec_weight=Format(24, 23), out_weight=Format(24, 20),
                      coef=Format(30, 28), state=Format(30, 24), output=Format(30, 22))
+
+
+def assert_ste_gradients_match(model, spec, atol=1e-6):
+    """QAT (``spec``) and float gradients of every parameter agree on sparse random spikes."""
+    x = torch.from_numpy((np.random.default_rng(2).random((300, 2, 4)) < 0.2).astype(np.float64))
     grads, spikes = [], []
     for fixed in (None, spec):
         model.fixed = fixed
         out = model(x)
         spikes.append(out.spikes_per_step.detach())
         grads.append(torch.autograd.grad((out.outputs**2).sum(), list(model.parameters())))
+    model.fixed = None
     assert torch.equal(*spikes) and spikes[0].sum() > 20
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6 * b.abs().max().item())
+    for (name, _), a, b in zip(model.named_parameters(), *grads):
+        assert torch.allclose(a, b, rtol=1e-3, atol=atol * b.abs().max().item()), name
 
 
 def _rewrite_manifest(path, mutate):
@@ -169,7 +176,7 @@ def test_artifacts_without_a_neuron_field_load_as_brf(tmp_path):
     assert load_artifact(path)[0].neuron == "brf"
 
 
-@pytest.mark.parametrize("value", ["alif", "bogus", ["brf"]])
+@pytest.mark.parametrize("value", ["bhrf", "bogus", ["brf"]])
 def test_unknown_neuron_type_is_refused_by_name(tmp_path, value):
     model = network("brf", 5)
     path = save_artifact(tmp_path / "x.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg",
@@ -186,8 +193,8 @@ def test_unknown_neuron_type_on_the_command_line(tmp_path, monkeypatch, capsys):
     model = network("brf", 5)
     path = save_artifact(tmp_path / "x.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg",
                          dt=0.01, theta=1.0, gamma=0.9)
-    _rewrite_manifest(path, lambda m: m.update(neuron="alif"))
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(path)), "'alif'", "known: brf")
+    _rewrite_manifest(path, lambda m: m.update(neuron="bhrf"))
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(path)), "'bhrf'", "known: brf")
 
 
 def test_kinds_without_integer_arithmetic_are_refused():
@@ -201,7 +208,7 @@ def test_hardware_refuses_a_kind_it_does_not_implement(tmp_path, monkeypatch, ca
     """A kind with an integer step but no update stage in the accelerator (here a resonator kind
     registered for the test) must never be built as another kind's hardware, which would compute
     something else without a word: refused by name, exit 2, nothing written. Kinds without integer
-    arithmetic (ALIF) are refused as their artifact is read."""
+    arithmetic (BHRF) are refused as their artifact is read."""
     from test_cli import assert_user_error, run_cli
 
     from brf_hw.fixed.kinds.resonator import ResonatorKind
@@ -218,7 +225,7 @@ def test_hardware_refuses_a_kind_it_does_not_implement(tmp_path, monkeypatch, ca
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
                       "'brf-toy'")
     assert not out.exists()
-    _rewrite_manifest(path, lambda m: m.update(neuron="alif"))
+    _rewrite_manifest(path, lambda m: m.update(neuron="bhrf"))
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
-                      "'alif'", "no integer implementation")
+                      "'bhrf'", "no integer implementation")
     assert not out.exists()

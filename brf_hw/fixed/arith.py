@@ -21,6 +21,17 @@ and, for a ``mean`` readout (``spec.Readout``), the running sum of the new poten
 
     s'   = sat_sum(s + o')                             sum_bits wide; argmax(s') is the class
 
+ALIF and LIF (``adaptive_step``, ``fixed.kinds.adaptive``) have their own step on the same
+synaptic current, per-neuron decays alpha_m (membrane) and rho (adaptation) in the coefficient
+format, theta0 in the state format and beta in the coefficient format:
+
+    cur  = rshift(acc, wf - sf)                        (1 - alpha_m) is folded into the weights
+    h    = sat_s(rshift(alpha_m*u, cf) + cur)
+    th   = theta0 + rshift(beta*a, cf)                 a: the adaptation this step uses
+    z    = [h - th > 0]
+    u'   = sat_s(h - z*th)                             soft reset
+    a'   = sat_s(z*2^sf + rshift(rho*(a - z*2^sf), cf))    = rho*a + (1-rho)*z, one rounding
+
 rshift(x, s) = (x + 2^(s-1)) >> s for s > 0 (round half up), x << -s for s < 0.
 """
 
@@ -67,6 +78,25 @@ def resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, 
 def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
     """BRF: q in the damping and the threshold."""
     return resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, 3)
+
+
+@numba.njit(cache=True)
+def adaptive_step(acc, u, a, alpha_m, rho, theta0, beta, lo, hi, cf, sf, wshift, adapt):
+    """ALIF (``adapt`` 1) and LIF (0: a stays 0, the threshold is theta0), the step above.
+
+    The state a is the adaptation of the NEXT step: the float model (``neurons.functional.alif_step``)
+    computes a_t = rho a_(t-1) + (1 - rho) z_(t-1) at the start of step t from the previous spike;
+    here a' = rho a + (1 - rho) z is computed at the end of step t from this step's spike, which is
+    the same a_(t+1), so in exact arithmetic the two produce identical u, a_t, z (a starts at 0 in
+    both: a_1 = rho*0 + (1-rho)*0). The hardware thus keeps u and a and never a spike of its own.
+    a' - z = rho (a - z) rounds once; for 0 <= rho <= 1 and 0 <= a <= 1 it stays in [0, 1]."""
+    cur = rshift(acc, wshift)
+    h = sat(rshift(alpha_m * u, cf) + cur, lo, hi)
+    th = theta0 + rshift(beta * a, cf)
+    z = ((th - h) >> 63) & 1  # [h - th > 0], as in resonator_step
+    u_new = sat(h - z * th, lo, hi)
+    a_new = sat((z << sf) + rshift(rho * (a - (z << sf)), cf), lo, hi) * adapt
+    return u_new, a_new, z
 
 
 @numba.njit(cache=True)

@@ -1,8 +1,8 @@
 """Integer forward kernels (numba) for quantization-aware training and integer evaluation.
 
 Per sample, event-driven: only the recurrent weights of neurons that spiked are added. The step
-itself is ``arith.resonator_step`` / ``arith.li_step``, the same functions the golden model runs on
-arrays. The QAT backward (straight-through) reuses the float BRF adjoints, see ``qat``.
+itself is ``arith.resonator_step`` (``arith.adaptive_step``) / ``arith.li_step``, the same functions
+the golden model runs on arrays. The QAT backward (straight-through) reuses the float adjoints, see ``qat``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,26 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .arith import li_step, resonator_step
+from .arith import adaptive_step, li_step, resonator_step
+
+
+@numba.njit(cache=True)
+def synaptic_sum(acc, w_rec_row, active, n_active):
+    """A neuron's input sum plus the recurrent weights of the ``n_active`` neurons that spiked."""
+    for k in range(n_active):
+        acc += w_rec_row[active[k]]
+    return acc
+
+
+@numba.njit(cache=True)
+def spiking(z, active):
+    """The neurons with z != 0 into ``active``; returns how many."""
+    n_active = 0
+    for h in range(len(z)):
+        if z[h] != 0:
+            active[n_active] = h
+            n_active += 1
+    return n_active
 
 
 @numba.njit(parallel=True, cache=True)
@@ -30,21 +49,40 @@ def resonator_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, c
         n_active = 0
         for t in range(steps):
             for h in range(n):
-                acc = acc_in[t, bi, h]
-                for k in range(n_active):
-                    acc += w_rec[h, active[k]]
+                acc = synaptic_sum(acc_in[t, bi, h], w_rec[h], active, n_active)
                 u[h], v[h], q[h], z = resonator_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
                                                      lo, hi, clo, chi, cf, sf, wshift, q_mode)
                 u_out[t, bi, h] = u[h]
                 v_out[t, bi, h] = v[h]
                 q_out[t, bi, h] = q[h]
                 z_out[t, bi, h] = z
-            n_active = 0
-            for h in range(n):
-                if z_out[t, bi, h] != 0:
-                    active[n_active] = h
-                    n_active += 1
+            n_active = spiking(z_out[t, bi], active)
     return u_out, v_out, q_out, z_out
+
+
+@numba.njit(parallel=True, cache=True)
+def adaptive_forward_int(acc_in, w_rec, alpha_m, rho, theta0, beta, lo, hi, cf, sf, wshift, adapt):
+    """ALIF / LIF (``arith.adaptive_step``), event-driven like ``resonator_forward_int``. Returns
+    u (after the soft reset), a (the adaptation the next step uses), z, each [T, B, H]."""
+    steps, batch, n = acc_in.shape
+    u_out = np.empty((steps, batch, n), np.int64)
+    a_out = np.empty_like(u_out)
+    z_out = np.empty_like(u_out)
+    for bi in numba.prange(batch):
+        u = np.zeros(n, np.int64)
+        a = np.zeros(n, np.int64)
+        active = np.empty(n, np.int64)
+        n_active = 0
+        for t in range(steps):
+            for h in range(n):
+                acc = synaptic_sum(acc_in[t, bi, h], w_rec[h], active, n_active)
+                u[h], a[h], z = adaptive_step(acc, u[h], a[h], alpha_m[h], rho[h], theta0, beta, lo, hi, cf, sf,
+                                              wshift, adapt)
+                u_out[t, bi, h] = u[h]
+                a_out[t, bi, h] = a[h]
+                z_out[t, bi, h] = z
+            n_active = spiking(z_out[t, bi], active)
+    return u_out, a_out, z_out
 
 
 @numba.njit(parallel=True, cache=True)

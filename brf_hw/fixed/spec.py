@@ -272,13 +272,17 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
                    inputs: InputFormat = InputFormat()) -> FixedSpec:
     """Formats for a trained float model: weight fraction bits chosen (unless given) for the least
     quantization error of dt*W_in, dt*W_rec (resp. (1-alpha)*W_out), each on its own, clipping
-    included; fixed integer ranges for output and coefficients, and for the state unless
+    included; fixed integer ranges for output and coefficients, and for the state (the kind's
+    ``state_int_bits``: Q5.10 for the resonators, Q3.12 for ALIF and LIF at 16 bits) unless
     ``state_frac`` says otherwise. Input weights are per input unit (dt*W_in*inputs.unit)."""
     import torch
 
+    from . import kinds
+
+    kind = kinds.KINDS.get(model.config.neuron.kind)  # BHRF (no integer step) has the resonators' dt
     with torch.no_grad():
-        dt = model.config.neuron.dt
-        w = (dt * model.synapses.weight.detach().double()).numpy()
+        gain = kind.input_gain(model) if kind else model.config.neuron.dt
+        w = (gain * model.synapses.weight.detach().double()).numpy()
         n_in = model.config.inputs
         w_in, w_rec = w[:, :n_in] * inputs.unit, w[:, n_in:]
         alpha = model.output.alpha.detach().double()
@@ -292,35 +296,46 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
         out_weight=Format(out_weight_bits, out_weight_frac if out_weight_frac is not None
                           else frac_min_error(w_out, out_weight_bits)),
         coef=Format(coef_bits, coef_bits - 1 - COEF_INT_BITS),
-        state=Format(state_bits, state_frac if state_frac is not None else state_bits - 1 - STATE_INT_BITS),
+        state=Format(state_bits, state_frac if state_frac is not None
+                     else state_bits - 1 - (kind.state_int_bits if kind else STATE_INT_BITS)),
         output=Format(output_bits, output_bits - 1 - OUTPUT_INT_BITS),
         input=inputs,
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IntNetwork:
     """A network in integers: everything the golden model and the hardware need. ``neuron`` names
-    its hidden neurons' kind (``fixed.kinds``); d, c, dtq, gamma, theta are the resonator kinds'
-    fields (BRF, its ablations, RF)."""
+    its hidden neurons' kind (``fixed.kinds``), which says which of the per-kind fields it holds
+    (the others stay None): d, c, dtq, gamma, theta for the resonator kinds (BRF, its ablations,
+    RF); alpha_m, rho, theta0, beta for ALIF (LIF: alpha_m, theta0)."""
 
     spec: FixedSpec
     w_in: np.ndarray  # [H, I] weight format
     w_rec: np.ndarray  # [H, H] rec_weight format
     w_out: np.ndarray  # [O, H] out_weight format
-    d: np.ndarray  # [H] coef
-    c: np.ndarray  # [H] coef
-    alpha: np.ndarray  # [O] coef
-    dtq: int  # dt in coef
-    gamma: int  # coef
-    theta: int  # state
+    alpha: np.ndarray  # [O] coef (the LI readout's decay)
     readout: Readout = Readout()
     neuron: str = "brf"
+    # resonator kinds
+    d: np.ndarray | None = None  # [H] coef
+    c: np.ndarray | None = None  # [H] coef
+    dtq: int | None = None  # dt in coef
+    gamma: int | None = None  # coef
+    theta: int | None = None  # state
+    # ALIF, LIF
+    alpha_m: np.ndarray | None = None  # [H] coef, membrane decay
+    rho: np.ndarray | None = None  # [H] coef, adaptation decay (ALIF)
+    theta0: int | None = None  # state, base threshold
+    beta: int | None = None  # coef, adaptation strength (ALIF)
 
     def __post_init__(self):
         from . import kinds
 
-        kinds.get(self.neuron)
+        kind = kinds.get(self.neuron)
+        missing = [name for name in (*kind.arrays, *kind.scalars) if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.neuron} network needs {', '.join(missing)}")
         self.spec.check_int64(self.shape[0], self.shape[1])
 
     @property
@@ -339,11 +354,9 @@ class IntNetwork:
         return self.spec.align(self.w_in, self.w_rec)
 
     def step_constants(self) -> tuple:
-        """The scalar arguments of ``arith.brf_step`` after (acc, u, v, q, d, c) (and before the
-        ``q_mode`` of ``arith.resonator_step``)."""
-        s, c = self.spec.state, self.spec.coef
-        return (self.dtq, self.gamma, self.theta, s.min_int, s.max_int, c.min_int, c.max_int,
-                c.frac, s.frac, self.spec.weight_shift)
+        """The scalar arguments of the kind's integer step after its state and arrays
+        (``arith.brf_step``: after (acc, u, v, q, d, c), before ``resonator_step``'s q_mode)."""
+        return self.kind.step_constants(self)
 
     def li_constants(self) -> tuple:
         o = self.spec.output

@@ -59,8 +59,11 @@ def alif_forward(i_in, w_rec, alpha, rho, theta0, beta):
 
 
 @numba.njit(parallel=True, cache=True)
-def alif_backward(grad_z, u_s, h_s, a_s, z_s, c_s, w_rec, alpha, rho, theta0, beta, surrogate, t_stop):
-    """Adjoints of ``alif_forward``: grad_i [T, B, H] (= gI), dalpha [H], drho [H]."""
+def alif_backward(grad_z, u_s, h_s, a_s, z_s, c_s, w_rec, alpha, rho, theta0, beta, surrogate, t_stop,
+                  folded=False):
+    """Adjoints of ``alif_forward``: grad_i [T, B, H] (= gI), dalpha [H], drho [H]. ``folded``: the
+    current already holds the gain, h_t = alpha u_(t-1) + I_t (the integer network, ``fixed.qat``):
+    gI = GH, dalpha += GH u_(t-1), and c_s is not read."""
     steps, batch, n = u_s.shape
     dtype = u_s.dtype
     one = dtype.type(1.0)
@@ -85,11 +88,11 @@ def alif_backward(grad_z, u_s, h_s, a_s, z_s, c_s, w_rec, alpha, rho, theta0, be
                 big_h = gu[h] + gs
                 gth = -gu[h] * z_s[t, bi, h] - gs
                 big_a[h] = ga[h] + beta * gth
-                gi[h] = (one - alpha[h]) * big_h
+                gi[h] = big_h if folded else (one - alpha[h]) * big_h
                 u_prev = u_s[t - 1, bi, h] if t > 0 else dtype.type(0.0)
                 a_prev = a_s[t - 1, bi, h] if t > 0 else dtype.type(0.0)
                 z_prev = z_s[t - 1, bi, h] if t > 0 else dtype.type(0.0)
-                alpha_parts[bi, h] += big_h * (u_prev - c_s[t, bi, h])
+                alpha_parts[bi, h] += big_h * (u_prev if folded else u_prev - c_s[t, bi, h])
                 rho_parts[bi, h] += big_a[h] * (a_prev - z_prev)
                 gu[h] = alpha[h] * big_h
                 ga[h] = rho[h] * big_a[h]

@@ -38,7 +38,8 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rec-weight-frac", type=int, help="recurrent weight fraction bits (default: least error)")
     g.add_argument("--out-weight-bits", type=WORD_BITS, help="output weights (default: --weight-bits)")
     g.add_argument("--state-bits", type=WORD_BITS, default=16, help="u, v, q")
-    g.add_argument("--state-frac", type=NON_NEGATIVE_INT, help="fraction bits of u, v, q (default: --state-bits - 6, Q5.10 at 16 bits)")
+    g.add_argument("--state-frac", type=NON_NEGATIVE_INT, help="fraction bits of the neuron state (default: --state-bits - 6, Q5.10 at 16 bits; "
+                                                             "ALIF, LIF: --state-bits - 4, Q3.12)")
     g.add_argument("--coef-bits", type=WORD_BITS, default=16, help="d, dt*omega, dt, gamma, alpha (1 integer bit)")
     g.add_argument("--output-bits", type=WORD_BITS, default=16, help="LI potentials (7 integer bits)")
     g.add_argument("--artifact", help="where to write the integer network (default RUN_DIR/brf_TASK.npz)")

@@ -20,10 +20,17 @@ class NeuronKind(Protocol):
     name: str
     arrays: dict[str, tuple[str, tuple[str, ...]]]  # name -> (format name, shape in I, H, O)
     scalars: dict[str, str]  # name -> format name
+    state_names: str  # the state the step keeps per neuron (golden traces)
+    stored_state: str  # what of it the accelerator's state memory keeps
+    multipliers: int  # products per lane in the accelerator's step (``hw.resources``)
+    state_int_bits: int  # the state format's default integer bits (``spec.spec_for_model``)
+
+    def input_gain(self, model): ...  # float factor of the synaptic current folded into the weights
 
     def quantize(self, model, spec, fake_quant) -> dict: ...
     def scalar_constants(self, model, spec) -> dict[str, int]: ...
     def check(self, net) -> str | None: ...
+    def step_constants(self, net) -> tuple: ...
     def initial_state(self, batch: int, hidden: int) -> tuple: ...
     def step(self, net, acc, state, consts) -> tuple: ...
 
@@ -49,3 +56,4 @@ def get(name: str, what: str = "neuron type") -> NeuronKind:
 
 
 from . import resonator  # noqa: E402,F401  (registers BRF, its ablations and RF)
+from . import adaptive  # noqa: E402,F401  (registers ALIF and LIF)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...neurons.flags import RESONATOR_FLAGS, ResonatorFlags, q_mode
+from ..spec import STATE_INT_BITS
 from . import register
 
 # torch (quantize) and numba (step) are imported where used: loading an artifact or building
@@ -34,6 +35,10 @@ class ResonatorKind:
         from ...neurons.functional import p_omega
 
         return p_omega(omega, dt) - b_offset if self.flags.boundary else -b_offset
+
+    def input_gain(self, model) -> float:
+        """dt: the synaptic current enters u as dt*I."""
+        return model.config.neuron.dt
 
     def quantize(self, model, spec, fake_quant) -> dict:
         """d and c as fake-quantized (integer-valued, STE) float64 tensors."""
@@ -58,6 +63,24 @@ class ResonatorKind:
         if np.any(net.c < 0) or np.any(net.c >= net.spec.coef.scale):
             return "array c (dt*omega) must lie in [0, 1): omega at or past the divergence boundary"
         return None
+
+    state_names: str = "uvq"
+    state_int_bits: int = STATE_INT_BITS  # u, v, q in [-32, 32) (``fixed.spec``)
+
+    @property
+    def stored_state(self) -> str:
+        """What the accelerator's state memory keeps per neuron: q only where it evolves (not in RF)."""
+        return "uvq" if self.q_mode else "uv"
+
+    @property
+    def multipliers(self) -> int:
+        """Products per lane of the accelerator's step: dt*q, the rotation's four, gamma*q."""
+        return 6
+
+    def step_constants(self, net) -> tuple:
+        s, c = net.spec.state, net.spec.coef
+        return (net.dtq, net.gamma, net.theta, s.min_int, s.max_int, c.min_int, c.max_int,
+                c.frac, s.frac, net.spec.weight_shift)
 
     def initial_state(self, batch: int, hidden: int) -> tuple:
         u = np.zeros((batch, hidden), np.int64)
