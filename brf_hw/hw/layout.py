@@ -203,11 +203,13 @@ def memory_images(net: IntNetwork, lanes: int, segments: int | None = None, even
     stride = 1 << (segments - 1).bit_length()
     synapse_banks = [[pack(sources[g * size:(g + 1) * size, s], rb) if g < segments else 0
                       for s in bank for g in range(stride)] for bank in banks(n_sources, events)]
-    d, c = np.pad(net.d, (0, pad)), np.pad(net.c, (0, pad))  # padded lanes: d = c = 0, never spike
+    # the kind's per-neuron coefficients (d, c; alpha_m, rho), one field per lane each, in that
+    # order; padded lanes hold zeros and no weights
+    coefs = [np.pad(getattr(net, name), (0, pad)) for name in net.kind.arrays]
     w_in = np.pad(net.w_in, ((0, pad), (0, 0)))
     multiply = multiplies_inputs(spec)
-    coef_bits = 2 * lanes * spec.coef.bits
-    constants = [pack(list(d[k * lanes:(k + 1) * lanes]) + list(c[k * lanes:(k + 1) * lanes]), spec.coef.bits)
+    coef_bits = len(coefs) * lanes * spec.coef.bits
+    constants = [pack([x for a in coefs for x in a[k * lanes:(k + 1) * lanes]], spec.coef.bits)
                  | (pack(w_in[k * lanes:(k + 1) * lanes].reshape(-1), spec.weight.bits) << coef_bits if multiply else 0)
                  for k in range(chunks)]
     n_events = n_sources - n_hid

@@ -6,7 +6,8 @@ so a shape that cannot fit a target is refused at once instead of after minutes 
              2048x2 .. 256x16); a ROM's bit columns that are equal in every word are dropped, as
              Yosys does. Matches all seven measured builds in the README (ECG lanes 1/2/4 on the
              ECP5, lanes 1 on the UP5K, S-MNIST lanes 8, the SHD shape at lanes 8 and 16).
-  DSP        one multiplier per product: six per lane (dt*q, the four rotation products, gamma*q),
+  DSP        one multiplier per product: six per lane (dt*q, the four rotation products, gamma*q;
+             ALIF three: alpha_m*u, beta*a, rho*(a - z); LIF one),
              one per input per lane where the lanes weight multi-bit inputs, one for LI (ECP5: the
              six measured builds exactly; the UP5K maps one fewer, measured at lanes 1).
   LUT4       a linear fit to the six measured ECP5 builds (packed LUTs from nextpnr): a fixed part,
@@ -94,10 +95,10 @@ def estimate_network(net, lanes: int, segments: int | None = None) -> Estimate:
     memories = (Memory("synapses", sources * img.segment_stride, _varying_columns(img.synapses, img.widths["synapses"])),
                 Memory("constants", img.chunks, _varying_columns(img.constants, img.widths["constants"])),
                 Memory("output weights", n_hid, _varying_columns(img.outputs, img.widths["outputs"])),
-                # u, v and q; q only where it enters the step (not in RF)
-                Memory("state", img.chunks, (3 if net.kind.q_mode else 2) * lanes * net.spec.state.bits))
+                # the kind's stored state: u, v and q (q only where it enters the step, not in RF); ALIF u, a
+                Memory("state", img.chunks, len(net.kind.stored_state) * lanes * net.spec.state.bits))
     return Estimate(lanes, img.segments, memories, _lut(lanes, img.segment_size, img.acc_bits, sources),
-                    lanes * (6 + (n_in if multiply else 0)) + 1)
+                    lanes * (net.kind.multipliers + (n_in if multiply else 0)) + 1)
 
 
 def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None, input_bits: int) -> Estimate:

@@ -40,14 +40,11 @@ def field(word, index: int, width: int):
     return word.word_select(index, width).as_signed()
 
 
-class ResonatorUpdate(wiring.Component):
-    """BRF, its ablations and RF: ``arith.resonator_step`` with the kind's ``q_mode``, cut into a
-    6-stage pipeline of ``fixed_ops`` terms (stage 1 registers the sums, 2 the memory words, then
-    dt*q, the damping, the rotation's products, new u and v, spike and new q). Where q enters
-    neither the damping nor the threshold (RF) it never leaves 0: the state holds u and v only.
-    Without the smooth reset e is d (d - rshift(dt*q*0) saturated, d being a coefficient already);
-    without the refractory period the threshold is theta. Without the divergence boundary only d
-    differs, which the artifact holds: that kind is BRF's pipeline.
+class UpdateStage(wiring.Component):
+    """What every kind's stage shares: the ports, the state word (``state_names`` fields of the
+    state format per lane), the stage-1/2 front (sums, memory words, the kind's coefficients
+    ``net.kind.arrays``, one coef field per lane each, in that order) and the synaptic current of
+    multi-bit inputs at stage 3.
 
     Ports: ``valid``, ``chunk`` of the chunk issued, ``fresh`` (read the state as zeros),
     ``acc`` the lanes' synaptic sums (multi-bit inputs: the raw recurrent sums, the lanes weight
@@ -57,10 +54,8 @@ class ResonatorUpdate(wiring.Component):
 
     def __init__(self, net: IntNetwork, lanes: int, chunks: int, acc_shape, constants_bits: int,
                  multiply: bool = False):
-        q_mode = net.kind.q_mode
         self.net, self.lanes, self.multiply = net, lanes, multiply
-        self.damp, self.thresh = bool(q_mode & 1), bool(q_mode & 2)
-        self.state_names = "uvq" if q_mode else "uv"  # q evolves only where it enters somewhere
+        self.state_names = net.kind.stored_state
         n_in = net.shape[0]
         chunk = range(max(2, chunks))
         super().__init__({
@@ -87,49 +82,87 @@ class ResonatorUpdate(wiring.Component):
                      self.spikes.eq(Cat(*out.spikes)), self.busy.eq(out.busy)]
         return m
 
-    def emit(self, m: Module, ports) -> SimpleNamespace:
-        """The pipeline's logic in ``m``, fed by ``ports`` (the In members' values, ``acc`` a list of
-        the lanes' sums); returns the stage-6 valid, chunk, spikes (per lane) and new state word
-        and the busy flag as values of ``m``."""
-        net, spec, P = self.net, self.net.spec, self.lanes
-        cb, sb = spec.coef.bits, spec.state.bits
-        has_q = "q" in self.state_names
-
+    @staticmethod
+    def registers(m: Module):
+        """reg(expr, name) and regs(names, lists, stage): pipeline registers in ``m``."""
         def reg(expr, name, reset_less=True):
             return pipeline_reg(m, expr, name, reset_less)
 
         def regs(names, lists, stage):
             return ([reg(x, f"{n}_s{stage}_{p}") for p, x in enumerate(xs)] for n, xs in zip(names, lists))
 
+        return reg, regs
+
+    def front(self, m: Module, ports, reg, regs) -> SimpleNamespace:
+        """Stages 1 and 2: valid, chunk and the sums registered (stage 1), then the state words
+        (zeros where ``fresh``), the kind's coefficients, the sums and, where the lanes weight
+        multi-bit inputs, their input weights (stage 2)."""
+        net, spec, P = self.net, self.net.spec, self.lanes
+        cb, sb = spec.coef.bits, spec.state.bits
         valid1, chunk1 = reg(ports.valid, "valid_s1", reset_less=False), reg(ports.chunk, "chunk_s1")
         acc1 = [reg(a, f"acc_s1_{p}") for p, a in enumerate(ports.acc)]
         # stage 1: state and constants arrive from memory (registered before any arithmetic: the
         # block RAM's clock-to-output is most of a cycle)
         old = [[Mux(ports.fresh, 0, field(ports.state, i * P + p, sb)) for p in range(P)]
                for i in range(len(self.state_names))]
-        stage2 = dict(zip(self.state_names, regs(self.state_names, old, 2)))  # u, v (, q)
-        stage2["d"] = [reg(field(ports.constants, p, cb), f"d_s2_{p}") for p in range(P)]
-        stage2["c"] = [reg(field(ports.constants, P + p, cb), f"c_s2_{p}") for p in range(P)]
+        stage2 = dict(zip(self.state_names, regs(self.state_names, old, 2)))  # u, v (, q); u (, a)
+        for i, name in enumerate(net.kind.arrays):  # d, c; alpha_m (, rho)
+            stage2[name] = [reg(field(ports.constants, i * P + p, cb), f"{name}_s2_{p}") for p in range(P)]
         stage2["acc"] = [reg(a, f"acc_s2_{p}") for p, a in enumerate(acc1)]
-        if self.multiply:  # lane p's input weights, registered like d and c
+        w_in2 = None
+        if self.multiply:  # lane p's input weights, registered like the coefficients
             n_in, wib = net.shape[0], spec.weight.bits
-            w_in2 = [[reg(field(ports.constants[2 * P * cb:], p * n_in + i, wib), f"w_in_s2_{p}_{i}")
+            base = len(net.kind.arrays) * P * cb
+            w_in2 = [[reg(field(ports.constants[base:], p * n_in + i, wib), f"w_in_s2_{p}_{i}")
                       for i in range(n_in)] for p in range(P)]
         valid2, chunk2 = reg(valid1, "valid_s2", False), reg(chunk1, "chunk_s2")
+        return SimpleNamespace(valid1=valid1, valid2=valid2, chunk2=chunk2, stage2=stage2, w_in2=w_in2)
+
+    def current(self, ports, reg, acc3, w_in2):
+        """The lanes' synaptic current at stage 3: the sums as they are (spike inputs), or w_in . x
+        of the step's inputs (latched with its beat) registered and added to the recurrent sums."""
+        if not self.multiply:
+            return acc3
+        spec, n_in = self.net.spec, self.net.shape[0]
+        x_in = [ports.inputs.word_select(i, spec.input.bits) for i in range(n_in)]
+        w_x3 = [reg(sum(w * x for w, x in zip(w_in2[p], x_in)), f"w_x_s3_{p}") for p in range(self.lanes)]
+        ra, ia, ws = spec.rec_align, spec.in_align, spec.weight_shift
+        if ra >= ws:  # the recurrent sum has no bits below the shift: round the input term alone
+            return [(a << (ra - ws)) + ops.rshift(w_x3[p] << ia, ws) for p, a in enumerate(acc3)]
+        return [ops.rshift((a << ra) + (w_x3[p] << ia), ws) for p, a in enumerate(acc3)]
+
+
+class ResonatorUpdate(UpdateStage):
+    """BRF, its ablations and RF: ``arith.resonator_step`` with the kind's ``q_mode``, cut into a
+    6-stage pipeline of ``fixed_ops`` terms (stage 1 registers the sums, 2 the memory words, then
+    dt*q, the damping, the rotation's products, new u and v, spike and new q). Where q enters
+    neither the damping nor the threshold (RF) it never leaves 0: the state holds u and v only.
+    Without the smooth reset e is d (d - rshift(dt*q*0) saturated, d being a coefficient already);
+    without the refractory period the threshold is theta. Without the divergence boundary only d
+    differs, which the artifact holds: that kind is BRF's pipeline."""
+
+    def __init__(self, net: IntNetwork, lanes: int, chunks: int, acc_shape, constants_bits: int,
+                 multiply: bool = False):
+        q_mode = net.kind.q_mode
+        self.damp, self.thresh = bool(q_mode & 1), bool(q_mode & 2)
+        super().__init__(net, lanes, chunks, acc_shape, constants_bits, multiply)
+
+    def emit(self, m: Module, ports) -> SimpleNamespace:
+        """The pipeline's logic in ``m``, fed by ``ports`` (the In members' values, ``acc`` a list of
+        the lanes' sums); returns the stage-6 valid, chunk, spikes (per lane) and new state word
+        and the busy flag as values of ``m``."""
+        net, spec, P = self.net, self.net.spec, self.lanes
+        sb = spec.state.bits
+        has_q = "q" in self.state_names
+        reg, regs = self.registers(m)
+        f = self.front(m, ports, reg, regs)
+        stage2, valid1, valid2, chunk2 = f.stage2, f.valid1, f.valid2, f.chunk2
         # stage 2: dt * q, the smooth reset's share of the damping
         if self.damp:
             q_dt3 = [reg(q * net.dtq, f"q_dt_s3_{p}") for p, q in enumerate(stage2["q"])]
         stage3 = dict(zip(stage2, regs(stage2, stage2.values(), 3)))
         valid3, chunk3 = reg(valid2, "valid_s3", False), reg(chunk2, "chunk_s3")
-        cur3 = stage3["acc"]  # the synaptic current
-        if self.multiply:  # w_in . x of the step's inputs (latched with its beat), then the current
-            x_in = [ports.inputs.word_select(i, spec.input.bits) for i in range(n_in)]
-            w_x3 = [reg(sum(w * x for w, x in zip(w_in2[p], x_in)), f"w_x_s3_{p}") for p in range(P)]
-            ra, ia, ws = spec.rec_align, spec.in_align, spec.weight_shift
-            if ra >= ws:  # the recurrent sum has no bits below the shift: round the input term alone
-                cur3 = [(a << (ra - ws)) + ops.rshift(w_x3[p] << ia, ws) for p, a in enumerate(cur3)]
-            else:
-                cur3 = [ops.rshift((a << ra) + (w_x3[p] << ia), ws) for p, a in enumerate(cur3)]
+        cur3 = self.current(ports, reg, stage3["acc"], f.w_in2)  # the synaptic current
         # stage 3: damping factor
         d3 = stage3["d"]
         e4 = [reg(ops.damping(spec, d3[p], q_dt3[p]) if self.damp else d3[p], f"e_s4_{p}") for p in range(P)]
