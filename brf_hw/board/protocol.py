@@ -286,8 +286,9 @@ def identity_values(net, sha256: str, *, lanes: int, segments: int, full_bits: i
     """IDENTITY field values for an ``IntNetwork`` (``net.shape``, ``net.spec``, scalars)."""
     n_in, n_hid, n_out = net.shape
     values = {"version": PROTOCOL_VERSION, "sha256": int(sha256[:16], 16), "inputs": n_in, "hidden": n_hid,
-              "outputs": n_out, "lanes": lanes, "segments": segments, "dtq": int(net.dtq),
-              "gamma": int(net.gamma), "theta": int(net.theta), "label_bits": label_bits(n_out),
+              "outputs": n_out, "lanes": lanes, "segments": segments,
+              # the resonators' scalars; 0 for kinds without them (ALIF, LIF: the sha256 tells them apart)
+              **{k: int(getattr(net, k) or 0) for k in ("dtq", "gamma", "theta")}, "label_bits": label_bits(n_out),
               "full_bits": full_bits, "input_bits": net.spec.input.bits,
               "readout": READOUT_CODES.index(net.readout.rule.value), "result_bits": result_bits(net),
               "clock_hz": int(clock_hz), "divisor": divisor, "fifo_depth": fifo_depth,

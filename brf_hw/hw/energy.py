@@ -9,7 +9,7 @@ open FPGA flows have no power estimator). The model and its sources: docs/hardwa
 per step, averaged over the golden model's steps on real test sequences (the event counts):
 cycles from ``core.period_model`` (a step in a stream at Fmax); synapse-memory reads G per
 source (input spikes and hidden spikes), constants one per chunk, state one read and one write
-per chunk, output weights one per hidden spike; multiplies 6 per neuron update (+ one per input
+per chunk, output weights one per hidden spike; multiplies 6 per neuron update (BRF; ALIF 3, LIF 1; + one per input
 where the lanes weight multi-bit inputs) over all C*P lanes and one per output in LI. N_LUT and
 f come from nextpnr (or the pre-Yosys estimate). Each coefficient is a (low, central, high)
 triple; the range reported takes every coefficient low, then every one high.
@@ -78,7 +78,7 @@ def step_events(net, x: np.ndarray, spikes: np.ndarray, lanes: int, segments: in
     n_in, _, n_out = net.shape
     sources = float(input_events(x, net.spec.input.bits).mean())
     hidden = float(np.asarray(spikes).sum(-1).mean())
-    per_neuron = 6 + (n_in if multiplies_inputs(net.spec) else 0)
+    per_neuron = net.kind.multipliers + (n_in if multiplies_inputs(net.spec) else 0)
     return StepEvents(cycles=float(expected_cycles(net, x, spikes, lanes, segments, period_model).mean()),
                       synapse_reads=(sources + hidden) * segments, constant_reads=chunks, state_accesses=2 * chunks,
                       output_reads=hidden, multiplies=chunks * lanes * per_neuron + n_out)

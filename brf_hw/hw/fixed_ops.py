@@ -11,6 +11,11 @@ registers between them; chaining the terms gives exactly ``arith.brf_step``:
     z  = spike(theta + q, u')                 q' = next_q(spec, q * gamma, z)
 
 BRF's ablations and RF (``arith.resonator_step``'s q_mode) leave terms out: ``update``.
+ALIF and LIF (``arith.adaptive_step``; LIF: th = theta0, no a):
+
+    h  = membrane(spec, alpha_m * u, i)       th = threshold(spec, theta0, beta * a)
+    z  = spike(th, h)                         u' = soft_reset(spec, h, z, th)
+    a' = next_a(spec, rho * (a - z*2^sf), z)
 """
 
 from __future__ import annotations
@@ -76,6 +81,22 @@ def spike(theta_plus_q, u_new):
 
 def next_q(spec, q_gamma, z):
     return saturate(rshift(q_gamma, spec.coef.frac) + Mux(z, 1 << spec.state.frac, 0), spec.state)
+
+
+def membrane(spec, alpha_u, current):
+    return saturate(rshift(alpha_u, spec.coef.frac) + current, spec.state)
+
+
+def threshold(spec, theta0: int, beta_a):
+    return theta0 + rshift(beta_a, spec.coef.frac)
+
+
+def soft_reset(spec, h, z, th):
+    return saturate(h - Mux(z, th, 0), spec.state)
+
+
+def next_a(spec, rho_a_minus_z, z):
+    return saturate(Mux(z, 1 << spec.state.frac, 0) + rshift(rho_a_minus_z, spec.coef.frac), spec.state)
 
 
 def li_update(spec, acc_o, o_alpha):

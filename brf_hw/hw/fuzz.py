@@ -13,7 +13,8 @@ narrow running sum that saturates (``_widen``, its own random stream: the other 
 are those of the spike-only fuzzer); K source events per cycle, 1..min(sources, MAX_EVENTS)
 log-uniform (a third stream, so the seeds above keep their networks); the neuron kind, BRF in half
 the cases and one of the other kinds with an update stage (``artifact.HARDWARE_NEURONS``) in the
-rest (a fourth stream: the arrays stay those of the seed). Each case runs in Amaranth's simulator and must equal the golden
+rest (a fourth stream: the arrays stay those of the seed; ALIF and LIF draw their decays and
+thresholds from a fifth, ``with_kind``). Each case runs in Amaranth's simulator and must equal the golden
 model bit for bit (spikes, potentials, labels) and the cycle model exactly; every k-th case also
 runs as Verilog under Verilator through cocotb. A failure prints the seed; ``--seed S --n 1``
 replays it.
@@ -106,7 +107,8 @@ def _log_uniform(rng, low: int, high: int) -> int:
     return min(high, max(low, int(np.exp(rng.uniform(math.log(low), math.log(high + 1))))))
 
 
-def random_case(seed: int) -> FuzzCase:
+def random_case(seed: int, kind: str | None = None) -> FuzzCase:
+    """The case of ``seed``; ``kind`` overrides the drawn neuron kind (the rest stays the seed's)."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(1, 9))
     n_hid = _log_uniform(rng, 1, MAX_HIDDEN)
@@ -148,9 +150,36 @@ def random_case(seed: int) -> FuzzCase:
     first[0] = True
     net, x, first = _widen(seed, net, x, first, chunks, segments)
     events = _log_uniform(np.random.default_rng([seed, 2]), 1, min(MAX_EVENTS, event_inputs(net) + n_hid))
-    net = dataclasses.replace(net, neuron=_kind(seed))
+    net = with_kind(net, kind or _kind(seed), np.random.default_rng([seed, 4]))
     return FuzzCase(seed, net, x, first, lanes, segments, float(rng.choice([0.0, 0.3])),
                     float(rng.choice([0.0, 0.3])), events)
+
+
+def with_kind(net: IntNetwork, kind: str, rng) -> IntNetwork:
+    """``net`` as ``kind``: a resonator kind keeps the drawn d, c, dtq, gamma, theta; ALIF and LIF
+    get their own fields from ``rng`` (its own stream: the other draws of a seed stay), plausible
+    decays and thresholds in half the cases, else anywhere the artifact loader accepts (decays in
+    [0, 1]), with a share at the corners."""
+    from ..fixed import kinds
+
+    if not hasattr(kinds.get(kind), "adapt"):
+        return dataclasses.replace(net, neuron=kind)
+    spec, n_hid = net.spec, net.shape[1]
+    one = min(1 << spec.coef.frac, spec.coef.max_int)
+    corners = float(rng.choice([0.0, 0.1, 0.5]))
+    if rng.random() < 0.5:  # tau_m ~ 20, tau_adp ~ 200 steps, theta0 near 0.01..0.1, beta 1.8
+        alpha_m = np.round(one * np.exp(-1 / rng.uniform(5, 40, n_hid))).astype(np.int64)
+        rho = np.round(one * np.exp(-1 / rng.uniform(50, 400, n_hid))).astype(np.int64)
+        theta0 = min(spec.state.max_int, max(1, int(rng.uniform(0.01, 0.1) * (1 << spec.state.frac))))
+        beta = min(spec.coef.max_int, int(1.8 * (1 << spec.coef.frac)))
+    else:
+        alpha_m = _values(rng, spec.coef, n_hid, corners, 0, one)
+        rho = _values(rng, spec.coef, n_hid, corners, 0, one)
+        theta0 = int(_values(rng, spec.state, (), corners))
+        beta = int(_values(rng, spec.coef, (), corners))
+    adapt = kind == "alif"
+    return dataclasses.replace(net, neuron=kind, d=None, c=None, dtq=None, gamma=None, theta=None, alpha_m=alpha_m,
+                               rho=rho if adapt else None, theta0=theta0, beta=beta if adapt else None)
 
 
 def _kind(seed: int) -> str:

@@ -329,7 +329,7 @@ def long_run(task: str, simulator: str | None, steps: int, lanes: int, build_dir
     r = {"steps": steps, "golden_seconds": golden_seconds, "spikes": int(gold.spikes.sum()),
          "spikes_last_10k": int(gold.spikes[-10_000:].sum()),
          "state_saturated": int(sum(((traces[k] == state.min_int) | (traces[k] == state.max_int)).sum()
-                                    for k in "uvq")),
+                                    for k in traces)),
          "labels": np.bincount(gold.predictions[:, 0], minlength=net.shape[2]).tolist()}
     if simulator is not None:
         design = build(simulator, artifact, lanes, build_dir, segments=segments, events=events)
