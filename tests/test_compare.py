@@ -32,12 +32,12 @@ def test_unknown_kind_is_one_line_naming_it_and_the_known_ones(monkeypatch, caps
 
 def test_table_rows_are_the_trained_networks(monkeypatch, capsys, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    code, err = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "alif", *TINY, "--out", str(out),
+    code, err = run_cli(monkeypatch, capsys, "compare", "--neurons", "brf", "alif", "bhrf", *TINY, "--out", str(out),
                         "--run-root", str(runs))
     assert code == 0, err
     rows = {r["neuron"]: r for r in csv.DictReader(open(out / "compare-ecg.csv"))}
-    assert list(rows) == ["brf", "alif"]
-    for kind in ("brf", "alif"):
+    assert list(rows) == ["brf", "alif", "bhrf"]
+    for kind in ("brf", "alif", "bhrf"):
         model, _ = load_checkpoint_model(runs / f"ecg-{kind}-s0" / "float" / "best.pt")
         trainer = Trainer(TrainConfig(task="ecg", neuron=kind, eval_limit=4, run_dir=str(tmp_path / "x"),
                                       progress=False))
@@ -45,22 +45,26 @@ def test_table_rows_are_the_trained_networks(monkeypatch, capsys, tmp_path):
         assert float(rows[kind]["float_acc"]) == pytest.approx(test["acc"], rel=1e-5)
         assert float(rows[kind]["float_sops"]) == pytest.approx(test["sops"], rel=1e-5)
         assert int(rows[kind]["params"]) == model.parameter_count()
-    # BRF: the integer numbers are the golden model's on the exported artifact
-    net, _ = load_artifact(runs / "ecg-brf-s0" / "int.npz")
-    m = evaluate_network(net, "ecg", limit=4).metrics
-    assert float(rows["brf"]["int_acc"]) == pytest.approx(m["acc"], rel=1e-5)
-    assert float(rows["brf"]["int_sops"]) == pytest.approx(m["sops"], rel=1e-5)
-    assert "brf" in HARDWARE_NEURONS
-    need = estimate_network(net, 1).need("ecp5")
-    assert int(rows["brf"]["lut4"]) == round(need["lut"]) and int(rows["brf"]["bram"]) == need["bram"]
-    assert float(rows["brf"]["cycles_per_step"]) > 0 and float(rows["brf"]["energy_uj"]) > 0
-    assert rows["brf"]["ff"] == "" and rows["brf"]["fmax_mhz"] == ""  # only synthesis measures them
-    # ALIF: no integer arithmetic, and the table says so instead of a number
-    assert rows["alif"]["int_acc"] == "" and rows["alif"]["lut4"] == ""
-    assert "no integer arithmetic for alif" in rows["alif"]["int_reason"]
+    # BRF and ALIF: the integer numbers are the golden model's on the exported artifact, the
+    # hardware columns the accelerator's estimate for it
+    for kind in ("brf", "alif"):
+        net, _ = load_artifact(runs / f"ecg-{kind}-s0" / "int.npz")
+        assert net.neuron == kind
+        m = evaluate_network(net, "ecg", limit=4).metrics
+        assert float(rows[kind]["int_acc"]) == pytest.approx(m["acc"], rel=1e-5)
+        assert float(rows[kind]["int_sops"]) == pytest.approx(m["sops"], rel=1e-5)
+        assert kind in HARDWARE_NEURONS
+        need = estimate_network(net, 1).need("ecp5")
+        assert int(rows[kind]["lut4"]) == round(need["lut"]) and int(rows[kind]["bram"]) == need["bram"]
+        assert int(rows[kind]["dsp"]) == need["dsp"] == {"brf": 7, "alif": 4}[kind]  # 6 (3) per lane + LI
+        assert float(rows[kind]["cycles_per_step"]) > 0 and float(rows[kind]["energy_uj"]) > 0
+        assert rows[kind]["ff"] == "" and rows[kind]["fmax_mhz"] == ""  # only synthesis measures them
+    # BHRF: no integer arithmetic, and the table says so instead of a number
+    assert rows["bhrf"]["int_acc"] == "" and rows["bhrf"]["lut4"] == ""
+    assert "no integer arithmetic for bhrf" in rows["bhrf"]["int_reason"]
     table = (out / "compare-ecg.md").read_text()
-    alif_line = next(line for line in table.splitlines() if line.startswith("| alif "))
-    assert "| — |" in alif_line and "no integer arithmetic for alif" in alif_line
+    bhrf_line = next(line for line in table.splitlines() if line.startswith("| bhrf "))
+    assert "| — |" in bhrf_line and "no integer arithmetic for bhrf" in bhrf_line
     assert "REDUCED" in table.splitlines()[0]
     assert (out / "compare-ecg.png").stat().st_size > 1000
 

@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 
 from brf_hw.artifact import HARDWARE_NEURONS, load_artifact, save_artifact
-from brf_hw.fixed import spec_for_model
-from brf_hw.fixed.qat import to_int_network
 from brf_hw.hw import rtl_sim as simrun
 
+from test_hw_kinds import ecg_network
 from test_sim import check, ecg_stream
-from test_variants import network
 
 pytestmark = pytest.mark.sim
 
@@ -19,9 +17,7 @@ pytestmark = pytest.mark.sim
 def test_ecg_per_kind_under_verilator(kind, ecg_splits, tmp_path):
     """An ECG-size (4-36-6) network of each kind, 4 lanes, 2 segments: three 400-step ECG test
     sequences; the design reads its kind from the artifact's manifest."""
-    model = network(kind, 0, weight_scale=100.0)
-    artifact = save_artifact(tmp_path / f"{kind}.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg",
-                             dt=0.01, theta=1.0, gamma=0.9)
+    artifact = save_artifact(tmp_path / f"{kind}.npz", ecg_network(kind), task="ecg", dt=0.01, theta=1.0, gamma=0.9)
     assert load_artifact(artifact)[0].neuron == kind
     design = simrun.build("verilator", artifact, 4, tmp_path / "build", segments=2)
     x, first = ecg_stream(ecg_splits, [0, 1, 2], 400)
