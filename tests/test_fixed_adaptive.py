@@ -161,3 +161,24 @@ def test_artifact_round_trip(tmp_path, ecg_splits):
     assert np.array_equal(loaded.rho, net.rho) and loaded.beta == net.beta
     x = ecg_splits["test"].inputs[:2].numpy().transpose(1, 0, 2).astype(np.int64)
     assert np.array_equal(golden.run(loaded, x).outputs, golden.run(net, x).outputs)
+
+
+def test_qat_command_end_to_end_and_a_checkpoint_of_another_kind(tmp_path, capsys):
+    """``brf-hw qat --neuron alif`` (tiny): float training, QAT, an artifact whose manifest says alif
+    and whose golden accuracy is the one printed (``run_qat`` re-checks the QAT forward against the
+    reloaded file); the ALIF checkpoint given to --neuron brf is one line naming both, nothing written."""
+    from brf_hw.commands import main
+
+    run = tmp_path / "alif"
+    main(["qat", "--task", "ecg", "--neuron", "alif", "--epochs", "1", "--qat-epochs", "1", "--train-limit", "8",
+          "--eval-limit", "8", "--run-dir", str(run), "--no-progress"])
+    net, manifest = load_artifact(run / "brf_ecg.npz")
+    assert manifest["neuron"] == net.neuron == "alif" and net.spec.weight.bits == 8
+    printed = capsys.readouterr().out
+    assert f"ecg test accuracy {manifest['metrics']['test_acc']:.2f}%" in printed
+    with pytest.raises(SystemExit) as info:
+        main(["qat", "--task", "ecg", "--neuron", "brf", "--init", str(run / "float" / "best.pt"),
+              "--run-dir", str(tmp_path / "r"), "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "holds alif neurons, not --neuron brf" in err, err
+    assert not (tmp_path / "r").exists()

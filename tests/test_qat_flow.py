@@ -65,5 +65,5 @@ def test_bootstrap_interval_by_hand():
 
 
 def test_qat_flow_refuses_other_neurons(tmp_path):
-    with pytest.raises(UserError, match="covers brf, .*rf networks, not --neuron alif"):
-        run_qat(parse(["--neuron", "alif", "--run-dir", str(tmp_path)]))
+    with pytest.raises(UserError, match="covers brf, .*rf, alif, lif networks, not --neuron bhrf"):
+        run_qat(parse(["--neuron", "bhrf", "--run-dir", str(tmp_path)]))
