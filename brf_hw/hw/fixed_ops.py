@@ -15,7 +15,8 @@ ALIF and LIF (``arith.adaptive_step``; LIF: th = theta0, no a):
 
     h  = membrane(spec, alpha_m * u, i)       th = threshold(spec, theta0, beta * a)
     z  = spike(th, h)                         u' = soft_reset(spec, h, z, th)
-    a' = next_a(spec, rho * (a - z*2^sf), z)
+    a' = next_a(spec, rho * a, rho, z)        rho*(a - z*2^sf) as rho*a - z*(rho << sf): the
+                                              product does not wait for the spike
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ def threshold(spec, theta0: int, beta_a):
 
 
 def soft_reset(spec, h, z, th):
-    return saturate(h - Mux(z, th, 0), spec.state)
+    """h - z*th: h - th beside the comparison (th - h), then a choice, not a subtraction after it."""
+    return saturate(Mux(z, h - th, h), spec.state)
 
 
-def next_a(spec, rho_a_minus_z, z):
-    return saturate(Mux(z, 1 << spec.state.frac, 0) + rshift(rho_a_minus_z, spec.coef.frac), spec.state)
+def next_a(spec, rho_a, rho, z):
+    sf = spec.state.frac
+    return saturate(Mux(z, 1 << sf, 0) + rshift(rho_a - Mux(z, rho << sf, 0), spec.coef.frac), spec.state)
 
 
 def li_update(spec, acc_o, o_alpha):

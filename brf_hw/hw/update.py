@@ -201,8 +201,9 @@ class ResonatorUpdate(UpdateStage):
 
 class AdaptiveUpdate(UpdateStage):
     """ALIF and LIF: ``arith.adaptive_step`` in the same 6 stages (stage 1 registers the sums, 2
-    the memory words, 3 the products alpha_m*u and beta*a, 4 h and the threshold, 5 the spike,
-    the soft reset and rho*(a - z), 6 the new a). The state word holds u and a (LIF: u only, its
+    the memory words, 3 the products alpha_m*u, beta*a and rho*a, 4 h and the threshold, 5 the
+    spike and the soft reset, 6 the new a = z + rshift(rho*a - z*rho*2^sf): no product waits for
+    the spike). The state word holds u and a (LIF: u only, its
     threshold is theta0, and only alpha_m*u is a product); the constants word alpha_m (and rho)."""
 
     def __init__(self, net: IntNetwork, lanes: int, chunks: int, acc_shape, constants_bits: int,
@@ -220,32 +221,32 @@ class AdaptiveUpdate(UpdateStage):
         lanes = range(P)
         # stage 2: the products of the old state
         alpha_u3 = [reg(s2["alpha_m"][p] * s2["u"][p], f"alpha_u_s3_{p}") for p in lanes]
-        keep = ["acc"] + (["a", "rho"] if self.adapt else [])
-        s3 = dict(zip(keep, regs(keep, [s2[k] for k in keep], 3)))
         if self.adapt:
             beta_a3 = [reg(s2["a"][p] * net.beta, f"beta_a_s3_{p}") for p in lanes]
+            rho_a3 = [reg(s2["rho"][p] * s2["a"][p], f"rho_a_s3_{p}") for p in lanes]
+        keep = ["acc"] + (["rho"] if self.adapt else [])
+        s3 = dict(zip(keep, regs(keep, [s2[k] for k in keep], 3)))
         valid3, chunk3 = reg(valid2, "valid_s3", False), reg(f.chunk2, "chunk_s3")
         cur3 = self.current(ports, reg, s3["acc"], f.w_in2)
         # stage 3: the membrane before the reset, and the threshold
         h4 = [reg(ops.membrane(spec, alpha_u3[p], cur3[p]), f"h_s4_{p}") for p in lanes]
         if self.adapt:
             th4 = [reg(ops.threshold(spec, net.theta0, beta_a3[p]), f"th_s4_{p}") for p in lanes]
-            a4, rho4 = regs(["a", "rho"], [s3["a"], s3["rho"]], 4)
+            rho_a4, rho4 = regs(["rho_a", "rho"], [rho_a3, s3["rho"]], 4)
         else:
             th4 = [net.theta0] * P
         valid4, chunk4 = reg(valid3, "valid_s4", False), reg(chunk3, "chunk_s4")
-        # stage 4: spike, soft reset, and the adaptation's product rho * (a - z)
+        # stage 4: spike and soft reset
         z = [ops.spike(th4[p], h4[p]) for p in lanes]
         u5 = [reg(ops.soft_reset(spec, h4[p], z[p], th4[p]), f"u_s5_{p}") for p in lanes]
         z5 = [reg(z[p], f"z_s5_{p}") for p in lanes]
         if self.adapt:
-            one = 1 << spec.state.frac
-            rho_a5 = [reg(rho4[p] * (a4[p] - Mux(z[p], one, 0)), f"rho_a_s5_{p}") for p in lanes]
+            rho_a5, rho5 = regs(["rho_a", "rho"], [rho_a4, rho4], 5)
         valid5, chunk5 = reg(valid4, "valid_s5", False), reg(chunk4, "chunk_s5")
         # stage 5: the new adaptation (u and z wait a stage: every kind's stage is STAGES deep)
         new = [[reg(u5[p], f"u_s6_{p}") for p in lanes]]
         if self.adapt:
-            new.append([reg(ops.next_a(spec, rho_a5[p], z5[p]), f"a_s6_{p}") for p in lanes])
+            new.append([reg(ops.next_a(spec, rho_a5[p], rho5[p], z5[p]), f"a_s6_{p}") for p in lanes])
         z6 = [reg(z5[p], f"z_s6_{p}") for p in lanes]
         valid6, chunk6 = reg(valid5, "valid_s6", False), reg(chunk5, "chunk_s6")
         return SimpleNamespace(valid=valid6, chunk=chunk6, spikes=z6,
