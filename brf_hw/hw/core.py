@@ -448,7 +448,11 @@ class BRFAccelerator(wiring.Component):
         if self.mean:  # s_j = sat(s_j + o_j), one stage after o_j; then a running argmax of the sums
             sum_bits = net.readout.sum_bits
             sums = [Signal(signed(sum_bits), name=f"sum_{j}") for j in range(n_out)]
-            s_next = ops.running_sum(Mux(li_restart, 0, Array(sums)[index_b]), o_b, sum_bits)
+            # s_j is selected a stage ahead, beside o_j's update: the O:1 multiplexer and the add
+            # in one cycle were the SHD build's critical path (47.5 MHz). Safe: LI visits each j
+            # once, so s_j is not rewritten between this read and the add
+            s_old_b = reg(Mux(li_restart, 0, Array(sums)[index_a]), "sum_old_b")
+            s_next = ops.running_sum(s_old_b, o_b, sum_bits)
             s_c, valid_c, index_c = reg(s_next, "sum_c"), reg(valid_b, "li_valid_c", False), reg(index_b, "li_index_c")
             with m.If(valid_b):
                 m.d.sync += Array(sums)[index_b].eq(s_next)

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -40,13 +41,13 @@ from .resources import estimate_network, estimate_shape, refusal
 
 # capacities: LUT4 (ECP5: 2 per slice half; a CCU2C carry cell counts 2), DSP multipliers, block RAMs
 DEVICES = [
-    {"name": "iCE40 UP5K (sg48)", "family": "ice40", "pnr": ["--up5k", "--package", "sg48"],
+    {"name": "iCE40 UP5K (sg48)", "id": "up5k", "family": "ice40", "pnr": ["--up5k", "--package", "sg48"],
      "lut": 5280, "dsp": 8, "bram": 30},
-    {"name": "ECP5 LFE5U-25F", "family": "ecp5", "pnr": ["--25k", "--package", "CABGA256"],
+    {"name": "ECP5 LFE5U-25F", "id": "25f", "family": "ecp5", "pnr": ["--25k", "--package", "CABGA256"],
      "lut": 24288, "dsp": 28, "bram": 56},
-    {"name": "ECP5 LFE5U-45F", "family": "ecp5", "pnr": ["--45k", "--package", "CABGA256"],
+    {"name": "ECP5 LFE5U-45F", "id": "45f", "family": "ecp5", "pnr": ["--45k", "--package", "CABGA256"],
      "lut": 43848, "dsp": 72, "bram": 108},
-    {"name": "ECP5 LFE5U-85F", "family": "ecp5", "pnr": ["--85k", "--package", "CABGA381"],
+    {"name": "ECP5 LFE5U-85F", "id": "85f", "family": "ecp5", "pnr": ["--85k", "--package", "CABGA381"],
      "lut": 83640, "dsp": 156, "bram": 208},
 ]
 TARGETS = {
@@ -69,12 +70,20 @@ def tool(name: str) -> str:
     return found
 
 
-def _run(cmd: list[str], log: Path) -> None:
+class PnrTimeout(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], log: Path, timeout: float | None = None) -> None:
     """Run a YoWASP tool in the log's folder, with file names relative to it: the tools see the
     host's files through WASI mounts, and their /tmp is a private one, so an absolute path under
-    the host's /tmp would not be found."""
+    the host's /tmp would not be found. ``timeout`` seconds: PnrTimeout, the tool killed."""
     with open(log, "w") as f:
-        proc = subprocess.run([tool(cmd[0]), *cmd[1:]], stdout=f, stderr=subprocess.STDOUT, cwd=log.parent)
+        try:
+            proc = subprocess.run([tool(cmd[0]), *cmd[1:]], stdout=f, stderr=subprocess.STDOUT, cwd=log.parent,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise PnrTimeout(f"{cmd[0]} did not finish within {timeout:g} s (--pnr-timeout); see {log}") from None
     if proc.returncode:
         errors = [line.strip() for line in log.read_text().splitlines() if line.startswith("ERROR")]
         reason = f": {errors[0]}" if errors else ""
@@ -89,10 +98,26 @@ def _cells(stat: dict, target: str) -> dict:
             "dsp": sum(cells.get(c, 0) for c in t["dsp"]), "bram": sum(cells.get(c, 0) for c in t["bram"])}
 
 
+@dataclass(frozen=True)
+class PnrOptions:
+    """How nextpnr runs. The electrostatic placer (``static``) with ``router2`` is what routes the
+    SHD-size designs (K = 4: 6 minutes on the 85F, where the default heap placer's annealing did not
+    finish in 25 minutes); the defaults keep the published small-design rows reproducible."""
+    placer: str = "heap"
+    router: str = "router1"
+    device: str | None = None  # a DEVICES id ("85f"): that device only
+    timeout: float = 3600.0
+
+    def args(self) -> list[str]:
+        return ["--placer", self.placer, "--router", self.router]
+
+
 def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None,
-               events: int = 1) -> dict:
+               events: int = 1, pnr: PnrOptions = PnrOptions()) -> dict:
     """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
-    it; a row of measurements, or UserError when no listed device of the family does."""
+    it (or on ``pnr.device``); a row of measurements, or UserError when no listed device of the
+    family does. Placement and routing that do not finish within ``pnr.timeout`` seconds are a
+    UserError saying so (nothing routed is reported)."""
     # here, not at the top: a refusal (``main``) must not wait for Amaranth and numba to load
     from amaranth.back import verilog
 
@@ -123,6 +148,14 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     need = _cells(json.loads((work / "stat.json").read_text()), target)
     family = [d for d in DEVICES if d["family"] == target]
     candidates = [d for d in family if all(need[k] <= d[k] for k in need)]
+    if pnr.device:
+        candidates = [d for d in family if d["id"] == pnr.device and all(need[k] <= d[k] for k in need)]
+    if pnr.device and not candidates:
+        chosen = next(d for d in DEVICES if d["id"] == pnr.device)
+        raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}): --device {pnr.device} "
+                        + (f"is not a {target} FPGA" if chosen["family"] != target else
+                           f"({chosen['name']}) cannot hold it: needs {need['lut']} LUT4, {need['dsp']} DSP, "
+                           f"{need['bram']} block RAMs; it has {chosen['lut']}, {chosen['dsp']}, {chosen['bram']}"))
     if not candidates:
         largest = family[-1]
         raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}) fits no listed {target} FPGA: needs "
@@ -131,8 +164,11 @@ def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", se
     for device in candidates:
         try:
             _run([t["pnr"], *device["pnr"], *t["flags"], "--json", "net.json", "--report", "report.json",
-                  "--freq", "50", "--seed", "1"], work / "nextpnr.log")
+                  "--freq", "50", "--seed", "1", *pnr.args()], work / "nextpnr.log", pnr.timeout)
             break
+        except PnrTimeout as exc:
+            raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}, events {events}) on the "
+                            f"{device['name']}: not placed and routed: {exc}") from None
         except RuntimeError as exc:
             if device is candidates[-1]:
                 raise UserError(f"shape {shape} (lanes {lanes}, segments {segments}) fits no listed {target} "
@@ -236,7 +272,15 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
+    parser.add_argument("--placer", choices=["heap", "static", "sa"], default="heap",
+                        help="nextpnr placer (static: the electrostatic one, for large designs)")
+    parser.add_argument("--router", choices=["router1", "router2"], default="router1", help="nextpnr router")
+    parser.add_argument("--device", choices=[d["id"] for d in DEVICES],
+                        help="place and route on this device only (default: the smallest that holds the design)")
+    parser.add_argument("--pnr-timeout", type=float_range(0.0, None, low_open=True), default=3600.0,
+                        help="seconds nextpnr may take per design before it is stopped and reported as not routed")
     args = parser.parse_args(argv)
+    pnr = PnrOptions(args.placer, args.router, args.device, args.pnr_timeout)
     # refuse what cannot fit before anything slow (torch for a --shape network, Yosys) runs, and
     # before anything is written; a --shape's input format is only known from its task (torch),
     # so it is estimated both ways and refused only if it fits neither
@@ -291,7 +335,7 @@ def main(argv=None) -> None:
                 print(f"{target} lanes {lanes}: cannot fit: {reason}", file=sys.stderr)
                 continue
             try:
-                r = synthesize(net, lanes, target, args.out, act, args.segments, args.events)
+                r = synthesize(net, lanes, target, args.out, act, args.segments, args.events, pnr)
             except (RuntimeError, UserError) as exc:
                 print(f"{target} lanes {lanes}: {exc}", file=sys.stderr)
                 continue
