@@ -279,7 +279,7 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
 
     from . import kinds
 
-    kind = kinds.KINDS.get(model.config.neuron.kind)  # BHRF (no integer step) has the resonators' dt
+    kind = kinds.KINDS.get(model.config.neuron.kind)  # (a kind without integer arithmetic: the resonators' dt)
     with torch.no_grad():
         gain = kind.input_gain(model) if kind else model.config.neuron.dt
         w = (gain * model.synapses.weight.detach().double()).numpy()
