@@ -10,38 +10,8 @@ import torch
 
 from brf_hw.data import DataError, load_shd
 from brf_hw.data.shd import CHANNELS, STEPS, read_shd_file
+from brf_hw.data.shd_synthetic import random_samples, write_shd
 from brf_hw.train import TrainConfig, Trainer
-
-
-def write_shd(path, samples, labels):
-    """samples: list of (times in s, units) pairs, as SHD stores them (variable-length arrays)."""
-    with h5py.File(path, "w") as f:
-        spikes = f.create_group("spikes")
-        times = spikes.create_dataset("times", (len(samples),), dtype=h5py.vlen_dtype(np.float32))
-        units = spikes.create_dataset("units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
-        for i, (t, u) in enumerate(samples):
-            times[i], units[i] = np.asarray(t, np.float32), np.asarray(u, np.uint16)
-        f.create_dataset("labels", data=np.asarray(labels, np.uint8))
-
-
-def random_samples(n, seed):
-    rng = np.random.default_rng(seed)
-    return [(np.sort(rng.uniform(0, 1.2, 300)), rng.integers(0, CHANNELS, 300)) for _ in range(n)]
-
-
-def class_samples(n, seed, spikes=3000):
-    """Samples whose spikes crowd a channel band that moves with the class (label i % 20): a
-    network can learn them in a few epochs, so the flow is exercised with a spiking network."""
-    rng = np.random.default_rng(seed)
-    return [(np.sort(rng.uniform(0, 1.0, spikes)), rng.normal(100 + 30 * (i % 20), 20, spikes).clip(0, CHANNELS - 1))
-            for i in range(n)]
-
-
-def write_class_dir(root, train=80, test=20):
-    (root / "shd").mkdir(parents=True, exist_ok=True)
-    write_shd(root / "shd" / "shd_train.h5", class_samples(train, 0), np.arange(train) % 20)
-    write_shd(root / "shd" / "shd_test.h5", class_samples(test, 1), np.arange(test) % 20)
-    return root
 
 
 def test_binning_by_hand(tmp_path):
@@ -111,3 +81,16 @@ def test_synth_activity_without_shd_files_is_random_at_the_stated_density(tmp_pa
         assert abs(act.input_sources - CHANNELS * density) < 0.05 * CHANNELS * density
         assert f"{density:.0%} of input bits set" in act.measured
     assert "no shd test data" in capsys.readouterr().err
+
+
+def test_synthetic_class_files_load_with_their_band(tmp_path):
+    from brf_hw.data.shd_synthetic import main
+
+    main([str(tmp_path), "--train", "40", "--test", "10", "--spikes", "500"])
+    splits = load_shd(str(tmp_path))
+    assert (len(splits["train"]) + len(splits["val"]), len(splits["test"])) == (40, 10)
+    test = splits["test"]
+    x = test.as_sequences()  # [T, N, C]
+    for i, label in enumerate(test.labels.tolist()):
+        channels = torch.nonzero(x[:, i].sum(0)).flatten().float()
+        assert abs(channels.mean().item() - (100 + 30 * label)) < 15  # the class's band

@@ -10,13 +10,13 @@ import pytest
 
 from brf_hw import golden
 from brf_hw.artifact import load_artifact
+from brf_hw.data.shd_synthetic import write_class_dir
 from brf_hw.hw import rtl_sim as simrun
 from brf_hw.stream import from_stream, to_stream
 from brf_hw.tasks import TaskData
 from brf_hw.train import TrainConfig, Trainer
 from brf_hw.train.qat_flow import run_qat
 
-from test_shd import write_class_dir
 from test_tasks_chain import parse
 
 pytestmark = pytest.mark.sim

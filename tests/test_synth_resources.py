@@ -90,3 +90,22 @@ def test_synth_refuses_a_shape_that_cannot_fit_before_anything_slow(tmp_path):
     assert "the iCE40 UP5K (sg48) has 30" in lines[0]
     assert json.loads(proc.stdout.strip().replace("'", '"')) == []
     assert not out.exists()
+
+
+@pytest.mark.parametrize("lanes, segments, events, bram, lut", [(8, 2, 2, 83, 11881), (8, 1, 1, 79, None)])
+def test_banked_memories_are_rounded_per_bank(lanes, segments, events, bram, lut):
+    """S-MNIST builds of 2026-12-04 (Yosys's counts): K = 2 banks each round their synapse memory
+    up to whole blocks. (The LUT fit is 16 % high at G = 1 for this shape: not asserted there.)"""
+    net, _ = load_artifact(shipped_artifact("smnist"))
+    need = estimate_network(net, lanes, segments, events).need("ecp5")
+    assert need["bram"] == bram
+    if lut:
+        assert abs(need["lut"] / lut - 1) < 0.04
+
+
+def test_the_shape_estimate_with_banks_stays_a_lower_bound():
+    # SHD shape routed on the LFE5U-85F: lanes 8 G 2 K 4 took 95 block RAMs, lanes 16 G 1 K 4 166
+    assert estimate_shape((700, 128, 20), 8, 2, 1, 4).need("ecp5")["bram"] <= 95
+    assert estimate_shape((700, 128, 20), 16, 1, 1, 4).need("ecp5")["bram"] <= 166
+    assert estimate_shape((700, 128, 20), 16, 1, 1, 4).need("ecp5")["bram"] > \
+        estimate_shape((700, 128, 20), 16, 1, 1, 1).need("ecp5")["bram"]

@@ -34,6 +34,7 @@ BLOCK_KBIT = {"ecp5": 18, "ice40": 4}
 # LUT4 ~ fixed + per lane * P + per accumulator bit * A * acc_bits + per source * sources (least
 # squares over the README's ECP5 rows: 1,826 / 2,237 / 3,211 ECG, 9,440 S-MNIST, 10,936 / 16,108 SHD)
 LUT_FIT = {"fixed": 877.0, "lane": 370.0, "acc_bit": 2.29, "source": 5.68}
+BANK_SHARE = 0.65  # the per-accumulator-bit LUTs of each further bank of K, relative to the first
 ICE40_LC_PER_LUT = 2541 / 1927  # the UP5K's logic cells over the fit's ECP5 figure, ECG lanes 1
 LUT_ERROR = 0.15  # the residuals are <= 6 %; room for extrapolating to other shapes
 STATE_BITS, WEIGHT_BITS = 16, 8  # the formats of an untrained --shape network
@@ -81,27 +82,36 @@ def _varying_columns(words: list[int], width: int) -> int:
     return bin(ones & ~zeros).count("1")
 
 
-def _lut(lanes: int, segment_size: int, acc_bits: int, sources: int) -> float:
+def _lut(lanes: int, segment_size: int, acc_bits: int, sources: int, events: int = 1) -> float:
+    """K = ``events`` banks: an accumulator bit takes K adders (a tree over the K row segments and
+    the add onto the ring); each bank beyond the first costs ``BANK_SHARE`` of the per-bit term
+    (fitted to the three measured K > 1 builds, Yosys counts: SHD lanes 8 G 2 K 4 15,713 LUT4,
+    lanes 16 G 1 K 4 24,464, S-MNIST lanes 8 G 2 K 2 11,881; all three within 4 %)."""
     f = LUT_FIT
-    return f["fixed"] + f["lane"] * lanes + f["acc_bit"] * segment_size * acc_bits + f["source"] * sources
+    return (f["fixed"] + f["lane"] * lanes + f["acc_bit"] * segment_size * acc_bits * (1 + BANK_SHARE * (events - 1))
+            + f["source"] * sources)
 
 
-def estimate_network(net, lanes: int, segments: int | None = None) -> Estimate:
-    """The estimate for an integer network as the generator would lay it out (exact memories)."""
-    img = memory_images(net, lanes, segments)
+def estimate_network(net, lanes: int, segments: int | None = None, events: int = 1) -> Estimate:
+    """The estimate for an integer network as the generator would lay it out (exact memories; K
+    = ``events`` banks each round their synapse and output memories up to whole blocks)."""
+    img = memory_images(net, lanes, segments, events)
     n_in, n_hid, _ = net.shape
     multiply = multiplies_inputs(net.spec)
     sources = n_hid + (0 if multiply else n_in)
-    memories = (Memory("synapses", sources * img.segment_stride, _varying_columns(img.synapses, img.widths["synapses"])),
-                Memory("constants", img.chunks, _varying_columns(img.constants, img.widths["constants"])),
-                Memory("output weights", n_hid, _varying_columns(img.outputs, img.widths["outputs"])),
+    banked = tuple(Memory("synapses", len(words), _varying_columns(words, img.widths["synapses"]))
+                   for words in img.synapse_banks) \
+        + tuple(Memory("output weights", len(words), _varying_columns(words, img.widths["outputs"]))
+                for words in img.output_banks if words)
+    memories = banked + (Memory("constants", img.chunks, _varying_columns(img.constants, img.widths["constants"])),
                 # the kind's stored state: u, v and q (q only where it enters the step, not in RF); ALIF u, a
                 Memory("state", img.chunks, len(net.kind.stored_state) * lanes * net.spec.state.bits))
-    return Estimate(lanes, img.segments, memories, _lut(lanes, img.segment_size, img.acc_bits, sources),
+    return Estimate(lanes, img.segments, memories, _lut(lanes, img.segment_size, img.acc_bits, sources, events),
                     lanes * (net.kind.multipliers + (n_in if multiply else 0)) + 1)
 
 
-def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None, input_bits: int) -> Estimate:
+def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None, input_bits: int,
+                   events: int = 1) -> Estimate:
     """The estimate for an untrained network of ``shape`` without building it: a lower bound, so a
     refusal from it is safe (the network's exact memories are checked again before Yosys). 8-bit
     weight fields with every bit in use (random weights; trained rows are 8-9 bits), accumulators
@@ -113,11 +123,14 @@ def estimate_shape(shape: tuple[int, int, int], lanes: int, segments: int | None
     stride = 1 << (segments - 1).bit_length()
     multiply = input_bits > 1
     sources = n_hid + (0 if multiply else n_in)
-    memories = (Memory("synapses", sources * stride, size * WEIGHT_BITS),
-                Memory("constants", chunks, lanes * n_in * WEIGHT_BITS if multiply else 0),
-                Memory("output weights", n_hid, n_out * WEIGHT_BITS),
-                Memory("state", chunks, 3 * lanes * STATE_BITS))
-    return Estimate(lanes, segments, memories, _lut(lanes, size, WEIGHT_BITS, sources),
+    events = max(1, min(events, sources))
+    per_bank = [len(range(b, sources, events)) for b in range(events)]
+    hidden_per_bank = [len([s for s in range(b, sources, events) if s >= sources - n_hid]) for b in range(events)]
+    memories = tuple(Memory("synapses", n * stride, size * WEIGHT_BITS) for n in per_bank) \
+        + tuple(Memory("output weights", n, n_out * WEIGHT_BITS) for n in hidden_per_bank if n) \
+        + (Memory("constants", chunks, lanes * n_in * WEIGHT_BITS if multiply else 0),
+           Memory("state", chunks, 3 * lanes * STATE_BITS))
+    return Estimate(lanes, segments, memories, _lut(lanes, size, WEIGHT_BITS, sources, events),
                     lanes * (6 + (n_in if multiply else 0)) + 1)
 
 

@@ -289,13 +289,13 @@ def main(argv=None) -> None:
     for shape in args.shape or []:
         bits = [args.input_bits] if args.input_bits else [1, 8]
         left = _fitting("-".join(map(str, shape)), args, refused,
-                        lambda lanes: [estimate_shape(shape, lanes, args.segments, b) for b in bits])
+                        lambda lanes: [estimate_shape(shape, lanes, args.segments, b, args.events) for b in bits])
         if left:
             shapes.append((shape, left))
     artifacts = []  # (net, manifest, configurations left)
     for artifact in args.artifact or ([] if args.shape else [shipped_artifact()]):
         net, manifest = load_artifact(artifact)
-        left = _fitting(artifact.name, args, refused, lambda lanes: [estimate_network(net, lanes, args.segments)])
+        left = _fitting(artifact.name, args, refused, lambda lanes: [estimate_network(net, lanes, args.segments, args.events)])
         if left:
             artifacts.append((net, manifest, left))
     if not shapes and not artifacts and len(refused) == 1:
@@ -330,7 +330,7 @@ def main(argv=None) -> None:
               f"hidden spikes per step on {act.measured}", flush=True)
         for target, lanes in configurations:
             # a --shape network's exact memories (its weights now known) may still not fit
-            reason = refusal([estimate_network(net, lanes, args.segments)], DEVICES, target)
+            reason = refusal([estimate_network(net, lanes, args.segments, args.events)], DEVICES, target)
             if reason:
                 print(f"{target} lanes {lanes}: cannot fit: {reason}", file=sys.stderr)
                 continue
