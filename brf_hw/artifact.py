@@ -35,7 +35,7 @@ SHARED_ARRAYS = {  # name -> (format name, shape in terms of inputs I, hidden H,
 
 
 # the kinds the accelerator has an update stage for (``hw.update.UPDATE_STAGES``)
-HARDWARE_NEURONS = ("brf", "brf-no-boundary", "brf-no-refractory", "brf-no-reset", "rf", "alif", "lif")
+HARDWARE_NEURONS = ("brf", "brf-no-boundary", "brf-no-refractory", "brf-no-reset", "rf", "alif", "lif", "bhrf")
 
 
 def arrays_of(kind) -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -1,5 +1,5 @@
 """Every neuron kind with an update stage (``hw.update``) in the accelerator: the stage alone equals
-``arith.resonator_step`` (``arith.adaptive_step``) on random values with saturation, and the whole
+``arith.resonator_step`` (``arith.adaptive_step``, ``arith.bhrf_step``) on random values with saturation, and the whole
 accelerator equals the golden model and the cycle model on real ECG sequences and on random networks."""
 
 import dataclasses
@@ -12,23 +12,25 @@ from amaranth.sim import Simulator
 from brf_hw import golden
 from brf_hw.artifact import HARDWARE_NEURONS
 from brf_hw.fixed import FixedSpec, Format, kinds, spec_for_model
-from brf_hw.fixed.arith import adaptive_step, resonator_step
+from brf_hw.fixed.arith import adaptive_step, bhrf_step, resonator_step
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.hw.fuzz import check_amaranth, random_case, with_kind
 from brf_hw.hw.generate import shape_network
+from brf_hw.hw.harmonic import HarmonicUpdate
 from brf_hw.hw.update import UPDATE_STAGES, AdaptiveUpdate, ResonatorUpdate
 
 from test_fixed_adaptive import network as adaptive_network
+from test_fixed_harmonic import network as harmonic_network
 from test_hw import check
 from test_variants import network
 
 OTHERS = [k for k in HARDWARE_NEURONS if k != "brf"]
-RESONATORS = [k for k in HARDWARE_NEURONS if k not in ("alif", "lif")]
+RESONATORS = [k for k in HARDWARE_NEURONS if k not in ("alif", "lif", "bhrf")]
 
 
 def test_every_hardware_kind_has_an_update_stage_and_an_integer_step():
     assert set(HARDWARE_NEURONS) == set(UPDATE_STAGES) == {"brf", "brf-no-boundary", "brf-no-refractory",
-                                                            "brf-no-reset", "rf", "alif", "lif"}
+                                                            "brf-no-reset", "rf", "alif", "lif", "bhrf"}
     assert set(HARDWARE_NEURONS) <= set(kinds.KINDS)
 
 
@@ -137,15 +139,43 @@ def test_update_stage_alone_is_the_integer_step(kind):
     assert np.array_equal(got[:, -1], want[3]) and 0 < want[3].sum() < want[3].size
 
 
+def test_harmonic_stage_alone_is_the_integer_step():
+    """HarmonicUpdate alone, two lanes, u, y, q, the sums, d and c anywhere in their formats (a third
+    at the corners), against ``arith.bhrf_step``: new u, y, q and the spikes, 6 cycles deep."""
+    rng = np.random.default_rng(5)
+    net = dataclasses.replace(shape_network(2, 2, 1), spec=SPEC, neuron="bhrf", dtq=300, gamma=900, theta=40)
+    s, c = SPEC.state, SPEC.coef
+    lanes, cur_bits = 2, s.bits + 3
+    stage = HarmonicUpdate(net, lanes, 1, signed(cur_bits), 2 * lanes * c.bits)
+    assert stage.state_names == "uyq" and len(stage.new_state) == stage.state_bits == 3 * lanes * s.bits
+    consts = (*net.step_constants()[:-1], 0)  # the stage takes the current, already shifted
+    n = 60
+    cases = dict(acc=_draw(rng, -(1 << cur_bits - 1), (1 << cur_bits - 1) - 1, (n, lanes)),
+                 **{x: _draw(rng, s.min_int, s.max_int, (n, lanes)) for x in "uyq"},
+                 d=_draw(rng, c.min_int, c.max_int, (n, lanes)), c=_draw(rng, 0, c.max_int, (n, lanes)))
+    want = bhrf_step(cases["acc"], cases["u"], cases["y"], cases["q"], cases["d"], cases["c"], *consts)
+    got = _run_stage(stage, cases, "uyq", ["d", "c"], lanes)  # [n, u y q z, lanes]
+    for i in range(4):
+        assert np.array_equal(got[:, i], want[i]), "uyqz"[i]
+    assert 0 < want[3].sum() < want[3].size
+    for i in range(2):  # u and y saturate somewhere, at both ends (q: gamma < 1)
+        assert (want[i] == s.min_int).any() and (want[i] == s.max_int).any(), "uy"[i]
+    e = np.clip(cases["d"] - ((300 * cases["q"] + (1 << s.frac - 2)) >> (s.frac - 1)), c.min_int, c.max_int)
+    assert (e == c.min_int).any() and (e == c.max_int).any()  # and so does the damping
+
+
 # each kind on its own geometry: lanes, segments, events
 ECG_CASES = [("brf", 1, 2, 1), ("brf-no-boundary", 4, 1, 2), ("brf-no-refractory", 3, 2, 1),
              ("brf-no-reset", 6, 2, 3), ("rf", 1, 1, 1), ("alif", 1, 1, 1), ("alif", 4, 3, 2), ("lif", 1, 1, 1),
-             ("lif", 3, 2, 1)]
+             ("lif", 3, 2, 1), ("bhrf", 1, 1, 1), ("bhrf", 4, 3, 2)]
 
 
 def ecg_network(kind):
     """An ECG-size (4-36-6) network of ``kind`` that spikes on ECG, in 8-bit formats."""
-    model = adaptive_network(kind) if kind in ("alif", "lif") else network(kind, 0, weight_scale=100.0)
+    if kind == "bhrf":
+        model = harmonic_network(weight_scale=150.0)
+    else:
+        model = adaptive_network(kind) if kind in ("alif", "lif") else network(kind, 0, weight_scale=100.0)
     return to_int_network(model, spec_for_model(model, 8))
 
 
@@ -169,11 +199,12 @@ def test_real_ecg_sequences_per_kind(kind, lanes, segments, events, ecg_splits):
         as_lif = golden.run_stream(dataclasses.replace(net, neuron="lif", rho=None, beta=None), x, first)
         assert not np.array_equal(as_lif.spikes, hw.spikes)
     elif kind not in ("brf", "brf-no-boundary", "lif"):  # no-boundary: BRF's step, only d differs (the arrays)
+        # (BHRF's y read as BRF's v, the same d and c: a different oscillator)
         as_brf = golden.run_stream(dataclasses.replace(net, neuron="brf"), x, first)
         assert not np.array_equal(as_brf.spikes, hw.spikes)
 
 
-@pytest.mark.parametrize("kind, seed", [(k, s) for k, s in zip(OTHERS, [1020, 7, 1032, 11, 1020, 7])])
+@pytest.mark.parametrize("kind, seed", [(k, s) for k, s in zip(OTHERS, [1020, 7, 1032, 11, 1020, 7, 1032], strict=True)])
 def test_random_networks_per_kind(kind, seed):
     """Fuzzer cases (any formats, corners, resets, gaps, stalls, lanes, segments, K) as each kind."""
     case = random_case(seed, kind)

@@ -25,8 +25,8 @@ LO, HI = -32768, 32767
 def test_every_resonator_has_an_integer_kind():
     assert set(ABLATIONS) <= set(kinds.KINDS)
     assert [kinds.get(k).q_mode for k in ABLATIONS] == [3, 3, 1, 2, 0]  # no-refractory: damping only; no-reset: threshold only
-    with pytest.raises(kinds.UnknownKind, match="'bhrf' has no integer implementation; known: brf"):
-        kinds.get("bhrf")
+    with pytest.raises(kinds.UnknownKind, match="'izhikevich' has no integer implementation; known: brf"):
+        kinds.get("izhikevich")  # a kind no module registers (every float kind has one)
 
 
 def _step(q_mode, q=512, u=1500):
@@ -176,7 +176,7 @@ def test_artifacts_without_a_neuron_field_load_as_brf(tmp_path):
     assert load_artifact(path)[0].neuron == "brf"
 
 
-@pytest.mark.parametrize("value", ["bhrf", "bogus", ["brf"]])
+@pytest.mark.parametrize("value", ["izhikevich", "bogus", ["brf"]])
 def test_unknown_neuron_type_is_refused_by_name(tmp_path, value):
     model = network("brf", 5)
     path = save_artifact(tmp_path / "x.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg",
@@ -193,11 +193,13 @@ def test_unknown_neuron_type_on_the_command_line(tmp_path, monkeypatch, capsys):
     model = network("brf", 5)
     path = save_artifact(tmp_path / "x.npz", to_int_network(model, spec_for_model(model, 8)), task="ecg",
                          dt=0.01, theta=1.0, gamma=0.9)
-    _rewrite_manifest(path, lambda m: m.update(neuron="bhrf"))
-    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(path)), "'bhrf'", "known: brf")
+    _rewrite_manifest(path, lambda m: m.update(neuron="izhikevich"))
+    assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.golden", str(path)), "'izhikevich'", "known: brf")
 
 
-def test_kinds_without_integer_arithmetic_are_refused():
+def test_kinds_without_integer_arithmetic_are_refused(monkeypatch):
+    """Every float kind ships with integer arithmetic: one is taken out of the registry for the test."""
+    monkeypatch.delitem(kinds.KINDS, "bhrf")
     model = build_model(ModelConfig(4, 6, 2, neuron=NeuronConfig(kind="bhrf")), seed=0)
     with pytest.raises(ValueError, match="'bhrf' has no integer implementation"):
         to_int_network(model, spec_for_model(model, 8))
@@ -208,7 +210,7 @@ def test_hardware_refuses_a_kind_it_does_not_implement(tmp_path, monkeypatch, ca
     """A kind with an integer step but no update stage in the accelerator (here a resonator kind
     registered for the test) must never be built as another kind's hardware, which would compute
     something else without a word: refused by name, exit 2, nothing written. Kinds without integer
-    arithmetic (BHRF) are refused as their artifact is read."""
+    arithmetic (a made-up manifest.neuron) are refused as their artifact is read."""
     from test_cli import assert_user_error, run_cli
 
     from brf_hw.fixed.kinds.resonator import ResonatorKind
@@ -225,7 +227,7 @@ def test_hardware_refuses_a_kind_it_does_not_implement(tmp_path, monkeypatch, ca
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
                       "'brf-toy'")
     assert not out.exists()
-    _rewrite_manifest(path, lambda m: m.update(neuron="bhrf"))
+    _rewrite_manifest(path, lambda m: m.update(neuron="izhikevich"))
     assert_user_error(run_cli(monkeypatch, capsys, "brf_hw.generate", "--artifact", str(path), "--out", str(out)),
-                      "'bhrf'", "no integer implementation")
+                      "'izhikevich'", "no integer implementation")
     assert not out.exists()

@@ -32,6 +32,14 @@ format, theta0 in the state format and beta in the coefficient format:
     u'   = sat_s(h - z*th)                             soft reset
     a'   = sat_s(z*2^sf + rshift(rho*(a - z*2^sf), cf))    = rho*a + (1-rho)*z, one rounding
 
+BHRF (``bhrf_step``, ``fixed.kinds.harmonic``) keeps y = omega*v in place of v (u and y then
+oscillate with the same amplitude, and c = dt*omega is BRF's c), d = 1 - 2*dt*b0 and c per neuron:
+
+    e    = sat_c(d - rshift(dtq * q, sf - 1))          1 - 2*dt*(b0 + q)
+    y'   = sat_s(y + rshift(c*u, cf))                  omega*(v + dt*u), from the OLD u
+    u'   = sat_s(rshift(e*u - c*y', cf) + cur)         dt*omega^2*v' = c*y': the NEW v, as the float step
+    z, q' as BRF's
+
 rshift(x, s) = (x + 2^(s-1)) >> s for s > 0 (round half up), x << -s for s < 0.
 """
 
@@ -78,6 +86,20 @@ def resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, 
 def brf_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
     """BRF: q in the damping and the threshold."""
     return resonator_step(acc, u, v, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, 3)
+
+
+@numba.njit(cache=True)
+def bhrf_step(acc, u, y, q, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift):
+    """BHRF, the step above: u' = u + dt*I - 2*dt*(b0 + q)*u - dt*omega^2*v' with y = omega*v. The
+    arguments are ``resonator_step``'s (y for v) without q_mode: q is in the damping and the threshold.
+    2*dt*q is dtq*q shifted one bit less (exact: no constant 2*dt of its own)."""
+    cur = rshift(acc, wshift)
+    e = sat(d - rshift(dtq * q, sf - 1), clo, chi)
+    y_new = sat(y + rshift(c * u, cf), lo, hi)
+    u_new = sat(rshift(e * u - c * y_new, cf) + cur, lo, hi)
+    z = ((theta + q - u_new) >> 63) & 1  # [u' - theta - q > 0], as in resonator_step
+    q_new = sat(rshift(gamma * q, cf) + (z << sf), lo, hi)
+    return u_new, y_new, q_new, z
 
 
 @numba.njit(cache=True)

@@ -1,7 +1,7 @@
 """Integer forward kernels (numba) for quantization-aware training and integer evaluation.
 
 Per sample, event-driven: only the recurrent weights of neurons that spiked are added. The step
-itself is ``arith.resonator_step`` (``arith.adaptive_step``) / ``arith.li_step``, the same functions
+itself is ``arith.resonator_step`` (``arith.bhrf_step``, ``arith.adaptive_step``) / ``arith.li_step``, the same functions
 the golden model runs on arrays. The QAT backward (straight-through) reuses the float adjoints, see ``qat``.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .arith import adaptive_step, li_step, resonator_step
+from .arith import adaptive_step, bhrf_step, li_step, resonator_step
+
+HARMONIC = -1  # the q_mode that selects ``arith.bhrf_step`` in ``resonator_forward_int`` (BHRF: u, y, q)
 
 
 @numba.njit(cache=True)
@@ -35,7 +37,8 @@ def spiking(z, active):
 @numba.njit(parallel=True, cache=True)
 def resonator_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, chi, cf, sf, wshift, q_mode):
     """acc_in [T, B, H]: input-synapse sums, w_rec: recurrent weights, both aligned to the
-    accumulator's fraction (``FixedSpec.acc_frac``). Returns u, v, q, z, each [T, B, H]."""
+    accumulator's fraction (``FixedSpec.acc_frac``). Returns u, v, q, z, each [T, B, H]; with
+    q_mode ``HARMONIC`` the step is BHRF's (same arguments, v holds y = omega*v)."""
     steps, batch, n = acc_in.shape
     u_out = np.empty((steps, batch, n), np.int64)
     v_out = np.empty_like(u_out)
@@ -50,8 +53,12 @@ def resonator_forward_int(acc_in, w_rec, d, c, dtq, gamma, theta, lo, hi, clo, c
         for t in range(steps):
             for h in range(n):
                 acc = synaptic_sum(acc_in[t, bi, h], w_rec[h], active, n_active)
-                u[h], v[h], q[h], z = resonator_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
-                                                     lo, hi, clo, chi, cf, sf, wshift, q_mode)
+                if q_mode == HARMONIC:
+                    u[h], v[h], q[h], z = bhrf_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
+                                                    lo, hi, clo, chi, cf, sf, wshift)
+                else:
+                    u[h], v[h], q[h], z = resonator_step(acc, u[h], v[h], q[h], d[h], c[h], dtq, gamma, theta,
+                                                         lo, hi, clo, chi, cf, sf, wshift, q_mode)
                 u_out[t, bi, h] = u[h]
                 v_out[t, bi, h] = v[h]
                 q_out[t, bi, h] = q[h]

@@ -1,11 +1,11 @@
-"""Quantization-aware training of BRF networks (its ablations, RF, ALIF and LIF: ``fixed.kinds``).
+"""Quantization-aware training of BRF networks (its ablations, RF, BHRF, ALIF and LIF: ``fixed.kinds``).
 
 Forward: the exact integer network (``kernel`` running ``arith``), so training sees the
 hardware's spikes and potentials. Backward: straight-through estimation. Parameters are
 quantized with STE (round and clip pass the gradient inside the range), and the integer
 dynamics are differentiated as the float equations of the same kind evaluated on the integer
-trajectory and the quantized parameters (the float adjoint kernels ``kernels.cpu_resonator`` and,
-for ALIF and LIF, ``kernels.cpu_alif``).
+trajectory and the quantized parameters (the float adjoint kernels ``kernels.cpu_resonator``, for
+BHRF ``kernels.cpu_bhrf``, for ALIF and LIF ``kernels.cpu_alif``).
 
 ``quantized_parameters`` is the only place float parameters become integers: QAT, export
 (``to_int_network``) and therefore the golden model and the hardware all take them from here.
@@ -107,6 +107,39 @@ class QATResonator(torch.autograd.Function):
         return g_i, g_w, g_omega, g_b0, None, None, None, None, None, None
 
 
+class QATHarmonic(torch.autograd.Function):
+    """Integer BHRF forward; the float BHRF adjoints (``cpu_bhrf``) on the dequantized trajectory
+    backward, v = y / omega (y = omega*v is the integer state; where omega quantized to 0, y stays 0
+    and so does v)."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec_eff, w2_eff, b0_eff, acc_in, w_rec, d, c, constants, float_consts):
+        u, y, q, z = kernel.resonator_forward_int(acc_in, w_rec, d, c, *constants, kernel.HARMONIC)
+        sf = float(2.0 ** float_consts["state_frac"])
+        uf, yf, qf = (torch.from_numpy(a / sf) for a in (u, y, q))
+        omega = w2_eff.detach().sqrt()
+        vf = torch.where(omega > 0, yf / torch.where(omega > 0, omega, 1.0), 0.0)
+        zf = torch.from_numpy(z.astype(np.float64))
+        ctx.save_for_backward(uf, vf, qf, zf, w_rec_eff, w2_eff, b0_eff)
+        ctx.float_consts = float_consts
+        ctx.mark_non_differentiable(uf, yf, qf)
+        return zf, uf, yf, qf
+
+    @staticmethod
+    def backward(ctx, grad_z, _gu, _gy, _gq):
+        from ..kernels import cpu_bhrf
+
+        u, v, q, z, w_rec, w2, b0 = ctx.saved_tensors
+        fc = ctx.float_consts
+        g_i, g_w2, g_b0 = (torch.from_numpy(a) for a in cpu_bhrf.bhrf_backward(
+            grad_z.detach().double().contiguous().numpy(), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
+            w_rec.detach().numpy(), w2.detach().numpy(), b0.detach().numpy(), fc["dt"], 2.0 * fc["dt"],
+            fc["theta"], fc["gamma"], cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
+        n = z.shape[-1]
+        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
+        return g_i, g_w, g_w2, g_b0, None, None, None, None, None, None
+
+
 class QATAdaptive(torch.autograd.Function):
     """Integer ALIF / LIF forward; the float ALIF adjoints (``cpu_alif``) on the dequantized
     trajectory backward, of the folded current (the weights hold (1 - alpha_m) W)."""
@@ -160,7 +193,7 @@ class QATReadout(torch.autograd.Function):
 def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     """The integer network on x [T, B, inputs] (whole multiples of the input unit: spikes, or
     pixel intensities), differentiable by STE. Returns (o, z, states) as float64, o and the
-    kind's states (u, v, q; ALIF u, a) dequantized; they are exact integer multiples."""
+    kind's states (u, v, q; BHRF u, y, q; ALIF u, a) dequantized; they are exact integer multiples."""
     if x.device.type != "cpu":
         raise RuntimeError("quantization-aware training runs on the CPU (the integer kernel is numba)")
     kind = neuron_kind(model)
@@ -188,21 +221,40 @@ def qat_forward(model, x: torch.Tensor, spec: FixedSpec):
     return o, z, states
 
 
-def _resonator_hidden(model, kind, spec, p, i_in, w_rec_eff, acc_in, w_rec_int):
+def _uvq_constants(model, kind, spec) -> tuple[tuple, dict]:
+    """The integer step's scalars after d, c (before q_mode) and the float adjoints' constants, of
+    the kinds with the resonators' fields (BRF, its ablations, RF, BHRF)."""
     cfg = model.config.neuron
-    dt, cf = cfg.dt, spec.coef.scale
-    d, c = p.neuron["d"], p.neuron["c"]
-    omega_eff = c / (cf * dt)
-    b0_eff = (d / cf - 1.0) / dt
     k = kind.scalar_constants(model, spec)
     s, cq = spec.state, spec.coef
     constants = (k["dtq"], k["gamma"], k["theta"], s.min_int, s.max_int, cq.min_int, cq.max_int, cq.frac, s.frac,
-                 spec.weight_shift, kind.q_mode)
-    float_consts = {"dt": dt, "theta": k["theta"] / s.scale, "gamma": k["gamma"] / cq.scale,
+                 spec.weight_shift)
+    float_consts = {"dt": cfg.dt, "theta": k["theta"] / s.scale, "gamma": k["gamma"] / cq.scale,
                     "surrogate": cfg.surrogate, "tbptt": model.tbptt, "state_frac": s.frac, "q_mode": kind.q_mode}
+    return constants, float_consts
+
+
+def _resonator_hidden(model, kind, spec, p, i_in, w_rec_eff, acc_in, w_rec_int):
+    dt, cf = model.config.neuron.dt, spec.coef.scale
+    d, c = p.neuron["d"], p.neuron["c"]
+    omega_eff = c / (cf * dt)
+    b0_eff = (d / cf - 1.0) / dt
+    constants, float_consts = _uvq_constants(model, kind, spec)
     z, u, v, q = QATResonator.apply(i_in, w_rec_eff, omega_eff, b0_eff, acc_in, w_rec_int, _ints(d), _ints(c),
-                                    constants, float_consts)
+                                    (*constants, kind.q_mode), float_consts)
     return z, {"u": u, "v": v, "q": q}
+
+
+def _harmonic_hidden(model, kind, spec, p, i_in, w_rec_eff, acc_in, w_rec_int):
+    """BHRF: d = 1 - 2 dt b0, c = dt omega (``kinds.harmonic``) give the adjoints' omega^2 and b0."""
+    dt, cf = model.config.neuron.dt, spec.coef.scale
+    d, c = p.neuron["d"], p.neuron["c"]
+    w2_eff = (c / (cf * dt)) ** 2
+    b0_eff = (1.0 - d / cf) / (2.0 * dt)
+    constants, float_consts = _uvq_constants(model, kind, spec)
+    z, u, y, q = QATHarmonic.apply(i_in, w_rec_eff, w2_eff, b0_eff, acc_in, w_rec_int, _ints(d), _ints(c),
+                                   constants, float_consts)
+    return z, {"u": u, "y": y, "q": q}
 
 
 def _adaptive_hidden(model, kind, spec, p, i_in, w_rec_eff, acc_in, w_rec_int):
@@ -222,4 +274,5 @@ def _adaptive_hidden(model, kind, spec, p, i_in, w_rec_eff, acc_in, w_rec_int):
     return z, ({"u": u, "a": a} if kind.adapt else {"u": u})
 
 
-HIDDEN_LAYERS = {"ResonatorKind": _resonator_hidden, "AdaptiveKind": _adaptive_hidden}
+HIDDEN_LAYERS = {"ResonatorKind": _resonator_hidden, "HarmonicKind": _harmonic_hidden,
+                 "AdaptiveKind": _adaptive_hidden}

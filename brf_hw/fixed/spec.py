@@ -279,7 +279,7 @@ def spec_for_model(model, weight_bits: int = 8, out_weight_bits: int | None = No
 
     from . import kinds
 
-    kind = kinds.KINDS.get(model.config.neuron.kind)  # BHRF (no integer step) has the resonators' dt
+    kind = kinds.KINDS.get(model.config.neuron.kind)  # a kind without integer arithmetic: the resonators' dt
     with torch.no_grad():
         gain = kind.input_gain(model) if kind else model.config.neuron.dt
         w = (gain * model.synapses.weight.detach().double()).numpy()
@@ -308,7 +308,8 @@ class IntNetwork:
     """A network in integers: everything the golden model and the hardware need. ``neuron`` names
     its hidden neurons' kind (``fixed.kinds``), which says which of the per-kind fields it holds
     (the others stay None): d, c, dtq, gamma, theta for the resonator kinds (BRF, its ablations,
-    RF); alpha_m, rho, theta0, beta for ALIF (LIF: alpha_m, theta0)."""
+    RF) and BHRF (d, c meaning its own, ``kinds.harmonic``); alpha_m, rho, theta0, beta for ALIF
+    (LIF: alpha_m, theta0)."""
 
     spec: FixedSpec
     w_in: np.ndarray  # [H, I] weight format

@@ -9,7 +9,7 @@ open FPGA flows have no power estimator). The model and its sources: docs/hardwa
 per step, averaged over the golden model's steps on real test sequences (the event counts):
 cycles from ``core.period_model`` (a step in a stream at Fmax); synapse-memory reads G per
 source (input spikes and hidden spikes), constants one per chunk, state one read and one write
-per chunk, output weights one per hidden spike; multiplies 6 per neuron update (BRF; ALIF 3, LIF 1; + one per input
+per chunk, output weights one per hidden spike; multiplies 6 per neuron update (BRF; BHRF 5, ALIF 3, LIF 1; + one per input
 where the lanes weight multi-bit inputs) over all C*P lanes and one per output in LI. N_LUT and
 f come from nextpnr (or the pre-Yosys estimate). Each coefficient is a (low, central, high)
 triple; the range reported takes every coefficient low, then every one high.

@@ -11,6 +11,10 @@ registers between them; chaining the terms gives exactly ``arith.brf_step``:
     z  = spike(theta + q, u')                 q' = next_q(spec, q * gamma, z)
 
 BRF's ablations and RF (``arith.resonator_step``'s q_mode) leave terms out: ``update``.
+BHRF (``arith.bhrf_step``, y = omega*v; ``harmonic``):
+
+    e  = harmonic_damping(spec, d, q * dtq)   y' = next_y(spec, y, c * u)
+    u' = next_u(spec, e * u, c * y', i)       z, q' as BRF's
 ALIF and LIF (``arith.adaptive_step``; LIF: th = theta0, no a):
 
     h  = membrane(spec, alpha_m * u, i)       th = threshold(spec, theta0, beta * a)
@@ -60,6 +64,15 @@ def running_sum(s, o, bits: int):
 
 def damping(spec, d, q_dt):
     return saturate(d - rshift(q_dt, spec.state.frac), spec.coef)
+
+
+def harmonic_damping(spec, d, q_dt):
+    """BHRF's 1 - 2 dt (b0 + q): 2 dt q is dt q shifted one bit less."""
+    return saturate(d - rshift(q_dt, spec.state.frac - 1), spec.coef)
+
+
+def next_y(spec, y, c_u):
+    return saturate(y + rshift(c_u, spec.coef.frac), spec.state)
 
 
 def current(spec, acc_plus_offset):

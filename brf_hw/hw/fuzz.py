@@ -156,15 +156,20 @@ def random_case(seed: int, kind: str | None = None) -> FuzzCase:
 
 
 def with_kind(net: IntNetwork, kind: str, rng) -> IntNetwork:
-    """``net`` as ``kind``: a resonator kind keeps the drawn d, c, dtq, gamma, theta; ALIF and LIF
+    """``net`` as ``kind``: a resonator kind keeps the drawn d, c, dtq, gamma, theta (BHRF d no lower
+    than its stability allows, no higher than 1); ALIF and LIF
     get their own fields from ``rng`` (its own stream: the other draws of a seed stay), plausible
     decays and thresholds in half the cases, else anywhere the artifact loader accepts (decays in
     [0, 1]), with a share at the corners."""
     from ..fixed import kinds
 
+    spec, n_hid = net.spec, net.shape[1]
+    if kind == "bhrf":  # d raised where the oscillator would diverge at rest (``kinds.harmonic.check``)
+        one = 1 << spec.coef.frac
+        d = np.clip(net.d, net.c * net.c // (2 * one) - one + 1, min(one, spec.coef.max_int))
+        return dataclasses.replace(net, neuron=kind, d=d)
     if not hasattr(kinds.get(kind), "adapt"):
         return dataclasses.replace(net, neuron=kind)
-    spec, n_hid = net.spec, net.shape[1]
     one = min(1 << spec.coef.frac, spec.coef.max_int)
     corners = float(rng.choice([0.0, 0.1, 0.5]))
     if rng.random() < 0.5:  # tau_m ~ 20, tau_adp ~ 200 steps, theta0 near 0.01..0.1, beta 1.8

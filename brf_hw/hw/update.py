@@ -4,8 +4,9 @@ The stage takes a chunk of P neurons per cycle (its index, the lanes' synaptic s
 state and constants words from memory) and, STAGES cycles later, gives its new state word (for the
 write-back) and its spikes. Everything around it (accumulators, memories, source queues, LI, the
 cycle model) is shared, and the cycle model holds for every kind because every stage is STAGES
-deep. A new kind is one component here (an ``UpdateStage``: ResonatorUpdate, AdaptiveUpdate), registered in ``UPDATE_STAGES``
-(and named in ``artifact.HARDWARE_NEURONS``).
+deep. A new kind is one component here (an ``UpdateStage``: ResonatorUpdate, AdaptiveUpdate) or
+in a sibling module (``harmonic.HarmonicUpdate``), registered in ``UPDATE_STAGES`` (and named in
+``artifact.HARDWARE_NEURONS``).
 
 ``BRFAccelerator`` emits its stage into its own module (``emit``) rather than as a submodule: a
 submodule would be a Verilog module of its own, and the default design's Verilog (the committed
@@ -254,5 +255,8 @@ class AdaptiveUpdate(UpdateStage):
                                busy=ports.valid | valid1 | valid2 | valid3 | valid4 | valid5 | valid6)
 
 
+from .harmonic import HarmonicUpdate  # noqa: E402  (a subclass of UpdateStage, above)
+
 # the accelerator's update stage of each neuron kind (``fixed.kinds``) it implements
-UPDATE_STAGES = {**{name: ResonatorUpdate for name in RESONATOR_FLAGS}, "alif": AdaptiveUpdate, "lif": AdaptiveUpdate}
+UPDATE_STAGES = {**{name: ResonatorUpdate for name in RESONATOR_FLAGS}, "alif": AdaptiveUpdate, "lif": AdaptiveUpdate,
+                 "bhrf": HarmonicUpdate}

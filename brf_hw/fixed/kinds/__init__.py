@@ -57,3 +57,4 @@ def get(name: str, what: str = "neuron type") -> NeuronKind:
 
 from . import resonator  # noqa: E402,F401  (registers BRF, its ablations and RF)
 from . import adaptive  # noqa: E402,F401  (registers ALIF and LIF)
+from . import harmonic  # noqa: E402,F401  (registers BHRF)
