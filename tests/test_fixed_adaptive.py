@@ -15,7 +15,8 @@ from brf_hw.model import ModelConfig, build_model
 from brf_hw.neurons import NeuronConfig
 from brf_hw.neurons.functional import ALIFState, alif_step
 
-from test_variants import assert_qat_equals_golden, assert_ste_gradients_match
+from test_variants import (assert_qat_equals_golden, assert_spikes_track_the_float_network,
+                           assert_ste_gradients_match, wide_spec)
 
 LO, HI = -32768, 32767
 CF, SF = 14, 10  # coef Q1.14, state Q5.10: 1.0 is 16384 resp. 1024
@@ -116,14 +117,7 @@ def test_qat_equals_golden_on_real_ecg(kind, bits, ecg_splits):
 def test_wide_integer_network_tracks_the_float_one():
     """The integer ALIF (weights folded with 1 - alpha_m, adaptation at the end of the step) spikes as
     the float one does, up to rounding, with wide formats."""
-    model = network("alif", 1).double()
-    wide = FixedSpec(weight=Format(24, 20), rec_weight=Format(24, 20), out_weight=Format(24, 20),
-                     coef=Format(30, 28), state=Format(30, 24), output=Format(30, 22))
-    x = (np.random.default_rng(1).random((400, 3, 4)) < 0.3).astype(np.int64)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x).double(), record=True).traces["z"].numpy()
-    spikes = golden.run(to_int_network(model, wide), x).spikes
-    assert ref.sum() > 300 and (spikes == ref).mean() > 0.99
+    assert_spikes_track_the_float_network(network("alif", 1).double(), wide_spec(24))
 
 
 @pytest.mark.parametrize("kind", ["alif", "lif"])

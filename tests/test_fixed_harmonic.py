@@ -18,7 +18,8 @@ from brf_hw.neurons import NeuronConfig
 from brf_hw.neurons.functional import ResonatorState
 from brf_hw.neurons.functional import bhrf_step as float_bhrf_step
 
-from test_variants import assert_qat_equals_golden, assert_ste_gradients_match
+from test_variants import (assert_qat_equals_golden, assert_spikes_track_the_float_network,
+                           assert_ste_gradients_match, wide_spec)
 
 LO, HI = -32768, 32767
 CF, SF = 14, 10  # coef Q1.14, state Q5.10: 1.0 is 16384 resp. 1024
@@ -126,14 +127,7 @@ def test_qat_equals_golden_on_real_ecg(bits, ecg_splits):
 
 
 def test_wide_integer_network_tracks_the_float_one():
-    model = network(1, weight_scale=150.0).double()
-    wide = FixedSpec(weight=Format(24, 20), rec_weight=Format(24, 20), out_weight=Format(24, 20),
-                     coef=Format(30, 28), state=Format(30, 22), output=Format(30, 22))
-    x = (np.random.default_rng(1).random((400, 3, 4)) < 0.3).astype(np.int64)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x).double(), record=True).traces["z"].numpy()
-    spikes = golden.run(to_int_network(model, wide), x).spikes
-    assert ref.sum() > 300 and (spikes == ref).mean() > 0.99
+    assert_spikes_track_the_float_network(network(1, weight_scale=150.0).double(), wide_spec(22))
 
 
 def test_ste_gradients_match_the_float_network():

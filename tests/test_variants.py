@@ -130,6 +130,21 @@ STE_SPEC = FixedSpec(weight=Format(24, 22), rec_weight=Format(24, 23), out_weigh
                      coef=Format(30, 28), state=Format(30, 24), output=Format(30, 22))
 
 
+def wide_spec(state_frac: int) -> FixedSpec:
+    """Formats wide enough that the integer network follows the float one up to rounding."""
+    return FixedSpec(weight=Format(24, 20), rec_weight=Format(24, 20), out_weight=Format(24, 20),
+                     coef=Format(30, 28), state=Format(30, state_frac), output=Format(30, 22))
+
+
+def assert_spikes_track_the_float_network(model, spec):
+    """The integer network's spikes equal the float network's on >= 99 % of neuron-steps."""
+    x = (np.random.default_rng(1).random((400, 3, 4)) < 0.3).astype(np.int64)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x).double(), record=True).traces["z"].numpy()
+    spikes = golden.run(to_int_network(model, spec), x).spikes
+    assert ref.sum() > 300 and (spikes == ref).mean() > 0.99
+
+
 def assert_ste_gradients_match(model, spec, atol=1e-6):
     """QAT (``spec``) and float gradients of every parameter agree on sparse random spikes."""
     x = torch.from_numpy((np.random.default_rng(2).random((300, 2, 4)) < 0.2).astype(np.float64))
