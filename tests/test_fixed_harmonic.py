@@ -10,7 +10,7 @@ import torch
 
 from brf_hw import golden
 from brf_hw.artifact import ArtifactError, load_artifact, save_artifact
-from brf_hw.fixed import FixedSpec, Format, kinds, spec_for_model
+from brf_hw.fixed import kinds, spec_for_model
 from brf_hw.fixed.arith import bhrf_step
 from brf_hw.fixed.qat import to_int_network
 from brf_hw.model import ModelConfig, build_model
@@ -18,8 +18,8 @@ from brf_hw.neurons import NeuronConfig
 from brf_hw.neurons.functional import ResonatorState
 from brf_hw.neurons.functional import bhrf_step as float_bhrf_step
 
-from test_variants import (assert_qat_equals_golden, assert_spikes_track_the_float_network,
-                           assert_ste_gradients_match, wide_spec)
+from test_variants import (assert_qat_equals_golden, assert_a_qat_step_changes_every_parameter,
+                           assert_spikes_track_the_float_network, assert_ste_gradients_match, wide_spec)
 
 LO, HI = -32768, 32767
 CF, SF = 14, 10  # coef Q1.14, state Q5.10: 1.0 is 16384 resp. 1024
@@ -134,24 +134,12 @@ def test_ste_gradients_match_the_float_network():
     """QAT's backward runs the float BHRF adjoints on the dequantized trajectory (v = y / omega): with
     wide formats its gradients are the float network's, omega and b_offset included."""
     model = network(2, weight_scale=150.0, hidden=8, outputs=3).double()
-    spec = FixedSpec(weight=Format(24, 20), rec_weight=Format(24, 21), out_weight=Format(24, 20),
-                     coef=Format(30, 28), state=Format(30, 22), output=Format(30, 22))
-    assert_ste_gradients_match(model, spec, atol=1e-4)
+    assert_ste_gradients_match(model, wide_spec(22, rec_frac=21), atol=1e-4)
 
 
 def test_a_qat_step_changes_every_parameter(ecg_splits):
-    model = network(4)
-    model.fixed = spec_for_model(model, 8)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    x = ecg_splits["test"].inputs[:4].transpose(0, 1).float()
-    labels = ecg_splits["test"].labels[:4].transpose(0, 1)
-    out = model(x)
-    loss = torch.nn.functional.cross_entropy(out.outputs.reshape(-1, 6), labels.reshape(-1).long())
-    loss.backward()
-    torch.optim.Adam(model.parameters(), lr=0.01).step()
-    for name, p in model.named_parameters():
-        assert torch.isfinite(p.grad).all() and p.grad.abs().max() > 0, name
-        assert torch.isfinite(p).all() and not torch.equal(p, before[name]), name
+    """Gradients flow through the integer forward to every float parameter (8-bit formats, real ECG)."""
+    assert_a_qat_step_changes_every_parameter(network(4), ecg_splits)
 
 
 def test_qat_command_end_to_end(tmp_path, capsys, ecg_splits):

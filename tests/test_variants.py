@@ -130,10 +130,26 @@ STE_SPEC = FixedSpec(weight=Format(24, 22), rec_weight=Format(24, 23), out_weigh
                      coef=Format(30, 28), state=Format(30, 24), output=Format(30, 22))
 
 
-def wide_spec(state_frac: int) -> FixedSpec:
+def wide_spec(state_frac: int, rec_frac: int = 20) -> FixedSpec:
     """Formats wide enough that the integer network follows the float one up to rounding."""
-    return FixedSpec(weight=Format(24, 20), rec_weight=Format(24, 20), out_weight=Format(24, 20),
+    return FixedSpec(weight=Format(24, 20), rec_weight=Format(24, rec_frac), out_weight=Format(24, 20),
                      coef=Format(30, 28), state=Format(30, state_frac), output=Format(30, 22))
+
+
+def assert_a_qat_step_changes_every_parameter(model, splits):
+    """Gradients flow through the integer forward to every float parameter (8-bit formats, real
+    ECG): one Adam step changes each (a plain SGD step can stay below a large parameter's ulp)."""
+    model.fixed = spec_for_model(model, 8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = splits["test"].inputs[:4].transpose(0, 1).float()
+    labels = splits["test"].labels[:4].transpose(0, 1)
+    out = model(x)
+    loss = torch.nn.functional.cross_entropy(out.outputs.reshape(-1, 6), labels.reshape(-1).long())
+    loss.backward()
+    torch.optim.Adam(model.parameters(), lr=0.01).step()
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p.grad).all() and p.grad.abs().max() > 0, name
+        assert torch.isfinite(p).all() and not torch.equal(p, before[name]), name
 
 
 def assert_spikes_track_the_float_network(model, spec):

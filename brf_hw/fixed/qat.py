@@ -81,6 +81,18 @@ def _ints(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.int64)
 
 
+def _dequantized(z, states, state_frac: int):
+    """The integer trajectory as the float adjoints take it: spikes as float64, states / 2^frac."""
+    sf = float(2.0 ** state_frac)
+    return torch.from_numpy(z.astype(np.float64)), [torch.from_numpy(a / sf) for a in states]
+
+
+def _recurrent_weight_grad(g_i: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """dW_rec = sum_t gI_t z_{t-1}^T, one matmul (the kernels that leave it to the caller)."""
+    n = z.shape[-1]
+    return g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)
+
+
 class QATResonator(torch.autograd.Function):
     """Integer resonator forward; the float adjoints of the same kind (q_mode) on the dequantized
     trajectory backward."""
@@ -88,9 +100,7 @@ class QATResonator(torch.autograd.Function):
     @staticmethod
     def forward(ctx, i_in, w_rec_eff, omega_eff, b0_eff, acc_in, w_rec, d, c, constants, float_consts):
         u, v, q, z = kernel.resonator_forward_int(acc_in, w_rec, d, c, *constants)
-        sf = float(2.0 ** float_consts["state_frac"])
-        uf, vf, qf = (torch.from_numpy(a / sf) for a in (u, v, q))
-        zf = torch.from_numpy(z.astype(np.float64))
+        zf, (uf, vf, qf) = _dequantized(z, (u, v, q), float_consts["state_frac"])
         ctx.save_for_backward(uf, vf, qf, zf, w_rec_eff, omega_eff, b0_eff)
         ctx.float_consts = float_consts
         ctx.mark_non_differentiable(uf, vf, qf)
@@ -115,11 +125,9 @@ class QATHarmonic(torch.autograd.Function):
     @staticmethod
     def forward(ctx, i_in, w_rec_eff, w2_eff, b0_eff, acc_in, w_rec, d, c, constants, float_consts):
         u, y, q, z = kernel.resonator_forward_int(acc_in, w_rec, d, c, *constants, kernel.HARMONIC)
-        sf = float(2.0 ** float_consts["state_frac"])
-        uf, yf, qf = (torch.from_numpy(a / sf) for a in (u, y, q))
+        zf, (uf, yf, qf) = _dequantized(z, (u, y, q), float_consts["state_frac"])
         omega = w2_eff.detach().sqrt()
         vf = torch.where(omega > 0, yf / torch.where(omega > 0, omega, 1.0), 0.0)
-        zf = torch.from_numpy(z.astype(np.float64))
         ctx.save_for_backward(uf, vf, qf, zf, w_rec_eff, w2_eff, b0_eff)
         ctx.float_consts = float_consts
         ctx.mark_non_differentiable(uf, yf, qf)
@@ -135,9 +143,7 @@ class QATHarmonic(torch.autograd.Function):
             grad_z.detach().double().contiguous().numpy(), u.numpy(), v.numpy(), q.numpy(), z.numpy(),
             w_rec.detach().numpy(), w2.detach().numpy(), b0.detach().numpy(), fc["dt"], 2.0 * fc["dt"],
             fc["theta"], fc["gamma"], cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"]))
-        n = z.shape[-1]
-        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
-        return g_i, g_w, g_w2, g_b0, None, None, None, None, None, None
+        return g_i, _recurrent_weight_grad(g_i, z), g_w2, g_b0, None, None, None, None, None, None
 
 
 class QATAdaptive(torch.autograd.Function):
@@ -147,11 +153,9 @@ class QATAdaptive(torch.autograd.Function):
     @staticmethod
     def forward(ctx, i_in, w_rec_eff, alpha_eff, rho_eff, acc_in, w_rec, alpha_m, rho, constants, float_consts):
         u, a_next, z = kernel.adaptive_forward_int(acc_in, w_rec, alpha_m, rho, *constants)
-        sf = float(2.0 ** float_consts["state_frac"])
-        uf, af = (torch.from_numpy(v / sf) for v in (u, a_next))
+        zf, (uf, af) = _dequantized(z, (u, a_next), float_consts["state_frac"])
         # the float kernel's a_t is the adaptation step t uses: the integer state after step t - 1
         a_used = torch.cat([torch.zeros_like(af[:1]), af[:-1]])
-        zf = torch.from_numpy(z.astype(np.float64))
         hf = uf + zf * (float_consts["theta0"] + float_consts["beta"] * a_used)  # before the soft reset
         ctx.save_for_backward(uf, hf, a_used, zf, w_rec_eff, alpha_eff, rho_eff)
         ctx.float_consts = float_consts
@@ -168,9 +172,7 @@ class QATAdaptive(torch.autograd.Function):
             grad_z.detach().double().contiguous().numpy(), u.numpy(), h.numpy(), a.numpy(), z.numpy(),
             np.zeros_like(u.numpy()), w_rec.detach().numpy(), alpha.detach().numpy(), rho.detach().numpy(),
             fc["theta0"], fc["beta"], cpu_resonator.SURROGATE_CODES[fc["surrogate"]], fc["tbptt"], True))
-        n = z.shape[-1]
-        g_w = g_i[1:].reshape(-1, n).t() @ z[:-1].reshape(-1, n)  # dW_rec = sum_t gI_t z_{t-1}^T
-        return g_i, g_w, g_alpha, g_rho, None, None, None, None, None, None
+        return g_i, _recurrent_weight_grad(g_i, z), g_alpha, g_rho, None, None, None, None, None, None
 
 
 class QATReadout(torch.autograd.Function):
