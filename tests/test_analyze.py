@@ -134,7 +134,7 @@ def test_raster_integer_spikes_equal_the_golden_model():
 
 
 def test_float_network_of_an_artifact_rounds_back_to_it():
-    for name in ("ecg_brf_w8.npz", "ecg_brf_w4.npz"):
+    for name in ("ecg_brf_w8.npz", "ecg_brf_w4.npz", "smnist_brf_w8.npz"):  # spikes, and pixels (unit 1/255)
         net, manifest = load_int_artifact(shipped_artifact().with_name(name))
         back = to_int_network(float_model_from_artifact(net, manifest), net.spec)
         for field in ("w_in", "w_rec", "w_out", "d", "c", "alpha", "dtq", "gamma", "theta"):

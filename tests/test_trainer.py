@@ -145,3 +145,30 @@ def test_config_refuses_nonsense(tmp_path):
     for bad in (dict(batch_size=0), dict(epochs=-1), dict(lr=float("nan")), dict(train_limit=0)):
         with pytest.raises(UserError, match=next(iter(bad))):
             quick(tmp_path, **bad).resolved()
+
+
+def test_init_from_an_artifact_starts_from_its_network(tmp_path):
+    """--init ARTIFACT.npz: the dequantized network rounds back to the artifact exactly, and a
+    network of another shape or another kind is refused by name."""
+    import numpy as np
+
+    from brf_hw.artifact import load_artifact, save_artifact, shipped_artifact
+    from brf_hw.fixed.qat import to_int_network
+    from brf_hw.tasks import TASKS
+    from brf_hw.train.trainer import load_init_model
+
+    net, _ = load_artifact(shipped_artifact())
+    model = load_init_model(shipped_artifact(), TASKS["ecg"], "brf")
+    back = to_int_network(model, net.spec)
+    for field in ("w_in", "w_rec", "w_out", "d", "c", "alpha"):
+        assert np.array_equal(getattr(back, field), getattr(net, field)), field
+    with pytest.raises(CheckpointError, match="4-36-6 network; task smnist is 1-256-10"):
+        load_init_model(shipped_artifact(), TASKS["smnist"], "brf")
+    with pytest.raises(CheckpointError, match="holds brf neurons, not --neuron alif"):
+        load_init_model(shipped_artifact(), TASKS["ecg"], "alif")
+    with pytest.raises(CheckpointError, match="no artifact at"):
+        load_init_model(tmp_path / "missing.npz", TASKS["ecg"], "brf")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(shipped_artifact().read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="broken.npz"):
+        load_init_model(broken, TASKS["ecg"], "brf")

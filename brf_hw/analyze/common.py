@@ -130,7 +130,7 @@ def load_neuron_params(path: str | Path, resonator: str = "brf") -> NeuronParams
 
 def float_model_from_artifact(net, manifest):
     """The float RSNN an integer artifact stands for: every integer dequantized back into the
-    parameter it was rounded from (dt*W, 1 + dt*(p(omega) - b_offset), dt*omega, (1-alpha)*W_out,
+    parameter it was rounded from (dt*W per input unit, 1 + dt*(p(omega) - b_offset), dt*omega, (1-alpha)*W_out,
     alpha). ``fixed.qat.to_int_network(model, net.spec)`` gives the artifact back; callers that
     depend on it check that it does."""
     import torch
@@ -148,7 +148,8 @@ def float_model_from_artifact(net, manifest):
     model = build_model(cfg, seed=0)
     alpha = spec.coef.to_float(net.alpha)
     with torch.no_grad():
-        w = np.concatenate([spec.weight.to_float(net.w_in), spec.rec_weight.to_float(net.w_rec)], 1) / dt
+        # w_in counts per input unit (1/255 for pixels), w_rec per spike
+        w = np.concatenate([spec.weight.to_float(net.w_in) / spec.input.unit, spec.rec_weight.to_float(net.w_rec)], 1) / dt
         model.synapses.weight.copy_(torch.from_numpy(w))
         model.recurrent_mask.fill_(1.0)
         model.hidden.omega_param.copy_(torch.from_numpy(params.omega))

@@ -42,7 +42,9 @@ def _h_pad(n: int) -> int:
 
 
 if triton is not None:
-    _INV_SQRT_2PI = 0.3989422804014327
+    # compiled Triton reads a module global only when it is a tl.constexpr (the interpreter reads any)
+    _INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
+    _GAIN, _HEIGHT, _SCALE, _WIDTH = (tl.constexpr(c) for c in (GAIN, HEIGHT, SCALE, WIDTH))
 
     @triton.jit
     def _normal(x, mu, sigma):
@@ -51,12 +53,12 @@ if triton is not None:
 
     @triton.jit
     def _surrogate(x, SURROGATE: tl.constexpr):
-        narrow = (1.0 + HEIGHT) * _normal(x, 0.0, WIDTH)
+        narrow = (1.0 + _HEIGHT) * _normal(x, 0.0, _WIDTH)
         if SURROGATE == 0:
-            out = GAIN * (narrow - 2.0 * HEIGHT * _normal(x, 0.0, SCALE * WIDTH))
+            out = _GAIN * (narrow - 2.0 * _HEIGHT * _normal(x, 0.0, _SCALE * _WIDTH))
         else:
-            out = GAIN * (narrow - HEIGHT * _normal(x, WIDTH, SCALE * WIDTH)
-                          - HEIGHT * _normal(x, -WIDTH, SCALE * WIDTH))
+            out = _GAIN * (narrow - _HEIGHT * _normal(x, _WIDTH, _SCALE * _WIDTH)
+                          - _HEIGHT * _normal(x, -_WIDTH, _SCALE * _WIDTH))
         return out
 
     @triton.jit

@@ -38,8 +38,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-test-eval", action="store_true", help="skip the per-epoch test evaluation")
     g.add_argument("--run-dir", help="where checkpoints and logs go (default runs/TASK-NEURON-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
-    g.add_argument("--init", help="start from this checkpoint's weights: brf-hw's own or one of the paper's code "
-                                  "(brf-neurons; its RF/BRF/BHRF cell is the one --neuron names)")
+    g.add_argument("--init", help="start from this network: a checkpoint (brf-hw's own or one of the paper's code "
+                                  "(brf-neurons; its RF/BRF/BHRF cell is the one --neuron names)) or a BRF integer "
+                                  "artifact (.npz, dequantized)")
     g.add_argument("--data-dir", help="data directory (default: $BRF_HW_DATA or ~/.cache/brf_hw/data)")
     g.add_argument("--no-progress", action="store_true",
                    help="no tqdm progress bars (they are off anyway when stderr is not a terminal)")

@@ -406,10 +406,16 @@ def load_checkpoint_model(path: str | Path, device: str = "cpu", kernel: str = "
 
 
 def load_init_model(path: str | Path, task: Task, neuron: str, kernel: str = "auto") -> RSNN:
-    """The network ``--init`` starts from: a brf-hw or brf-neurons checkpoint whose shape is the
-    task's and whose hidden neurons are ``neuron``."""
-    model, _ = load_checkpoint_model(path, kernel=kernel,
-                                     resonator=neuron if neuron in RESONATOR_KINDS else "brf")
+    """The network ``--init`` starts from: a brf-hw or brf-neurons checkpoint, or a BRF integer
+    artifact (.npz, dequantized), whose shape is the task's and whose hidden neurons are ``neuron``.
+
+    An artifact is what survives of a run once its run directory is gone (the shipped networks):
+    starting from it continues that network's training without its optimiser state."""
+    if Path(path).suffix == ".npz":
+        model = _artifact_model(Path(path))
+    else:
+        model, _ = load_checkpoint_model(path, kernel=kernel,
+                                         resonator=neuron if neuron in RESONATOR_KINDS else "brf")
     c = model.config
     if (c.inputs, c.hidden, c.outputs) != (task.inputs, task.hidden, task.outputs):
         raise CheckpointError(f"--init {path} is a {c.inputs}-{c.hidden}-{c.outputs} network; task {task.name} is "
@@ -417,3 +423,19 @@ def load_init_model(path: str | Path, task: Task, neuron: str, kernel: str = "au
     if c.neuron.kind != neuron:
         raise CheckpointError(f"--init {path} holds {c.neuron.kind} neurons, not --neuron {neuron}")
     return model
+
+
+def _artifact_model(path: Path) -> RSNN:
+    from ..analyze.common import float_model_from_artifact
+    from ..artifact import ArtifactError, load_artifact
+
+    if not path.is_file():
+        raise CheckpointError(f"no artifact at {path}")
+    try:
+        net, manifest = load_artifact(path)
+    except ArtifactError as exc:
+        raise CheckpointError(f"--init {exc}") from exc
+    if net.neuron != "brf":
+        raise CheckpointError(f"--init {path}: an artifact of {net.neuron} neurons; only a BRF artifact can be "
+                              "dequantized into a float network to start from")
+    return float_model_from_artifact(net, manifest)
