@@ -188,3 +188,28 @@ def test_banks_are_never_slower_than_one_queue():
         chunks, events, segments = int(rng.integers(1, 20)), int(rng.integers(2, 9)), int(rng.integers(1, 5))
         s = rng.integers(0, 4, (chunks, events)) * (rng.random((chunks, events)) < 0.4)
         assert _banked_readout(s, segments) <= int(readout_cycles(s.sum(1), segments))
+
+
+def test_build_passes_the_placer_and_router_to_nextpnr(tmp_path, monkeypatch):
+    """--placer static --router router2 (what routes SHD-size designs) reach the board build's
+    nextpnr command line; nextpnr itself is not run (the script's run is replaced by a failure)."""
+    import subprocess
+    from pathlib import Path
+
+    from brf_hw.board import build as board_build
+    from brf_hw.hw.synth import PnrOptions
+
+    ran, real_run = [], subprocess.run
+
+    def fake_run(cmd, *args, **kw):
+        if cmd[0] != "sh":
+            return real_run(cmd, *args, **kw)
+        ran.append((Path(kw["cwd"]) / cmd[1]).read_text())
+        return subprocess.CompletedProcess(cmd, 1, "", "not run in this test")
+
+    monkeypatch.setattr(board_build.subprocess, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="build failed"):
+        board_build.build("ulx3s-85f", shipped_artifact(), Path("board"), pnr=PnrOptions("static", "router2"))
+    (script,) = ran
+    assert "--placer static --router router2" in script

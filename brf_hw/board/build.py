@@ -26,7 +26,7 @@ from ..cli_util import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UserError
 from ..hw.core import period_model
 from ..hw.generate import check_design
 from ..hw.simulate import expected_cycles
-from ..hw.synth import activity, tool as synth_tool
+from ..hw.synth import PnrOptions, activity, add_pnr_arguments, tool as synth_tool
 from . import protocol as P
 from .platforms import BOARD_NAMES, get_board
 from .top import DEFAULT_BAUD, DEFAULT_FIFO_DEPTH, BoardLink, BoardTop
@@ -90,7 +90,7 @@ def _parse_report(path: Path) -> dict:
 
 def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
           lanes: int = 1, segments: int | None = None, seed: int = 1, fifo_depth: int = DEFAULT_FIFO_DEPTH,
-          data_dir=None, events: int = 1) -> dict:
+          data_dir=None, events: int = 1, pnr: PnrOptions = PnrOptions()) -> dict:
     board = get_board(board_name, clock_mhz)
     net, manifest = load_artifact(artifact)
     task = artifact_task(net, manifest, artifact)
@@ -103,7 +103,8 @@ def build(board_name: str, artifact: Path, out: Path, *, baud: int = DEFAULT_BAU
     platform = board.platform()
     family_opts = {"synth_opts": "-dsp"} if board_name == "icebreaker" else {}
     plan = platform.build(BoardTop(board, link), name=NAME, do_build=False,
-                          nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail", **family_opts)
+                          nextpnr_opts=" ".join([f"--seed {seed} --report report.json --timing-allow-fail", *pnr.args()]),
+                          **family_opts)
     env = dict(os.environ)
     env.update({"YOSYS": tool("yosys"), "NEXTPNR_ICE40": tool("nextpnr-ice40"), "NEXTPNR_ECP5": tool("nextpnr-ecp5"),
                 "ICEPACK": tool("icepack"), "ECPPACK": tool("ecppack")})
@@ -183,6 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--events", type=POSITIVE_INT, default=1, help="source events per cycle K (default 1)")
     parser.add_argument("--fifo-depth", type=POSITIVE_INT, default=DEFAULT_FIFO_DEPTH, help="receive FIFO, bytes")
     parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="nextpnr placement seed")
+    add_pnr_arguments(parser)
     parser.add_argument("--out", type=Path, help="output folder (default build/board/BOARD)")
     parser.add_argument("--data-dir", help="the task's data, for the activity figures (default BRF_HW_DATA)")
     args = parser.parse_args(argv)
@@ -191,7 +193,7 @@ def main(argv=None) -> None:
     try:
         r = build(args.board, artifact, out, baud=args.baud, clock_mhz=args.clock_mhz, lanes=args.lanes,
                   segments=args.segments, seed=args.seed, fifo_depth=args.fifo_depth, data_dir=args.data_dir,
-                  events=args.events)
+                  events=args.events, pnr=PnrOptions(args.placer, args.router))
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     print(report_text(r))

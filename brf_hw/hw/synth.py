@@ -112,6 +112,13 @@ class PnrOptions:
         return ["--placer", self.placer, "--router", self.router]
 
 
+def add_pnr_arguments(parser) -> None:
+    """--placer and --router, as synth and the board build take them."""
+    parser.add_argument("--placer", choices=["heap", "static", "sa"], default="heap",
+                        help="nextpnr placer (static: the electrostatic one, for large designs)")
+    parser.add_argument("--router", choices=["router1", "router2"], default="router1", help="nextpnr router")
+
+
 def synthesize(net, lanes: int, target: str, out: Path, activity: "Activity", segments: int | None = None,
                events: int = 1, pnr: PnrOptions = PnrOptions()) -> dict:
     """Map ``net`` for ``target``'s family, place and route it on the smallest device that holds
@@ -272,9 +279,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--input-density", type=float_range(0.0, 1.0, low_open=True), default=RANDOM_DENSITY,
                         help="where the task has no data here (SHD): probability of each random input bit")
-    parser.add_argument("--placer", choices=["heap", "static", "sa"], default="heap",
-                        help="nextpnr placer (static: the electrostatic one, for large designs)")
-    parser.add_argument("--router", choices=["router1", "router2"], default="router1", help="nextpnr router")
+    add_pnr_arguments(parser)
     parser.add_argument("--device", choices=[d["id"] for d in DEVICES],
                         help="place and route on this device only (default: the smallest that holds the design)")
     parser.add_argument("--pnr-timeout", type=float_range(0.0, None, low_open=True), default=3600.0,
