@@ -74,7 +74,7 @@ def check(net, kernels) -> None:
     for kernel in kernels:
         cpu.use_blas(kernel != "new-loops")
         results.append((kernel, *(run_old if kernel == "old" else run_new)(small)))
-    cpu.use_blas(True)
+    cpu.use_blas(None)
     _, ref_z, ref_grads = results[0]
     for kernel, z, grads in results[1:]:
         assert np.array_equal(z, ref_z), f"{kernel}: spikes differ from {results[0][0]}"
@@ -125,7 +125,7 @@ def main() -> None:
                 cpu.use_blas(kernel != "new-loops")
                 fn = run_old if kernel == "old" else run_new
                 times[kernel], results[kernel] = timed(fn, net, args.repeat)
-            cpu.use_blas(True)
+            cpu.use_blas(None)
             ref_z = results[args.kernels[0]][0]
             line = f"{hidden:4d} {used:7d} {ref_z.mean():7.3f} " + " ".join(
                 f"{times[k] / neuron_steps * 1e9:20.1f}" for k in args.kernels)

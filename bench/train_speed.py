@@ -78,7 +78,7 @@ def batch_time(model, batch, mode, device) -> float:
 
 
 def header(device) -> str:
-    gemm, _ = cpu_resonator.blas(np.float32)
+    gemm, _ = cpu_resonator.blas(np.float32)  # the default; a fused-mkl row says its own
     return (f"torch {torch.__version__} ({torch.get_num_threads()} intra-op thread(s)), numba {numba.__version__} "
             f"({numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS} threads, layer "
             f"{numba.config.THREADING_LAYER}), device {device}, {os.cpu_count()} CPUs, load average "
@@ -96,7 +96,8 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
     cfg = model_config_for(spec, TrainConfig(task=task))
     results = {}
     for kernel in kernels:
-        model = build_model(cfg, seed=0, kernel=kernel).to(device)
+        cpu_resonator.use_blas(True if kernel == "fused-mkl" else None)
+        model = build_model(cfg, seed=0, kernel=kernel.removesuffix("-mkl")).to(device)
         init = {k: v.clone() for k, v in model.state_dict().items()}
         epoch_time(model, batches[:1], spec.loss_mode, device)  # warm-up: compilation, caches
         seconds, per_batch = float("inf"), float("inf")
@@ -107,6 +108,7 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
                 per_batch = min(per_batch, batch_time(model, batches[0], spec.loss_mode, device))
         per_step_neuron = saved_bytes(model, batches[0], spec.loss_mode) / (
             batches[0].x.shape[0] * batches[0].x.shape[1] * spec.hidden)
+        cpu_resonator.use_blas(None)
         results[kernel] = seconds
         extra = f"  fwd+bwd/batch {per_batch:6.2f} s" if task != "ecg" else ""
         print(f"{task:7s} {spec.inputs}-{spec.hidden}-{spec.outputs} batch {spec.batch_size:3d} "
@@ -122,7 +124,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["ecg", "smnist"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--kernels", nargs="+", default=["fused", "reference"])
+    parser.add_argument("--kernels", nargs="+", default=["fused", "reference"],
+                        choices=["fused", "fused-mkl", "reference"],
+                        help="fused-mkl: the fused kernel with MKL's sgemm for the recurrent adjoint")
     parser.add_argument("--smnist-batches", type=int, default=2, help="S-MNIST batches per measurement")
     parser.add_argument("--threads", type=int, nargs="+", default=[None],
                         help="thread counts to run (default: brf_hw.threads' choice)")

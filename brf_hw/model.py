@@ -110,7 +110,7 @@ class RSNN(nn.Module):
             x = x.to(self.synapses.weight.dtype)
             if kernels.choose(self.kernel, self.config.neuron.kind, x.device) != "fused":
                 return self.reference_forward(x, record)
-            outputs, z, states = kernels.fused_sequence(self, x, self.tbptt)
+            outputs, z, states = kernels.fused_sequence(self, x, self.tbptt, record)
         traces = {**states, "z": z} if record else None
         return RSNNOutput(outputs, z.sum(-1), traces)
 

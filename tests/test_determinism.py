@@ -33,7 +33,7 @@ def restore_threads():
     yield
     torch.set_num_threads(torch_threads)
     numba.set_num_threads(numba_threads)
-    cpu.use_blas(True)
+    cpu.use_blas(None)
 
 
 def network_run(dtype, tbptt=0, batch=37, hidden=40, steps=60, inputs=3, outputs=4, seed=0):

@@ -211,7 +211,7 @@ def test_both_recurrent_adjoints_equal_reference(blas):
             x = (torch.rand(40, 11, 3, generator=torch.Generator().manual_seed(seed)) < 0.3).double()
             assert compare(fused, reference, x).spikes_per_step.sum() > 0
     finally:
-        cpu_resonator.use_blas(True)
+        cpu_resonator.use_blas(None)
 
 
 def test_input_gradient_and_loss_on_spikes_only():

@@ -60,12 +60,13 @@ def choose(requested: str, kind: str, device: torch.device) -> str:
     return "reference"
 
 
-def fused_sequence(model, x: torch.Tensor, tbptt: int):
+def fused_sequence(model, x: torch.Tensor, tbptt: int, record: bool = True):
     """Hidden spikes and states, then LI potentials, for a whole sequence: on the CPU one fused
     call for the whole network (every weight gradient summed by the kernel in a fixed order), on
     CUDA one for the hidden layer and one for the LI readout (ALIF, LIF: one for the hidden layer and
     one for the readout on the CPU). Returns (outputs, z, traces), traces the hidden state per step
-    by name, as the reference's state fields."""
+    by name, as the reference's state fields (only where ``record``: on the CPU the states are
+    otherwise left in the kernel's own layout)."""
     hidden = model.hidden
     cfg = hidden.config
     if cfg.kind == "bhrf":
@@ -79,7 +80,7 @@ def fused_sequence(model, x: torch.Tensor, tbptt: int):
         fused = _cpu_backend()[0]
         outputs, z, u, v, q = fused.FusedNetworkCPU.apply(
             x, model.input_weight, model.recurrent_weight, hidden.omega, b0, model.readout.weight,
-            model.output.alpha, *constants)
+            model.output.alpha, *constants, record)
         return outputs, z, {"u": u, "v": v, "q": q}
     from . import gpu
 

@@ -40,6 +40,7 @@ neuron-step.
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -137,6 +138,13 @@ def block_rows(batch):
     return 16 if batch >= 64 else max(1, batch // 4)
 
 
+@numba.njit(inline="always", cache=True)
+def block_offset(lo, rows, steps, n, t):
+    """Flat offset of step t of the block whose first sequence is ``lo`` (``rows`` sequences) in a
+    block-major state array: block after block, each [T, rows, H]."""
+    return lo * steps * n + t * rows * n
+
+
 def constants(dtype, dt: float, theta: float, gamma: float) -> np.ndarray:
     """dt, theta, gamma, 1 and 0 in the arrays' dtype, so that float32 networks compute in float32
     (as the reference's float32 tensor ops do) instead of promoting to float64."""
@@ -156,22 +164,31 @@ def _tile(values, rows):
     return out
 
 
+_CHUNK = 32  # steps of z, d and o a block keeps privately before copying them out (see below)
+
+
 @numba.njit(parallel=True, cache=True)
 def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mode,
                      u_out, v_out, q_out, z_out, d_out, o_out, workers):
     """x [T, B, I] with w_in_t = W_in^T [I, H] (I = 0 and an H-wide x: x is the input current
     itself); w_rec_t = W_rec^T [H, H]; w_out_t = W_out^T [H, O] (O may be 0: no readout). Fills
-    u, v, q, z [T, B, H] and the readout drive d and LI potentials o [T, B, O]. All arrays
-    C-contiguous.
+    u, v, q (block-major, flat: see ``block_offset``), z [T, B, H] and the readout drive d and LI
+    potentials o [T, B, O].
 
     Sequences are independent here. A block of adjacent sequences runs step by step: per
-    sequence the event-driven currents, then one elementwise pass over the whole [rows, H] block
-    (contiguous in every [T, B, H] array), then per sequence the spike list and the readout.
-    Rows are reached through ``_view`` (no reference count; a view made by indexing costs an
-    atomic update of a count all workers share), and loops run over such views, not over flat
-    arrays at computed offsets: an index that numba cannot prove non-negative gets a wraparound
-    check, which kept those loops from vectorising (the forward took 3x longer at H = 256)."""
-    steps, batch, n = u_out.shape
+    sequence the event-driven currents, then one elementwise pass over the whole [rows, H] block,
+    then per sequence the spike list and the readout. Rows are reached through ``_view`` (no
+    reference count; a view made by indexing costs an atomic update of a count all workers share),
+    and loops run over such views, not over flat arrays at computed offsets: an index that numba
+    cannot prove non-negative gets a wraparound check, which kept those loops from vectorising.
+
+    Why block-major: in a [T, B, H] array, two workers running neighbouring blocks write within a
+    few hundred bytes of each other at every step, and the cache lines (and the prefetchers'
+    line pairs) between them bounce between the cores: with 2 workers the ECG forward took 1.4x
+    the time of 1. So u, v, q go to a block-major array (each block's T steps one contiguous
+    stretch) and z, d, o, which the caller needs time-major, are kept for ``_CHUNK`` steps in
+    private arrays and copied out in one burst."""
+    steps, batch, n = z_out.shape
     n_in = w_in_t.shape[0]
     n_x = x.shape[2]
     n_out = w_out_t.shape[1]
@@ -187,18 +204,23 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
             lo = blk * block
             rows = min(batch, lo + block) - lo
             m = rows * n
+            m_out = rows * n_out
             u = np.zeros(m, u_out.dtype)
             v = np.zeros(m, u_out.dtype)
             q = np.zeros(m, u_out.dtype)
             cur = np.zeros(m, u_out.dtype)  # input current
             rec = np.zeros(m, u_out.dtype)  # recurrent current
-            o = np.zeros(rows * n_out, u_out.dtype)
+            o = np.zeros(max(m_out, 1), u_out.dtype)
+            z_chunk = np.zeros(_CHUNK * m, u_out.dtype)
+            d_chunk = np.zeros(max(_CHUNK * m_out, 1), u_out.dtype)
+            o_chunk = np.zeros(max(_CHUNK * m_out, 1), u_out.dtype)
             b0_t = _tile(b0, rows)
             om_t = _tile(omega, rows)
             active = np.empty(m, np.int64)  # per sequence, the neurons that spiked last step
             n_active = np.zeros(rows, np.int64)
             for t in range(steps):
-                base = (t * batch + lo) * n  # [t, lo, 0]
+                base = block_offset(lo, rows, steps, n, t)
+                c = t % _CHUNK
                 for r in range(rows):
                     cur_r = _view(cur, r * n, n)
                     rec_r = _view(rec, r * n, n)
@@ -214,7 +236,7 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                                 for h in range(n):
                                     cur_r[h] += xv * w_k[h]
                     else:
-                        x_r = _view(x, base + r * n, n)
+                        x_r = _view(x, (t * batch + lo + r) * n, n)
                         for h in range(n):
                             cur_r[h] = x_r[h]
                     # recurrent current, event-driven: the W_rec^T rows of last step's spikes in
@@ -229,7 +251,7 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                 uo = _view(u_out, base, m)
                 vo = _view(v_out, base, m)
                 qo = _view(q_out, base, m)
-                zo = _view(z_out, base, m)
+                zo = _view(z_chunk, c * m, m)
                 for i in range(m):
                     b = b0_t[i] - (q[i] if q_damp else zero)
                     un = u[i] + dt * (b * u[i] - om_t[i] * v[i] + (cur[i] + rec[i]))
@@ -244,7 +266,7 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                     qo[i] = q[i]
                     zo[i] = spike
                 for r in range(rows):
-                    z_r = _view(z_out, base + r * n, n)
+                    z_r = _view(z_chunk, c * m + r * n, n)
                     count = 0
                     for h in range(n):
                         if z_r[h] != zero:
@@ -252,18 +274,33 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                             count += 1
                     n_active[r] = count
                     if n_out > 0:
-                        d_r = _view(d_out, (t * batch + lo + r) * n_out, n_out)
-                        o_r = _view(o_out, (t * batch + lo + r) * n_out, n_out)
+                        d_r = _view(d_chunk, c * m_out + r * n_out, n_out)
+                        o_r = _view(o_chunk, c * m_out + r * n_out, n_out)
                         ob = r * n_out
-                        for c in range(n_out):
-                            d_r[c] = 0.0
+                        for k in range(n_out):
+                            d_r[k] = 0.0
                         for k in range(count):
                             w_k = _view(w_out_t, active[r * n + k] * n_out, n_out)
-                            for c in range(n_out):
-                                d_r[c] += w_k[c]
-                        for c in range(n_out):
-                            o[ob + c] = alpha[c] * o[ob + c] + (one - alpha[c]) * d_r[c]
-                            o_r[c] = o[ob + c]
+                            for j in range(n_out):
+                                d_r[j] += w_k[j]
+                        for j in range(n_out):
+                            o[ob + j] = alpha[j] * o[ob + j] + (one - alpha[j]) * d_r[j]
+                            o_r[j] = o[ob + j]
+                if c == _CHUNK - 1 or t == steps - 1:  # copy the chunk's steps out, time-major
+                    for tc in range(t - c, t + 1):
+                        k = tc - (t - c)
+                        z_dst = _view(z_out, (tc * batch + lo) * n, m)
+                        z_src = _view(z_chunk, k * m, m)
+                        for i in range(m):
+                            z_dst[i] = z_src[i]
+                        if n_out > 0:
+                            d_dst = _view(d_out, (tc * batch + lo) * n_out, m_out)
+                            o_dst = _view(o_out, (tc * batch + lo) * n_out, m_out)
+                            d_src = _view(d_chunk, k * m_out, m_out)
+                            o_src = _view(o_chunk, k * m_out, m_out)
+                            for i in range(m_out):
+                                d_dst[i] = d_src[i]
+                                o_dst[i] = o_src[i]
             blk = _next_block(counter)
 
 
@@ -383,8 +420,9 @@ def _aligned_rows(rows, ld, like):
 @numba.njit(fastmath={"contract"}, cache=True)
 def _recurrent_adjoint_loops(gi, w, out, rows, n):
     """out[r, :n] = sum_h gi[r, h] w[h, :n] for r < rows, h in increasing order (the same order
-    for every row and block). Eight rows of w per pass over out: out is loaded and stored once
-    per eight multiply-adds and the eight rows stay in L1 across the block's sequences."""
+    for every row and block). Eight rows of w per pass over out, two rows of out at a time: each
+    w vector loaded serves 16 multiply-adds, and the eight rows stay in L1 across the block's
+    sequences. Per element the same additions in the same order as one row at a time."""
     for r in range(rows):
         out[r, :n] = 0.0
     h = 0
@@ -397,17 +435,25 @@ def _recurrent_adjoint_loops(gi, w, out, rows, n):
         w5 = w[h + 5]
         w6 = w[h + 6]
         w7 = w[h + 7]
-        for r in range(rows):
+        r = 0
+        while r + 2 <= rows:
+            g = gi[r]
+            p = gi[r + 1]
+            o = out[r]
+            oo = out[r + 1]
+            g0, g1, g2, g3, g4, g5, g6, g7 = g[h], g[h + 1], g[h + 2], g[h + 3], g[h + 4], g[h + 5], g[h + 6], g[h + 7]
+            p0, p1, p2, p3, p4, p5, p6, p7 = p[h], p[h + 1], p[h + 2], p[h + 3], p[h + 4], p[h + 5], p[h + 6], p[h + 7]
+            for j in range(n):
+                a0, a1, a2, a3, a4, a5, a6, a7 = w0[j], w1[j], w2[j], w3[j], w4[j], w5[j], w6[j], w7[j]
+                o[j] = (((((((o[j] + g0 * a0) + g1 * a1) + g2 * a2) + g3 * a3)
+                          + g4 * a4) + g5 * a5) + g6 * a6) + g7 * a7
+                oo[j] = (((((((oo[j] + p0 * a0) + p1 * a1) + p2 * a2) + p3 * a3)
+                           + p4 * a4) + p5 * a5) + p6 * a6) + p7 * a7
+            r += 2
+        if r < rows:
             g = gi[r]
             o = out[r]
-            g0 = g[h]
-            g1 = g[h + 1]
-            g2 = g[h + 2]
-            g3 = g[h + 3]
-            g4 = g[h + 4]
-            g5 = g[h + 5]
-            g6 = g[h + 6]
-            g7 = g[h + 7]
+            g0, g1, g2, g3, g4, g5, g6, g7 = g[h], g[h + 1], g[h + 2], g[h + 3], g[h + 4], g[h + 5], g[h + 6], g[h + 7]
             for j in range(n):
                 o[j] = (((((((o[j] + g0 * w0[j]) + g1 * w1[j]) + g2 * w2[j]) + g3 * w3[j])
                           + g4 * w4[j]) + g5 * w5[j]) + g6 * w6[j]) + g7 * w7[j]
@@ -448,7 +494,10 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
     """Adjoints of ``network_forward``.
 
     grad_z [T, B, H] or [0, 0, 0] (no gradient reaches z directly); grad_d [T, B, O] = dL/dd with
-    w_out [O, H] (O may be 0); x [T, B, I] with I_in = x W_in^T (I may be 0: no W_in gradient).
+    w_out [O, H] (O may be 0); x [T, B, I] with I_in = x W_in^T (I may be 0: no W_in gradient);
+    u_s, v_s, q_s block-major as the forward leaves them, z_s [T, B, H]. A block writes only its
+    own private arrays while it runs (the gradient parts included) and copies them out at its end:
+    the arrays two workers share are only read meanwhile (see ``_network_forward``).
     ``t_stop`` > 0 truncates BPTT: no gradient crosses from step k*t_stop back into the state of
     step k*t_stop - 1 (the forward detached the state there). ``gemm``: address of a BLAS
     ?gemm_ of the arrays' dtype, or 0 for compiled loops; ``set_blas_threads``: address of the
@@ -457,7 +506,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
     Returns grad_i [T, B, H] (or [0, 0, 0] unless ``want_grad_i``), dW_in [H, I], dW_rec [H, H],
     domega [H], db0 [H], dW_out [O, H]: each sum over sequences added in block order.
     """
-    steps, batch, n = u_s.shape
+    steps, batch, n = z_s.shape
     n_out = w_out.shape[0]
     n_in = x.shape[2]
     dtype = u_s.dtype
@@ -492,6 +541,11 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             # was 2x slower). Per element the same operations either way.
             m = rows * n
             seg = m if m <= _SEGMENT else n
+            w_blk = np.zeros(n * n, dtype)  # this block's parts, copied out at its end
+            in_blk = np.zeros(max(n_in * n, 1), dtype)
+            out_blk = np.zeros(max(n * n_out, 1), dtype)
+            om_blk = np.zeros(m, dtype)
+            b0_blk = np.zeros(m, dtype)
             gu = np.zeros((rows, n), dtype)
             gv = np.zeros((rows, n), dtype)
             gq = np.zeros((rows, n), dtype)
@@ -516,7 +570,8 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     gv[:] = 0.0
                     gq[:] = 0.0
                     gz_rec[:] = 0.0
-                blk_now = (t * batch + lo) * n  # [t, lo, 0]
+                blk_now = (t * batch + lo) * n  # [t, lo, 0] of the [T, B, H] arrays
+                state_now = block_offset(lo, rows, steps, n, t)  # the same in u_s, v_s, q_s
                 for r in range(rows):
                     bi = lo + r
                     now = blk_now + r * n
@@ -540,12 +595,12 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                         zt = _view(z_s, now, n)  # dW_out: event-driven over this step's spikes
                         for j in range(n):
                             if zt[j] != 0.0:
-                                pj = _view(out_parts, (blk * n + j) * n_out, n_out)
+                                pj = _view(out_blk, j * n_out, n_out)
                                 for c in range(n_out):
                                     pj[c] += gd[c]
                 for s0 in range(0, m, seg):
-                    now = blk_now + s0
-                    prev = now - batch * n  # [t - 1, lo, 0] + s0
+                    now = state_now + s0
+                    prev = now - m  # step t - 1
                     u_now = _view(u_s, now, seg)
                     if t > 0:
                         u_prev = _view(u_s, prev, seg)
@@ -565,8 +620,8 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     gqr = _view(gq, s0, seg)
                     gzr = _view(gz_rec, s0, seg)
                     gir = _view(gi, s0, seg)
-                    omp = _view(om_parts, lo * n + s0, seg)
-                    b0p = _view(b0_parts, lo * n + s0, seg)
+                    omp = _view(om_blk, s0, seg)
+                    b0p = _view(b0_blk, s0, seg)
                     # the surrogate in float64, stored in the arrays' dtype (one loop per code: a
                     # branch inside would keep the loop from vectorising)
                     if surrogate == 0:
@@ -600,7 +655,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     for h in range(seg):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        g_out = _view(grad_i, now, seg)
+                        g_out = _view(grad_i, blk_now + s0, seg)
                         for h in range(seg):
                             g_out[h] = gir[h]
                 if n_in > 0:
@@ -610,7 +665,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                         for k in range(n_in):  # dW_in: event-driven over nonzero inputs
                             xv = x_r[k]
                             if xv != 0.0:
-                                pk = _view(in_parts, (blk * n_in + k) * n, n)
+                                pk = _view(in_blk, k * n, n)
                                 for h in range(n):
                                     pk[h] += xv * gir[h]
                 if t > 0:
@@ -625,14 +680,27 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                                 n_active += 1
                         gir = _view(gi, r * n, n)
                         for k in range(n_active):
-                            pj = _view(w_parts, (blk * n + active[k]) * n, n)
+                            pj = _view(w_blk, active[k] * n, n)
                             for h in range(n):
                                 pj[h] += gir[h]
+            _copy_into(w_parts, blk * n * n, w_blk, n * n)
+            _copy_into(in_parts, blk * n_in * n, in_blk, n_in * n)
+            _copy_into(out_parts, blk * n * n_out, out_blk, n * n_out)
+            _copy_into(om_parts, lo * n, om_blk, m)
+            _copy_into(b0_parts, lo * n, b0_blk, m)
             blk = _next_block(counter)
         if set_blas_threads != 0:
             _call_int_int(set_blas_threads, blas_threads)  # as it was (0: MKL's global setting)
     return (grad_i, _sum_parts_t(in_parts), _sum_parts_t(w_parts), _sum_parts(om_parts), _sum_parts(b0_parts),
             _sum_parts_t(out_parts))
+
+
+@numba.njit(inline="always", cache=True)
+def _copy_into(dst, start, src, length):
+    """dst's flat elements [start, start + length) = src[:length]."""
+    d = _view(dst, start, length)
+    for i in range(length):
+        d[i] = src[i]
 
 
 @numba.njit(cache=True)
@@ -705,8 +773,15 @@ def _load_blas() -> dict[str, int]:
 
 def blas(dtype) -> tuple[int, int]:
     """(gemm address, thread-setter address) for the recurrent adjoint in ``dtype``; (0, 0) means
-    the compiled loops. ``use_blas(False)`` forces the loops (tests, benchmarks)."""
-    if _BLAS.get("disabled"):
+    the compiled loops, the default. MKL runs only where asked for: ``use_blas(True)`` or the
+    environment variable ``BRF_HW_GEMM=mkl``. Why the loops by default: on the AVX-512 CPU
+    measured (AMD Zen 5) they do the [16, 256] x [256, 256] product at 95 GFMA/s per core, MKL (its
+    AVX2 code on AMD) at 42; and one path on every machine gives the same gradients whether or not
+    torch links MKL."""
+    mode = _BLAS.get("mode")
+    if mode is None:
+        mode = "mkl" if os.environ.get("BRF_HW_GEMM", "loops").lower() == "mkl" else "loops"
+    if mode == "loops":
         return 0, 0
     if "loaded" not in _BLAS:
         _BLAS.update(_load_blas(), loaded=1)
@@ -714,8 +789,31 @@ def blas(dtype) -> tuple[int, int]:
     return (gemm, _BLAS.get("threads", 0)) if gemm else (0, 0)
 
 
-def use_blas(enabled: bool) -> None:
-    _BLAS["disabled"] = 0 if enabled else 1
+def use_blas(enabled: bool | None) -> None:
+    """True: MKL's ?gemm_ for the recurrent adjoint (where torch links MKL); False: the compiled
+    loops; None: the default (``blas``). Tests and benchmarks compare the two."""
+    _BLAS["mode"] = None if enabled is None else ("mkl" if enabled else "loops")
+
+
+def to_time_major(state, steps, batch, n):
+    """A block-major state array (``block_offset``) as [T, B, H]."""
+    out = np.empty((steps, batch, n), state.dtype)
+    block = block_rows(batch)
+    for lo in range(0, batch, block):
+        rows = min(batch, lo + block) - lo
+        out[:, lo:lo + rows] = state[lo * steps * n:(lo + rows) * steps * n].reshape(steps, rows, n)
+    return out
+
+
+def to_block_major(state):
+    """[T, B, H] as a flat block-major array (``block_offset``)."""
+    steps, batch, n = state.shape
+    out = np.empty(steps * batch * n, state.dtype)
+    block = block_rows(batch)
+    for lo in range(0, batch, block):
+        rows = min(batch, lo + block) - lo
+        out[lo * steps * n:(lo + rows) * steps * n].reshape(steps, rows, n)[...] = state[:, lo:lo + rows]
+    return out
 
 
 def resonator_forward(i_in, w_rec, omega, b0, dt, theta, gamma, q_mode):
@@ -723,11 +821,12 @@ def resonator_forward(i_in, w_rec, omega, b0, dt, theta, gamma, q_mode):
     i_in, omega, b0 = (np.ascontiguousarray(a) for a in (i_in, omega, b0))
     dtype = i_in.dtype
     steps, batch, n = i_in.shape
-    outs = [np.empty((steps, batch, n), dtype) for _ in range(4)]
+    states = [np.empty(steps * batch * n, dtype) for _ in range(3)]
+    z = np.empty((steps, batch, n), dtype)
     network_forward(i_in, np.zeros((0, n), dtype), np.ascontiguousarray(w_rec.T), omega, b0,
                     np.zeros((n, 0), dtype), np.zeros(0, dtype), constants(dtype, dt, theta, gamma), q_mode,
-                    *outs, np.empty((steps, batch, 0), dtype), np.empty((steps, batch, 0), dtype))
-    return tuple(outs)
+                    *states, z, np.empty((steps, batch, 0), dtype), np.empty((steps, batch, 0), dtype))
+    return (*(to_time_major(a, steps, batch, n) for a in states), z)
 
 
 def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, gamma, q_mode,
@@ -738,6 +837,7 @@ def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, 
         np.ascontiguousarray(a) for a in (grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0))
     dtype = u_s.dtype
     steps, batch, n = u_s.shape
+    u_s, v_s, q_s = (to_block_major(a) for a in (u_s, v_s, q_s))
     g_i, _, g_w, g_omega, g_b0, _ = network_backward(
         grad_z, np.zeros((steps, batch, 0), dtype), np.zeros((0, n), dtype), u_s, v_s, q_s, z_s,
         np.zeros((steps, batch, 0), dtype), w_rec, omega, b0, constants(dtype, dt, theta, gamma), q_mode,

@@ -55,22 +55,28 @@ _buffers = _Buffers()
 
 class FusedNetworkCPU(torch.autograd.Function):
     """(x [T,B,I], W_in [H,I], W_rec [H,H], omega, b0, W_out [O,H], alpha [O]) -> o [T,B,O], z, u,
-    v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly)."""
+    v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly).
+    Unless ``record``, u, v, q come back as the kernel keeps them (flat, block-major): the [T, B, H]
+    copies cost a pass over memory that training does not need."""
 
     @staticmethod
-    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, q_mode, surrogate, tbptt):
+    def forward(ctx, x, w_in, w_rec, omega, b0, w_out, alpha, dt, theta, gamma, q_mode, surrogate, tbptt,
+                record=True):
         x_np = _np(x)
         dtype = x_np.dtype
         steps, batch, _ = x_np.shape
         n, n_out = w_rec.shape[0], w_out.shape[0]
         consts = cpu.constants(dtype, dt, theta, gamma)
-        u, v, q, z = _buffers.take((steps, batch, n), dtype, 4)
+        u, v, q, z = _buffers.take((steps * batch * n,), dtype, 4)
+        z = z.reshape(steps, batch, n)
         d, o = np.empty((steps, batch, n_out), dtype), np.empty((steps, batch, n_out), dtype)
         cpu.network_forward(x_np, _np(w_in.t()), _np(w_rec.t()), _np(omega), _np(b0), _np(w_out.t()),
                             _np(alpha), consts, q_mode, u, v, q, z, d, o)
         u, v, q, z, d, o = (torch.from_numpy(a) for a in (u, v, q, z, d, o))
         ctx.save_for_backward(x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o)
         ctx.constants = (consts, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
+        if record:
+            u, v, q = (torch.from_numpy(cpu.to_time_major(a.numpy(), steps, batch, n)) for a in (u, v, q))
         ctx.mark_non_differentiable(u, v, q)
         ctx.set_materialize_grads(False)
         return o, z, u, v, q
@@ -88,10 +94,10 @@ class FusedNetworkCPU(torch.autograd.Function):
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
             np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
             v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, q_mode,
-            code, tbptt, cpu.block_rows(u.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
+            code, tbptt, cpu.block_rows(z.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
         grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
         grads = (g_w_in, g_w_rec, g_omega, g_b0, g_w_out, g_alpha)
-        return (grad_x, *(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
+        return (grad_x, *(torch.from_numpy(g) for g in grads), None, None, None, None, None, None, None)
 
 
 class FusedResonatorCPU(torch.autograd.Function):
