@@ -8,7 +8,7 @@ import torch
 from brf_hw.tasks import TaskData
 from brf_hw.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint_model
 from brf_hw.train.trainer import CheckpointError
-from brf_hw.train.metrics import Tally, sequence_loss
+from brf_hw.train.metrics import Tally, mean_nll, sequence_loss
 from brf_hw.data import Batch
 
 
@@ -35,6 +35,22 @@ def test_per_step_loss_and_accuracy_by_hand():
     seq = Batch(None, torch.tensor([1]), None)
     assert sequence_loss(outputs, seq, "label_last").item() == pytest.approx(
         -torch.log_softmax(outputs[1, 0], -1)[1].item())
+
+
+def test_mean_nll_equals_torch_log_softmax_nll_in_value_and_gradient():
+    """The training loss's per-step NLL against torch's own, in float64, with logits up to 1e3
+    (exp would overflow unshifted) and 6 classes as ECG."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 6, generator=g, dtype=torch.float64) * torch.tensor([1.0, 10.0, 1e3]).repeat(100)[:, None]
+    target = torch.randint(0, 6, (300,), generator=g)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    ours = mean_nll(a, target)
+    theirs = torch.nn.functional.nll_loss(torch.log_softmax(b, -1), target)
+    ours.backward()
+    theirs.backward()
+    assert torch.isfinite(ours) and ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-15)
 
 
 def test_training_learns_and_logs(tmp_path, ecg_data):

@@ -20,8 +20,9 @@ Backward (adjoints G*, surrogate sg):
 
 Parallelism and determinism. The batch is split into blocks of ``block_rows(batch)`` adjacent
 sequences, a function of the batch size only, never of the thread count. A block runs the whole
-sequence, step by step (each step reads and writes one contiguous stretch of every [T, B, H]
-array); workers take blocks from an atomic counter as they come free, so a worker the OS has
+sequence, step by step, writing only its own memory: u, v, q are kept block-major (each block's
+T steps one contiguous stretch, ``block_offset``), the rest in private arrays copied out in
+bursts; workers take blocks from an atomic counter as they come free, so a worker the OS has
 descheduled on a busy machine holds up no one. Nothing is summed across sequences while the
 blocks run: every such sum (the W_in, W_rec, W_out, omega, b0, alpha gradients) goes into
 per-block or per-sequence parts, added afterwards in block / sequence order by one thread. So
@@ -30,8 +31,9 @@ every output and gradient is bit-identical for any number of threads.
 Cost per step and sequence: O(H) elementwise (the surrogate's exponential is a vectorisable
 polynomial), O(H x active spikes) for the event-driven input, recurrent and readout currents and
 the weight gradients, and the dense O(H^2) recurrent adjoint W_rec^T gI. That one runs per block
-and step as a [rows, H] x [H, H] GEMM: MKL's single-threaded ?gemm where torch links MKL (called
-from the kernel by address), else compiled loops that stream 8 rows of W_rec per pass. Before,
+and step as a [rows, H] x [H, H] product: compiled loops that stream 8 rows of W_rec per pass
+over two rows of the block (or, where asked, MKL's single-threaded ?gemm, called from the kernel
+by address: ``blas``). Before,
 it was a GEMV per sequence and step (W_rec read once per sequence), and the weight gradient was
 accumulated column-wise with a stride of H: together quadratic in H at ~0.24 ns x H per
 neuron-step.

@@ -13,16 +13,25 @@ from ..data.batch import Batch
 def sequence_loss(outputs: torch.Tensor, batch: Batch, mode: str) -> torch.Tensor:
     """Training objective. per_step / every_step: NLL of log-softmax(o[t]), mean over the batch,
     summed over steps (as the paper's code); label_last: NLL at the last step."""
-    log_p = F.log_softmax(outputs, dim=-1)  # [T, B, C]
     steps = outputs.shape[0]
     if mode == "per_step":
-        return F.nll_loss(log_p.flatten(0, 1), batch.target.flatten(), reduction="mean") * steps
+        return mean_nll(outputs.flatten(0, 1), batch.target.flatten()) * steps
     if mode == "every_step":
-        target = batch.target.expand(steps, -1)
-        return F.nll_loss(log_p.flatten(0, 1), target.flatten(), reduction="mean") * steps
+        return mean_nll(outputs.flatten(0, 1), batch.target.expand(steps, -1).flatten()) * steps
     if mode == "label_last":
-        return F.nll_loss(log_p[-1], batch.target, reduction="mean")
+        return F.nll_loss(F.log_softmax(outputs[-1], dim=-1), batch.target, reduction="mean")
     raise ValueError(f"unknown loss mode {mode!r}")
+
+
+def mean_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean_i [logsumexp(logits[i]) - logits[i, target[i]]] over rows [N, C]: F.nll_loss of
+    F.log_softmax, written over the transposed view so that every operation runs along the N rows.
+    With few classes (ECG: 6, per step) torch's log_softmax along C took 1.3 ms forward and 0.7 ms
+    backward for an ECG batch of 16 x 1300 steps, ~20 % of a training step; this takes 0.5 ms."""
+    by_class = logits.t()  # [C, N]
+    shift = by_class.detach().amax(0)  # the max: exp stays finite; a constant for the gradient
+    lse = (by_class - shift).exp().sum(0).log() + shift
+    return (lse - logits.gather(1, target[:, None])[:, 0]).mean()
 
 
 def per_step_loss(loss: torch.Tensor, steps: int, mode: str) -> float:
