@@ -9,7 +9,8 @@ scaled so that a few percent of the neurons spike per step) and the same gradien
 "old" is the kernel before issue 14 (bench/legacy_kernel.py: one sequence per thread, the
 recurrent adjoint W_rec^T gI as a GEMV per sequence and step, the weight gradient accumulated with
 a stride of H); "new" is brf_hw.kernels.cpu_resonator (blocks of sequences, the recurrent adjoint
-as one GEMM per block and step, BLAS where torch has MKL, else compiled loops: "new-loops").
+as one product per block and step in compiled loops, the default; "new-mkl" the same with MKL's
+sgemm for that product, where torch links MKL).
 Each figure is the minimum over --repeat runs (this is a shared machine: the minimum is the
 least disturbed run). Before timing, each kernel runs the same network in float64 (8 sequences):
 same spikes and gradients equal to 1e-9 relative, or the benchmark stops. (In float32 a random
@@ -62,8 +63,9 @@ def run_old(net):
 
 def run_new(net):
     i_in, w_rec, omega, b0, grad_z = net
-    u, v, q, z = cpu.resonator_forward(i_in, w_rec, omega, b0, DT, THETA, GAMMA, True)
-    grads = cpu.resonator_backward(grad_z, u, v, q, z, w_rec, omega, b0, DT, THETA, GAMMA, True, 0, 0)
+    brf = cpu.Q_DAMP | cpu.Q_THRESH  # q in the damping and the threshold: the legacy kernel's True
+    u, v, q, z = cpu.resonator_forward(i_in, w_rec, omega, b0, DT, THETA, GAMMA, brf)
+    grads = cpu.resonator_backward(grad_z, u, v, q, z, w_rec, omega, b0, DT, THETA, GAMMA, brf, 0, 0)
     return z, grads
 
 
@@ -72,7 +74,7 @@ def check(net, kernels) -> None:
     small = tuple(np.ascontiguousarray(a[:, :8] if a.ndim == 3 else a).astype(np.float64) for a in net)
     results = []
     for kernel in kernels:
-        cpu.use_blas(kernel != "new-loops")
+        cpu.use_blas(kernel == "new-mkl")
         results.append((kernel, *(run_old if kernel == "old" else run_new)(small)))
     cpu.use_blas(None)
     _, ref_z, ref_grads = results[0]
@@ -102,15 +104,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--drive", type=float, default=30.0,
                         help="input current standard deviation (30: ~6%% spikes per step, 100: ~18%%)")
-    parser.add_argument("--kernels", nargs="+", default=["old", "new", "new-loops"],
-                        choices=["old", "new", "new-loops"])
+    parser.add_argument("--kernels", nargs="+", default=["old", "new", "new-mkl"],
+                        choices=["old", "new", "new-mkl"])
     args = parser.parse_args()
+    cpu.use_blas(True)
     gemm, _ = cpu.blas(np.float32)
+    cpu.use_blas(None)
     set_threads(args.threads[0])  # before the header: it picks numba's threading layer
     print(f"torch {torch.__version__}, numba {numba.__version__} (threading layer "
           f"{numba.threading_layer()}, pool {numba.config.NUMBA_NUM_THREADS}), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; BLAS for the recurrent adjoint: "
-          f"{'MKL sgemm (torch)' if gemm else 'none: compiled loops'}")
+          f"load average {os.getloadavg()[0]:.2f}; MKL for new-mkl: "
+          f"{'sgemm (torch)' if gemm else 'none (new-mkl runs the compiled loops)'}")
     print(f"batch {args.batch}, {args.steps} steps, float32, forward + backward, min of {args.repeat}")
     print(f"{'H':>4s} {'threads':>7s} {'spikes':>7s} " + " ".join(f"{k + ' ns/n-step':>20s}" for k in args.kernels)
           + "  speed-up new vs old")
@@ -122,7 +126,7 @@ def main() -> None:
             used = set_threads(n)
             times, results = {}, {}
             for kernel in args.kernels:
-                cpu.use_blas(kernel != "new-loops")
+                cpu.use_blas(kernel == "new-mkl")
                 fn = run_old if kernel == "old" else run_new
                 times[kernel], results[kernel] = timed(fn, net, args.repeat)
             cpu.use_blas(None)
