@@ -492,12 +492,14 @@ _SEGMENT = 1024  # elements: the backward's elementwise passes run over whole bl
 
 @numba.njit(parallel=True, fastmath={"contract"}, cache=True)
 def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
-                     q_mode, surrogate, t_stop, block, want_grad_i, gemm, set_blas_threads, workers):
+                     q_mode, surrogate, t_stop, block, want_grad_i, states_block_major, gemm, set_blas_threads,
+                     workers):
     """Adjoints of ``network_forward``.
 
     grad_z [T, B, H] or [0, 0, 0] (no gradient reaches z directly); grad_d [T, B, O] = dL/dd with
     w_out [O, H] (O may be 0); x [T, B, I] with I_in = x W_in^T (I may be 0: no W_in gradient);
-    u_s, v_s, q_s block-major as the forward leaves them, z_s [T, B, H]. A block writes only its
+    u_s, v_s, q_s block-major as the forward leaves them (``states_block_major``) or [T, B, H] (the
+    QAT flow's integer forward), z_s [T, B, H]. A block writes only its
     own private arrays while it runs (the gradient parts included) and copies them out at its end:
     the arrays two workers share are only read meanwhile (see ``_network_forward``).
     ``t_stop`` > 0 truncates BPTT: no gradient crosses from step k*t_stop back into the state of
@@ -543,6 +545,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             # was 2x slower). Per element the same operations either way.
             m = rows * n
             seg = m if m <= _SEGMENT else n
+            state_step = m if states_block_major else batch * n  # from step t to t + 1 in u_s, v_s, q_s
             w_blk = np.zeros(n * n, dtype)  # this block's parts, copied out at its end
             in_blk = np.zeros(max(n_in * n, 1), dtype)
             out_blk = np.zeros(max(n * n_out, 1), dtype)
@@ -573,7 +576,8 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     gq[:] = 0.0
                     gz_rec[:] = 0.0
                 blk_now = (t * batch + lo) * n  # [t, lo, 0] of the [T, B, H] arrays
-                state_now = block_offset(lo, rows, steps, n, t)  # the same in u_s, v_s, q_s
+                # the same in u_s, v_s, q_s (only read here: either layout is fine)
+                state_now = block_offset(lo, rows, steps, n, t) if states_block_major else blk_now
                 for r in range(rows):
                     bi = lo + r
                     now = blk_now + r * n
@@ -598,7 +602,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                                     pj[c] += gd[c]
                 for s0 in range(0, m, seg):
                     now = state_now + s0
-                    prev = now - m  # step t - 1
+                    prev = now - state_step  # step t - 1
                     u_now = _view(u_s, now, seg)
                     if t > 0:
                         u_prev = _view(u_s, prev, seg)
@@ -837,18 +841,8 @@ def to_time_major(state, steps, batch, n):
     block = block_rows(batch)
     for lo in range(0, batch, block):
         rows = min(batch, lo + block) - lo
-        out[:, lo:lo + rows] = state[lo * steps * n:(lo + rows) * steps * n].reshape(steps, rows, n)
-    return out
-
-
-def to_block_major(state):
-    """[T, B, H] as a flat block-major array (``block_offset``)."""
-    steps, batch, n = state.shape
-    out = np.empty(steps * batch * n, state.dtype)
-    block = block_rows(batch)
-    for lo in range(0, batch, block):
-        rows = min(batch, lo + block) - lo
-        out[lo * steps * n:(lo + rows) * steps * n].reshape(steps, rows, n)[...] = state[:, lo:lo + rows]
+        start = block_offset(lo, rows, steps, n, 0)
+        out[:, lo:lo + rows] = state[start:start + steps * rows * n].reshape(steps, rows, n)
     return out
 
 
@@ -873,11 +867,10 @@ def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, 
         np.ascontiguousarray(a) for a in (grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0))
     dtype = u_s.dtype
     steps, batch, n = u_s.shape
-    u_s, v_s, q_s = (to_block_major(a) for a in (u_s, v_s, q_s))
     g_i, _, g_w, g_omega, g_b0, _ = network_backward(
         grad_z, np.zeros((steps, batch, 0), dtype), np.zeros((0, n), dtype), u_s, v_s, q_s, z_s,
         np.zeros((steps, batch, 0), dtype), w_rec, omega, b0, constants(dtype, dt, theta, gamma), q_mode,
-        surrogate, t_stop, block_rows(batch), True, *blas(dtype))
+        surrogate, t_stop, block_rows(batch), True, False, *blas(dtype))
     return g_i, g_w, g_omega, g_b0
 
 

@@ -94,7 +94,7 @@ class FusedNetworkCPU(torch.autograd.Function):
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
             np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
             v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, q_mode,
-            code, tbptt, cpu.block_rows(z.shape[1]), ctx.needs_input_grad[0], *cpu.blas(dtype))
+            code, tbptt, cpu.block_rows(z.shape[1]), ctx.needs_input_grad[0], True, *cpu.blas(dtype))
         grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
         grads = (g_w_in, g_w_rec, g_omega, g_b0, g_w_out, g_alpha)
         return (grad_x, *(torch.from_numpy(g) for g in grads), None, None, None, None, None, None, None)
