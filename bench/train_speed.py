@@ -3,6 +3,12 @@
     python bench/train_speed.py                              # ECG 4-36-6 (batch 16), S-MNIST 1-256-10 (batch 256)
     python bench/train_speed.py --threads 1 2 --repeat 3     # each at 1 and 2 threads, min of 3
     python bench/train_speed.py --device cuda                # the same on a GPU
+    python bench/train_speed.py --weights shipped            # the shipped networks' weights
+
+``--weights init`` (default) starts every model from the same seed-0 initial weights, which barely
+spike (S-MNIST: none in the first batch); ``--weights shipped`` from the float network the shipped
+8-bit artifact of the task stands for (S-MNIST: ~7 hidden spikes per step and image), the
+activity a network has for most of its training. The event-driven parts of the kernel cost more there.
 
 ECG rows are one training epoch (forward, backward, Adam step; 35 batches) on real data; S-MNIST
 rows a fixed number of batches (--smnist-batches), and "fwd+bwd/batch" the forward and backward of
@@ -86,8 +92,16 @@ def header(device) -> str:
             f"{'MKL sgemm' if gemm else 'compiled loops'}")
 
 
+def shipped_weights(task: str) -> dict:
+    """The state dict of the float network the task's shipped 8-bit artifact stands for."""
+    from brf_hw.analyze.common import float_model_from_artifact, load_int_artifact
+    from brf_hw.artifact import shipped_artifact
+
+    return float_model_from_artifact(*load_int_artifact(shipped_artifact(task))).state_dict()
+
+
 def bench_task(task: str, kernels: list[str], device: torch.device, max_batches: int | None, data_dir,
-               repeat: int, threads: int) -> dict:
+               repeat: int, threads: int, weights: str = "init") -> dict:
     spec = TASKS[task]
     data = TaskData(spec, data_dir)
     limit = None if max_batches is None else max_batches * spec.batch_size
@@ -97,7 +111,10 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
     results = {}
     for kernel in kernels:
         cpu_resonator.use_blas(True if kernel == "fused-mkl" else None)
-        model = build_model(cfg, seed=0, kernel=kernel.removesuffix("-mkl")).to(device)
+        model = build_model(cfg, seed=0, kernel=kernel.removesuffix("-mkl"))
+        if weights == "shipped":
+            model.load_state_dict(shipped_weights(task))
+        model = model.to(device)
         init = {k: v.clone() for k, v in model.state_dict().items()}
         epoch_time(model, batches[:1], spec.loss_mode, device)  # warm-up: compilation, caches
         seconds, per_batch = float("inf"), float("inf")
@@ -110,10 +127,13 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
             batches[0].x.shape[0] * batches[0].x.shape[1] * spec.hidden)
         cpu_resonator.use_blas(None)
         results[kernel] = seconds
-        extra = f"  fwd+bwd/batch {per_batch:6.2f} s" if task != "ecg" else ""
+        extra = f"  fwd+bwd/batch {per_batch:6.3f} s" if task != "ecg" else ""
+        with torch.no_grad():
+            spikes = float(model(batches[0].x).spikes_per_step.mean())
         print(f"{task:7s} {spec.inputs}-{spec.hidden}-{spec.outputs} batch {spec.batch_size:3d} "
               f"x{len(batches):3d}  {device.type:4s} threads {threads}  {kernel:9s} {seconds:8.2f} s{extra}  "
-              f"{per_step_neuron:6.1f} B saved / step / neuron", flush=True)
+              f"{per_step_neuron:6.1f} B saved / step / neuron  {weights} weights, {spikes:.2f} spikes / step",
+              flush=True)
     if "reference" in results and "fused" in results:
         print(f"{task:7s} threads {threads}  speed-up fused vs reference: "
               f"{results['reference'] / results['fused']:.1f}x", flush=True)
@@ -131,6 +151,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[None],
                         help="thread counts to run (default: brf_hw.threads' choice)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the minimum is reported")
+    parser.add_argument("--weights", choices=["init", "shipped"], default="init",
+                        help="seed-0 initial weights, or the float network of the task's shipped 8-bit artifact")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -139,7 +161,7 @@ def main() -> None:
         print(header(device), flush=True)
         for task in args.tasks:
             max_batches = None if task == "ecg" else args.smnist_batches
-            bench_task(task, args.kernels, device, max_batches, args.data_dir, args.repeat, used)
+            bench_task(task, args.kernels, device, max_batches, args.data_dir, args.repeat, used, args.weights)
 
 
 if __name__ == "__main__":

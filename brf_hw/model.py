@@ -106,13 +106,14 @@ class RSNN(nn.Module):
             from .fixed.qat import qat_forward
 
             outputs, z, states = qat_forward(self, x, self.fixed)
+            counts = z.sum(-1)
         else:
             x = x.to(self.synapses.weight.dtype)
             if kernels.choose(self.kernel, self.config.neuron.kind, x.device) != "fused":
                 return self.reference_forward(x, record)
-            outputs, z, states = kernels.fused_sequence(self, x, self.tbptt, record)
+            outputs, z, counts, states = kernels.fused_sequence(self, x, self.tbptt, record)
         traces = {**states, "z": z} if record else None
-        return RSNNOutput(outputs, z.sum(-1), traces)
+        return RSNNOutput(outputs, counts, traces)
 
     def reference_forward(self, x: torch.Tensor, record: bool = False) -> RSNNOutput:
         """Reference BPTT loop: one Python iteration per time step, autograd does the rest."""

@@ -1,6 +1,6 @@
 """The benchmark scripts run (they are not imported anywhere else, and one had stopped working
 unnoticed): kernel_speed's own check compares the legacy and current kernels (same spikes,
-gradients to 1e-9 in float64) before it times them; train_speed prints a row per kernel."""
+gradients to 1e-9 in float64) before it times them; train_speed prints a row per kernel, from the shipped network's weights where asked."""
 
 import os
 import subprocess
@@ -26,7 +26,9 @@ def test_kernel_speed_checks_legacy_against_current_kernel():
 
 def test_train_speed_prints_a_row_per_kernel():
     out = run_bench("bench/train_speed.py", "--tasks", "ecg", "--kernels", "fused", "fused-mkl",
-                    "--threads", "1", "--repeat", "1")
+                    "--threads", "1", "--repeat", "1", "--weights", "shipped")
     rows = [line.split() for line in out.splitlines() if line.startswith("ecg ")]
     assert [r[9] for r in rows] == ["fused", "fused-mkl"], out
     assert all(float(r[10]) > 0 for r in rows), out
+    # the shipped ECG network spikes (the seed-0 initial weights barely do)
+    assert all(r[-6] == "shipped" and float(r[-4]) > 1 for r in rows), out

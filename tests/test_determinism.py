@@ -49,8 +49,9 @@ def network_run(dtype, tbptt=0, batch=37, hidden=40, steps=60, inputs=3, outputs
               torch.randn(outputs, hidden, generator=g, dtype=dtype),
               torch.rand(outputs, generator=g, dtype=dtype) * 0.1 + 0.85]
     leaves = [p.requires_grad_() for p in params]
-    o, z, u, v, q = FusedNetworkCPU.apply(x, *leaves, 0.01, 1.0, 0.9, True, "double_gaussian", tbptt)
-    loss = (o * torch.linspace(-1, 1, outputs, dtype=dtype)).sum() + 0.1 * (o**2).sum() + 0.01 * z.sum()
+    o, z, counts, u, v, q = FusedNetworkCPU.apply(x, *leaves, 0.01, 1.0, 0.9, True, "double_gaussian", tbptt)
+    loss = ((o * torch.linspace(-1, 1, outputs, dtype=dtype)).sum() + 0.1 * (o**2).sum() + 0.01 * z.sum()
+            + 0.003 * (counts**2).sum())
     grads = torch.autograd.grad(loss, leaves)
     return [o, z, u, v, q, *grads]
 

@@ -64,9 +64,9 @@ def fused_sequence(model, x: torch.Tensor, tbptt: int, record: bool = True):
     """Hidden spikes and states, then LI potentials, for a whole sequence: on the CPU one fused
     call for the whole network (every weight gradient summed by the kernel in a fixed order), on
     CUDA one for the hidden layer and one for the LI readout (ALIF, LIF: one for the hidden layer and
-    one for the readout on the CPU). Returns (outputs, z, traces), traces the hidden state per step
-    by name, as the reference's state fields (only where ``record``: on the CPU the states are
-    otherwise left in the kernel's own layout)."""
+    one for the readout on the CPU). Returns (outputs, z, spikes per step [T, B], traces), traces the
+    hidden state per step by name, as the reference's state fields (only where ``record``: on the
+    CPU the states are otherwise left in the kernel's own layout)."""
     hidden = model.hidden
     cfg = hidden.config
     if cfg.kind == "bhrf":
@@ -78,16 +78,16 @@ def fused_sequence(model, x: torch.Tensor, tbptt: int, record: bool = True):
     constants = (cfg.dt, cfg.theta, cfg.gamma, q_mode(flags), cfg.surrogate, tbptt)
     if x.device.type != "cuda":
         fused = _cpu_backend()[0]
-        outputs, z, u, v, q = fused.FusedNetworkCPU.apply(
+        outputs, z, counts, u, v, q = fused.FusedNetworkCPU.apply(
             x, model.input_weight, model.recurrent_weight, hidden.omega, b0, model.readout.weight,
             model.output.alpha, *constants, record)
-        return outputs, z, {"u": u, "v": v, "q": q}
+        return outputs, z, counts, {"u": u, "v": v, "q": q}
     from . import gpu
 
     i_in = x @ model.input_weight.t()
     z, u, v, q = gpu.FusedResonatorGPU.apply(i_in, model.recurrent_weight, hidden.omega, b0, *constants)
     outputs = gpu.FusedLIGPU.apply(model.readout(z), model.output.alpha)
-    return outputs, z, {"u": u, "v": v, "q": q}
+    return outputs, z, z.sum(-1), {"u": u, "v": v, "q": q}
 
 
 def _bhrf_sequence(model, x: torch.Tensor, tbptt: int):
@@ -100,7 +100,7 @@ def _bhrf_sequence(model, x: torch.Tensor, tbptt: int):
     i_in = x @ model.input_weight.t()
     z, u, v, q = FusedBHRFCPU.apply(i_in, model.recurrent_weight, w2, b0, cfg.dt, cfg.theta, cfg.gamma,
                                     cfg.surrogate, tbptt)
-    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, {"u": u, "v": v, "q": q}
+    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, z.sum(-1), {"u": u, "v": v, "q": q}
 
 
 def _alif_sequence(model, x: torch.Tensor, tbptt: int):
@@ -116,4 +116,4 @@ def _alif_sequence(model, x: torch.Tensor, tbptt: int):
         rho, beta = torch.ones_like(alpha), 0.0
     i_in = x @ model.input_weight.t()
     z, u, a = FusedALIFCPU.apply(i_in, model.recurrent_weight, alpha, rho, cfg.theta0, beta, cfg.surrogate, tbptt)
-    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, {"u": u, "a": a}
+    return FusedLICPU.apply(model.readout(z), model.output.alpha), z, z.sum(-1), {"u": u, "a": a}

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cpu_resonator import _surrogate, spike_driven_current
+from .cpu_resonator import spike_driven_current
+from .cpu_surrogate import surrogate_at
 
 
 @numba.njit(parallel=True, cache=True)
@@ -84,7 +85,7 @@ def alif_backward(grad_z, u_s, h_s, a_s, z_s, c_s, w_rec, alpha, rho, theta0, be
             for h in range(n):
                 th = theta0 + beta * a_s[t, bi, h]
                 gz = grad_z[t, bi, h] + gz_next[h] - gu[h] * th
-                gs = gz * _surrogate(np.float64(h_s[t, bi, h] - th), surrogate)
+                gs = gz * surrogate_at(h_s[t, bi, h] - th, surrogate)
                 big_h = gu[h] + gs
                 gth = -gu[h] * z_s[t, bi, h] - gs
                 big_a[h] = ga[h] + beta * gth

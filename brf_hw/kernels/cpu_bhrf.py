@@ -16,7 +16,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cpu_resonator import _surrogate, spike_driven_current
+from .cpu_resonator import spike_driven_current
+from .cpu_surrogate import surrogate_at
 
 
 @numba.njit(parallel=True, cache=True)
@@ -78,8 +79,8 @@ def bhrf_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, w2, b0, dt, two_dt, theta, 
             for h in range(n):
                 u_prev = u_s[t - 1, bi, h] if t > 0 else dtype.type(0.0)
                 q_prev = q_s[t - 1, bi, h] if t > 0 else dtype.type(0.0)
-                gs = (grad_z[t, bi, h] + gz_next[h] + gq[h]) * _surrogate(
-                    np.float64(u_s[t, bi, h] - theta - q_prev), surrogate)
+                gs = (grad_z[t, bi, h] + gz_next[h] + gq[h]) * surrogate_at(
+                    u_s[t, bi, h] - theta - q_prev, surrogate)
                 big_u = gu[h] + gs
                 big_v = gv[h] - dt * w2[h] * big_u
                 gi[h] = dt * big_u

@@ -41,7 +41,6 @@ neuron-step.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numba
@@ -50,57 +49,68 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from ..neurons.surrogate import GAIN, HEIGHT, SCALE, WIDTH
+from .cpu_surrogate import SURROGATE_CODES, surrogate_at  # noqa: F401 (SURROGATE_CODES: re-exported)
 
-SURROGATE_CODES = {"double_gaussian": 0, "multi_gaussian": 1}
 Q_DAMP = 1  # q_mode bits (``neurons.flags.q_mode``): q in the damping (smooth reset) ...
 Q_THRESH = 2  # ... and in the threshold (refractory period)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-# exp(x) = 2^k exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (Cody-Waite split of ln2), exp(r) by its
-# Taylor series to r^12 (truncation error < 2e-16 relative): a few ulp of float64, and, unlike
-# math.exp, a loop of these vectorises.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.6931471803691238
-_LN2_LO = 1.9082149292705877e-10
-_EXP_MIN = -708.0  # below this exp(x) is subnormal: return 0 (its value is < 3.3e-308)
 
 
 @intrinsic
-def _float64_from_bits(typingctx, bits):
+def _cttz(typingctx, bits):
+    """Index of the lowest set bit of a nonzero uint64."""
+    sig = types.uint64(types.uint64)
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
 
-    return types.float64(types.int64), codegen
+    return sig, codegen
 
 
-@numba.njit(inline="always", cache=True)
-def _exp(x):
-    """exp(x) for float64 x <= 709, vectorisable; 0 below -708."""
-    xc = max(x, _EXP_MIN)
-    k = math.floor(xc * _LOG2E + 0.5)
-    r = (xc - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    scale = _float64_from_bits((np.int64(k) + np.int64(1023)) << np.int64(52))
-    return p * scale if x >= _EXP_MIN else 0.0
+@intrinsic
+def _nonzero16(typingctx, arr, offset):
+    """Bit k (k < 16) set where the flat element offset + k of C-contiguous ``arr`` is nonzero
+    (NaN included, -0.0 not: Python's ``x != 0.0``). One vector compare and a mask move, where a
+    loop of ``if x != 0.0`` costs a compare and a branch per element, and a mispredicted branch
+    per spike."""
+    if not isinstance(arr, types.Array) or arr.layout != "C":
+        return None
+    sig = types.uint64(arr, offset)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        vty = ir.VectorType(ptr.type.pointee, 16)
+        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+        mask = builder.fcmp_unordered("!=", vec, ir.Constant(vty, None))
+        return builder.zext(builder.bitcast(mask, ir.IntType(16)), ir.IntType(64))
+
+    return sig, codegen
 
 
 @numba.njit(inline="always", cache=True)
-def _normal(x, mu, sigma):
-    d = (x - mu) * (1.0 / sigma)
-    return _exp(-0.5 * d * d) * (_INV_SQRT_2PI / sigma)
+def spike_list(z, start, n, active, at):
+    """Writes the indices k < n where z's flat element start + k is nonzero, in increasing order,
+    to active[at:], and returns their number. 64 elements per word of compare masks, then one
+    count-trailing-zeros per spike: ~17 ns per 256 neurons at 3 % spikes, where a loop with a
+    branch per element took ~140 (mispredicted branches)."""
+    count = 0
+    k = 0
+    while k + 64 <= n:
+        o = start + k
+        bits = (_nonzero16(z, o) | (_nonzero16(z, o + 16) << np.uint64(16))
+                | (_nonzero16(z, o + 32) << np.uint64(32)) | (_nonzero16(z, o + 48) << np.uint64(48)))
+        while bits != 0:
+            active[at + count] = k + np.int64(_cttz(bits))
+            count += 1
+            bits &= bits - np.uint64(1)
+        k += 64
+    zr = _view(z, start, n)
+    while k < n:
+        if zr[k] != 0.0:
+            active[at + count] = k
+            count += 1
+        k += 1
+    return count
 
 
 @numba.njit(inline="always", cache=True)
@@ -112,25 +122,6 @@ def spike_driven_current(rec, z, w_rec):
         if z[j] != 0.0:
             for h in range(rec.shape[0]):
                 rec[h] += w_rec[h, j]
-
-
-@numba.njit(inline="always", cache=True)
-def _surrogate(x, code):
-    """The surrogate derivative (brf_hw.neurons.surrogate) at float64 x. For the double Gaussian
-    the narrow bump is the wide one's 36th power (SCALE = 6): one exponential, not two
-    (relative error ~1e-14)."""
-    if code == 0:
-        wide = _exp(x * x * (-0.5 / (SCALE * WIDTH) ** 2))
-        w2 = wide * wide
-        w4 = w2 * w2
-        w32 = w4 * w4
-        w32 = w32 * w32
-        w32 = w32 * w32
-        narrow = w32 * w4  # wide ** 36 = exp(-x^2 / (2 WIDTH^2))
-        return GAIN * ((1.0 + HEIGHT) * _INV_SQRT_2PI / WIDTH * narrow
-                       - 2.0 * HEIGHT * _INV_SQRT_2PI / (SCALE * WIDTH) * wide)
-    narrow = (1.0 + HEIGHT) * _normal(x, 0.0, WIDTH)
-    return GAIN * (narrow - HEIGHT * _normal(x, WIDTH, SCALE * WIDTH) - HEIGHT * _normal(x, -WIDTH, SCALE * WIDTH))
 
 
 @numba.njit(cache=True)
@@ -171,11 +162,13 @@ _CHUNK = 32  # steps of z, d and o a block keeps privately before copying them o
 
 @numba.njit(parallel=True, cache=True)
 def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mode,
-                     u_out, v_out, q_out, z_out, d_out, o_out, workers):
+                     u_out, v_out, q_out, z_out, d_out, o_out, count_out, workers):
     """x [T, B, I] with w_in_t = W_in^T [I, H] (I = 0 and an H-wide x: x is the input current
     itself); w_rec_t = W_rec^T [H, H]; w_out_t = W_out^T [H, O] (O may be 0: no readout). Fills
     u, v, q (block-major, flat: see ``block_offset``), z [T, B, H] and the readout drive d and LI
-    potentials o [T, B, O].
+    potentials o [T, B, O], and count [T, B], the spikes per step and sequence (the sum of z over
+    neurons, which the spike penalty needs: counted here from the spike lists, it costs no pass
+    over z).
 
     Sequences are independent here. A block of adjacent sequences runs step by step: per
     sequence the event-driven currents, then one elementwise pass over the whole [rows, H] block,
@@ -216,6 +209,7 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
             z_chunk = np.zeros(_CHUNK * m, u_out.dtype)
             d_chunk = np.zeros(max(_CHUNK * m_out, 1), u_out.dtype)
             o_chunk = np.zeros(max(_CHUNK * m_out, 1), u_out.dtype)
+            count_chunk = np.zeros(_CHUNK * rows, u_out.dtype)
             b0_t = _tile(b0, rows)
             om_t = _tile(omega, rows)
             active = np.empty(m, np.int64)  # per sequence, the neurons that spiked last step
@@ -246,10 +240,7 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                     # i_in + z @ W_rec^T)
                     for h in range(n):
                         rec_r[h] = 0.0
-                    for k in range(n_active[r]):
-                        w_k = _view(w_rec_t, active[r * n + k] * n, n)
-                        for h in range(n):
-                            rec_r[h] += w_k[h]
+                    _add_listed_rows(rec_r, w_rec_t, active, r * n, n_active[r], n)
                 uo = _view(u_out, base, m)
                 vo = _view(v_out, base, m)
                 qo = _view(q_out, base, m)
@@ -268,13 +259,9 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                     qo[i] = q[i]
                     zo[i] = spike
                 for r in range(rows):
-                    z_r = _view(z_chunk, c * m + r * n, n)
-                    count = 0
-                    for h in range(n):
-                        if z_r[h] != zero:
-                            active[r * n + count] = h
-                            count += 1
+                    count = spike_list(z_chunk, c * m + r * n, n, active, r * n)
                     n_active[r] = count
+                    count_chunk[c * rows + r] = count
                     if n_out > 0:
                         d_r = _view(d_chunk, c * m_out + r * n_out, n_out)
                         o_r = _view(o_chunk, c * m_out + r * n_out, n_out)
@@ -295,6 +282,9 @@ def _network_forward(x, w_in_t, w_rec_t, omega, b0, w_out_t, alpha, consts, q_mo
                         z_src = _view(z_chunk, k * m, m)
                         for i in range(m):
                             z_dst[i] = z_src[i]
+                        count_dst = _view(count_out, tc * batch + lo, rows)
+                        for r in range(rows):
+                            count_dst[r] = count_chunk[k * rows + r]
                         if n_out > 0:
                             d_dst = _view(d_out, (tc * batch + lo) * n_out, m_out)
                             o_dst = _view(o_out, (tc * batch + lo) * n_out, m_out)
@@ -327,21 +317,34 @@ def _li_forward(drive, alpha, consts):
 @numba.njit(parallel=True, cache=True)
 def _li_backward(grad_o, o_s, d_s, alpha, consts):
     """Adjoints of o_t = alpha o_{t-1} + (1 - alpha) d_t: dL/dd [T, B, O] and per-sequence parts
-    of dL/dalpha [B, O] (the caller adds them in sequence order)."""
+    of dL/dalpha [B, O] (the caller adds them in sequence order). Blocks of adjacent sequences run
+    step by step over their [rows, O] stretch of each step (contiguous: one sequence at a time
+    read O values per step, 1/16 of a cache line's worth, at a stride of B x O)."""
     steps, batch, n = grad_o.shape
-    one = consts[3]
+    one, zero = consts[3], consts[4]
     grad_d = np.empty_like(grad_o)
     parts = _zeros3(1, batch, n, grad_o)[0]
-    for bi in numba.prange(batch):
-        g = np.zeros(n, grad_o.dtype)
-        acc = parts[bi]
+    block = block_rows(batch)
+    for blk in numba.prange((batch + block - 1) // block):
+        lo = blk * block
+        rows = min(batch, lo + block) - lo
+        m = rows * n
+        g = np.zeros(m, grad_o.dtype)
+        acc = np.zeros(m, grad_o.dtype)
+        alpha_t = _tile(alpha, rows)
+        o_none = np.full(m, zero)  # o_{-1}
         for t in range(steps - 1, -1, -1):
-            for k in range(n):
-                g[k] += grad_o[t, bi, k]
-                o_prev = o_s[t - 1, bi, k] if t > 0 else consts[4]
-                grad_d[t, bi, k] = g[k] * (one - alpha[k])
-                acc[k] += g[k] * (o_prev - d_s[t, bi, k])
-                g[k] *= alpha[k]
+            now = (t * batch + lo) * n
+            g_o = _view(grad_o, now, m)
+            d_t = _view(d_s, now, m)
+            g_d = _view(grad_d, now, m)
+            o_prev = _view(o_s, now - batch * n, m) if t > 0 else o_none
+            for i in range(m):
+                g[i] += g_o[i]
+                g_d[i] = g[i] * (one - alpha_t[i])
+                acc[i] += g[i] * (o_prev[i] - d_t[i])
+                g[i] *= alpha_t[i]
+        _copy_into(parts, lo * n, acc, m)
     return grad_d, parts
 
 
@@ -491,12 +494,13 @@ _SEGMENT = 1024  # elements: the backward's elementwise passes run over whole bl
 
 
 @numba.njit(parallel=True, fastmath={"contract"}, cache=True)
-def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
+def _network_backward(grad_z, grad_count, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega, b0, consts,
                      q_mode, surrogate, t_stop, block, want_grad_i, states_block_major, gemm, set_blas_threads,
                      workers):
     """Adjoints of ``network_forward``.
 
-    grad_z [T, B, H] or [0, 0, 0] (no gradient reaches z directly); grad_d [T, B, O] = dL/dd with
+    grad_z [T, B, H] or [0, 0, 0] (no gradient reaches z directly); grad_count [T, B] or [0, 0], the
+    gradient reaching the forward's spike counts (it reaches every z of its step); grad_d [T, B, O] = dL/dd with
     w_out [O, H] (O may be 0); x [T, B, I] with I_in = x W_in^T (I may be 0: no W_in gradient);
     u_s, v_s, q_s block-major as the forward leaves them (``states_block_major``) or [T, B, H] (the
     QAT flow's integer forward), z_s [T, B, H]. A block writes only its
@@ -519,6 +523,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
     q_damp = (q_mode & Q_DAMP) != 0
     q_thresh = (q_mode & Q_THRESH) != 0
     has_grad_z = grad_z.shape[0] > 0
+    has_grad_count = grad_count.shape[0] > 0
     n_blocks = (batch + block - 1) // block
     # allocated by serial helpers (in this parallel function each would become a parallel loop)
     grad_i = _zeros3(steps if want_grad_i else 0, batch if want_grad_i else 0, n if want_grad_i else 0, u_s)
@@ -544,7 +549,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             # so that the arrays stay in L1 (one pass over a whole [16, 256] block per quantity
             # was 2x slower). Per element the same operations either way.
             m = rows * n
-            seg = m if m <= _SEGMENT else n
+            seg = min(m, n * max(1, _SEGMENT // n))  # whole sequences; the last segment may be shorter
             state_step = m if states_block_major else batch * n  # from step t to t + 1 in u_s, v_s, q_s
             w_blk = np.zeros(n * n, dtype)  # this block's parts, copied out at its end
             in_blk = np.zeros(max(n_in * n, 1), dtype)
@@ -568,7 +573,14 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
             zero_seg = np.zeros(seg, dtype)
             om_seg = _tile(omega, seg // n)  # per-neuron constants laid out like a segment
             b0_seg = _tile(b0, seg // n)
-            active = np.empty(n, np.int64)
+            # per sequence, the neurons that spiked at step t (``spikes_now``, dW_out) and t - 1
+            # (``spikes_prev``, dW_rec): step t - 1's list serves dW_out again one step back
+            spikes_now = np.empty(m, np.int64)
+            spikes_prev = np.empty(m, np.int64)
+            count_now = np.zeros(rows, np.int64)
+            count_prev = np.zeros(rows, np.int64)
+            for r in range(rows):
+                count_now[r] = spike_list(z_s, ((steps - 1) * batch + lo + r) * n, n, spikes_now, r * n)
             for t in range(steps - 1, -1, -1):
                 if t_stop > 0 and t < steps - 1 and (t + 1) % t_stop == 0:
                     gu[:] = 0.0
@@ -584,30 +596,30 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # gradient reaching z_t: directly, through the readout (through the next
                     # step: gz_rec, added below)
                     gz = _view(gz_blk, r * n, n)
+                    g_count = grad_count[t, bi] if has_grad_count else consts[4]
                     if has_grad_z:
                         g_in = _view(grad_z, now, n)
                         for h in range(n):
-                            gz[h] = g_in[h]
+                            gz[h] = g_in[h] + g_count
                     else:
                         for h in range(n):
-                            gz[h] = 0.0
+                            gz[h] = g_count
                     if n_out > 0:
                         gd = _view(grad_d, (t * batch + bi) * n_out, n_out)
                         _add_readout_adjoint(gz, gd, w_out, n, n_out)
-                        zt = _view(z_s, now, n)  # dW_out: event-driven over this step's spikes
-                        for j in range(n):
-                            if zt[j] != 0.0:
-                                pj = _view(out_blk, j * n_out, n_out)
-                                for c in range(n_out):
-                                    pj[c] += gd[c]
+                        for k in range(count_now[r]):  # dW_out: event-driven over this step's spikes
+                            pj = _view(out_blk, spikes_now[r * n + k] * n_out, n_out)
+                            for c in range(n_out):
+                                pj[c] += gd[c]
                 for s0 in range(0, m, seg):
+                    seg_len = min(seg, m - s0)
                     now = state_now + s0
                     prev = now - state_step  # step t - 1
-                    u_now = _view(u_s, now, seg)
+                    u_now = _view(u_s, now, seg_len)
                     if t > 0:
-                        u_prev = _view(u_s, prev, seg)
-                        v_prev = _view(v_s, prev, seg)
-                        q_prev = _view(q_s, prev, seg) if q_mode != 0 else zero_seg
+                        u_prev = _view(u_s, prev, seg_len)
+                        v_prev = _view(v_s, prev, seg_len)
+                        q_prev = _view(q_s, prev, seg_len) if q_mode != 0 else zero_seg
                     else:
                         u_prev = zero_seg
                         v_prev = zero_seg
@@ -615,50 +627,50 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # q where it enters: the threshold, the damping (zeros where it does not)
                     q_thr = q_prev if q_thresh else zero_seg
                     q_dmp = q_prev if q_damp else zero_seg
-                    gz = _view(gz_blk, s0, seg)
-                    sg = _view(sg_blk, s0, seg)
-                    gur = _view(gu, s0, seg)
-                    gvr = _view(gv, s0, seg)
-                    gqr = _view(gq, s0, seg)
-                    gzr = _view(gz_rec, s0, seg)
-                    gir = _view(gi, s0, seg)
-                    omp = _view(om_blk, s0, seg)
-                    b0p = _view(b0_blk, s0, seg)
-                    # the surrogate in float64, stored in the arrays' dtype (one loop per code: a
-                    # branch inside would keep the loop from vectorising)
+                    gz = _view(gz_blk, s0, seg_len)
+                    sg = _view(sg_blk, s0, seg_len)
+                    gur = _view(gu, s0, seg_len)
+                    gvr = _view(gv, s0, seg_len)
+                    gqr = _view(gq, s0, seg_len)
+                    gzr = _view(gz_rec, s0, seg_len)
+                    gir = _view(gi, s0, seg_len)
+                    omp = _view(om_blk, s0, seg_len)
+                    b0p = _view(b0_blk, s0, seg_len)
+                    # the surrogate in the arrays' precision (one loop per code: a branch inside
+                    # would keep the loop from vectorising)
                     if surrogate == 0:
-                        for h in range(seg):
-                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 0)
+                        for h in range(seg_len):
+                            sg[h] = surrogate_at(u_now[h] - theta - q_thr[h], 0)
                     else:
-                        for h in range(seg):
-                            sg[h] = _surrogate(np.float64(u_now[h] - theta - q_thr[h]), 1)
+                        for h in range(seg_len):
+                            sg[h] = surrogate_at(u_now[h] - theta - q_thr[h], 1)
                     # the adjoint step as passes that each touch few arrays: one loop touching
                     # them all needs more run-time aliasing checks than LLVM makes, and stays
                     # scalar. Per element the same operations as one loop.
-                    for h in range(seg):  # gs = (Gz + Gq) sg(s), into sg
+                    for h in range(seg_len):  # gs = (Gz + Gq) sg(s), into sg
                         sg[h] = (gz[h] + gzr[h] + q_flag * gqr[h]) * sg[h]  # gq stays 0 for RF
-                    for h in range(seg):  # GU = Gu + gs, into gu
+                    for h in range(seg_len):  # GU = Gu + gs, into gu
                         gur[h] += sg[h]
-                    for h in range(seg):  # gI = dt GU
+                    for h in range(seg_len):  # gI = dt GU
                         gir[h] = dt * gur[h]
-                    for h in range(seg):  # gb = dt (GU u + Gv v), into gz
+                    for h in range(seg_len):  # gb = dt (GU u + Gv v), into gz
                         gz[h] = dt * (gur[h] * u_prev[h] + gvr[h] * v_prev[h])
-                    for h in range(seg):
+                    for h in range(seg_len):
                         omp[h] += dt * (gvr[h] * u_prev[h] - gur[h] * v_prev[h])
-                    for h in range(seg):
+                    for h in range(seg_len):
                         b0p[h] += gz[h]
-                    for h in range(seg):  # Gu, Gv one step back
+                    for h in range(seg_len):  # Gu, Gv one step back
                         b = b0_seg[h] - q_dmp[h]
                         big_u = gur[h]
                         gur[h] = big_u * (one + dt * b) + gvr[h] * dt * om_seg[h]
                         gvr[h] = -big_u * dt * om_seg[h] + gvr[h] * (one + dt * b)
                     sg_q = sg if q_thresh else zero_seg
                     gb_q = gz if q_damp else zero_seg
-                    for h in range(seg):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
+                    for h in range(seg_len):  # Gq <- gamma Gq - [thresh] gs - [damp] gb
                         gqr[h] = q_flag * (gamma * gqr[h] - sg_q[h] - gb_q[h])
                     if want_grad_i:
-                        g_out = _view(grad_i, blk_now + s0, seg)
-                        for h in range(seg):
+                        g_out = _view(grad_i, blk_now + s0, seg_len)
+                        for h in range(seg_len):
                             g_out[h] = gir[h]
                 if n_in > 0:
                     for r in range(rows):
@@ -674,17 +686,14 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
                     # recurrent synapses, I_t = ... + W_rec z_{t-1}: adjoint for step t-1, dW_rec
                     _recurrent_adjoint(gi, w_al, gz_rec, rows, n, gemm, gemm_args, scalars)
                     for r in range(rows):
-                        zp = _view(z_s, ((t - 1) * batch + lo + r) * n, n)
-                        n_active = 0
-                        for j in range(n):
-                            if zp[j] != 0.0:
-                                active[n_active] = j
-                                n_active += 1
+                        count_prev[r] = spike_list(z_s, ((t - 1) * batch + lo + r) * n, n, spikes_prev, r * n)
                         gir = _view(gi, r * n, n)
-                        for k in range(n_active):
-                            pj = _view(w_blk, active[k] * n, n)
+                        for k in range(count_prev[r]):
+                            pj = _view(w_blk, spikes_prev[r * n + k] * n, n)
                             for h in range(n):
                                 pj[h] += gir[h]
+                    spikes_now, spikes_prev = spikes_prev, spikes_now
+                    count_now, count_prev = count_prev, count_now
             _copy_into(w_parts, blk * n * n, w_blk, n * n)
             _copy_into(in_parts, blk * n_in * n, in_blk, n_in * n)
             _copy_into(out_parts, blk * n * n_out, out_blk, n * n_out)
@@ -699,7 +708,7 @@ def _network_backward(grad_z, grad_d, w_out, u_s, v_s, q_s, z_s, x, w_rec, omega
 
 @numba.njit(inline="always", fastmath={"contract"}, cache=True)
 def _add_readout_adjoint(gz, gd, w_out, n, n_out):
-    """gz[h] += sum_c gd[c] w_out[c, h], c in increasing order, eight (then four, then one) rows of
+    """gz[h] += sum_c gd[c] w_out[c, h], c in increasing order, eight (then four, two, one) rows of
     w_out per pass: gz is loaded and stored once per group instead of once per output (the per-output
     passes were ~40 % of the S-MNIST backward's memory operations). The same additions in the
     same order as one output at a time."""
@@ -727,12 +736,40 @@ def _add_readout_adjoint(gz, gd, w_out, n, n_out):
         for h in range(n):
             gz[h] = (((gz[h] + g0 * w0[h]) + g1 * w1[h]) + g2 * w2[h]) + g3 * w3[h]
         c += 4
-    while c < n_out:
+    if c + 2 <= n_out:
+        g0, g1 = gd[c], gd[c + 1]
+        w0 = _view(w_out, c * n, n)
+        w1 = _view(w_out, (c + 1) * n, n)
+        for h in range(n):
+            gz[h] = (gz[h] + g0 * w0[h]) + g1 * w1[h]
+        c += 2
+    if c < n_out:
         g = gd[c]
         wc = _view(w_out, c * n, n)
         for h in range(n):
             gz[h] += g * wc[h]
-        c += 1
+
+
+@numba.njit(inline="always", cache=True)
+def _add_listed_rows(acc, w, rows, at, count, n):
+    """acc[h] += w[rows[at + k], h] for k < count, k in increasing order, four rows per pass over acc
+    (acc loaded and stored once per four spike rows, not once per row: the recurrent current was
+    ~30 % of the forward at 7 spikes per step). The same additions in the same order as one row at a
+    time."""
+    k = 0
+    while k + 4 <= count:
+        w0 = _view(w, rows[at + k] * n, n)
+        w1 = _view(w, rows[at + k + 1] * n, n)
+        w2 = _view(w, rows[at + k + 2] * n, n)
+        w3 = _view(w, rows[at + k + 3] * n, n)
+        for h in range(n):
+            acc[h] = (((acc[h] + w0[h]) + w1[h]) + w2[h]) + w3[h]
+        k += 4
+    while k < count:
+        wk = _view(w, rows[at + k] * n, n)
+        for h in range(n):
+            acc[h] += wk[h]
+        k += 1
 
 
 @numba.njit(inline="always", cache=True)
@@ -855,7 +892,8 @@ def resonator_forward(i_in, w_rec, omega, b0, dt, theta, gamma, q_mode):
     z = np.empty((steps, batch, n), dtype)
     network_forward(i_in, np.zeros((0, n), dtype), np.ascontiguousarray(w_rec.T), omega, b0,
                     np.zeros((n, 0), dtype), np.zeros(0, dtype), constants(dtype, dt, theta, gamma), q_mode,
-                    *states, z, np.empty((steps, batch, 0), dtype), np.empty((steps, batch, 0), dtype))
+                    *states, z, np.empty((steps, batch, 0), dtype), np.empty((steps, batch, 0), dtype),
+                    np.empty((steps, batch), dtype))
     return (*(to_time_major(a, steps, batch, n) for a in states), z)
 
 
@@ -868,7 +906,7 @@ def resonator_backward(grad_z, u_s, v_s, q_s, z_s, w_rec, omega, b0, dt, theta, 
     dtype = u_s.dtype
     steps, batch, n = u_s.shape
     g_i, _, g_w, g_omega, g_b0, _ = network_backward(
-        grad_z, np.zeros((steps, batch, 0), dtype), np.zeros((0, n), dtype), u_s, v_s, q_s, z_s,
+        grad_z, np.zeros((0, 0), dtype), np.zeros((steps, batch, 0), dtype), np.zeros((0, n), dtype), u_s, v_s, q_s, z_s,
         np.zeros((steps, batch, 0), dtype), w_rec, omega, b0, constants(dtype, dt, theta, gamma), q_mode,
         surrogate, t_stop, block_rows(batch), True, False, *blas(dtype))
     return g_i, g_w, g_omega, g_b0

@@ -54,8 +54,9 @@ _buffers = _Buffers()
 
 
 class FusedNetworkCPU(torch.autograd.Function):
-    """(x [T,B,I], W_in [H,I], W_rec [H,H], omega, b0, W_out [O,H], alpha [O]) -> o [T,B,O], z, u,
-    v, q [T,B,H]. u, v, q are not differentiable; z is (a spike penalty reaches it directly).
+    """(x [T,B,I], W_in [H,I], W_rec [H,H], omega, b0, W_out [O,H], alpha [O]) -> o [T,B,O], z
+    [T,B,H], spikes per step [T,B] (z summed over neurons), u, v, q [T,B,H]. u, v, q are not
+    differentiable; z and the spike counts are (a spike penalty reaches them directly).
     Unless ``record``, u, v, q come back as the kernel keeps them (flat, block-major): the [T, B, H]
     copies cost a pass over memory that training does not need."""
 
@@ -70,19 +71,20 @@ class FusedNetworkCPU(torch.autograd.Function):
         u, v, q, z = _buffers.take((steps * batch * n,), dtype, 4)
         z = z.reshape(steps, batch, n)
         d, o = np.empty((steps, batch, n_out), dtype), np.empty((steps, batch, n_out), dtype)
+        counts = np.empty((steps, batch), dtype)
         cpu.network_forward(x_np, _np(w_in.t()), _np(w_rec.t()), _np(omega), _np(b0), _np(w_out.t()),
-                            _np(alpha), consts, q_mode, u, v, q, z, d, o)
-        u, v, q, z, d, o = (torch.from_numpy(a) for a in (u, v, q, z, d, o))
+                            _np(alpha), consts, q_mode, u, v, q, z, d, o, counts)
+        u, v, q, z, d, o, counts = (torch.from_numpy(a) for a in (u, v, q, z, d, o, counts))
         ctx.save_for_backward(x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o)
         ctx.constants = (consts, q_mode, cpu.SURROGATE_CODES[surrogate], tbptt)
         if record:
             u, v, q = (torch.from_numpy(cpu.to_time_major(a.numpy(), steps, batch, n)) for a in (u, v, q))
         ctx.mark_non_differentiable(u, v, q)
         ctx.set_materialize_grads(False)
-        return o, z, u, v, q
+        return o, z, counts, u, v, q
 
     @staticmethod
-    def backward(ctx, grad_o, grad_z, _gu, _gv, _gq):
+    def backward(ctx, grad_o, grad_z, grad_counts, _gu, _gv, _gq):
         x, w_in, w_rec, omega, b0, w_out, alpha, u, v, q, z, d, o = ctx.saved_tensors
         consts, q_mode, code, tbptt = ctx.constants
         dtype = consts.dtype
@@ -92,7 +94,8 @@ class FusedNetworkCPU(torch.autograd.Function):
             g_d, alpha_parts = cpu.li_backward(_np(grad_o), o.numpy(), d.numpy(), _np(alpha), consts)
             g_alpha = cpu.sum_parts(alpha_parts)
         g_i, g_w_in, g_w_rec, g_omega, g_b0, g_w_out = cpu.network_backward(
-            np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z), g_d, _np(w_out), u.numpy(),
+            np.zeros((0, 0, 0), dtype) if grad_z is None else _np(grad_z),
+            np.zeros((0, 0), dtype) if grad_counts is None else _np(grad_counts), g_d, _np(w_out), u.numpy(),
             v.numpy(), q.numpy(), z.numpy(), _np(x), _np(w_rec), _np(omega), _np(b0), consts, q_mode,
             code, tbptt, cpu.block_rows(z.shape[1]), ctx.needs_input_grad[0], True, *cpu.blas(dtype))
         grad_x = torch.from_numpy(g_i) @ w_in.detach() if ctx.needs_input_grad[0] else None
