@@ -28,15 +28,14 @@ blocks run: every such sum (the W_in, W_rec, W_out, omega, b0, alpha gradients) 
 per-block or per-sequence parts, added afterwards in block / sequence order by one thread. So
 every output and gradient is bit-identical for any number of threads.
 
-Cost per step and sequence: O(H) elementwise (the surrogate's exponential is a vectorisable
-polynomial), O(H x active spikes) for the event-driven input, recurrent and readout currents and
-the weight gradients, and the dense O(H^2) recurrent adjoint W_rec^T gI. That one runs per block
-and step as a [rows, H] x [H, H] product: compiled loops that stream 8 rows of W_rec per pass
-over two rows of the block (or, where asked, MKL's single-threaded ?gemm, called from the kernel
-by address: ``blas``). Before,
-it was a GEMV per sequence and step (W_rec read once per sequence), and the weight gradient was
-accumulated column-wise with a stride of H: together quadratic in H at ~0.24 ns x H per
-neuron-step.
+Cost per step and sequence: O(H) elementwise (the surrogate in the network's precision,
+``cpu_surrogate``), O(H) to list the spikes (``spike_list``: vector compare masks), O(H x active
+spikes) for the event-driven input, recurrent and readout currents and the weight gradients, and
+the dense O(H^2) recurrent adjoint W_rec^T gI. That one runs per block and step as a
+[rows, H] x [H, H] product: compiled loops that stream 8 rows of W_rec per pass over two rows of
+the block (or, where asked, MKL's single-threaded ?gemm, called from the kernel by address:
+``blas``). The forward also counts each step's spikes per sequence (the spike penalty's input),
+so that no pass over z is needed for them and their gradient enters without a [T, B, H] array.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ import os
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .cpu_surrogate import SURROGATE_CODES, surrogate_at  # noqa: F401 (SURROGATE_CODES: re-exported)
@@ -590,6 +589,14 @@ def _network_backward(grad_z, grad_count, grad_d, w_out, u_s, v_s, q_s, z_s, x, 
                 blk_now = (t * batch + lo) * n  # [t, lo, 0] of the [T, B, H] arrays
                 # the same in u_s, v_s, q_s (only read here: either layout is fine)
                 state_now = block_offset(lo, rows, steps, n, t) if states_block_major else blk_now
+                if t >= 2:  # what step t - 1 reads first (see _prefetch_block)
+                    ahead = ((t - 2) * batch + lo) * n
+                    _prefetch_block(z_s, ahead, m)
+                    ahead = block_offset(lo, rows, steps, n, t - 2) if states_block_major else ahead
+                    _prefetch_block(u_s, ahead, m)
+                    _prefetch_block(v_s, ahead, m)
+                    if q_mode != 0:
+                        _prefetch_block(q_s, ahead, m)
                 for r in range(rows):
                     bi = lo + r
                     now = blk_now + r * n
@@ -770,6 +777,36 @@ def _add_listed_rows(acc, w, rows, at, count, n):
         for h in range(n):
             acc[h] += wk[h]
         k += 1
+
+
+@intrinsic
+def _prefetch(typingctx, arr, offset):
+    """Hint the cache line holding C-contiguous ``arr``'s flat element ``offset`` into the caches."""
+    if not isinstance(arr, types.Array) or arr.layout != "C":
+        return None
+    sig = types.void(arr, offset)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i32 = ir.IntType(32)
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in all levels, data
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True)
+def _prefetch_block(arr, start, length):
+    """Prefetch arr's flat elements [start, start + length). The backward walks time downwards:
+    every step its reads jump back to a new 16 KB stretch per array (z, u, v, q), where the
+    hardware prefetchers start over; asked for one step ahead, the lines are there in time."""
+    step = max(1, 64 // arr.itemsize)
+    for k in range(0, length, step):
+        _prefetch(arr, start + k)
 
 
 @numba.njit(inline="always", cache=True)
