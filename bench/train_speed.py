@@ -116,6 +116,8 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
             model.load_state_dict(shipped_weights(task))
         model = model.to(device)
         init = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():  # the activity the timed runs start from
+            spikes = float(model(batches[0].x).spikes_per_step.mean())
         epoch_time(model, batches[:1], spec.loss_mode, device)  # warm-up: compilation, caches
         seconds, per_batch = float("inf"), float("inf")
         for _ in range(repeat):
@@ -128,8 +130,6 @@ def bench_task(task: str, kernels: list[str], device: torch.device, max_batches:
         cpu_resonator.use_blas(None)
         results[kernel] = seconds
         extra = f"  fwd+bwd/batch {per_batch:6.3f} s" if task != "ecg" else ""
-        with torch.no_grad():
-            spikes = float(model(batches[0].x).spikes_per_step.mean())
         print(f"{task:7s} {spec.inputs}-{spec.hidden}-{spec.outputs} batch {spec.batch_size:3d} "
               f"x{len(batches):3d}  {device.type:4s} threads {threads}  {kernel:9s} {seconds:8.2f} s{extra}  "
               f"{per_step_neuron:6.1f} B saved / step / neuron  {weights} weights, {spikes:.2f} spikes / step",

@@ -313,37 +313,61 @@ def _li_forward(drive, alpha, consts):
     return out
 
 
-@numba.njit(parallel=True, cache=True)
-def _li_backward(grad_o, o_s, d_s, alpha, consts):
-    """Adjoints of o_t = alpha o_{t-1} + (1 - alpha) d_t: dL/dd [T, B, O] and per-sequence parts
-    of dL/dalpha [B, O] (the caller adds them in sequence order). Blocks of adjacent sequences run
-    step by step over their [rows, O] stretch of each step (contiguous: one sequence at a time
-    read O values per step, 1/16 of a cache line's worth, at a stride of B x O)."""
+@numba.njit(cache=True)
+def _li_backward_block(grad_o, o_s, d_s, alpha, consts, grad_d, parts, lo, rows):
+    """One block of ``li_backward``: sequences lo .. lo + rows - 1, step by step over their
+    [rows, O] stretch of each step (contiguous: one sequence at a time read O values per step,
+    1/16 of a cache line's worth, at a stride of B x O)."""
     steps, batch, n = grad_o.shape
     one, zero = consts[3], consts[4]
-    grad_d = np.empty_like(grad_o)
-    parts = _zeros3(1, batch, n, grad_o)[0]
+    m = rows * n
+    g = np.zeros(m, grad_o.dtype)
+    acc = np.zeros(m, grad_o.dtype)
+    alpha_t = _tile(alpha, rows)
+    o_none = np.full(m, zero)  # o_{-1}
+    for t in range(steps - 1, -1, -1):
+        now = (t * batch + lo) * n
+        g_o = _view(grad_o, now, m)
+        d_t = _view(d_s, now, m)
+        g_d = _view(grad_d, now, m)
+        o_prev = _view(o_s, now - batch * n, m) if t > 0 else o_none
+        for i in range(m):
+            g[i] += g_o[i]
+            g_d[i] = g[i] * (one - alpha_t[i])
+            acc[i] += g[i] * (o_prev[i] - d_t[i])
+            g[i] *= alpha_t[i]
+    _copy_into(parts, lo * n, acc, m)
+
+
+@numba.njit(parallel=True, cache=True)
+def _li_backward_parallel(grad_o, o_s, d_s, alpha, consts, grad_d, parts):
+    batch = grad_o.shape[1]
     block = block_rows(batch)
     for blk in numba.prange((batch + block - 1) // block):
         lo = blk * block
-        rows = min(batch, lo + block) - lo
-        m = rows * n
-        g = np.zeros(m, grad_o.dtype)
-        acc = np.zeros(m, grad_o.dtype)
-        alpha_t = _tile(alpha, rows)
-        o_none = np.full(m, zero)  # o_{-1}
-        for t in range(steps - 1, -1, -1):
-            now = (t * batch + lo) * n
-            g_o = _view(grad_o, now, m)
-            d_t = _view(d_s, now, m)
-            g_d = _view(grad_d, now, m)
-            o_prev = _view(o_s, now - batch * n, m) if t > 0 else o_none
-            for i in range(m):
-                g[i] += g_o[i]
-                g_d[i] = g[i] * (one - alpha_t[i])
-                acc[i] += g[i] * (o_prev[i] - d_t[i])
-                g[i] *= alpha_t[i]
-        _copy_into(parts, lo * n, acc, m)
+        _li_backward_block(grad_o, o_s, d_s, alpha, consts, grad_d, parts, lo, min(batch, lo + block) - lo)
+
+
+@numba.njit(cache=True)
+def _li_backward_serial(grad_o, o_s, d_s, alpha, consts, grad_d, parts):
+    batch = grad_o.shape[1]
+    block = block_rows(batch)
+    for lo in range(0, batch, block):
+        _li_backward_block(grad_o, o_s, d_s, alpha, consts, grad_d, parts, lo, min(batch, lo + block) - lo)
+
+
+_LI_PARALLEL_FROM = 1 << 20  # elements of grad_o: below, waking the workers costs more than it saves
+
+
+def li_backward(grad_o, o_s, d_s, alpha, consts):
+    """Adjoints of o_t = alpha o_{t-1} + (1 - alpha) d_t: dL/dd [T, B, O] and per-sequence parts
+    of dL/dalpha [B, O] (the caller adds them in sequence order). Blocks of adjacent sequences, in
+    parallel where the arrays are large (S-MNIST: 2M elements), else in one thread (ECG: 125k, where
+    the parallel launch took 0.2-0.5 ms a call); each block's arithmetic is the same either way."""
+    grad_d = np.empty_like(grad_o)
+    parts = np.zeros(grad_o.shape[1:], grad_o.dtype)
+    run = _li_backward_parallel if grad_o.size >= _LI_PARALLEL_FROM else _li_backward_serial
+    run(grad_o, o_s, d_s, alpha, consts, grad_d, parts)
     return grad_d, parts
 
 
@@ -860,7 +884,6 @@ def network_backward(*args):
 
 
 li_forward = _li_forward
-li_backward = _li_backward
 sum_parts = _sum_parts
 
 _BLAS: dict[str, int] = {}
